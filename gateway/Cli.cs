@@ -1,0 +1,47 @@
+using System.Reflection;
+
+namespace Legate.Gateway;
+
+/// <summary>The <c>legate</c> command line. Exit codes: 0 success, 1 invalid input, 2 usage error.</summary>
+internal static class Cli
+{
+    public const int Ok = 0;
+    public const int Invalid = 1;
+    public const int Usage = 2;
+
+    private const string Help = """
+        legate: turns one gateway file into Envoy's configuration and the Legate services' configuration.
+
+        Usage:
+          legate validate FILE          check a gateway file; every error names file:line:column
+          legate render FILE -o DIR     write Envoy's bootstrap and the authz/ratelimit configs to DIR
+          legate version                print the version
+          legate help                   print this text
+        """;
+
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        ArgumentNullException.ThrowIfNull(args);
+        ArgumentNullException.ThrowIfNull(stdout);
+        ArgumentNullException.ThrowIfNull(stderr);
+        switch (args)
+        {
+            case [] or ["help" or "--help" or "-h"]:
+                stdout.WriteLine(Help);
+                return args.Length == 0 ? Usage : Ok;
+            case ["version" or "--version"]:
+                stdout.WriteLine($"legate {Version}");
+                return Ok;
+            case ["validate" or "render", ..]:
+                // The gateway file format is defined by the legate CLI issue; until then say so plainly.
+                stderr.WriteLine($"legate {args[0]}: not available yet in this build: the gateway file format is still being defined.");
+                return Usage;
+            default:
+                stderr.WriteLine($"legate: unknown command '{string.Join(' ', args)}'. Run 'legate help'.");
+                return Usage;
+        }
+    }
+
+    private static string Version =>
+        typeof(Cli).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0.0.0";
+}

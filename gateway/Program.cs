@@ -1,0 +1,3 @@
+using Legate.Gateway;
+
+return Cli.Run(args, Console.Out, Console.Error);

@@ -1,0 +1,42 @@
+using Microsoft.Extensions.Logging;
+
+namespace Legate.Hosting;
+
+/// <summary>Log events of the shared hosting. Event ids and names are a contract with log pipelines: do not renumber.</summary>
+internal static partial class HostingLog
+{
+    [LoggerMessage(EventId = 1, EventName = "Listening", Level = LogLevel.Information,
+        Message = "{Service} listening: gRPC {GrpcAddress}, HTTP {HttpAddress} (/metrics, /healthz, /readyz)")]
+    public static partial void Listening(ILogger logger, string service, string grpcAddress, string httpAddress);
+
+    [LoggerMessage(EventId = 2, EventName = "Draining", Level = LogLevel.Information,
+        Message = "{Service} stopping: not ready, serving for {DrainSeconds} s more before closing listeners")]
+    public static partial void Draining(ILogger logger, string service, double drainSeconds);
+
+    [LoggerMessage(EventId = 3, EventName = "Stopped", Level = LogLevel.Information, Message = "{Service} stopped")]
+    public static partial void Stopped(ILogger logger, string service);
+
+    [LoggerMessage(EventId = 10, EventName = "RulesLoaded", Level = LogLevel.Information,
+        Message = "Rules '{Rules}' loaded from {Path} (version {Version})")]
+    public static partial void RulesLoaded(ILogger logger, string rules, string path, long version);
+
+    [LoggerMessage(EventId = 11, EventName = "RulesReloadFailed", Level = LogLevel.Error,
+        Message = "Rules '{Rules}' not reloaded, the last good version {Version} stays in force: {Error}")]
+    public static partial void RulesReloadFailed(ILogger logger, string rules, long version, string error);
+
+    [LoggerMessage(EventId = 12, EventName = "RulesWatchFailed", Level = LogLevel.Warning,
+        Message = "Rules '{Rules}': watching {Path} for changes failed; polling continues")]
+    public static partial void RulesWatchFailed(ILogger logger, Exception exception, string rules, string path);
+
+    [LoggerMessage(EventId = 20, EventName = "RedisConfigured", Level = LogLevel.Information,
+        Message = "Redis: {Configuration}")]
+    public static partial void RedisConfigured(ILogger logger, string configuration);
+
+    [LoggerMessage(EventId = 21, EventName = "RedisConnectionFailed", Level = LogLevel.Warning,
+        Message = "Redis connection to {Endpoint} failed ({FailureType}); retrying in the background")]
+    public static partial void RedisConnectionFailed(ILogger logger, System.Net.EndPoint? endpoint, StackExchange.Redis.ConnectionFailureType failureType);
+
+    [LoggerMessage(EventId = 22, EventName = "RedisConnectionRestored", Level = LogLevel.Information,
+        Message = "Redis connection to {Endpoint} restored")]
+    public static partial void RedisConnectionRestored(ILogger logger, System.Net.EndPoint? endpoint);
+}

@@ -1,0 +1,184 @@
+using System.Text.Json;
+using Legate.Hosting;
+using Legate.Hosting.Health;
+using Legate.Hosting.Metrics;
+using Legate.Hosting.Rules;
+using Legate.Hosting.Tls;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Prometheus;
+
+namespace Microsoft.Extensions.Hosting;
+
+/// <summary>The hosting every Legate service shares, so that each service's Program.cs stays a few lines.</summary>
+public static class LegateHostingExtensions
+{
+    /// <summary>
+    /// Kestrel with a gRPC listener and an HTTP listener, gRPC with health, reflection and server metrics,
+    /// JSON console logs, validated options, and a graceful shutdown that drains before it closes.
+    /// </summary>
+    /// <param name="builder">The service's builder.</param>
+    /// <param name="serviceName">Short name, e.g. <c>authz</c>: used in logs and as a gRPC health service name.</param>
+    /// <param name="grpcServiceNames">Full names of the gRPC services it serves (e.g. <c>envoy.service.auth.v3.Authorization</c>), each answerable by the gRPC health service.</param>
+    public static WebApplicationBuilder AddLegateHosting(this WebApplicationBuilder builder, string serviceName, params string[] grpcServiceNames)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        var section = builder.Configuration.GetSection(LegateServerOptions.SectionName);
+        var logFormat = section[nameof(LegateServerOptions.LogFormat)] ?? "json";
+
+        builder.Logging.ClearProviders();
+        if (logFormat == "text")
+        {
+            builder.Logging.AddSimpleConsole(o =>
+            {
+                o.SingleLine = true;
+                o.TimestampFormat = "HH:mm:ss.fff ";
+            });
+        }
+        else
+        {
+            builder.Logging.AddJsonConsole(o =>
+            {
+                o.UseUtcTimestamp = true;
+                o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
+            });
+        }
+
+        var services = builder.Services;
+        services.AddSingleton(new LegateServiceInfo(serviceName));
+        services.AddOptions<LegateServerOptions>().Bind(section).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<LegateServerOptions>, LegateServerOptionsValidator>());
+        services.TryAddSingleton(TimeProvider.System);
+        // One registry for the process: /metrics serves it and every metric the services create goes into it.
+        services.TryAddSingleton(Prometheus.Metrics.DefaultRegistry);
+        services.TryAddSingleton<IMetricFactory>(sp => Prometheus.Metrics.WithCustomRegistry(sp.GetRequiredService<CollectorRegistry>()));
+        services.TryAddSingleton<ReadinessState>();
+        services.TryAddSingleton<LegateEndpoints>();
+        services.AddHostedService<GracefulShutdown>();
+        services.AddOptions<HostOptions>().Configure<IOptions<LegateServerOptions>>((host, server) =>
+            host.ShutdownTimeout = server.Value.DrainDelay + server.Value.ShutdownTimeout);
+        services.AddOptions<KestrelServerOptions>().Configure<IOptions<LegateServerOptions>, LegateEndpoints, TimeProvider>(ConfigureKestrel);
+
+        services.TryAddSingleton<GrpcServerMetrics>();
+        services.AddGrpc(o =>
+        {
+            o.Interceptors.Add<GrpcServerMetrics>();
+            o.EnableDetailedErrors = false;
+        });
+        services.AddOptions<Grpc.AspNetCore.Server.GrpcServiceOptions>().Configure<IOptions<LegateServerOptions>>((grpc, server) =>
+            grpc.MaxReceiveMessageSize = server.Value.MaxReceiveMessageSize);
+        services.AddGrpcReflection();
+        services.AddGrpcHealthChecks(o =>
+        {
+            o.Services.Clear();
+            foreach (var name in (string[])["", serviceName, .. grpcServiceNames])
+                o.Services.Map(name, r => r.Tags.Contains(HealthTags.Ready));
+        });
+        services.AddHealthChecks()
+            .AddCheck("process", () => HealthCheckResult.Healthy(), tags: [HealthTags.Live])
+            .AddCheck<ReadinessHealthCheck>("readiness", tags: [HealthTags.Ready]);
+        return builder;
+    }
+
+    /// <summary>
+    /// Loads a named set of rules (<c>Legate:Rules:{name}</c>) with <typeparamref name="TLoader"/> before the server
+    /// starts, and reloads it when the files change. Inject <see cref="RulesProvider{TRules}"/> to read it.
+    /// </summary>
+    public static WebApplicationBuilder AddLegateRules<TRules, TLoader>(this WebApplicationBuilder builder, string name)
+        where TRules : class
+        where TLoader : class, IRulesLoader<TRules>
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        var key = $"{LegateServerOptions.SectionName}:Rules:{name}";
+        builder.Services.AddOptions<RulesOptions>(name).Bind(builder.Configuration.GetSection(key))
+            .Validate(o => !string.IsNullOrWhiteSpace(o.Path), $"{key}:Path is required: a rules file or directory.")
+            .Validate(o => o.PollInterval > TimeSpan.Zero, $"{key}:PollInterval must be positive.")
+            .ValidateOnStart();
+        builder.Services.TryAddSingleton<TLoader>();
+        builder.Services.TryAddSingleton(sp => new RulesProvider<TRules>(
+            name,
+            sp.GetRequiredService<IOptionsMonitor<RulesOptions>>().Get(name),
+            sp.GetRequiredService<TLoader>(),
+            sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<ILoggerFactory>().CreateLogger($"Legate.Rules.{name}"),
+            sp.GetRequiredService<IMetricFactory>()));
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<RulesProvider<TRules>>());
+        return builder;
+    }
+
+    /// <summary>
+    /// Maps what every service serves besides its own gRPC service: the gRPC health service and reflection on the
+    /// gRPC listener; <c>/metrics</c>, <c>/healthz</c> (alive) and <c>/readyz</c> (ready for traffic) on the HTTP listener.
+    /// </summary>
+    public static WebApplication MapLegateEndpoints(this WebApplication app)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        app.UseRouting();
+        app.Use(ListenerAffinity.Enforce);
+        app.MapGrpcHealthChecksService();
+        app.MapGrpcReflectionService();
+
+        var ops = app.MapGroup("").WithMetadata(HttpListenerOnly.Instance);
+        ops.MapHealthChecks("/healthz", new HealthCheckOptions { Predicate = r => r.Tags.Contains(HealthTags.Live), ResponseWriter = WriteHealth });
+        ops.MapHealthChecks("/readyz", new HealthCheckOptions { Predicate = r => r.Tags.Contains(HealthTags.Ready), ResponseWriter = WriteHealth });
+        var registry = app.Services.GetRequiredService<CollectorRegistry>();
+        ops.MapMetrics("/metrics", registry);
+        return app;
+    }
+
+    private static void ConfigureKestrel(KestrelServerOptions kestrel, IOptions<LegateServerOptions> options, LegateEndpoints endpoints, TimeProvider time)
+    {
+        var server = options.Value;
+        kestrel.AddServerHeader = false;
+        kestrel.Limits.Http2.MaxStreamsPerConnection = server.MaxStreamsPerConnection;
+        var address = server.ParsedBindAddress;
+        var tls = server.GrpcTls.Enabled ? new CertificateFiles(server.GrpcTls, time) : null;
+
+        kestrel.Listen(address, server.GrpcPort, listen =>
+        {
+            listen.Protocols = HttpProtocols.Http2;
+            ListenerAffinity.Tag(listen, Listener.Grpc);
+            if (tls is not null)
+                listen.UseHttps(tls.ToHttpsOptions());
+            endpoints.Set(Listener.Grpc, listen, tls is not null);
+        });
+        kestrel.Listen(address, server.HttpPort, listen =>
+        {
+            listen.Protocols = HttpProtocols.Http1;
+            ListenerAffinity.Tag(listen, Listener.Http);
+            endpoints.Set(Listener.Http, listen, tls: false);
+        });
+    }
+
+    private static Task WriteHealth(HttpContext context, HealthReport report)
+    {
+        context.Response.ContentType = "application/json";
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            json.WriteStartObject();
+            json.WriteString("status", report.Status.ToString());
+            json.WriteStartObject("checks");
+            foreach (var (name, entry) in report.Entries)
+            {
+                json.WriteStartObject(name);
+                json.WriteString("status", entry.Status.ToString());
+                if (entry.Description is { } description)
+                    json.WriteString("description", description);
+                json.WriteEndObject();
+            }
+            json.WriteEndObject();
+            json.WriteEndObject();
+        }
+        return context.Response.Body.WriteAsync(buffer.GetBuffer().AsMemory(0, (int)buffer.Length)).AsTask();
+    }
+}

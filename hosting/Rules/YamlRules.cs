@@ -1,0 +1,69 @@
+using YamlDotNet.Core;
+using YamlDotNet.RepresentationModel;
+using YamlDotNet.Serialization;
+using YamlDotNet.Serialization.NamingConventions;
+
+namespace Legate.Hosting.Rules;
+
+/// <summary>Reads YAML rules files, turning YamlDotNet's errors into <see cref="RulesException"/>s that name file, line and column.</summary>
+public static class YamlRules
+{
+    private static readonly IDeserializer Deserializer = new DeserializerBuilder()
+        .WithNamingConvention(UnderscoredNamingConvention.Instance)
+        .WithDuplicateKeyChecking()
+        .Build();
+
+    /// <summary>Deserializes a file with snake_case keys into <typeparamref name="T"/>; unknown keys are errors.</summary>
+    public static T Deserialize<T>(RulesFile file)
+    {
+        ArgumentNullException.ThrowIfNull(file);
+        try
+        {
+            return Deserializer.Deserialize<T>(file.Text)
+                ?? throw new RulesException(file.Path, 1, 1, null, "the file is empty");
+        }
+        catch (YamlException e)
+        {
+            throw ToRulesException(file.Path, e);
+        }
+    }
+
+    /// <summary>Parses a file into YAML nodes that keep their line and column, for loaders that validate field by field.</summary>
+    public static YamlStream Parse(RulesFile file)
+    {
+        ArgumentNullException.ThrowIfNull(file);
+        var stream = new YamlStream();
+        try
+        {
+            using var reader = new StringReader(file.Text);
+            stream.Load(reader);
+        }
+        catch (YamlException e)
+        {
+            throw ToRulesException(file.Path, e);
+        }
+        return stream;
+    }
+
+    /// <summary>An error at a node of a parsed file.</summary>
+    public static RulesException Error(RulesFile file, YamlNode? node, string field, string problem)
+    {
+        ArgumentNullException.ThrowIfNull(file);
+        return node is null
+            ? new RulesException(file.Path, null, null, field, problem)
+            : new RulesException(file.Path, (int)node.Start.Line, (int)node.Start.Column, field, problem);
+    }
+
+    private static RulesException ToRulesException(string path, YamlException e)
+    {
+        // The innermost exception says what is wrong; the outer ones say where YamlDotNet was when it gave up.
+        var inner = e;
+        while (inner.InnerException is YamlException deeper)
+            inner = deeper;
+        var message = inner.Message;
+        var prefixEnd = message.IndexOf("): ", StringComparison.Ordinal);
+        if (message.StartsWith("(Line:", StringComparison.Ordinal) && prefixEnd > 0)
+            message = message[(prefixEnd + 3)..];
+        return new RulesException(path, (int)inner.Start.Line, (int)inner.Start.Column, null, message);
+    }
+}

@@ -1,0 +1,95 @@
+using System.Net.Security;
+using System.Security.Cryptography.X509Certificates;
+using Grpc.Core;
+using Grpc.Health.V1;
+
+using HealthClient = Grpc.Health.V1.Health.HealthClient;
+using Grpc.Net.Client;
+using Legate.Testing;
+
+namespace Legate.Hosting.Tests;
+
+public sealed class TlsTests : IDisposable
+{
+    private readonly TestCertificates _certificates = new();
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task GrpcListener_ServesTlsFromPemFiles()
+    {
+        await using var host = await TestHost.StartAsync(Tls(mutual: false));
+
+        var status = await CheckHealthAsync(host, clientCertificate: null);
+
+        Assert.Equal("https", host.Endpoints.Grpc.Scheme);
+        Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, status);
+    }
+
+    [Fact]
+    public async Task MutualTls_AcceptsAClientCertificateFromTheConfiguredCa()
+    {
+        await using var host = await TestHost.StartAsync(Tls(mutual: true));
+
+        var status = await CheckHealthAsync(host, _certificates.Client);
+
+        Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, status);
+    }
+
+    [Fact]
+    public async Task MutualTls_RejectsAClientWithoutCertificate()
+    {
+        await using var host = await TestHost.StartAsync(Tls(mutual: true));
+
+        var error = await Assert.ThrowsAsync<RpcException>(() => CheckHealthAsync(host, clientCertificate: null));
+
+        Assert.Equal(StatusCode.Unavailable, error.StatusCode);
+    }
+
+    [Fact]
+    public async Task MutualTls_RejectsACertificateFromAnotherIssuer()
+    {
+        await using var host = await TestHost.StartAsync(Tls(mutual: true));
+
+        var error = await Assert.ThrowsAsync<RpcException>(() => CheckHealthAsync(host, _certificates.UntrustedClient));
+
+        Assert.Equal(StatusCode.Unavailable, error.StatusCode);
+    }
+
+    private Dictionary<string, string?> Tls(bool mutual)
+    {
+        var settings = new Dictionary<string, string?>
+        {
+            ["Legate:GrpcTls:CertificatePath"] = _certificates.ServerCertificatePath,
+            ["Legate:GrpcTls:KeyPath"] = _certificates.ServerKeyPath,
+        };
+        if (mutual)
+            settings["Legate:GrpcTls:ClientCaPath"] = _certificates.CaPath;
+        return settings;
+    }
+
+    private async Task<HealthCheckResponse.Types.ServingStatus> CheckHealthAsync(TestHost host, X509Certificate2? clientCertificate)
+    {
+        var handler = new SocketsHttpHandler();
+        handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, _, _) => TrustedByTestCa(certificate);
+        if (clientCertificate is not null)
+            handler.SslOptions.ClientCertificates = [clientCertificate];
+        using var channel = GrpcChannel.ForAddress(host.Endpoints.Grpc, new GrpcChannelOptions { HttpHandler = handler, DisposeHttpClient = true });
+        var reply = await new HealthClient(channel).CheckAsync(new HealthCheckRequest(), cancellationToken: Ct);
+        return reply.Status;
+    }
+
+    private bool TrustedByTestCa(X509Certificate? certificate)
+    {
+        if (certificate is null)
+            return false;
+        using var chain = new X509Chain();
+        chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+        chain.ChainPolicy.CustomTrustStore.Add(_certificates.Ca);
+        chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+        using var server = new X509Certificate2(certificate);
+        return chain.Build(server);
+    }
+
+    public void Dispose() => _certificates.Dispose();
+}
