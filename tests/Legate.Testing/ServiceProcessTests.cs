@@ -1,0 +1,79 @@
+using System.Net;
+using Grpc.Health.V1;
+using Xunit;
+
+namespace Legate.Testing;
+
+/// <summary>
+/// What every Legate service must do as a real process, as an operator runs it. Each service's test project
+/// derives a class from this with its name, so the same promises are checked for every service.
+/// </summary>
+public abstract class ServiceProcessTests(string folder, string assemblyName, string serviceName, string grpcServiceName)
+{
+    private string Assembly => RepoPaths.ServiceAssembly(folder, assemblyName);
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task Process_AnswersGrpcHealthForItsNames()
+    {
+        await using var service = ServiceProcess.Start(Assembly);
+        await service.WaitUntilReadyAsync();
+        var health = new Health.HealthClient(service.Channel);
+
+        foreach (var name in new[] { "", serviceName, grpcServiceName })
+        {
+            var reply = await health.CheckAsync(new HealthCheckRequest { Service = name }, cancellationToken: Ct);
+            Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, reply.Status);
+        }
+    }
+
+    [Fact]
+    public async Task Process_ServesPrometheusMetrics()
+    {
+        await using var service = ServiceProcess.Start(Assembly);
+        await service.WaitUntilReadyAsync();
+        using var client = new HttpClient();
+
+        using var response = await client.GetAsync(new Uri(service.HttpAddress, "/metrics"), Ct);
+        var body = await response.Content.ReadAsStringAsync(Ct);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.StartsWith("text/plain", response.Content.Headers.ContentType?.MediaType, StringComparison.Ordinal);
+        Assert.Contains("process_cpu_seconds_total", body, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task HealthcheckMode_ExitsZeroWhileTheServiceIsReady()
+    {
+        await using var service = ServiceProcess.Start(Assembly);
+        await service.WaitUntilReadyAsync();
+
+        Assert.Equal(0, await service.RunHealthCheckAsync(Assembly));
+    }
+
+    [Fact]
+    public async Task Sigterm_DrainsThenExitsCleanly()
+    {
+        await using var service = ServiceProcess.Start(Assembly, drainDelay: TimeSpan.FromMilliseconds(300));
+        await service.WaitUntilReadyAsync();
+
+        service.Terminate();
+        var exitCode = await service.WaitForExitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.Equal(0, exitCode);
+        Assert.Contains($"{serviceName} stopping: not ready", service.Output, StringComparison.Ordinal);
+        Assert.Contains($"{serviceName} stopped", service.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task BadOptions_StopStartUpWithTheKeyNamed()
+    {
+        await using var service = ServiceProcess.Start(Assembly, ["--Legate:MaxReceiveMessageSize=10"]);
+
+        var exitCode = await service.WaitForExitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.NotEqual(0, exitCode);
+        Assert.Contains("Legate:MaxReceiveMessageSize must be at least 1024 bytes", service.Output, StringComparison.Ordinal);
+    }
+}
