@@ -53,6 +53,7 @@ public static class LegateHostingExtensions
             });
         }
 
+        ExportOnlyCheapDefaultMetrics();
         var services = builder.Services;
         services.AddSingleton(new LegateServiceInfo(serviceName));
         services.AddOptions<LegateServerOptions>().Bind(section).ValidateOnStart();
@@ -99,7 +100,10 @@ public static class LegateHostingExtensions
     {
         ArgumentNullException.ThrowIfNull(builder);
         var key = $"{LegateServerOptions.SectionName}:Rules:{name}";
+        var contentRoot = builder.Environment.ContentRootPath;
         builder.Services.AddOptions<RulesOptions>(name).Bind(builder.Configuration.GetSection(key))
+            // A relative path is relative to the service's folder, wherever it was started from.
+            .PostConfigure(o => o.Path = string.IsNullOrWhiteSpace(o.Path) ? o.Path : Path.GetFullPath(o.Path, contentRoot))
             .Validate(o => !string.IsNullOrWhiteSpace(o.Path), $"{key}:Path is required: a rules file or directory.")
             .Validate(o => o.PollInterval > TimeSpan.Zero, $"{key}:PollInterval must be positive.")
             .ValidateOnStart();
@@ -127,12 +131,45 @@ public static class LegateHostingExtensions
         app.MapGrpcHealthChecksService();
         app.MapGrpcReflectionService();
 
-        var ops = app.MapGroup("").WithMetadata(HttpListenerOnly.Instance);
+        var ops = app.MapGroup("").OnHttpListener();
         ops.MapHealthChecks("/healthz", new HealthCheckOptions { Predicate = r => r.Tags.Contains(HealthTags.Live), ResponseWriter = WriteHealth });
         ops.MapHealthChecks("/readyz", new HealthCheckOptions { Predicate = r => r.Tags.Contains(HealthTags.Ready), ResponseWriter = WriteHealth });
         var registry = app.Services.GetRequiredService<CollectorRegistry>();
         ops.MapMetrics("/metrics", registry);
         return app;
+    }
+
+    /// <summary>Serves an endpoint only on the HTTP listener (operational and debug endpoints), never on the gRPC port.</summary>
+    public static TBuilder OnHttpListener<TBuilder>(this TBuilder builder)
+        where TBuilder : IEndpointConventionBuilder
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        return builder.WithMetadata(HttpListenerOnly.Instance);
+    }
+
+    private static int _defaultMetricsChosen;
+
+    // prometheus-net subscribes to every EventSource counter and every Meter by default. Subscribing switches on
+    // per-request events and measurements inside Kestrel, ASP.NET Core and gRPC, which cut a service's
+    // throughput several-fold in the benchmarks. Keep the process metrics; the gRPC interceptor covers calls.
+    private static void ExportOnlyCheapDefaultMetrics()
+    {
+        if (Interlocked.Exchange(ref _defaultMetricsChosen, 1) != 0)
+            return;
+        try
+        {
+            Prometheus.Metrics.SuppressDefaultMetrics(new SuppressDefaultMetricOptions
+            {
+                SuppressEventCounters = true,
+                SuppressMeters = true,
+                SuppressDebugMetrics = true,
+                SuppressProcessMetrics = false,
+            });
+        }
+        catch (InvalidOperationException)
+        {
+            // The default registry was already in use (a host embedding us chose first): keep its choice.
+        }
     }
 
     private static void ConfigureKestrel(KestrelServerOptions kestrel, IOptions<LegateServerOptions> options, LegateEndpoints endpoints, TimeProvider time)

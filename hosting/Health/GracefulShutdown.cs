@@ -27,8 +27,8 @@ internal sealed class GracefulShutdown(
         string grpc, http;
         try
         {
-            grpc = endpoints.Grpc.ToString();
-            http = endpoints.Http.ToString();
+            grpc = endpoints.Grpc.GetLeftPart(UriPartial.Authority);
+            http = endpoints.Http.GetLeftPart(UriPartial.Authority);
         }
         catch (InvalidOperationException)
         {

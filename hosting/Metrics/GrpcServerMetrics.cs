@@ -54,57 +54,26 @@ internal sealed class GrpcServerMetrics : Interceptor
         return AwaitUnary(call, series, start, context);
     }
 
-    public override async Task<TResponse> ClientStreamingServerHandler<TRequest, TResponse>(
-        IAsyncStreamReader<TRequest> requestStream, ServerCallContext context, ClientStreamingServerMethod<TRequest, TResponse> continuation)
-    {
-        var series = For(context.Method, "client_stream");
-        var start = series.Start();
-        try
-        {
-            var response = await continuation(requestStream, context);
-            series.Done(start, context.Status.StatusCode);
-            return response;
-        }
-        catch (Exception e)
-        {
-            series.Done(start, CodeOf(e));
-            throw;
-        }
-    }
+    // Streams live long: a closure per call costs nothing next to them.
+    public override Task<TResponse> ClientStreamingServerHandler<TRequest, TResponse>(
+        IAsyncStreamReader<TRequest> requestStream, ServerCallContext context, ClientStreamingServerMethod<TRequest, TResponse> continuation) =>
+        Observe(For(context.Method, "client_stream"), context, () => continuation(requestStream, context));
 
-    public override async Task ServerStreamingServerHandler<TRequest, TResponse>(
-        TRequest request, IServerStreamWriter<TResponse> responseStream, ServerCallContext context, ServerStreamingServerMethod<TRequest, TResponse> continuation)
-    {
-        var series = For(context.Method, "server_stream");
-        var start = series.Start();
-        try
+    public override Task ServerStreamingServerHandler<TRequest, TResponse>(
+        TRequest request, IServerStreamWriter<TResponse> responseStream, ServerCallContext context, ServerStreamingServerMethod<TRequest, TResponse> continuation) =>
+        Observe(For(context.Method, "server_stream"), context, async () =>
         {
             await continuation(request, responseStream, context);
-            series.Done(start, context.Status.StatusCode);
-        }
-        catch (Exception e)
-        {
-            series.Done(start, CodeOf(e));
-            throw;
-        }
-    }
+            return true;
+        });
 
-    public override async Task DuplexStreamingServerHandler<TRequest, TResponse>(
-        IAsyncStreamReader<TRequest> requestStream, IServerStreamWriter<TResponse> responseStream, ServerCallContext context, DuplexStreamingServerMethod<TRequest, TResponse> continuation)
-    {
-        var series = For(context.Method, "bidi_stream");
-        var start = series.Start();
-        try
+    public override Task DuplexStreamingServerHandler<TRequest, TResponse>(
+        IAsyncStreamReader<TRequest> requestStream, IServerStreamWriter<TResponse> responseStream, ServerCallContext context, DuplexStreamingServerMethod<TRequest, TResponse> continuation) =>
+        Observe(For(context.Method, "bidi_stream"), context, async () =>
         {
             await continuation(requestStream, responseStream, context);
-            series.Done(start, context.Status.StatusCode);
-        }
-        catch (Exception e)
-        {
-            series.Done(start, CodeOf(e));
-            throw;
-        }
-    }
+            return true;
+        });
 
     private static async Task<TResponse> AwaitUnary<TResponse>(Task<TResponse> call, MethodSeries series, long start, ServerCallContext context)
     {
@@ -119,6 +88,22 @@ internal sealed class GrpcServerMetrics : Interceptor
             series.Done(start, CodeOf(e));
             throw;
         }
+    }
+
+    private static Task<TResponse> Observe<TResponse>(MethodSeries series, ServerCallContext context, Func<Task<TResponse>> call)
+    {
+        var start = series.Start();
+        Task<TResponse> task;
+        try
+        {
+            task = call();
+        }
+        catch (Exception e)
+        {
+            series.Done(start, CodeOf(e));
+            throw;
+        }
+        return AwaitUnary(task, series, start, context);
     }
 
     private static StatusCode CodeOf(Exception e) => e switch

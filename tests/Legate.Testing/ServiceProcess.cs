@@ -52,33 +52,14 @@ public sealed class ServiceProcess : IAsyncDisposable
             throw new FileNotFoundException($"Service not built: {assemblyPath}. Build Services.sln first.", assemblyPath);
         var grpcPort = FreePort.Next();
         var httpPort = FreePort.Next();
-        var start = new ProcessStartInfo("dotnet")
-        {
-            WorkingDirectory = Path.GetDirectoryName(assemblyPath)!,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        start.ArgumentList.Add(assemblyPath);
-        foreach (var arg in Settings(grpcPort, httpPort, drainDelay ?? TimeSpan.Zero).Concat(settings ?? []))
-            start.ArgumentList.Add(arg);
+        var start = Dotnet(assemblyPath, Settings(grpcPort, httpPort, drainDelay ?? TimeSpan.Zero).Concat(settings ?? []));
         return new ServiceProcess(Process.Start(start)!, grpcPort, httpPort);
     }
 
     /// <summary>Runs the service's <c>--healthcheck</c> mode against this process's HTTP port and returns its exit code.</summary>
     public async Task<int> RunHealthCheckAsync(string assemblyPath)
     {
-        var start = new ProcessStartInfo("dotnet")
-        {
-            WorkingDirectory = Path.GetDirectoryName(assemblyPath)!,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        start.ArgumentList.Add(assemblyPath);
-        start.ArgumentList.Add("--healthcheck");
-        start.ArgumentList.Add($"--Legate:HttpPort={HttpPort}");
-        using var probe = Process.Start(start)!;
+        using var probe = Process.Start(Dotnet(assemblyPath, ["--healthcheck", $"--Legate:HttpPort={HttpPort}"]))!;
         await probe.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
         return probe.ExitCode;
     }
@@ -134,6 +115,22 @@ public sealed class ServiceProcess : IAsyncDisposable
             await _process.WaitForExitAsync();
         }
         _process.Dispose();
+    }
+
+    // Run from the service's own folder, as its container does: appsettings.json is found there.
+    private static ProcessStartInfo Dotnet(string assemblyPath, IEnumerable<string> args)
+    {
+        var start = new ProcessStartInfo("dotnet")
+        {
+            WorkingDirectory = Path.GetDirectoryName(assemblyPath)!,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        start.ArgumentList.Add(assemblyPath);
+        foreach (var arg in args)
+            start.ArgumentList.Add(arg);
+        return start;
     }
 
     private static IEnumerable<string> Settings(int grpcPort, int httpPort, TimeSpan drainDelay) =>

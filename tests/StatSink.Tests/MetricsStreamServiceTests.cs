@@ -42,6 +42,7 @@ public sealed class MetricsStreamServiceTests : IDisposable
         Assert.Contains("legate_statsink_streams_active 0", scrape, StringComparison.Ordinal);
         Assert.Contains("legate_statsink_messages_total 2", scrape, StringComparison.Ordinal);
         Assert.Contains("legate_statsink_metric_families_total 3", scrape, StringComparison.Ordinal);
+        Assert.Contains("grpc_server_handled_total{grpc_service=\"envoy.service.metrics.v3.MetricsService\",grpc_method=\"StreamMetrics\",grpc_type=\"client_stream\",grpc_code=\"OK\"} 1", scrape, StringComparison.Ordinal);
     }
 
     public void Dispose() => _service.Dispose();
