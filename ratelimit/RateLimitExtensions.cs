@@ -1,4 +1,11 @@
+using Legate.Hosting.Redis;
+using Legate.Hosting.Rules;
 using Legate.RateLimit;
+using Legate.RateLimit.Config;
+using Legate.RateLimit.Stores;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+using Prometheus;
 
 namespace Microsoft.Extensions.Hosting;
 
@@ -8,9 +15,41 @@ public static class RateLimitExtensions
     /// <summary>The Envoy gRPC service ratelimit implements, also a name the gRPC health service answers for.</summary>
     public const string GrpcServiceName = "envoy.service.ratelimit.v3.RateLimitService";
 
+    /// <summary>The rules' name: configured under <c>Legate:Rules:ratelimit</c>.</summary>
+    public const string RulesName = "ratelimit";
+
+    /// <summary>
+    /// Rules from envoyproxy/ratelimit YAML files (hot-reloaded), the decision engine, and the counter store the
+    /// configuration names: in memory (default), or Redis behind a local cache of counters already over limit.
+    /// </summary>
     public static WebApplicationBuilder AddRateLimit(this WebApplicationBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
+        var services = builder.Services;
+        var options = builder.Configuration.GetSection(RateLimitOptions.SectionName).Get<RateLimitOptions>() ?? new RateLimitOptions();
+        services.AddOptions<RateLimitOptions>().Bind(builder.Configuration.GetSection(RateLimitOptions.SectionName)).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<RateLimitOptions>, RateLimitOptionsValidator>());
+
+        services.TryAddSingleton(sp => new RateLimitConfigLoader(sp.GetRequiredService<IOptions<RateLimitOptions>>().Value.MergeDomains));
+        builder.AddLegateRules<RateLimitConfig, RateLimitConfigLoader>(RulesName);
+
+        if (options.Store == "redis")
+        {
+            services.AddLegateRedis(builder.Configuration);
+            services.TryAddSingleton<ICounterStore>(sp =>
+            {
+                var o = sp.GetRequiredService<IOptions<RateLimitOptions>>().Value;
+                ICounterStore redis = new RedisCounterStore(sp.GetRequiredService<LegateRedis>().Multiplexer, timeout: o.StoreTimeout);
+                return o.LocalOverLimitCache ? new OverLimitCachingStore(redis, sp.GetRequiredService<TimeProvider>()) : redis;
+            });
+        }
+        else
+        {
+            services.TryAddSingleton<ICounterStore>(sp =>
+                new MemoryCounterStore(sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<IOptions<RateLimitOptions>>().Value.MaxMemoryCounters));
+        }
+        services.TryAddSingleton(sp => new RateLimitMetrics(sp.GetRequiredService<IMetricFactory>()));
+        services.TryAddSingleton<RateLimiter>();
         return builder;
     }
 
@@ -18,6 +57,7 @@ public static class RateLimitExtensions
     {
         ArgumentNullException.ThrowIfNull(app);
         app.MapGrpcService<RateLimitService>();
+        DebugEndpoints.Map(app);
         return app;
     }
 }

@@ -36,6 +36,9 @@ public sealed class LegateRedis : IDisposable
         ArgumentNullException.ThrowIfNull(options);
         var configuration = ConfigurationOptions.Parse(options.Value.Configuration);
         configuration.AbortOnConnectFail = false;
+        // While disconnected, fail at once instead of queueing: a queued rate limit increment would be applied
+        // after the caller already gave up on it, and callers here answer within milliseconds anyway.
+        configuration.BacklogPolicy = BacklogPolicy.FailFast;
         configuration.ClientName ??= "legate";
         // The password never reaches a log line.
         var safeDescription = configuration.ToString(includePassword: false);

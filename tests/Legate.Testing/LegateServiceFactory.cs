@@ -15,11 +15,15 @@ public class LegateServiceFactory<TProgram> : WebApplicationFactory<TProgram>
     where TProgram : class
 {
     private readonly Dictionary<string, string?> _settings;
+    private readonly Action<IServiceCollection>? _configureServices;
     private GrpcChannel? _channel;
 
-    public LegateServiceFactory(IDictionary<string, string?>? settings = null)
+    /// <param name="settings">Configuration on top of the service's own (<c>Legate:...</c> keys).</param>
+    /// <param name="configureServices">Replacements for the service's registrations, e.g. a fake <see cref="TimeProvider"/>.</param>
+    public LegateServiceFactory(IDictionary<string, string?>? settings = null, Action<IServiceCollection>? configureServices = null)
     {
         _settings = new Dictionary<string, string?>(settings ?? new Dictionary<string, string?>(), StringComparer.Ordinal);
+        _configureServices = configureServices;
     }
 
     /// <summary>The service's own metrics registry, as <c>/metrics</c> serves it.</summary>
@@ -42,7 +46,11 @@ public class LegateServiceFactory<TProgram> : WebApplicationFactory<TProgram>
         builder.UseSetting("Logging:LogLevel:Default", "Warning");
         foreach (var (key, value) in _settings)
             builder.UseSetting(key, value);
-        builder.ConfigureTestServices(services => services.AddSingleton(Registry));
+        builder.ConfigureTestServices(services =>
+        {
+            services.AddSingleton(Registry);
+            _configureServices?.Invoke(services);
+        });
     }
 
     protected override void Dispose(bool disposing)

@@ -32,7 +32,11 @@ public sealed class RedisFixture : IAsyncLifetime
     {
         var reasons = new List<string>();
         if (await TryTestcontainersAsync(reasons) || await TryRedisServerAsync(reasons))
+        {
+            // Connected once, here: tests asking for it in parallel must not each block a thread connecting.
+            _multiplexer = await ConnectionMultiplexer.ConnectAsync(Configuration!);
             return;
+        }
         Source = "no Redis: " + string.Join("; ", reasons);
     }
 
@@ -52,7 +56,7 @@ public sealed class RedisFixture : IAsyncLifetime
         get
         {
             RequireRedis();
-            return _multiplexer ??= ConnectionMultiplexer.Connect(Configuration!);
+            return _multiplexer!;
         }
     }
 

@@ -22,7 +22,7 @@ public sealed class RateLimitServiceTests : IDisposable
     }
 
     [Fact]
-    public async Task ShouldRateLimit_WithoutLimits_AnswersOkForEveryDescriptorInOrder()
+    public async Task ShouldRateLimit_UnderTheSampleLimits_AnswersOkForEveryDescriptorInOrder()
     {
         var client = new RateLimitClient(_service.Channel);
         var request = new RateLimitRequest

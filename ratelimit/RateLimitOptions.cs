@@ -1,0 +1,80 @@
+using Microsoft.Extensions.Options;
+
+namespace Legate.RateLimit;
+
+/// <summary>How the ratelimit service counts and answers. Bound from <c>Legate:RateLimit</c>.</summary>
+public sealed class RateLimitOptions
+{
+    public const string SectionName = "Legate:RateLimit";
+
+    /// <summary><c>memory</c> (one instance; the embedded default) or <c>redis</c> (shared by every replica; needs <c>Legate:Redis:Configuration</c>).</summary>
+    public string Store { get; set; } = "memory";
+
+    /// <summary>Prefix of every counter key, so several deployments can share one Redis.</summary>
+    public string KeyPrefix { get; set; } = "legate:rl:";
+
+    /// <summary>
+    /// How long a call may wait for the counter store before answering UNAVAILABLE, so that Envoy's
+    /// <c>failure_mode_deny</c> decides instead of its own 20 ms timeout firing first.
+    /// </summary>
+    public TimeSpan StoreTimeout { get; set; } = TimeSpan.FromMilliseconds(10);
+
+    /// <summary>
+    /// Whether hits that are rejected still count (envoyproxy/ratelimit's behaviour, the default). Off, an over-limit
+    /// hit leaves the counter unchanged, so a client hammering while limited does not extend its own penalty.
+    /// </summary>
+    public bool CountRejectedHits { get; set; } = true;
+
+    /// <summary>Global shadow mode: decide and count as usual, but always answer OK overall (descriptor statuses still tell).</summary>
+    public bool ShadowMode { get; set; }
+
+    /// <summary>Share of a limit above which hits count as near the limit in metrics.</summary>
+    public double NearLimitRatio { get; set; } = 0.8;
+
+    /// <summary>
+    /// Remember counters found over their limit until their window ends and answer them without asking the store.
+    /// Safe because a counter's key names its window. Applies to the Redis store.
+    /// </summary>
+    public bool LocalOverLimitCache { get; set; } = true;
+
+    /// <summary>Most counters the in-memory store keeps; beyond it the ones closest to expiry go first.</summary>
+    public int MaxMemoryCounters { get; set; } = 1_000_000;
+
+    /// <summary>Accept the same domain in several files, merging them (envoyproxy/ratelimit's MERGE_DOMAIN_CONFIG).</summary>
+    public bool MergeDomains { get; set; }
+
+    /// <summary>Add <c>RateLimit-Limit</c>, <c>RateLimit-Remaining</c> and <c>RateLimit-Reset</c> response headers (envoyproxy/ratelimit's LIMIT_RESPONSE_HEADERS_ENABLED).</summary>
+    public bool ResponseHeaders { get; set; }
+
+    public string LimitHeader { get; set; } = "RateLimit-Limit";
+
+    public string RemainingHeader { get; set; } = "RateLimit-Remaining";
+
+    public string ResetHeader { get; set; } = "RateLimit-Reset";
+
+    /// <summary>Return the decision as response dynamic metadata (envoyproxy/ratelimit's RESPONSE_DYNAMIC_METADATA).</summary>
+    public bool ResponseDynamicMetadata { get; set; }
+}
+
+internal sealed class RateLimitOptionsValidator : IValidateOptions<RateLimitOptions>
+{
+    public ValidateOptionsResult Validate(string? name, RateLimitOptions options)
+    {
+        const string S = RateLimitOptions.SectionName;
+        var errors = new List<string>();
+        if (options.Store is not ("memory" or "redis"))
+            errors.Add($"{S}:Store must be 'memory' or 'redis' (was '{options.Store}').");
+        if (options.StoreTimeout <= TimeSpan.Zero || options.StoreTimeout > TimeSpan.FromSeconds(30))
+            errors.Add($"{S}:StoreTimeout must be above zero and at most 30 s (was {options.StoreTimeout}).");
+        if (options.NearLimitRatio is <= 0 or > 1)
+            errors.Add($"{S}:NearLimitRatio must be in (0, 1] (was {options.NearLimitRatio}).");
+        if (options.MaxMemoryCounters < 1000)
+            errors.Add($"{S}:MaxMemoryCounters must be at least 1000 (was {options.MaxMemoryCounters}).");
+        foreach (var (key, value) in new[] { ("LimitHeader", options.LimitHeader), ("RemainingHeader", options.RemainingHeader), ("ResetHeader", options.ResetHeader) })
+        {
+            if (string.IsNullOrWhiteSpace(value) || value.Any(c => c <= ' ' || c == ':' || c > '~'))
+                errors.Add($"{S}:{key} '{value}' is not a valid header name.");
+        }
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+}

@@ -1,0 +1,410 @@
+using System.Buffers;
+using Envoy.Config.Core.V3;
+using Envoy.Extensions.Common.Ratelimit.V3;
+using Envoy.Service.Ratelimit.V3;
+using Google.Protobuf.Collections;
+using Google.Protobuf.WellKnownTypes;
+using Grpc.Core;
+using Legate.Hosting.Rules;
+using Legate.RateLimit.Config;
+using Legate.RateLimit.Stores;
+using Microsoft.Extensions.Options;
+using Code = Envoy.Service.Ratelimit.V3.RateLimitResponse.Types.Code;
+using DescriptorStatus = Envoy.Service.Ratelimit.V3.RateLimitResponse.Types.DescriptorStatus;
+
+namespace Legate.RateLimit;
+
+/// <summary>
+/// Decides a <c>ShouldRateLimit</c> call as envoyproxy/ratelimit does: each descriptor is matched against the rules,
+/// counted in its window, and answered with its own status; the overall answer is OVER_LIMIT when any counted
+/// descriptor is over (quota-mode descriptors only when all of them are). Descriptors without a limit never reach
+/// the store, and a call whose descriptors all lack one completes without any await.
+/// </summary>
+public sealed class RateLimiter
+{
+    private const string UnitCodes = "?smhdMyw";
+
+    private static readonly DescriptorStatus NoLimit = new() { Code = Code.Ok };
+    private static readonly DescriptorStatus Unlimited = new() { Code = Code.Ok, LimitRemaining = uint.MaxValue };
+
+    private readonly RulesProvider<RateLimitConfig> _rules;
+    private readonly ICounterStore _store;
+    private readonly TimeProvider _time;
+    private readonly RateLimitOptions _options;
+    private readonly RateLimitMetrics _metrics;
+
+    public RateLimiter(RulesProvider<RateLimitConfig> rules, ICounterStore store, TimeProvider time, IOptions<RateLimitOptions> options, RateLimitMetrics metrics)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        _rules = rules;
+        _store = store;
+        _time = time;
+        _options = options.Value;
+        _metrics = metrics;
+    }
+
+    /// <summary>The counter store in use.</summary>
+    public ICounterStore Store => _store;
+
+    /// <summary>Decides one call. Throws <see cref="RpcException"/>: INVALID_ARGUMENT for a malformed request, UNAVAILABLE when the store cannot answer in time.</summary>
+    public ValueTask<RateLimitResponse> ShouldRateLimitAsync(RateLimitRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        if (request.Domain.Length == 0)
+            throw Invalid("rate limit domain must not be empty");
+        var descriptors = request.Descriptors;
+        if (descriptors.Count == 0)
+            throw Invalid("rate limit descriptor list must not be empty");
+
+        var config = _rules.Current;
+        if (!config.HasDomain(request.Domain))
+        {
+            _metrics.DomainNotFound(request.Domain);
+            return new ValueTask<RateLimitResponse>(AllWithoutLimit(descriptors.Count));
+        }
+
+        var call = new Call(descriptors.Count);
+        var requestHits = Math.Max(1u, request.HitsAddend);
+        var nowMs = _time.GetUtcNow().ToUnixTimeMilliseconds();
+        for (var i = 0; i < descriptors.Count; i++)
+        {
+            var descriptor = descriptors[i];
+            DescriptorMatch? match;
+            try
+            {
+                match = config.Match(request.Domain, descriptor);
+            }
+            catch (ArgumentException e)
+            {
+                call.Return();
+                throw Invalid($"descriptor {i}: {e.Message}");
+            }
+            call.Matches[i] = match;
+            call.Hits[i] = descriptor.HitsAddend ?? requestHits;
+        }
+        if (config.HasReplaces)
+            ApplyReplaces(call.Matches.AsSpan(0, descriptors.Count));
+
+        var updates = 0;
+        for (var i = 0; i < descriptors.Count; i++)
+        {
+            if (call.Matches[i] is not { } match || match.Policy.Unlimited)
+                continue;
+            call.UpdateIndex[i] = updates;
+            call.Updates[updates++] = BuildUpdate(request.Domain, descriptors[i], match, call.Hits[i], nowMs);
+        }
+        if (updates == 0)
+            return new ValueTask<RateLimitResponse>(Respond(request, call, nowMs, updates));
+
+        ValueTask pending;
+        try
+        {
+            pending = _store.UpdateAsync(call.Updates.AsMemory(0, updates), call.Results.AsMemory(0, updates), cancellationToken);
+        }
+        catch (CounterStoreException e)
+        {
+            call.Return();
+            throw StoreUnavailable(e.Message);
+        }
+        if (pending.IsCompletedSuccessfully)
+        {
+            pending.GetAwaiter().GetResult();
+            return new ValueTask<RateLimitResponse>(Respond(request, call, nowMs, updates));
+        }
+        return AwaitStore(pending, request, call, nowMs, updates, cancellationToken);
+    }
+
+    private async ValueTask<RateLimitResponse> AwaitStore(ValueTask pending, RateLimitRequest request, Call call, long nowMs, int updates, CancellationToken cancellationToken)
+    {
+        var started = _time.GetTimestamp();
+        try
+        {
+            await pending.AsTask().WaitAsync(_options.StoreTimeout, _time, cancellationToken);
+        }
+        catch (TimeoutException)
+        {
+            call.Return();
+            _metrics.StoreError("timeout");
+            throw StoreUnavailable($"the {_store.Name} counter store did not answer within {_options.StoreTimeout.TotalMilliseconds} ms");
+        }
+        catch (CounterStoreException e)
+        {
+            call.Return();
+            _metrics.StoreError("unavailable");
+            throw StoreUnavailable(e.Message);
+        }
+        finally
+        {
+            _metrics.StoreLatency(_time.GetElapsedTime(started));
+        }
+        return Respond(request, call, nowMs, updates);
+    }
+
+    private CounterUpdate BuildUpdate(string domain, RateLimitDescriptor descriptor, DescriptorMatch match, ulong hits, long nowMs)
+    {
+        var policy = match.Policy;
+        var unitSeconds = policy.Unit.Seconds();
+        var unitMs = unitSeconds * 1000;
+        var windowStart = nowMs / unitMs * unitSeconds;
+        var remainingMs = unitMs - nowMs % unitMs;
+        var unit = UnitCodes[(int)policy.Unit].ToString();
+        var key = match.CounterEntries is { } shared
+            ? CounterKey.Build(_options.KeyPrefix, domain, new ListEntries(shared), unit, windowStart)
+            : CounterKey.Build(_options.KeyPrefix, domain, new ProtoEntries(descriptor.Entries), unit, windowStart);
+        var onlyIfWithin = !_options.CountRejectedHits;
+        if (policy.Algorithm == LimitAlgorithm.SlidingWindow)
+        {
+            // The previous window still weighs by the share of it inside the sliding window; it must outlive its own window by one more.
+            var previousKey = match.CounterEntries is { } sharedPrevious
+                ? CounterKey.Build(_options.KeyPrefix, domain, new ListEntries(sharedPrevious), unit, windowStart - unitSeconds)
+                : CounterKey.Build(_options.KeyPrefix, domain, new ProtoEntries(descriptor.Entries), unit, windowStart - unitSeconds);
+            var weight = (double)remainingMs / unitMs;
+            return new CounterUpdate(key, hits, TimeSpan.FromMilliseconds(remainingMs + unitMs + 1000), policy.RequestsPerUnit, onlyIfWithin, previousKey, weight);
+        }
+        return new CounterUpdate(key, hits, TimeSpan.FromMilliseconds(remainingMs + 1000), policy.RequestsPerUnit, onlyIfWithin);
+    }
+
+    private RateLimitResponse Respond(RateLimitRequest request, Call call, long nowMs, int updates)
+    {
+        try
+        {
+            var count = request.Descriptors.Count;
+            var response = new RateLimitResponse();
+            var anyOver = false;
+            var quotaTotal = 0;
+            var quotaOver = 0;
+            DescriptorStatus? tightest = null;
+            for (var i = 0; i < count; i++)
+            {
+                DescriptorStatus status;
+                if (call.Matches[i] is not { } match)
+                {
+                    status = NoLimit;
+                }
+                else if (match.Policy.Unlimited)
+                {
+                    status = Unlimited;
+                }
+                else
+                {
+                    var result = call.Results[call.UpdateIndex[i]];
+                    status = Decide(match, call.Hits[i], result, nowMs);
+                    var over = status.Code == Code.OverLimit;
+                    if (match.Policy.QuotaMode)
+                    {
+                        quotaTotal++;
+                        quotaOver += over ? 1 : 0;
+                    }
+                    else
+                    {
+                        anyOver |= over;
+                    }
+                    if (tightest is null || status.LimitRemaining < tightest.LimitRemaining)
+                        tightest = status;
+                }
+                response.Statuses.Add(status);
+            }
+            var overall = anyOver || (quotaTotal > 0 && quotaOver == quotaTotal) ? Code.OverLimit : Code.Ok;
+            response.OverallCode = _options.ShadowMode ? Code.Ok : overall;
+            if (_options.ResponseHeaders && tightest is not null)
+                AddHeaders(response.ResponseHeadersToAdd, tightest);
+            if (_options.ResponseDynamicMetadata)
+                response.DynamicMetadata = Metadata(request, call);
+            return response;
+        }
+        finally
+        {
+            call.Return();
+        }
+    }
+
+    private DescriptorStatus Decide(DescriptorMatch match, ulong hits, CounterResult result, long nowMs)
+    {
+        var policy = match.Policy;
+        var limit = (ulong)policy.RequestsPerUnit;
+        var after = result.Count;
+        if (policy.Algorithm == LimitAlgorithm.SlidingWindow && result.PreviousWindowCount > 0)
+        {
+            var unitMs = policy.Unit.Seconds() * 1000;
+            var weight = (double)(unitMs - nowMs % unitMs) / unitMs;
+            after += (ulong)Math.Floor(result.PreviousWindowCount * weight);
+        }
+        var over = after > limit;
+        _metrics.Count(match, hits, after, limit, _options.NearLimitRatio);
+
+        var unitSeconds = policy.Unit.Seconds();
+        var status = new DescriptorStatus
+        {
+            Code = over && !policy.ShadowMode ? Code.OverLimit : Code.Ok,
+            CurrentLimit = policy.CurrentLimit,
+            LimitRemaining = over ? 0 : (uint)(limit - after),
+            DurationUntilReset = new Duration { Seconds = unitSeconds - nowMs / 1000 % unitSeconds },
+        };
+        return status;
+    }
+
+    private void AddHeaders(RepeatedField<HeaderValue> headers, DescriptorStatus tightest)
+    {
+        var remaining = tightest.Code == Code.OverLimit ? 0u : tightest.LimitRemaining;
+        headers.Add(new HeaderValue { Key = _options.LimitHeader, Value = tightest.CurrentLimit.RequestsPerUnit.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+        headers.Add(new HeaderValue { Key = _options.RemainingHeader, Value = remaining.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+        headers.Add(new HeaderValue { Key = _options.ResetHeader, Value = tightest.DurationUntilReset.Seconds.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+    }
+
+    // As envoyproxy/ratelimit's RESPONSE_DYNAMIC_METADATA: the domain, each descriptor's entries, and the merged
+    // metadata of the rules whose descriptors passed (the first value wins where two rules name the same key).
+    private static Struct Metadata(RateLimitRequest request, Call call)
+    {
+        var descriptors = new ListValue();
+        var merged = new Struct();
+        for (var i = 0; i < request.Descriptors.Count; i++)
+        {
+            var descriptor = request.Descriptors[i];
+            var entries = new ListValue();
+            foreach (var entry in descriptor.Entries)
+                entries.Values.Add(Value.ForString(entry.Key + "=" + entry.Value));
+            var item = new Struct { Fields = { ["entries"] = Value.ForList([.. entries.Values]) } };
+            if (descriptor.HitsAddend is { } hits)
+                item.Fields["hitsAddend"] = Value.ForNumber(hits);
+            descriptors.Values.Add(Value.ForStruct(item));
+        }
+        var metadata = new Struct
+        {
+            Fields =
+            {
+                ["domain"] = Value.ForString(request.Domain),
+                ["descriptors"] = Value.ForList([.. descriptors.Values]),
+            },
+        };
+        if (request.HitsAddend > 0)
+            metadata.Fields["hitsAddend"] = Value.ForNumber(request.HitsAddend);
+        for (var i = 0; i < request.Descriptors.Count; i++)
+        {
+            if (call.Matches[i] is not { } match)
+                continue;
+            foreach (var (key, value) in match.Policy.Metadata)
+                merged.Fields.TryAdd(key, ToValue(value));
+        }
+        if (merged.Fields.Count > 0)
+            metadata.Fields["metadata"] = Value.ForStruct(merged);
+        return metadata;
+    }
+
+    private static Value ToValue(object? value) => value switch
+    {
+        null => Value.ForNull(),
+        string s => Value.ForString(s),
+        bool b => Value.ForBool(b),
+        long l => Value.ForNumber(l),
+        int n => Value.ForNumber(n),
+        double d => Value.ForNumber(d),
+        IReadOnlyDictionary<string, object?> map => Value.ForStruct(ToStruct(map)),
+        IEnumerable<object?> list => Value.ForList([.. list.Select(ToValue)]),
+        _ => Value.ForString(value.ToString() ?? ""),
+    };
+
+    private static Struct ToStruct(IReadOnlyDictionary<string, object?> map)
+    {
+        var result = new Struct();
+        foreach (var (key, value) in map)
+            result.Fields[key] = ToValue(value);
+        return result;
+    }
+
+    // A rule named in another matched rule's `replaces` stops applying to this request.
+    private static void ApplyReplaces(Span<DescriptorMatch?> matches)
+    {
+        HashSet<string>? replaced = null;
+        foreach (var match in matches)
+        {
+            if (match is { } m && m.Policy.Replaces.Count > 0)
+            {
+                replaced ??= new HashSet<string>(StringComparer.Ordinal);
+                foreach (var name in m.Policy.Replaces)
+                    replaced.Add(name);
+            }
+        }
+        if (replaced is null)
+            return;
+        for (var i = 0; i < matches.Length; i++)
+        {
+            if (matches[i] is { } m && m.Policy.Name is { } name && replaced.Contains(name))
+                matches[i] = null;
+        }
+    }
+
+    private static RateLimitResponse AllWithoutLimit(int count)
+    {
+        var response = new RateLimitResponse { OverallCode = Code.Ok };
+        for (var i = 0; i < count; i++)
+            response.Statuses.Add(NoLimit);
+        return response;
+    }
+
+    private static RpcException Invalid(string message) => new(new Status(StatusCode.InvalidArgument, message));
+
+    private static RpcException StoreUnavailable(string message) => new(new Status(StatusCode.Unavailable, message));
+
+    /// <summary>The per-call scratch arrays, rented from the shared pool and returned when the answer is built.</summary>
+    private sealed class Call
+    {
+        public Call(int count)
+        {
+            Matches = ArrayPool<DescriptorMatch?>.Shared.Rent(count);
+            Hits = ArrayPool<ulong>.Shared.Rent(count);
+            UpdateIndex = ArrayPool<int>.Shared.Rent(count);
+            Updates = ArrayPool<CounterUpdate>.Shared.Rent(count);
+            Results = ArrayPool<CounterResult>.Shared.Rent(count);
+        }
+
+        public DescriptorMatch?[] Matches { get; }
+
+        public ulong[] Hits { get; }
+
+        public int[] UpdateIndex { get; }
+
+        public CounterUpdate[] Updates { get; }
+
+        public CounterResult[] Results { get; }
+
+        private int _returned;
+
+        public void Return()
+        {
+            if (Interlocked.Exchange(ref _returned, 1) != 0)
+                return;
+            ArrayPool<DescriptorMatch?>.Shared.Return(Matches, clearArray: true);
+            ArrayPool<ulong>.Shared.Return(Hits);
+            ArrayPool<int>.Shared.Return(UpdateIndex);
+            ArrayPool<CounterUpdate>.Shared.Return(Updates, clearArray: true);
+            ArrayPool<CounterResult>.Shared.Return(Results);
+        }
+    }
+
+    /// <summary>A descriptor's proto entries seen as key/value pairs, without copying.</summary>
+    private readonly struct ProtoEntries(RepeatedField<RateLimitDescriptor.Types.Entry> entries) : IReadOnlyList<KeyValuePair<string, string>>
+    {
+        public KeyValuePair<string, string> this[int index] => new(entries[index].Key, entries[index].Value);
+
+        public int Count => entries.Count;
+
+        public IEnumerator<KeyValuePair<string, string>> GetEnumerator()
+        {
+            foreach (var entry in entries)
+                yield return new(entry.Key, entry.Value);
+        }
+
+        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
+    }
+
+    private readonly struct ListEntries(IReadOnlyList<KeyValuePair<string, string>> entries) : IReadOnlyList<KeyValuePair<string, string>>
+    {
+        public KeyValuePair<string, string> this[int index] => entries[index];
+
+        public int Count => entries.Count;
+
+        public IEnumerator<KeyValuePair<string, string>> GetEnumerator() => entries.GetEnumerator();
+
+        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
+    }
+}

@@ -1,0 +1,410 @@
+using System.Net;
+using System.Text;
+using Envoy.Extensions.Common.Ratelimit.V3;
+using Envoy.Service.Ratelimit.V3;
+using Grpc.Core;
+using Legate.RateLimit.Stores;
+using Legate.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
+using Code = Envoy.Service.Ratelimit.V3.RateLimitResponse.Types.Code;
+using RateLimitClient = Envoy.Service.Ratelimit.V3.RateLimitService.RateLimitServiceClient;
+using Unit = Envoy.Service.Ratelimit.V3.RateLimitResponse.Types.RateLimit.Types.Unit;
+
+namespace Legate.RateLimit.Tests;
+
+/// <summary>Decisions through a real gRPC client, on rules written for each test and a clock the test moves.</summary>
+public sealed class RateLimiterTests : IDisposable
+{
+    // 10:00:00.000 UTC: the start of every window from a second to a day.
+    private static readonly DateTimeOffset Start = new(2026, 1, 1, 10, 0, 0, TimeSpan.Zero);
+
+    private const string Rules = """
+        domain: edge
+        descriptors:
+          - key: tenant
+            rate_limit: { unit: minute, requests_per_unit: 5 }
+            descriptors:
+              - key: client
+                rate_limit: { unit: second, requests_per_unit: 2 }
+          - key: tenant
+            value: acme
+            rate_limit: { unit: minute, requests_per_unit: 100, name: acme-tenant }
+          - key: open
+            value: yes
+          - key: vip
+            rate_limit: { unlimited: true }
+          - key: shadow
+            shadow_mode: true
+            rate_limit: { unit: second, requests_per_unit: 1 }
+          - key: quota
+            quota_mode: true
+            rate_limit: { unit: second, requests_per_unit: 1 }
+          - key: plan
+            value: free
+            rate_limit: { unit: second, requests_per_unit: 1, name: free-plan }
+          - key: plan
+            value: gold
+            rate_limit: { unit: second, requests_per_unit: 10, replaces: [ { name: free-plan } ] }
+          - key: sliding
+            rate_limit: { unit: minute, requests_per_unit: 10, algorithm: sliding_window }
+          - key: blocked
+            rate_limit: { unit: second, requests_per_unit: 0 }
+        """;
+
+    private readonly string _dir = Directory.CreateTempSubdirectory("legate-rl-").FullName;
+    private readonly FakeTimeProvider _time = new(Start);
+    private readonly List<LegateServiceFactory<Program>> _services = [];
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private LegateServiceFactory<Program> Service(IDictionary<string, string?>? settings = null, string rules = Rules, Action<IServiceCollection>? configure = null)
+    {
+        File.WriteAllText(Path.Combine(_dir, "edge.yaml"), rules);
+        var all = new Dictionary<string, string?> { ["Legate:Rules:ratelimit:Path"] = _dir, ["Legate:Rules:ratelimit:Watch"] = "false" };
+        foreach (var (key, value) in settings ?? new Dictionary<string, string?>())
+            all[key] = value;
+        var service = new LegateServiceFactory<Program>(all, services =>
+        {
+            services.AddSingleton<TimeProvider>(_time);
+            configure?.Invoke(services);
+        });
+        _services.Add(service);
+        return service;
+    }
+
+    private static RateLimitDescriptor D(params string[] keyValues)
+    {
+        var descriptor = new RateLimitDescriptor();
+        for (var i = 0; i < keyValues.Length; i += 2)
+            descriptor.Entries.Add(new RateLimitDescriptor.Types.Entry { Key = keyValues[i], Value = keyValues[i + 1] });
+        return descriptor;
+    }
+
+    private static RateLimitRequest Request(params RateLimitDescriptor[] descriptors)
+    {
+        var request = new RateLimitRequest { Domain = "edge" };
+        request.Descriptors.AddRange(descriptors);
+        return request;
+    }
+
+    private static async Task<RateLimitResponse> CallAsync(LegateServiceFactory<Program> service, RateLimitRequest request) =>
+        await new RateLimitClient(service.Channel).ShouldRateLimitAsync(request, cancellationToken: Ct);
+
+    [Fact]
+    public async Task TenantQuota_AdmitsTheLimitThenSaysOverLimit()
+    {
+        var service = Service();
+        var codes = new List<Code>();
+        var remaining = new List<uint>();
+
+        for (var i = 0; i < 6; i++)
+        {
+            var response = await CallAsync(service, Request(D("tenant", "globex")));
+            codes.Add(response.OverallCode);
+            remaining.Add(response.Statuses[0].LimitRemaining);
+        }
+
+        Assert.Equal([Code.Ok, Code.Ok, Code.Ok, Code.Ok, Code.Ok, Code.OverLimit], codes);
+        Assert.Equal([4u, 3u, 2u, 1u, 0u, 0u], remaining);
+    }
+
+    [Fact]
+    public async Task Status_CarriesTheLimitAndTheTimeToReset()
+    {
+        var service = Service();
+        _time.Advance(TimeSpan.FromSeconds(42.5));
+
+        var status = (await CallAsync(service, Request(D("tenant", "acme")))).Statuses[0];
+
+        Assert.Equal(Code.Ok, status.Code);
+        Assert.Equal(100u, status.CurrentLimit.RequestsPerUnit);
+        Assert.Equal(Unit.Minute, status.CurrentLimit.Unit);
+        Assert.Equal("acme-tenant", status.CurrentLimit.Name);
+        Assert.Equal(99u, status.LimitRemaining);
+        Assert.Equal(18, status.DurationUntilReset.Seconds);
+    }
+
+    [Fact]
+    public async Task EachDescriptor_GetsItsOwnStatusInRequestOrder()
+    {
+        var service = Service();
+
+        var response = await CallAsync(service, Request(D("tenant", "acme"), D("nothing", "here"), D("vip", "x"), D("tenant", "globex", "client", "c1")));
+
+        Assert.Equal(4, response.Statuses.Count);
+        Assert.Equal(99u, response.Statuses[0].LimitRemaining);
+        Assert.Null(response.Statuses[1].CurrentLimit);
+        Assert.Equal(0u, response.Statuses[1].LimitRemaining);
+        Assert.Equal(uint.MaxValue, response.Statuses[2].LimitRemaining);
+        Assert.Null(response.Statuses[2].CurrentLimit);
+        Assert.Equal(1u, response.Statuses[3].LimitRemaining);
+        Assert.Equal(Code.Ok, response.OverallCode);
+    }
+
+    [Fact]
+    public async Task NewWindow_StartsFromZero()
+    {
+        var service = Service();
+        for (var i = 0; i < 3; i++)
+            await CallAsync(service, Request(D("tenant", "globex", "client", "c1")));
+        var over = await CallAsync(service, Request(D("tenant", "globex", "client", "c1")));
+
+        _time.Advance(TimeSpan.FromSeconds(1));
+        var next = await CallAsync(service, Request(D("tenant", "globex", "client", "c1")));
+
+        Assert.Equal(Code.OverLimit, over.OverallCode);
+        Assert.Equal(Code.Ok, next.OverallCode);
+        Assert.Equal(1u, next.Statuses[0].LimitRemaining);
+    }
+
+    [Fact]
+    public async Task UnknownDomain_IsUnderNoLimit()
+    {
+        var service = Service();
+
+        var response = await CallAsync(service, new RateLimitRequest { Domain = "nope", Descriptors = { D("tenant", "acme") } });
+
+        Assert.Equal(Code.Ok, response.OverallCode);
+        Assert.Null(Assert.Single(response.Statuses).CurrentLimit);
+        Assert.Contains("legate_ratelimit_domain_not_found_total{domain=\"nope\"} 1", await service.ScrapeAsync(Ct), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task HitsAddend_RequestLevelAndPerDescriptor()
+    {
+        var service = Service();
+        var request = Request(D("tenant", "globex"));
+        request.HitsAddend = 3;
+        var checkOnly = D("tenant", "globex");
+        checkOnly.HitsAddend = 0;
+
+        var first = await CallAsync(service, request);
+        var peek = await CallAsync(service, Request(checkOnly));
+        var second = await CallAsync(service, request);
+
+        Assert.Equal(2u, first.Statuses[0].LimitRemaining);
+        Assert.Equal(2u, peek.Statuses[0].LimitRemaining);
+        Assert.Equal(Code.OverLimit, second.OverallCode);
+    }
+
+    [Fact]
+    public async Task LimitOverride_ReplacesTheConfiguredLimit()
+    {
+        var service = Service();
+        var descriptor = D("tenant", "acme");
+        descriptor.Limit = new RateLimitDescriptor.Types.RateLimitOverride { RequestsPerUnit = 1, Unit = Envoy.Type.V3.RateLimitUnit.Hour };
+
+        var first = await CallAsync(service, Request(descriptor));
+        var second = await CallAsync(service, Request(descriptor));
+
+        Assert.Equal(Unit.Hour, first.Statuses[0].CurrentLimit.Unit);
+        Assert.Equal(Code.Ok, first.OverallCode);
+        Assert.Equal(Code.OverLimit, second.OverallCode);
+    }
+
+    [Fact]
+    public async Task ZeroRequestsPerUnit_BlocksEverything()
+    {
+        var service = Service();
+
+        var response = await CallAsync(service, Request(D("blocked", "10.0.0.1")));
+
+        Assert.Equal(Code.OverLimit, response.OverallCode);
+    }
+
+    [Fact]
+    public async Task ShadowModeRule_AnswersOkButCountsWhatWouldHaveBeenLimited()
+    {
+        var service = Service();
+
+        await CallAsync(service, Request(D("shadow", "a")));
+        var second = await CallAsync(service, Request(D("shadow", "a")));
+
+        Assert.Equal(Code.Ok, second.OverallCode);
+        Assert.Equal(Code.Ok, second.Statuses[0].Code);
+        Assert.Contains("legate_ratelimit_shadow_mode_total{domain=\"edge\",rule=\"edge.shadow\"} 1", await service.ScrapeAsync(Ct), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task GlobalShadowMode_AnswersOkOverallButTellsPerDescriptor()
+    {
+        var service = Service(new Dictionary<string, string?> { ["Legate:RateLimit:ShadowMode"] = "true" });
+
+        await CallAsync(service, Request(D("blocked", "x")));
+        var response = await CallAsync(service, Request(D("blocked", "x")));
+
+        Assert.Equal(Code.Ok, response.OverallCode);
+        Assert.Equal(Code.OverLimit, response.Statuses[0].Code);
+    }
+
+    [Fact]
+    public async Task QuotaMode_LimitsOnlyWhenEveryQuotaIsExhausted()
+    {
+        var service = Service();
+        await CallAsync(service, Request(D("quota", "a")));
+
+        var oneOver = await CallAsync(service, Request(D("quota", "a"), D("quota", "b")));
+        var bothOver = await CallAsync(service, Request(D("quota", "a"), D("quota", "b")));
+
+        Assert.Equal(Code.Ok, oneOver.OverallCode);
+        Assert.Equal(Code.OverLimit, oneOver.Statuses[0].Code);
+        Assert.Equal(Code.OverLimit, bothOver.OverallCode);
+    }
+
+    [Fact]
+    public async Task Replaces_DropsTheNamedRuleForThatRequest()
+    {
+        var service = Service();
+        await CallAsync(service, Request(D("plan", "free")));
+
+        var alone = await CallAsync(service, Request(D("plan", "free")));
+        var replaced = await CallAsync(service, Request(D("plan", "free"), D("plan", "gold")));
+
+        Assert.Equal(Code.OverLimit, alone.OverallCode);
+        Assert.Equal(Code.Ok, replaced.OverallCode);
+        Assert.Null(replaced.Statuses[0].CurrentLimit);
+    }
+
+    [Fact]
+    public async Task RejectedHits_DoNotCountWhenConfiguredSo()
+    {
+        var counting = Service();
+        var notCounting = Service(new Dictionary<string, string?> { ["Legate:RateLimit:CountRejectedHits"] = "false" });
+        var request = Request(D("tenant", "globex", "client", "c1"));
+        var peek = D("tenant", "globex", "client", "c1");
+        peek.HitsAddend = 0;
+
+        for (var i = 0; i < 5; i++)
+        {
+            await CallAsync(counting, request);
+            await CallAsync(notCounting, request);
+        }
+
+        Assert.Equal(Code.OverLimit, (await CallAsync(counting, Request(peek))).Statuses[0].Code);
+        Assert.Equal(Code.Ok, (await CallAsync(notCounting, Request(peek))).Statuses[0].Code);
+    }
+
+    [Fact]
+    public async Task SlidingWindow_WeighsThePreviousWindow()
+    {
+        var service = Service();
+        var request = Request(D("sliding", "s1"));
+        for (var i = 0; i < 10; i++)
+            await CallAsync(service, request);
+
+        // A quarter into the next minute, three quarters of the previous 10 hits still count: 7 + 1 ≤ 10 ...
+        _time.Advance(TimeSpan.FromSeconds(75));
+        var codes = new List<Code>();
+        for (var i = 0; i < 4; i++)
+            codes.Add((await CallAsync(service, request)).OverallCode);
+
+        // ... three more fit, the fourth does not.
+        Assert.Equal([Code.Ok, Code.Ok, Code.Ok, Code.OverLimit], codes);
+    }
+
+    [Fact]
+    public async Task ResponseHeaders_ReportTheTightestDescriptor()
+    {
+        var service = Service(new Dictionary<string, string?> { ["Legate:RateLimit:ResponseHeaders"] = "true" });
+        _time.Advance(TimeSpan.FromSeconds(2));
+
+        var response = await CallAsync(service, Request(D("tenant", "acme"), D("tenant", "globex")));
+
+        var headers = response.ResponseHeadersToAdd.ToDictionary(h => h.Key, h => h.Value);
+        Assert.Equal("5", headers["RateLimit-Limit"]);
+        Assert.Equal("4", headers["RateLimit-Remaining"]);
+        Assert.Equal("58", headers["RateLimit-Reset"]);
+    }
+
+    [Fact]
+    public async Task Metrics_CountHitsPerRule()
+    {
+        var service = Service();
+        for (var i = 0; i < 6; i++)
+            await CallAsync(service, Request(D("tenant", "globex")));
+
+        var scrape = await service.ScrapeAsync(Ct);
+
+        Assert.Contains("legate_ratelimit_total_hits_total{domain=\"edge\",rule=\"edge.tenant\"} 6", scrape, StringComparison.Ordinal);
+        Assert.Contains("legate_ratelimit_over_limit_total{domain=\"edge\",rule=\"edge.tenant\"} 1", scrape, StringComparison.Ordinal);
+        Assert.Contains("legate_ratelimit_within_limit_total{domain=\"edge\",rule=\"edge.tenant\"} 5", scrape, StringComparison.Ordinal);
+        Assert.Contains("legate_ratelimit_near_limit_total{domain=\"edge\",rule=\"edge.tenant\"} 1", scrape, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task SlowStore_AnswersUnavailableWithinTheDeadline()
+    {
+        var service = Service(new Dictionary<string, string?> { ["Legate:RateLimit:StoreTimeout"] = "00:00:00.050" },
+            configure: services => services.AddSingleton<ICounterStore>(new HangingStore()));
+        var client = new RateLimitClient(service.Channel);
+
+        var call = client.ShouldRateLimitAsync(Request(D("tenant", "acme")), cancellationToken: Ct).ResponseAsync;
+        // Move the clock until the deadline passes, however long the call takes to reach the store.
+        for (var i = 0; i < 500 && !call.IsCompleted; i++)
+        {
+            _time.Advance(TimeSpan.FromMilliseconds(10));
+            await Task.Delay(10, Ct);
+        }
+        var error = await Assert.ThrowsAsync<RpcException>(() => call.WaitAsync(TimeSpan.FromSeconds(10), Ct));
+
+        Assert.Equal(StatusCode.Unavailable, error.StatusCode);
+    }
+
+    [Fact]
+    public async Task JsonEndpoint_Answers200Or429LikeTheReference()
+    {
+        var service = Service();
+        using var http = service.CreateClient();
+        const string Body = """{"domain":"edge","descriptors":[{"entries":[{"key":"blocked","value":"x"}]}]}""";
+        const string Allowed = """{"domain":"edge","descriptors":[{"entries":[{"key":"tenant","value":"acme"}]}]}""";
+
+        using var over = await http.PostAsync(new Uri("/json", UriKind.Relative), new StringContent(Body, Encoding.UTF8, "application/json"), Ct);
+        using var ok = await http.PostAsync(new Uri("/json", UriKind.Relative), new StringContent(Allowed, Encoding.UTF8, "application/json"), Ct);
+        using var bad = await http.PostAsync(new Uri("/json", UriKind.Relative), new StringContent("{\"domain\":", Encoding.UTF8, "application/json"), Ct);
+
+        Assert.Equal(HttpStatusCode.TooManyRequests, over.StatusCode);
+        Assert.Contains("OVER_LIMIT", await over.Content.ReadAsStringAsync(Ct), StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
+    }
+
+    [Fact]
+    public async Task ConfigDump_ShowsTheLoadedRules()
+    {
+        var service = Service();
+        using var http = service.CreateClient();
+
+        var dump = await http.GetStringAsync(new Uri("/rlconfig", UriKind.Relative), Ct);
+
+        Assert.Contains("edge.tenant_acme: unit=MINUTE requests_per_unit=100", dump, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task SampleConfig_GivesTenantsTheirQuotas()
+    {
+        var sample = File.ReadAllText(Path.Combine(RepoPaths.Root, "ratelimit", "rules", "edge.yaml"));
+        var service = Service(rules: sample);
+
+        var acme = await CallAsync(service, Request(D("tenant", "acme"), D("tenant", "acme", "client", "key-1")));
+        var other = await CallAsync(service, Request(D("tenant", "initech"), D("tenant", "initech", "client", "key-2")));
+
+        Assert.Equal([6000u, 100u], acme.Statuses.Select(s => s.CurrentLimit.RequestsPerUnit));
+        Assert.Equal([600u, 20u], other.Statuses.Select(s => s.CurrentLimit.RequestsPerUnit));
+    }
+
+    public void Dispose()
+    {
+        foreach (var service in _services)
+            service.Dispose();
+        Directory.Delete(_dir, recursive: true);
+    }
+
+    private sealed class HangingStore : ICounterStore
+    {
+        public string Name => "hanging";
+
+        public async ValueTask UpdateAsync(ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results, CancellationToken cancellationToken) =>
+            await Task.Delay(Timeout.Infinite, cancellationToken);
+    }
+}

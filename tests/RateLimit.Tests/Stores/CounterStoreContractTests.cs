@@ -1,0 +1,268 @@
+using Legate.RateLimit.Stores;
+
+namespace Legate.RateLimit.Tests.Stores;
+
+/// <summary>
+/// What every <see cref="ICounterStore"/> must do, run against each store by a derived class: memory, Redis, Redis Cluster.
+/// </summary>
+public abstract class CounterStoreContractTests
+{
+    /// <summary>2026-01-01T00:00:00Z, a window start.</summary>
+    protected const long Window = 1_767_225_600;
+
+    protected static readonly TimeSpan Minutes = TimeSpan.FromMinutes(2);
+
+    // Unique per test, so tests sharing a Redis never see each other's counters.
+    private readonly string _prefix = "legate:rl:test:" + Guid.NewGuid().ToString("N") + ":";
+
+    protected static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    /// <summary>The store under test; a Redis-backed one skips the test here when there is no Redis.</summary>
+    protected abstract ICounterStore Store { get; }
+
+    /// <summary>Asserts the counter at <paramref name="key"/> exists and ends no later than <paramref name="ttl"/> from now.</summary>
+    protected abstract Task AssertExpiresWithinAsync(string key, TimeSpan ttl);
+
+    /// <summary>Lets <paramref name="duration"/> pass (a fake clock, or real time for Redis).</summary>
+    protected abstract Task PassAsync(TimeSpan duration);
+
+    /// <summary>A counter key: <c>{prefix}{domain|name=…}:m:{window}</c>. Every window of one name shares the hash tag.</summary>
+    protected string Key(string name, long window = Window) =>
+        CounterKey.Build(_prefix, "domain", new KeyValuePair<string, string>[] { new("name", name) }, "m", window);
+
+    protected static CounterUpdate Add(string key, ulong hits, TimeSpan? ttl = null) => new(key, hits, ttl ?? Minutes);
+
+    protected static CounterUpdate AddWithin(string key, ulong hits, ulong limit, string? previousKey = null, double weight = 0, TimeSpan? ttl = null) =>
+        new(key, hits, ttl ?? Minutes, limit, OnlyIfWithinLimit: true, previousKey, weight);
+
+    protected async Task<CounterResult[]> UpdateAsync(params CounterUpdate[] updates)
+    {
+        var results = new CounterResult[updates.Length];
+        await Store.UpdateAsync(updates, results, Ct);
+        return results;
+    }
+
+    protected async Task<CounterResult> UpdateOneAsync(CounterUpdate update) => (await UpdateAsync(update))[0];
+
+    protected async Task<ulong> ReadAsync(string key) => (await UpdateOneAsync(Add(key, 0))).Count;
+
+    [Fact]
+    public async Task Increment_AddsHitsAndReturnsTheCount()
+    {
+        var key = Key("increment");
+
+        Assert.Equal(new CounterResult(1, 0, true), await UpdateOneAsync(Add(key, 1)));
+        Assert.Equal(new CounterResult(3, 0, true), await UpdateOneAsync(Add(key, 2)));
+        Assert.Equal(new CounterResult(10, 0, true), await UpdateOneAsync(Add(key, 7)));
+    }
+
+    [Fact]
+    public async Task ZeroHits_ReadsWithoutChanging()
+    {
+        var key = Key("read");
+
+        Assert.Equal(new CounterResult(0, 0, true), await UpdateOneAsync(Add(key, 0)));
+        await UpdateOneAsync(Add(key, 4));
+        Assert.Equal(4ul, await ReadAsync(key));
+        Assert.Equal(4ul, await ReadAsync(key));
+    }
+
+    [Fact]
+    public async Task Expiry_IsSetOnCreation_AndNotExtendedByLaterIncrements()
+    {
+        var key = Key("ttl");
+
+        await UpdateOneAsync(Add(key, 1, TimeSpan.FromSeconds(30)));
+        await UpdateOneAsync(Add(key, 1, TimeSpan.FromHours(1)));
+        await UpdateOneAsync(AddWithin(key, 1, 100, ttl: TimeSpan.FromHours(1)));
+
+        await AssertExpiresWithinAsync(key, TimeSpan.FromSeconds(30));
+    }
+
+    [Fact]
+    public async Task ExpiredCounter_StartsAgainFromZero()
+    {
+        var key = Key("expired");
+        await UpdateOneAsync(Add(key, 5, TimeSpan.FromMilliseconds(300)));
+
+        await PassAsync(TimeSpan.FromMilliseconds(600));
+
+        Assert.Equal(0ul, await ReadAsync(key));
+        Assert.Equal(new CounterResult(1, 0, true), await UpdateOneAsync(Add(key, 1)));
+        await AssertExpiresWithinAsync(key, Minutes);
+    }
+
+    [Fact]
+    public async Task OnlyIfWithinLimit_RefusesWithoutCounting()
+    {
+        var key = Key("conditional");
+
+        Assert.Equal(new CounterResult(3, 0, true), await UpdateOneAsync(AddWithin(key, 3, limit: 5)));
+        Assert.Equal(new CounterResult(6, 0, false), await UpdateOneAsync(AddWithin(key, 3, limit: 5)));
+        Assert.Equal(3ul, await ReadAsync(key));
+        Assert.Equal(new CounterResult(5, 0, true), await UpdateOneAsync(AddWithin(key, 2, limit: 5)));
+        Assert.Equal(new CounterResult(6, 0, false), await UpdateOneAsync(AddWithin(key, 1, limit: 5)));
+        Assert.Equal(new CounterResult(5, 0, true), await UpdateOneAsync(AddWithin(key, 0, limit: 5)));
+        Assert.Equal(5ul, await ReadAsync(key));
+    }
+
+    [Fact]
+    public async Task OnlyIfWithinLimit_RefusedFirstUpdate_CreatesNoCounter()
+    {
+        var key = Key("refused-first");
+
+        Assert.Equal(new CounterResult(10, 0, false), await UpdateOneAsync(AddWithin(key, 10, limit: 5)));
+        Assert.Equal(0ul, await ReadAsync(key));
+        Assert.Equal(new CounterResult(5, 0, true), await UpdateOneAsync(AddWithin(key, 5, limit: 5)));
+    }
+
+    [Fact]
+    public async Task Unconditional_CountsPastTheLimit()
+    {
+        var key = Key("unconditional");
+
+        await UpdateOneAsync(Add(key, 5));
+        var result = await UpdateOneAsync(new CounterUpdate(key, 3, Minutes, Limit: 5));
+
+        Assert.Equal(new CounterResult(8, 0, true), result);
+    }
+
+    [Fact]
+    public async Task SlidingWindow_ReadsThePreviousWindow_AndWeighsIt()
+    {
+        var previous = Key("sliding", Window);
+        var current = Key("sliding", Window + 60);
+        await UpdateOneAsync(Add(previous, 10));
+
+        // 0 + 5 + floor(10 × 0.5) = 10 ≤ 10
+        Assert.Equal(new CounterResult(5, 10, true), await UpdateOneAsync(AddWithin(current, 5, 10, previous, 0.5)));
+        // 5 + 1 + 5 = 11 > 10
+        Assert.Equal(new CounterResult(6, 10, false), await UpdateOneAsync(AddWithin(current, 1, 10, previous, 0.5)));
+        // floor(10 × 0.35) = 3: 5 + 2 + 3 = 10 ≤ 10 — the weighted share is floored, not rounded
+        Assert.Equal(new CounterResult(7, 10, true), await UpdateOneAsync(AddWithin(current, 2, 10, previous, 0.35)));
+        // The previous window is only read.
+        Assert.Equal(10ul, await ReadAsync(previous));
+        // A plain read reports the previous count too.
+        Assert.Equal(new CounterResult(7, 10, true), await UpdateOneAsync(new CounterUpdate(current, 0, Minutes, PreviousWindowKey: previous, PreviousWeight: 0.5)));
+    }
+
+    [Fact]
+    public async Task SlidingWindow_MissingPreviousWindow_ReadsZero()
+    {
+        var previous = Key("sliding-missing", Window);
+        var current = Key("sliding-missing", Window + 60);
+
+        Assert.Equal(new CounterResult(10, 0, true), await UpdateOneAsync(AddWithin(current, 10, 10, previous, 1)));
+        Assert.Equal(new CounterResult(11, 0, false), await UpdateOneAsync(AddWithin(current, 1, 10, previous, 1)));
+    }
+
+    [Fact]
+    public async Task SlidingWindow_ExpiredPreviousWindow_ReadsZero()
+    {
+        var previous = Key("sliding-expired", Window);
+        var current = Key("sliding-expired", Window + 60);
+        await UpdateOneAsync(Add(previous, 10, TimeSpan.FromMilliseconds(300)));
+
+        await PassAsync(TimeSpan.FromMilliseconds(600));
+
+        Assert.Equal(new CounterResult(10, 0, true), await UpdateOneAsync(AddWithin(current, 10, 10, previous, 1)));
+    }
+
+    [Fact]
+    public async Task ManyUpdatesInOneCall_KeepTheirOrder()
+    {
+        var updates = new List<CounterUpdate>();
+        for (var i = 0; i < 40; i++)
+            updates.Add(Add(Key("batch-" + i), (ulong)i + 1));
+        // The same counter twice in one call: applied in order.
+        updates.Add(Add(Key("batch-3"), 100));
+        updates.Add(AddWithin(Key("batch-4"), 1, limit: 5));
+        updates.Add(AddWithin(Key("batch-5"), 1, limit: 5));
+
+        var results = await UpdateAsync([.. updates]);
+
+        for (var i = 0; i < 40; i++)
+            Assert.Equal(new CounterResult((ulong)i + 1, 0, true), results[i]);
+        Assert.Equal(new CounterResult(104, 0, true), results[40]);
+        Assert.Equal(new CounterResult(6, 0, false), results[41]);
+        Assert.Equal(new CounterResult(7, 0, false), results[42]);
+    }
+
+    [Fact]
+    public async Task EmptyCall_DoesNothing()
+    {
+        await Store.UpdateAsync(ReadOnlyMemory<CounterUpdate>.Empty, Memory<CounterResult>.Empty, Ct);
+    }
+
+    [Fact]
+    public async Task TooFewResultSlots_IsRejected()
+    {
+        await Assert.ThrowsAsync<ArgumentException>(async () =>
+            await Store.UpdateAsync(new[] { Add(Key("slots"), 1), Add(Key("slots"), 1) }, new CounterResult[1], Ct));
+    }
+
+    [Fact]
+    public async Task SameHashTag_DifferentWindows_AreSeparateCounters()
+    {
+        var first = Key("windows", Window);
+        var second = Key("windows", Window + 60);
+        Assert.Equal(first[..first.IndexOf('}', StringComparison.Ordinal)], second[..second.IndexOf('}', StringComparison.Ordinal)]);
+
+        var results = await UpdateAsync(Add(first, 3), Add(second, 5), Add(first, 1));
+
+        Assert.Equal([new(3, 0, true), new(5, 0, true), new(4, 0, true)], results);
+        Assert.Equal(4ul, await ReadAsync(first));
+        Assert.Equal(5ul, await ReadAsync(second));
+    }
+
+    [Fact]
+    public async Task ParallelCallers_WithOnlyIfWithinLimit_AdmitExactlyTheLimit()
+    {
+        const int Callers = 64;
+        const int HitsEach = 25;
+        const ulong Limit = 1000;
+        var key = Key("race-conditional");
+        var admitted = 0;
+        var start = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        var callers = Enumerable.Range(0, Callers).Select(_ => Task.Run(async () =>
+        {
+            await start.Task;
+            var results = new CounterResult[1];
+            var update = new[] { AddWithin(key, 1, Limit) };
+            for (var i = 0; i < HitsEach; i++)
+            {
+                await Store.UpdateAsync(update, results, Ct);
+                if (results[0].Applied)
+                    Interlocked.Increment(ref admitted);
+            }
+        }, Ct)).ToArray();
+        start.SetResult();
+        await Task.WhenAll(callers);
+
+        Assert.Equal((int)Limit, admitted);
+        Assert.Equal(Limit, await ReadAsync(key));
+    }
+
+    [Fact]
+    public async Task ParallelCallers_Unconditional_CountEveryHit()
+    {
+        const int Callers = 64;
+        const int HitsEach = 25;
+        var key = Key("race-unconditional");
+        var start = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        var callers = Enumerable.Range(0, Callers).Select(_ => Task.Run(async () =>
+        {
+            await start.Task;
+            var results = new CounterResult[1];
+            var update = new[] { Add(key, 1) };
+            for (var i = 0; i < HitsEach; i++)
+                await Store.UpdateAsync(update, results, Ct);
+        }, Ct)).ToArray();
+        start.SetResult();
+        await Task.WhenAll(callers);
+
+        Assert.Equal((ulong)(Callers * HitsEach), await ReadAsync(key));
+    }
+}

@@ -1,0 +1,137 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net.Sockets;
+using System.Text;
+using Legate.Testing;
+
+namespace Legate.RateLimit.Tests.Stores;
+
+/// <summary>
+/// A <c>redis-server</c> this test starts, stops and restarts itself (the shared <see cref="RedisFixture"/> must not
+/// be disturbed). Always on 127.0.0.1, without persistence; killed on dispose.
+/// </summary>
+internal sealed class RedisServerProcess : IDisposable
+{
+    private readonly string _binary;
+    private readonly string[] _extraArguments;
+    private Process? _process;
+
+    public RedisServerProcess(int port, params string[] extraArguments)
+    {
+        _binary = RedisBinaries.Require("redis-server");
+        Port = port;
+        _extraArguments = extraArguments;
+    }
+
+    public int Port { get; }
+
+    public string Endpoint => "127.0.0.1:" + Port.ToString(CultureInfo.InvariantCulture);
+
+    public int ProcessId => _process?.Id ?? throw new InvalidOperationException("The server is not running.");
+
+    /// <summary>Starts the server and waits until it answers PING.</summary>
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        if (_process is { HasExited: false })
+            throw new InvalidOperationException("The server is already running.");
+        _process?.Dispose();
+        var start = new ProcessStartInfo(_binary)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var argument in new[] { "--port", Port.ToString(CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "no" })
+            start.ArgumentList.Add(argument);
+        foreach (var argument in _extraArguments)
+            start.ArgumentList.Add(argument);
+        _process = Process.Start(start) ?? throw new InvalidOperationException("redis-server did not start.");
+        _process.OutputDataReceived += (_, _) => { };
+        _process.ErrorDataReceived += (_, _) => { };
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+
+        var deadline = DateTime.UtcNow.AddSeconds(15);
+        while (DateTime.UtcNow < deadline)
+        {
+            if (_process.HasExited)
+                throw new InvalidOperationException($"redis-server on port {Port} exited with code {_process.ExitCode}.");
+            if (await RespondsToPingAsync(cancellationToken))
+                return;
+            await Task.Delay(50, cancellationToken);
+        }
+        throw new TimeoutException($"redis-server on port {Port} did not answer PING.");
+    }
+
+    /// <summary>Kills the server, as a crash would.</summary>
+    public void Kill()
+    {
+        if (_process is null)
+            return;
+        if (!_process.HasExited)
+        {
+            Signal("CONT"); // a stopped process cannot die until it runs again
+            _process.Kill(entireProcessTree: true);
+            _process.WaitForExit(5000);
+        }
+        _process.Dispose();
+        _process = null;
+    }
+
+    /// <summary>Freezes the server (SIGSTOP): connections stay open and nothing answers, as with a hung Redis.</summary>
+    public void Freeze() => Signal("STOP");
+
+    /// <summary>Lets a frozen server run again (SIGCONT).</summary>
+    public void Thaw() => Signal("CONT");
+
+    public void Dispose() => Kill();
+
+    private void Signal(string signal)
+    {
+        if (_process is not { HasExited: false })
+            return;
+        using var kill = Process.Start(new ProcessStartInfo("kill", ["-" + signal, _process.Id.ToString(CultureInfo.InvariantCulture)]) { UseShellExecute = false })!;
+        kill.WaitForExit(5000);
+    }
+
+    private async Task<bool> RespondsToPingAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            using var client = new TcpClient();
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(TimeSpan.FromSeconds(1));
+            await client.ConnectAsync("127.0.0.1", Port, timeout.Token);
+            var stream = client.GetStream();
+            await stream.WriteAsync("PING\r\n"u8.ToArray(), timeout.Token);
+            var buffer = new byte[64];
+            var read = await stream.ReadAsync(buffer, timeout.Token);
+            return Encoding.ASCII.GetString(buffer, 0, read).StartsWith("+PONG", StringComparison.Ordinal);
+        }
+        catch (Exception e) when (e is SocketException or IOException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
+        {
+            return false;
+        }
+    }
+}
+
+/// <summary>Finds the Redis binaries; skips the test when they are missing, or fails it when Redis is required.</summary>
+internal static class RedisBinaries
+{
+    public static string? Find(string name) =>
+        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries)
+            .Append("/usr/bin").Append("/usr/local/bin")
+            .Select(directory => Path.Combine(directory, name))
+            .FirstOrDefault(File.Exists);
+
+    /// <summary>The binary's path; otherwise skips the calling test, or fails it under <c>LEGATE_REQUIRE_REDIS=1</c>.</summary>
+    public static string Require(string name)
+    {
+        if (Find(name) is { } path)
+            return path;
+        if (RedisFixture.Required)
+            Assert.Fail($"LEGATE_REQUIRE_REDIS=1 but {name} is not on PATH.");
+        Assert.Skip($"{name} is not on PATH. Install Redis to run this test.");
+        return "";
+    }
+}
