@@ -35,12 +35,22 @@ public static class RateLimitExtensions
 
         if (options.Store == "redis")
         {
-            services.AddLegateRedis(builder.Configuration);
+            services.AddLegateRedis(builder.Configuration, readinessCheck: options.ReadinessRequiresStore);
             services.TryAddSingleton<ICounterStore>(sp =>
             {
                 var o = sp.GetRequiredService<IOptions<RateLimitOptions>>().Value;
-                ICounterStore redis = new RedisCounterStore(sp.GetRequiredService<LegateRedis>().Multiplexer, timeout: o.StoreTimeout);
-                return o.LocalOverLimitCache ? new OverLimitCachingStore(redis, sp.GetRequiredService<TimeProvider>()) : redis;
+                var time = sp.GetRequiredService<TimeProvider>();
+                // In degraded mode Redis gets half the deadline, so the local counters can still answer within it.
+                var redisTimeout = o.DegradedMode ? o.StoreTimeout / 2 : o.StoreTimeout;
+                ICounterStore store = new RedisCounterStore(sp.GetRequiredService<LegateRedis>().Multiplexer, timeout: redisTimeout, timeProvider: time);
+                if (o.LocalOverLimitCache)
+                    store = new OverLimitCachingStore(store, time);
+                if (o.DegradedMode)
+                {
+                    store = new FailoverCounterStore(store, new MemoryCounterStore(time, o.MaxMemoryCounters), time, redisTimeout, o.DegradedRetryInterval,
+                        sp.GetRequiredService<ILoggerFactory>().CreateLogger<FailoverCounterStore>(), sp.GetRequiredService<IMetricFactory>());
+                }
+                return store;
             });
         }
         else

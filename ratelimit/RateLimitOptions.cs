@@ -37,6 +37,18 @@ public sealed class RateLimitOptions
     /// </summary>
     public bool LocalOverLimitCache { get; set; } = true;
 
+    /// <summary>
+    /// Degraded mode for the Redis store: while Redis fails, keep limiting with this instance's own in-memory
+    /// counters (each replica on its own) instead of answering UNAVAILABLE; return to Redis once it answers.
+    /// </summary>
+    public bool DegradedMode { get; set; }
+
+    /// <summary>In degraded mode, how often a call tries Redis again.</summary>
+    public TimeSpan DegradedRetryInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Whether <c>/readyz</c> and the gRPC health service report not-ready while the Redis store is unreachable.</summary>
+    public bool ReadinessRequiresStore { get; set; } = true;
+
     /// <summary>Most counters the in-memory store keeps; beyond it the ones closest to expiry go first.</summary>
     public int MaxMemoryCounters { get; set; } = 1_000_000;
 
@@ -66,6 +78,8 @@ internal sealed class RateLimitOptionsValidator : IValidateOptions<RateLimitOpti
             errors.Add($"{S}:Store must be 'memory' or 'redis' (was '{options.Store}').");
         if (options.StoreTimeout <= TimeSpan.Zero || options.StoreTimeout > TimeSpan.FromSeconds(30))
             errors.Add($"{S}:StoreTimeout must be above zero and at most 30 s (was {options.StoreTimeout}).");
+        if (options.DegradedRetryInterval <= TimeSpan.Zero)
+            errors.Add($"{S}:DegradedRetryInterval must be positive (was {options.DegradedRetryInterval}).");
         if (options.NearLimitRatio is <= 0 or > 1)
             errors.Add($"{S}:NearLimitRatio must be in (0, 1] (was {options.NearLimitRatio}).");
         if (options.MaxMemoryCounters < 1000)

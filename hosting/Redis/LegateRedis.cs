@@ -85,14 +85,15 @@ internal sealed class RedisHealthCheck(LegateRedis redis) : IHealthCheck
 /// <summary>Registration of the shared Redis connection.</summary>
 public static class LegateRedisExtensions
 {
-    /// <summary>Registers <see cref="LegateRedis"/> and a readiness check on it. Call only when Redis is configured.</summary>
-    public static IServiceCollection AddLegateRedis(this IServiceCollection services, IConfiguration configuration)
+    /// <summary>Registers <see cref="LegateRedis"/> and, unless told otherwise, a readiness check on it. Call only when Redis is used.</summary>
+    public static IServiceCollection AddLegateRedis(this IServiceCollection services, IConfiguration configuration, bool readinessCheck = true)
     {
         services.AddOptions<RedisOptions>().Bind(configuration.GetSection(RedisOptions.SectionName))
             .Validate(o => !string.IsNullOrWhiteSpace(o.Configuration), $"{RedisOptions.SectionName}:Configuration is required when Redis is used.")
             .ValidateOnStart();
         services.TryAddSingleton<LegateRedis>();
-        services.AddHealthChecks().AddCheck<RedisHealthCheck>("redis", tags: [HealthTags.Ready]);
+        if (readinessCheck)
+            services.AddHealthChecks().AddCheck<RedisHealthCheck>("redis", tags: [HealthTags.Ready]);
         return services;
     }
 }

@@ -44,6 +44,9 @@ public sealed class RulesFiles
                 .Where(p => !System.IO.Path.GetFileName(p).StartsWith('.')
                     && (p.EndsWith(".yaml", StringComparison.OrdinalIgnoreCase) || p.EndsWith(".yml", StringComparison.OrdinalIgnoreCase)))
                 .Order(StringComparer.Ordinal)];
+            // Serving without rules would silently mean "no limits, no policies": say so instead.
+            if (paths.Length == 0)
+                throw new RulesException(path, null, null, null, "the directory has no *.yaml or *.yml files");
         }
         else
         {

@@ -136,6 +136,16 @@ public sealed class RulesProviderTests : IDisposable
     }
 
     [Fact]
+    public void EmptyDirectory_IsAClearError()
+    {
+        using var provider = Provider(_dir);
+
+        var error = Assert.Throws<RulesException>(provider.LoadInitial);
+
+        Assert.Equal($"{_dir}: the directory has no *.yaml or *.yml files", error.Message);
+    }
+
+    [Fact]
     public void MissingPath_IsAClearError()
     {
         using var provider = Provider(Path.Combine(_dir, "nope.yaml"));

@@ -1,0 +1,117 @@
+using Envoy.Extensions.Common.Ratelimit.V3;
+using Envoy.Service.Ratelimit.V3;
+using Grpc.Core;
+using Legate.Testing;
+using Code = Envoy.Service.Ratelimit.V3.RateLimitResponse.Types.Code;
+using RateLimitClient = Envoy.Service.Ratelimit.V3.RateLimitService.RateLimitServiceClient;
+
+namespace Legate.RateLimit.Tests;
+
+/// <summary>The service on the Redis store, end to end: real gRPC in, real Redis behind.</summary>
+public sealed class RedisRateLimitTests : IDisposable
+{
+    private const string Rules = """
+        domain: edge
+        descriptors:
+          - key: tenant
+            rate_limit: { unit: hour, requests_per_unit: 3 }
+        """;
+
+    private readonly string _dir = Directory.CreateTempSubdirectory("legate-rl-redis-").FullName;
+    private readonly List<LegateServiceFactory<Program>> _services = [];
+
+    private readonly RedisFixture _redis;
+
+    public RedisRateLimitTests(RedisFixture redis)
+    {
+        _redis = redis;
+        File.WriteAllText(Path.Combine(_dir, "edge.yaml"), Rules);
+    }
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private LegateServiceFactory<Program> Service(string redisConfiguration, bool degraded = false)
+    {
+        var service = new LegateServiceFactory<Program>(new Dictionary<string, string?>
+        {
+            ["Legate:Rules:ratelimit:Path"] = _dir,
+            ["Legate:RateLimit:Store"] = "redis",
+            ["Legate:RateLimit:KeyPrefix"] = "test:" + Guid.NewGuid().ToString("N") + ":",
+            ["Legate:RateLimit:StoreTimeout"] = "00:00:02",
+            ["Legate:RateLimit:DegradedMode"] = degraded ? "true" : "false",
+            ["Legate:Redis:Configuration"] = redisConfiguration,
+        });
+        _services.Add(service);
+        return service;
+    }
+
+    private static RateLimitRequest Request(string tenant) => new()
+    {
+        Domain = "edge",
+        Descriptors = { new RateLimitDescriptor { Entries = { new RateLimitDescriptor.Types.Entry { Key = "tenant", Value = tenant } } } },
+    };
+
+    [Fact]
+    public async Task TwoReplicas_ShareOneCounterInRedis()
+    {
+        _redis.RequireRedis();
+        // Two replicas with the same key prefix share their counters through Redis.
+        var sharedPrefix = "test:" + Guid.NewGuid().ToString("N") + ":";
+        var a = Replica(sharedPrefix);
+        var b = Replica(sharedPrefix);
+
+        var codes = new List<Code>();
+        foreach (var replica in new[] { a, b, a, b })
+            codes.Add((await new RateLimitClient(replica.Channel).ShouldRateLimitAsync(Request("acme"), cancellationToken: Ct)).OverallCode);
+
+        Assert.Equal([Code.Ok, Code.Ok, Code.Ok, Code.OverLimit], codes);
+        var keys = _redis.Multiplexer.GetServers()[0].Keys(pattern: sharedPrefix + "*").ToList();
+        Assert.Single(keys);
+    }
+
+    [Fact]
+    public async Task RedisDown_AnswersUnavailableSoEnvoyDecides()
+    {
+        var service = Service($"127.0.0.1:{FreePort.Next()},connectTimeout=200");
+
+        var error = await Assert.ThrowsAsync<RpcException>(() =>
+            new RateLimitClient(service.Channel).ShouldRateLimitAsync(Request("acme"), cancellationToken: Ct).ResponseAsync);
+
+        Assert.Equal(StatusCode.Unavailable, error.StatusCode);
+    }
+
+    [Fact]
+    public async Task RedisDown_InDegradedMode_KeepsLimitingWithLocalCounters()
+    {
+        var service = Service($"127.0.0.1:{FreePort.Next()},connectTimeout=200", degraded: true);
+        var client = new RateLimitClient(service.Channel);
+
+        var codes = new List<Code>();
+        for (var i = 0; i < 4; i++)
+            codes.Add((await client.ShouldRateLimitAsync(Request("acme"), cancellationToken: Ct)).OverallCode);
+
+        Assert.Equal([Code.Ok, Code.Ok, Code.Ok, Code.OverLimit], codes);
+        Assert.Contains("legate_ratelimit_degraded 1", await service.ScrapeAsync(Ct), StringComparison.Ordinal);
+    }
+
+    private LegateServiceFactory<Program> Replica(string keyPrefix)
+    {
+        var service = new LegateServiceFactory<Program>(new Dictionary<string, string?>
+        {
+            ["Legate:Rules:ratelimit:Path"] = _dir,
+            ["Legate:RateLimit:Store"] = "redis",
+            ["Legate:RateLimit:KeyPrefix"] = keyPrefix,
+            ["Legate:RateLimit:StoreTimeout"] = "00:00:02",
+            ["Legate:Redis:Configuration"] = _redis.Configuration,
+        });
+        _services.Add(service);
+        return service;
+    }
+
+    public void Dispose()
+    {
+        foreach (var service in _services)
+            service.Dispose();
+        Directory.Delete(_dir, recursive: true);
+    }
+}
