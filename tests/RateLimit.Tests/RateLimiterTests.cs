@@ -381,6 +381,27 @@ public sealed class RateLimiterTests : IDisposable
     }
 
     [Fact]
+    public async Task Reload_AppliesNewLimitsAndKeepsTheLastGoodOnesOnABadFile()
+    {
+        var service = Service();
+        var rules = service.Services.GetRequiredService<Legate.Hosting.Rules.RulesProvider<Legate.RateLimit.Config.RateLimitConfig>>();
+        var file = Path.Combine(_dir, "edge.yaml");
+
+        File.WriteAllText(file, Rules.Replace("requests_per_unit: 100, name: acme-tenant", "requests_per_unit: 7, name: acme-tenant", StringComparison.Ordinal));
+        var reloaded = rules.Reload();
+        var afterGood = await CallAsync(service, Request(D("tenant", "acme")));
+        File.WriteAllText(file, "domain: edge\ndescriptors:\n  - key: tenant\n    rate_limit: { unit: fortnight, requests_per_unit: 1 }\n");
+        var rejected = rules.Reload();
+        var afterBad = await CallAsync(service, Request(D("tenant", "acme")));
+
+        Assert.True(reloaded);
+        Assert.Equal(7u, afterGood.Statuses[0].CurrentLimit.RequestsPerUnit);
+        Assert.False(rejected);
+        Assert.Equal(7u, afterBad.Statuses[0].CurrentLimit.RequestsPerUnit);
+        Assert.Contains("legate_rules_reloads_total{rules=\"ratelimit\",result=\"failure\"} 1", await service.ScrapeAsync(Ct), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task SampleConfig_GivesTenantsTheirQuotas()
     {
         var sample = File.ReadAllText(Path.Combine(RepoPaths.Root, "ratelimit", "rules", "edge.yaml"));

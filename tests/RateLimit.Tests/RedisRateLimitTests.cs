@@ -30,13 +30,13 @@ public sealed class RedisRateLimitTests : IDisposable
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    private LegateServiceFactory<Program> Service(string redisConfiguration, bool degraded = false)
+    private LegateServiceFactory<Program> Service(string redisConfiguration, bool degraded = false, string? keyPrefix = null)
     {
         var service = new LegateServiceFactory<Program>(new Dictionary<string, string?>
         {
             ["Legate:Rules:ratelimit:Path"] = _dir,
             ["Legate:RateLimit:Store"] = "redis",
-            ["Legate:RateLimit:KeyPrefix"] = "test:" + Guid.NewGuid().ToString("N") + ":",
+            ["Legate:RateLimit:KeyPrefix"] = keyPrefix ?? "test:" + Guid.NewGuid().ToString("N") + ":",
             ["Legate:RateLimit:StoreTimeout"] = "00:00:02",
             ["Legate:RateLimit:DegradedMode"] = degraded ? "true" : "false",
             ["Legate:Redis:Configuration"] = redisConfiguration,
@@ -57,8 +57,8 @@ public sealed class RedisRateLimitTests : IDisposable
         _redis.RequireRedis();
         // Two replicas with the same key prefix share their counters through Redis.
         var sharedPrefix = "test:" + Guid.NewGuid().ToString("N") + ":";
-        var a = Replica(sharedPrefix);
-        var b = Replica(sharedPrefix);
+        var a = Service(_redis.Configuration!, keyPrefix: sharedPrefix);
+        var b = Service(_redis.Configuration!, keyPrefix: sharedPrefix);
 
         var codes = new List<Code>();
         foreach (var replica in new[] { a, b, a, b })
@@ -92,20 +92,6 @@ public sealed class RedisRateLimitTests : IDisposable
 
         Assert.Equal([Code.Ok, Code.Ok, Code.Ok, Code.OverLimit], codes);
         Assert.Contains("legate_ratelimit_degraded 1", await service.ScrapeAsync(Ct), StringComparison.Ordinal);
-    }
-
-    private LegateServiceFactory<Program> Replica(string keyPrefix)
-    {
-        var service = new LegateServiceFactory<Program>(new Dictionary<string, string?>
-        {
-            ["Legate:Rules:ratelimit:Path"] = _dir,
-            ["Legate:RateLimit:Store"] = "redis",
-            ["Legate:RateLimit:KeyPrefix"] = keyPrefix,
-            ["Legate:RateLimit:StoreTimeout"] = "00:00:02",
-            ["Legate:Redis:Configuration"] = _redis.Configuration,
-        });
-        _services.Add(service);
-        return service;
     }
 
     public void Dispose()

@@ -2,6 +2,7 @@ using Legate.Hosting.Rules;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
+using Legate.Testing;
 using Prometheus;
 
 namespace Legate.Hosting.Tests.Rules;
@@ -60,7 +61,7 @@ public sealed class RulesProviderTests : IDisposable
         Assert.False(reloaded);
         Assert.Equal(1, provider.Snapshot.Version);
         Assert.Equal(10, provider.Current.Values["tenant_a"]);
-        Assert.Contains("legate_rules_reloads_total{rules=\"limits\",result=\"failure\"} 1", Scrape(), StringComparison.Ordinal);
+        Assert.Contains("legate_rules_reloads_total{rules=\"limits\",result=\"failure\"} 1", _registry.Scrape(), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -80,7 +81,7 @@ public sealed class RulesProviderTests : IDisposable
         Assert.Equal(2, provider.Snapshot.Version);
         Assert.Equal(11, provider.Current.Values["tenant_a"]);
         Assert.Equal(10, before.Rules.Values["tenant_a"]);
-        Assert.Contains("legate_rules_version{rules=\"limits\"} 2", Scrape(), StringComparison.Ordinal);
+        Assert.Contains("legate_rules_version{rules=\"limits\"} 2", _registry.Scrape(), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -105,7 +106,7 @@ public sealed class RulesProviderTests : IDisposable
         provider.Reload();
         provider.Reload();
 
-        Assert.Contains("legate_rules_reloads_total{rules=\"limits\",result=\"failure\"} 1", Scrape(), StringComparison.Ordinal);
+        Assert.Contains("legate_rules_reloads_total{rules=\"limits\",result=\"failure\"} 1", _registry.Scrape(), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -170,12 +171,6 @@ public sealed class RulesProviderTests : IDisposable
         await lifecycle.StopAsync(TestContext.Current.CancellationToken);
     }
 
-    private string Scrape()
-    {
-        using var stream = new MemoryStream();
-        _registry.CollectAndExportAsTextAsync(stream, TestContext.Current.CancellationToken).GetAwaiter().GetResult();
-        return System.Text.Encoding.UTF8.GetString(stream.ToArray());
-    }
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 }

@@ -1,6 +1,7 @@
 using Legate.RateLimit.Stores;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
+using Legate.Testing;
 using Prometheus;
 
 namespace Legate.RateLimit.Tests.Stores;
@@ -38,7 +39,7 @@ public sealed class FailoverCounterStoreTests : IDisposable
         Assert.True(_store.IsDegraded);
         Assert.Equal(1ul, first.Count);
         Assert.Equal(2ul, second.Count);
-        Assert.Contains("legate_ratelimit_degraded 1", Scrape(), StringComparison.Ordinal);
+        Assert.Contains("legate_ratelimit_degraded 1", _registry.Scrape(), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -70,7 +71,7 @@ public sealed class FailoverCounterStoreTests : IDisposable
 
         Assert.False(_store.IsDegraded);
         Assert.Equal(1ul, result.Count);
-        Assert.Contains("legate_ratelimit_degraded 0", Scrape(), StringComparison.Ordinal);
+        Assert.Contains("legate_ratelimit_degraded 0", _registry.Scrape(), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -90,12 +91,6 @@ public sealed class FailoverCounterStoreTests : IDisposable
         Assert.Equal(1ul, result.Count);
     }
 
-    private string Scrape()
-    {
-        using var stream = new MemoryStream();
-        _registry.CollectAndExportAsTextAsync(stream, TestContext.Current.CancellationToken).GetAwaiter().GetResult();
-        return System.Text.Encoding.UTF8.GetString(stream.ToArray());
-    }
 
     public void Dispose() => _fallback.Dispose();
 
