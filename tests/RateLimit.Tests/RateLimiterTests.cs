@@ -50,6 +50,9 @@ public sealed class RateLimiterTests : IDisposable
             rate_limit: { unit: minute, requests_per_unit: 10, algorithm: sliding_window }
           - key: blocked
             rate_limit: { unit: second, requests_per_unit: 0 }
+          - key: tagged
+            metadata: { team: payments, tier: 2 }
+            rate_limit: { unit: second, requests_per_unit: 5 }
         """;
 
     private readonly string _dir = Directory.CreateTempSubdirectory("legate-rl-").FullName;
@@ -315,6 +318,20 @@ public sealed class RateLimiterTests : IDisposable
         Assert.Equal("5", headers["RateLimit-Limit"]);
         Assert.Equal("4", headers["RateLimit-Remaining"]);
         Assert.Equal("58", headers["RateLimit-Reset"]);
+    }
+
+    [Fact]
+    public async Task DynamicMetadata_DescribesTheCallAndCarriesRuleMetadata()
+    {
+        var service = Service(new Dictionary<string, string?> { ["Legate:RateLimit:ResponseDynamicMetadata"] = "true" });
+
+        var response = await CallAsync(service, Request(D("tagged", "x"), D("tenant", "acme")));
+
+        var fields = response.DynamicMetadata.Fields;
+        Assert.Equal("edge", fields["domain"].StringValue);
+        Assert.Equal("tagged=x", fields["descriptors"].ListValue.Values[0].StructValue.Fields["entries"].ListValue.Values[0].StringValue);
+        Assert.Equal("payments", fields["metadata"].StructValue.Fields["team"].StringValue);
+        Assert.Equal(2, fields["metadata"].StructValue.Fields["tier"].NumberValue);
     }
 
     [Fact]
