@@ -6,18 +6,29 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-usage: bench/run.sh SCENARIO [--duration S] [--connections C] [--streams M] [--warmup S]
+usage: bench/run.sh SCENARIO... [--duration S] [--connections C] [--streams M] [--warmup S] [--rate R | --half-rate]
 
 scenarios:
   baseline           the no-op server alone (Check with the authz-check payload)
   authz-check        envoy.service.auth.v3.Authorization/Check            vs baseline
-  ratelimit-should   envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit vs baseline
+  ratelimit-should   envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit vs baseline (in memory, 2 descriptors)
   statsink-stream    envoy.service.metrics.v3.MetricsService/StreamMetrics vs baseline
-  all                the three service scenarios, each with its own baseline measurement
+  ratelimit-memory-N                     ShouldRateLimit, in-memory counters, every call within its limits
+  ratelimit-redis-N                      ShouldRateLimit, counters in Redis, every call within its limits
+  ratelimit-redis-overlimit-cached-N     ShouldRateLimit, Redis, every descriptor over its limit, LocalOverLimitCache=true
+  ratelimit-redis-overlimit-uncached-N   the same with LocalOverLimitCache=false (every call goes to Redis)
+                     N = 1 or 3 descriptors per call (bench/payloads/ratelimit-N.txt; rules in bench/rules/ratelimit/)
+  all                authz-check ratelimit-should statsink-stream, each with its own baseline measurement
+  ratelimit          the eight ratelimit-{memory,redis,redis-overlimit-cached,redis-overlimit-uncached}-{1,3}
 
 options (defaults):  --duration 20  --connections 4  --streams 32  --warmup 60   (seconds; warmup 0 skips it; .NET needs ~40 s of load on one core to finish tiering up)
+  --rate R           measure at a fixed R requests/s in all (h2load --rps=R/C per connection) instead of as fast as possible
+  --half-rate        after the usual (maximum rate) measurements, measure the service again at half of its maximum
+                     req/s, and the noop at that same rate: p50/p99 at a load the server can keep up with
 environment:         BENCH_NOOP_PORT (50050), BENCH_GRPC_PORT (50051), BENCH_HTTP_PORT (50052),
+                     BENCH_REDIS_PORT (first free port from 50053; the script starts its own redis-server there),
                      BENCH_SERVICE_ARGS  extra arguments for the service, e.g. '--Logging:LogLevel:Default=Warning'
+                     (they come last, so they override the scenario's own, e.g. --Legate:Rules:ratelimit:Path=FILE)
 EOF
     exit "${1:-2}"
 }
@@ -28,36 +39,49 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="$ROOT/bench"
 OUT="$BENCH/out"
 
-DURATION=20 CONNECTIONS=4 STREAMS=32 WARMUP=60
+DURATION=20 CONNECTIONS=4 STREAMS=32 WARMUP=60 RATE="" HALF_RATE=0
 NOOP_PORT="${BENCH_NOOP_PORT:-50050}"
 GRPC_PORT="${BENCH_GRPC_PORT:-50051}"
 HTTP_PORT="${BENCH_HTTP_PORT:-50052}"
+REDIS_PORT="${BENCH_REDIS_PORT:-}"
 read -r -a SERVICE_ARGS <<<"${BENCH_SERVICE_ARGS:-}"
 
+RATELIMIT_GROUP=(ratelimit-memory-1 ratelimit-memory-3 ratelimit-redis-1 ratelimit-redis-3
+    ratelimit-redis-overlimit-cached-1 ratelimit-redis-overlimit-cached-3
+    ratelimit-redis-overlimit-uncached-1 ratelimit-redis-overlimit-uncached-3)
+
 [[ $# -ge 1 ]] || usage
-[[ $1 == -h || $1 == --help ]] && usage 0
-SCENARIO="$1"; shift
+SCENARIOS=()
 while (($#)); do
-    [[ $# -ge 2 ]] || { [[ $1 == -h || $1 == --help ]] && usage 0; die "$1 needs a value"; }
+    case "$1" in
+        -h | --help) usage 0 ;;
+        --half-rate) HALF_RATE=1; shift; continue ;;
+        --*) ;;
+        baseline | authz-check | ratelimit-should | statsink-stream | \
+            ratelimit-memory-[13] | ratelimit-redis-[13] | ratelimit-redis-overlimit-cached-[13] | ratelimit-redis-overlimit-uncached-[13])
+            SCENARIOS+=("$1"); shift; continue ;;
+        all) SCENARIOS+=(authz-check ratelimit-should statsink-stream); shift; continue ;;
+        ratelimit) SCENARIOS+=("${RATELIMIT_GROUP[@]}"); shift; continue ;;
+        *) echo "run.sh: unknown scenario '$1'" >&2; usage ;;
+    esac
+    [[ $# -ge 2 ]] || die "$1 needs a value"
     case "$1" in
         --duration) DURATION="$2" ;;
         --connections) CONNECTIONS="$2" ;;
         --streams) STREAMS="$2" ;;
         --warmup) WARMUP="$2" ;;
+        --rate) RATE="$2" ;;
         *) die "unknown option $1 (try --help)" ;;
     esac
     shift 2
 done
-for v in DURATION CONNECTIONS STREAMS WARMUP NOOP_PORT GRPC_PORT HTTP_PORT; do
+((${#SCENARIOS[@]} > 0)) || usage
+for v in DURATION CONNECTIONS STREAMS WARMUP NOOP_PORT GRPC_PORT HTTP_PORT ${RATE:+RATE} ${REDIS_PORT:+REDIS_PORT}; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number (was '${!v}')"
 done
 ((DURATION > 0 && CONNECTIONS > 0 && STREAMS > 0)) || die "duration, connections and streams must be positive"
-
-case "$SCENARIO" in
-    baseline | authz-check | ratelimit-should | statsink-stream) SCENARIOS=("$SCENARIO") ;;
-    all) SCENARIOS=(authz-check ratelimit-should statsink-stream) ;;
-    *) echo "run.sh: unknown scenario '$SCENARIO'" >&2; usage ;;
-esac
+[[ -z $RATE ]] || ((RATE > 0)) || die "--rate must be positive"
+[[ -z $RATE || $HALF_RATE == 0 ]] || die "--rate and --half-rate exclude each other"
 
 # --- tools -----------------------------------------------------------------------------------------------------
 need() { # command, how to install it
@@ -93,7 +117,10 @@ fi
 
 # --- scenarios -------------------------------------------------------------------------------------------------
 # Sets the globals describing one scenario's call. Baseline uses the authz call.
+# Ratelimit scenarios also set STORE (memory | redis), RULES (the rules file), CACHE (LocalOverLimitCache, Redis
+# only), EXPECT_CODE (the overall_code every answer must carry: 1 OK, 2 OVER_LIMIT) and SCENARIO_ARGS (for the service).
 scenario() {
+    TAG="$1" STORE="" RULES="" CACHE="" EXPECT_CODE="" SCENARIO_ARGS=()
     case "$1" in
         baseline | authz-check)
             PROJECT=authz/Legate.Authz.csproj DLL=authz/bin/Release/net10.0/legate-authz.dll
@@ -101,12 +128,26 @@ scenario() {
             PROTO=envoy/service/auth/v3/external_auth.proto
             REQUEST=envoy.service.auth.v3.CheckRequest RESPONSE=envoy.service.auth.v3.CheckResponse
             PAYLOAD=authz-check ;;
-        ratelimit-should)
+        ratelimit-*)
             PROJECT=ratelimit/Legate.RateLimit.csproj DLL=ratelimit/bin/Release/net10.0/legate-ratelimit.dll
             GRPC_SERVICE=envoy.service.ratelimit.v3.RateLimitService GRPC_METHOD=ShouldRateLimit
             PROTO=envoy/service/ratelimit/v3/rls.proto
             REQUEST=envoy.service.ratelimit.v3.RateLimitRequest RESPONSE=envoy.service.ratelimit.v3.RateLimitResponse
-            PAYLOAD=ratelimit-should ;;
+            PAYLOAD="ratelimit-${1##*-}" STORE=memory RULES=within EXPECT_CODE=1
+            case "$1" in
+                ratelimit-should) PAYLOAD=ratelimit-should ;;
+                ratelimit-redis-overlimit-cached-*) STORE=redis RULES=overlimit CACHE=true EXPECT_CODE=2 ;;
+                ratelimit-redis-overlimit-uncached-*) STORE=redis RULES=overlimit CACHE=false EXPECT_CODE=2 ;;
+                ratelimit-redis-*) STORE=redis CACHE=true ;; # the default configuration: the cache is on, and finds nothing to answer
+            esac
+            RULES="$BENCH/rules/ratelimit/$RULES.yaml"
+            SCENARIO_ARGS=(--Legate:Rules:ratelimit:Path="$RULES" --Legate:RateLimit:Store="$STORE")
+            if [[ $STORE == redis ]]; then
+                # StoreTimeout: the service's default (10 ms) suits production, where Envoy waits 20 ms; a saturated
+                # benchmark queues calls for longer than that, and a timeout would turn them into UNAVAILABLE.
+                SCENARIO_ARGS+=(--Legate:Redis:Configuration="127.0.0.1:$REDIS_PORT" --Legate:RateLimit:StoreTimeout=00:00:00.200
+                    --Legate:RateLimit:LocalOverLimitCache="$CACHE")
+            fi ;;
         statsink-stream)
             PROJECT=statsink/Legate.StatSink.csproj DLL=statsink/bin/Release/net10.0/legate-statsink.dll
             GRPC_SERVICE=envoy.service.metrics.v3.MetricsService GRPC_METHOD=StreamMetrics
@@ -119,6 +160,28 @@ scenario() {
 }
 NOOP_DLL=bench/Noop/bin/Release/net10.0/legate-bench-noop.dll
 
+NEED_REDIS=0
+for s in "${SCENARIOS[@]}"; do
+    scenario "$s"
+    [[ $STORE == redis ]] && NEED_REDIS=1
+done
+
+# Redis: the script's own redis-server, without persistence. With three or more cores it gets a core of its own;
+# with two it shares core 0 with the service, since h2load must keep core 1 to itself (and the noop never uses
+# Redis). Then the service and Redis split one core, as a sidecar Redis on a one-core pod would.
+PIN_REDIS=() REDIS_PINNING=""
+if ((NEED_REDIS)); then
+    need redis-server "sudo apt-get install -y redis-server"
+    need redis-cli "sudo apt-get install -y redis-tools"
+    if (($(nproc) >= 3)); then
+        PIN_REDIS=(taskset -c 2) REDIS_PINNING="redis-server on core 2"
+    elif (($(nproc) == 2)); then
+        PIN_REDIS=(taskset -c 0) REDIS_PINNING="redis-server shares core 0 with the service"
+    else
+        REDIS_PINNING="redis-server unpinned"
+    fi
+fi
+
 # --- build and payloads ----------------------------------------------------------------------------------------
 mkdir -p "$OUT"
 build() {
@@ -128,10 +191,13 @@ build() {
         { tail -n 30 "$OUT/build.log" >&2; die "build of $project failed (full log: $OUT/build.log)"; }
 }
 build bench/Noop/Legate.Bench.Noop.csproj
+BUILT=" "
 for s in "${SCENARIOS[@]}"; do
     [[ $s == baseline ]] && continue
     scenario "$s"
+    [[ $BUILT == *" $PROJECT "* ]] && continue
     build "$PROJECT"
+    BUILT+="$PROJECT "
 done
 
 # gRPC's length-prefixed message: one byte "not compressed", then the length as 4 bytes big-endian.
@@ -145,9 +211,12 @@ frame() { # payload name, message type, proto file
     } >"$OUT/$1.frame"
     echo "payload  bench/payloads/$1.txt -> bench/out/$1.frame ($len bytes + 5)"
 }
+ENCODED=" "
 for s in "${SCENARIOS[@]}"; do
     scenario "$s"
+    [[ $ENCODED == *" $PAYLOAD "* ]] && continue
     frame "$PAYLOAD" "$REQUEST" "$PROTO"
+    ENCODED+="$PAYLOAD "
 done
 
 # --- servers ---------------------------------------------------------------------------------------------------
@@ -198,6 +267,34 @@ wait_ready() { # name, pid, command...
     die "$name not ready after 60 s (log: bench/out/$name.log)"
 }
 
+# --- redis -----------------------------------------------------------------------------------------------------
+REDIS_PID=""
+rcli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
+
+start_redis() {
+    local p
+    if [[ -z $REDIS_PORT ]]; then
+        for ((p = 50053; p < 50153; p++)); do
+            port_busy "$p" || { REDIS_PORT=$p; break; }
+        done
+        [[ -n $REDIS_PORT ]] || die "no free port for redis-server in 50053-50152 (set BENCH_REDIS_PORT)"
+    else
+        port_busy "$REDIS_PORT" && die "port $REDIS_PORT on 127.0.0.1 is already in use (set BENCH_REDIS_PORT)"
+    fi
+    # No persistence, nothing written next to the repo; in the foreground of its own process, so the trap stops it.
+    "${PIN_REDIS[@]}" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no --dir "$OUT" \
+        --daemonize no --loglevel warning >"$OUT/redis.log" 2>&1 &
+    REDIS_PID=$!
+    PIDS+=("$REDIS_PID")
+    wait_ready redis "$REDIS_PID" sh -c "redis-cli -h 127.0.0.1 -p $REDIS_PORT ping | grep -q PONG"
+    echo "redis    redis-server $(redis-server --version | grep -oE 'v=[^ ]+' | cut -c3-) on 127.0.0.1:$REDIS_PORT (pid $REDIS_PID; $REDIS_PINNING)"
+}
+
+# Calls of the counter script (EVAL / EVALSHA) since the last CONFIG RESETSTAT.
+redis_script_calls() {
+    rcli info commandstats | tr -d '\r' | awk -F'[:=,]' '$1 ~ /^cmdstat_eval/ {s += $3} END {printf "%.0f\n", s}'
+}
+
 grpc_call() { # port, nghttp options...
     local port="$1"; shift
     nghttp "$@" -d "$FRAME" -H 'content-type: application/grpc' -H 'te: trailers' "http://127.0.0.1:$port$URL_PATH"
@@ -206,16 +303,20 @@ grpc_call() { # port, nghttp options...
 # nghttp exits 0 even when it cannot connect: ready means a response status came back.
 noop_answers() { grpc_call "$NOOP_PORT" -v 2>&1 | grep -ac "recv (stream_id=[0-9]*) :status: " >/dev/null; }
 
+code_name() { case "$1" in 0) echo UNKNOWN ;; 1) echo OK ;; 2) echo OVER_LIMIT ;; *) echo "code $1" ;; esac; }
+
 # h2load counts every HTTP 200 as a success, and a gRPC error is an HTTP 200 whose grpc-status trailer is not 0.
 # So before measuring, one verbose call shows the status and the trailer, and its response message decoded.
-verify() { # name, port
-    local name="$1" port="$2" v="$OUT/$PAYLOAD.$1.verify.txt" r="$OUT/$PAYLOAD.$1.response" status body len
+# For ratelimit, the decision counts too: with expect set, the response's overall_code must be that value.
+verify() { # name, port, [file suffix], [expected overall_code]
+    local name="$1" port="$2" suffix="${3:-}" expect="${4:-}"
+    local v="$OUT/$TAG.$1.verify$suffix.txt" r="$OUT/$TAG.$1.response$suffix" status body len code
     grpc_call "$port" -v >"$v" 2>&1 || true
     grep -aq "recv (stream_id=[0-9]*) :status: " "$v" || { tail -n 5 "$v" >&2; die "$name: no response from nghttp to $URL_PATH"; }
     echo "verify   $name $URL_PATH"
     grep -aE 'recv \(stream_id=[0-9]+\) (:status|grpc-status|grpc-message):' "$v" | sed -E 's/^.*recv \(stream_id=[0-9]+\) /           /'
     status="$(grep -aoE 'recv \(stream_id=[0-9]+\) grpc-status: [0-9]+' "$v" | tail -n 1 | awk '{print $NF}')"
-    [[ -n $status ]] || die "$name: no grpc-status in the response (see bench/out/$PAYLOAD.$name.verify.txt)"
+    [[ -n $status ]] || die "$name: no grpc-status in the response (see bench/out/${v##*/})"
     [[ $status == 0 ]] || die "$name: grpc-status $status, not 0: every h2load 'success' would be a failed call"
     # nghttp -v writes each DATA frame's payload just before its "recv DATA frame <length=N>" line: cut those N bytes out.
     : >"$r"
@@ -225,21 +326,30 @@ verify() { # name, port
     done < <(grep -aboE '\[ *[0-9.]+\] recv DATA frame <length=[0-9]+' "$v")
     body="$(wc -c <"$r")"
     len="$(head -c 5 "$r" | od -An -tu1 | awk '{print $2 * 16777216 + $3 * 65536 + $4 * 256 + $5}')"
-    [[ $body -ge 5 && $((len + 5)) -eq $body ]] || die "$name: could not read the gRPC message out of bench/out/$PAYLOAD.$name.verify.txt"
+    [[ $body -ge 5 && $((len + 5)) -eq $body ]] || die "$name: could not read the gRPC message out of bench/out/${v##*/}"
     echo "           $RESPONSE ($len bytes):"
     if ((len == 0)); then
         echo "             (empty message)"
     else
         tail -c "+6" "$r" | protoc_ --decode="$RESPONSE" "$PROTO" | sed 's/^/             /'
     fi
+    if [[ -n $expect ]]; then
+        # RateLimitResponse field 1 is overall_code; proto3 leaves it out when it is 0 (UNKNOWN).
+        code="$( ((len == 0)) || tail -c "+6" "$r" | protoc_ --decode_raw | awk -F': ' '$1 == "1" {print $2; exit}')"
+        code="${code:-0}"
+        [[ $code == "$expect" ]] || die "$name: overall_code $(code_name "$code") ($code), expected $(code_name "$expect") ($expect)"
+        echo "           decision: overall_code $(code_name "$code") ($code), as expected"
+    fi
 }
 
-load() { # port, duration, h2load output file, [log file]
-    local port="$1" duration="$2" out="$3" log=()
+load() { # port, duration, h2load output file, [log file], [total req/s]
+    local port="$1" duration="$2" out="$3" log=() rate=()
     # h2load appends to an existing log file: start each measurement from an empty one.
-    [[ $# -ge 4 ]] && { rm -f "$4"; log=("--log-file=$4"); }
+    [[ -n ${4:-} ]] && { rm -f "$4"; log=("--log-file=$4"); }
+    # --rps is per client (connection): the total rate split evenly over the connections.
+    [[ -n ${5:-} ]] && rate=("--rps=$(awk -v r="$5" -v c="$CONNECTIONS" 'BEGIN {printf "%.3f", r / c}')")
     # In the background and waited for, so that a signal to this script is handled at once, not after the run.
-    "${PIN_CLIENT[@]}" h2load -D "$duration" -c "$CONNECTIONS" -m "$STREAMS" -t 1 \
+    "${PIN_CLIENT[@]}" h2load -D "$duration" -c "$CONNECTIONS" -m "$STREAMS" -t 1 "${rate[@]}" \
         -H 'content-type: application/grpc' -H 'te: trailers' -d "$FRAME" "${log[@]}" \
         "http://127.0.0.1:$port$URL_PATH" >"$out" 2>&1 &
     LOAD_PID=$!
@@ -269,32 +379,56 @@ warmup() { # name, port: load whose results are thrown away, so JIT tiering and 
     printf 'warmup   %s %ss, req/s per window:' "$name" "$WARMUP"
     while ((left > 0)); do
         chunk=$((left < 10 ? left : 10))
-        load "$port" "$chunk" "$OUT/$PAYLOAD.$name.warmup.txt"
-        rps="$(awk '/^finished in/ {printf "%.0f", $4}' "$OUT/$PAYLOAD.$name.warmup.txt")"
+        load "$port" "$chunk" "$OUT/$TAG.$name.warmup.txt"
+        rps="$(awk '/^finished in/ {printf "%.0f", $4}' "$OUT/$TAG.$name.warmup.txt")"
         printf ' %s' "$rps"
         WARM_RPS="$rps"
+        WARM_WINDOWS["$TAG $name"]+=" $rps"
         left=$((left - chunk))
     done
     echo
 }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # user + system time of a process, in clock ticks
+cpu_share() { awk -v t="$1" -v hz="$(getconf CLK_TCK)" -v d="$DURATION" 'BEGIN {printf "%.0f", 100 * t / hz / d}'; }
 
-measure() { # name, port, pid; sets the results() globals and CPU (% of one core the server got)
-    local name="$1" port="$2" pid="$3" t0 t1
-    echo "measure  $name ${DURATION}s  (-c $CONNECTIONS -m $STREAMS)"
+# One h2load run against a server: at full speed, or at a fixed total rate. Sets the results() globals, CPU (% of one
+# core the server got) and, when Redis serves the scenario and the server is the service, RCPU (Redis's share) and
+# RCALLS (counter script calls per request).
+measure() { # name, port, pid, [file suffix], [total req/s]
+    local name="$1" port="$2" pid="$3" suffix="${4:-}" rate="${5:-}" t0 t1 r0 r1 with_redis=0 shared
+    [[ -n $REDIS_PID && $STORE == redis && $pid != "${noop_pid:-}" ]] && with_redis=1
+    echo "measure  $name ${DURATION}s  (-c $CONNECTIONS -m $STREAMS${rate:+, at $rate req/s in all})"
+    RCPU="" RCALLS=""
+    ((with_redis)) && { rcli config resetstat >/dev/null; r0="$(cpu_ticks "$REDIS_PID")"; }
     t0="$(cpu_ticks "$pid")"
-    load "$port" "$DURATION" "$OUT/$PAYLOAD.$name.h2load.txt" "$OUT/$PAYLOAD.$name.requests.tsv"
+    load "$port" "$DURATION" "$OUT/$TAG.$name$suffix.h2load.txt" "$OUT/$TAG.$name$suffix.requests.tsv" "$rate"
     t1="$(cpu_ticks "$pid")"
-    CPU="$(awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" -v d="$DURATION" 'BEGIN {printf "%.0f", 100 * t / hz / d}')"
-    results "$OUT/$PAYLOAD.$name.h2load.txt" "$OUT/$PAYLOAD.$name.requests.tsv"
-    grep -E "^(finished in|requests:|time for request:)" "$OUT/$PAYLOAD.$name.h2load.txt" | sed "s/^/           /"
-    echo "           server CPU: $CPU% of one core"
-    ((OK > 0)) || die "$name: h2load had no successful request (see bench/out/$PAYLOAD.$name.h2load.txt)"
+    ((with_redis)) && { r1="$(cpu_ticks "$REDIS_PID")"; RCPU="$(cpu_share $((r1 - r0)))"; }
+    CPU="$(cpu_share $((t1 - t0)))"
+    results "$OUT/$TAG.$name$suffix.h2load.txt" "$OUT/$TAG.$name$suffix.requests.tsv"
+    grep -E "^(finished in|requests:|time for request:)" "$OUT/$TAG.$name$suffix.h2load.txt" | sed "s/^/           /"
+    echo "           server CPU: $CPU% of one core${RCPU:+; redis-server CPU: $RCPU%}"
+    if ((with_redis)); then
+        RCALLS="$(awk -v c="$(redis_script_calls)" -v n="$OK" 'BEGIN {printf "%.2f", (n > 0) ? c / n : 0}')"
+        echo "           redis: $RCALLS counter script calls (EVAL/EVALSHA) per request"
+    fi
+    ((OK > 0)) || die "$name: h2load had no successful request (see bench/out/$TAG.$name$suffix.h2load.txt)"
     ((FAILED == 0)) || echo "           note: h2load counted $FAILED failed/errored/timed-out requests"
+    if [[ -n $rate ]]; then
+        # At a fixed rate the server is not saturated: its CPU share says nothing about interference, but a rate
+        # h2load could not reach means calls queued, and the latencies include that queueing.
+        if awk -v m="$RPS" -v r="$rate" 'BEGIN {exit !(m < 0.95 * r)}'; then
+            echo "           note: h2load reached only $RPS of $rate req/s: $name could not keep up; these latencies include queueing"
+        fi
+        return 0
+    fi
     # A pinned, saturated server should get all of its core; less means another process took some of it.
-    if ((${#PIN_SERVER[@]} > 0 && CPU < 90)); then
-        echo "           note: $name got only $CPU% of core 0: something else was running there; this measurement is suspect"
+    # When Redis shares the core, the two together should.
+    shared=$CPU
+    [[ -n $RCPU && ${PIN_REDIS[*]} == "${PIN_SERVER[*]}" && ${#PIN_SERVER[@]} -gt 0 ]] && shared=$((CPU + RCPU))
+    if ((${#PIN_SERVER[@]} > 0 && shared < 90)); then
+        echo "           note: $name got only $shared% of core 0${RCPU:+ (with redis-server)}: something else was running there; this measurement is suspect"
     fi
     # A run well above the last warmup window means the server was still getting faster (JIT tier-up): not steady.
     if [[ -n $WARM_RPS ]] && awk -v m="$RPS" -v w="$WARM_RPS" 'BEGIN {exit !(m > 1.15 * w)}'; then
@@ -302,31 +436,51 @@ measure() { # name, port, pid; sets the results() globals and CPU (% of one core
     fi
 }
 
+# /metrics of the service, once per question.
+scrape() { curl -fsS "http://127.0.0.1:$HTTP_PORT/metrics"; }
+
 handled_ok() { # sum of grpc_server_handled_total{...,grpc_code="OK"} for the scenario's method
-    curl -fsS "http://127.0.0.1:$HTTP_PORT/metrics" | awk -v svc="grpc_service=\"$GRPC_SERVICE\"" -v m="grpc_method=\"$GRPC_METHOD\"" '
+    scrape | awk -v svc="grpc_service=\"$GRPC_SERVICE\"" -v m="grpc_method=\"$GRPC_METHOD\"" '
         index($0, "grpc_server_handled_total{") == 1 && index($0, svc) && index($0, m) && index($0, "grpc_code=\"OK\"") { s += $NF }
         END { printf "%.0f\n", s }'
+}
+
+# The ratelimit service's own tally of its decisions (per descriptor hit) in domain "bench": "within over".
+decisions() {
+    scrape | awk '
+        index($0, "legate_ratelimit_within_limit_total{") == 1 && index($0, "domain=\"bench\"") { w += $NF }
+        index($0, "legate_ratelimit_over_limit_total{") == 1 && index($0, "domain=\"bench\"") { o += $NF }
+        END { printf "%.0f %.0f\n", w, o }'
 }
 
 ms() { awk -v us="$1" 'BEGIN {printf "%.3f", us / 1000}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else printf "n/a"}'; }
 
+# Scenario names go up to 36 characters; the column fits the longest one in this run.
+SW=17
+for s in "${SCENARIOS[@]}"; do ((${#s} > SW)) && SW=${#s}; done
 SUMMARY=()
-row() { # scenario, server, rps, mean, p50, p99, ok, cpu
-    SUMMARY+=("$(printf '%-17s %-10s %12.0f %10s %10s %10s %10s %6s' "$1" "$2" "$3" "$(ms "$4")" "$(ms "$5")" "$(ms "$6")" "$7" "$8%")")
+declare -A WARM_WINDOWS=()
+fmt_row() { # scenario, server, rps, mean, p50, p99, ok, cpu, [redis cpu], [redis calls per request]
+    printf "%-${SW}s %-14s %10.0f %9s %9s %9s %10s %5s %9s %10s" "$1" "$2" "$3" "$(ms "$4")" "$(ms "$5")" "$(ms "$6")" "$7" "$8%" "${9:+$9%}" "${10:-}"
 }
-header() { printf '%-17s %-10s %12s %10s %10s %10s %10s %6s\n' scenario server req/s mean_ms p50_ms p99_ms ok cpu; }
+row() { SUMMARY+=("$(fmt_row "$@")"); }
+ratio_row() { # scenario, label, service rps, mean, p50, p99, baseline rps, mean, p50, p99
+    SUMMARY+=("$(printf "%-${SW}s %-14s %10s %9s %9s %9s" "$1" "$2" "$(ratio "$3" "$7")" "$(ratio "$4" "$8")" "$(ratio "$5" "$9")" "$(ratio "$6" "${10}")")")
+}
+header() { printf "%-${SW}s %-14s %10s %9s %9s %9s %10s %5s %9s %10s\n" scenario server req/s mean_ms p50_ms p99_ms ok cpu redis_cpu redis/call; }
 
 # --- run -------------------------------------------------------------------------------------------------------
-echo "machine  $(nproc) cores; pinning: $PINNING; DOTNET_gcServer=0"
+echo "machine  $(nproc) cores; pinning: $PINNING${REDIS_PINNING:+; $REDIS_PINNING}; DOTNET_gcServer=0"
 for port in "$NOOP_PORT" "$GRPC_PORT" "$HTTP_PORT"; do
     port_busy "$port" && die "port $port on 127.0.0.1 is already in use (set BENCH_NOOP_PORT / BENCH_GRPC_PORT / BENCH_HTTP_PORT)"
 done
+((NEED_REDIS)) && start_redis
 
 for s in "${SCENARIOS[@]}"; do
     scenario "$s"
     echo
-    echo "== $s: $URL_PATH, payload bench/payloads/$PAYLOAD.txt"
+    echo "== $s: $URL_PATH, payload bench/payloads/$PAYLOAD.txt${RULES:+, rules ${RULES#"$ROOT"/}, store $STORE}${CACHE:+, LocalOverLimitCache=$CACHE}"
     # Fresh processes for every scenario, so the baseline and the service start equally cold and get the same warmup.
     start noop "$NOOP_DLL" --port "$NOOP_PORT"
     noop_pid=$STARTED_PID
@@ -336,34 +490,76 @@ for s in "${SCENARIOS[@]}"; do
     service_pid=""
     if [[ $s != baseline ]]; then
         name="${DLL##*/}"; name="${name%.dll}"
+        # Every Redis scenario starts from an empty Redis: no counter, and no over-limit state, left by the one before.
+        [[ $STORE == redis ]] && { rcli flushall >/dev/null; echo "redis    FLUSHALL"; }
         # DrainDelay 0: the benchmark needs no graceful drain, and stopping should not take 5 s.
         start "$name" "$DLL" --Legate:GrpcPort="$GRPC_PORT" --Legate:HttpPort="$HTTP_PORT" --Legate:BindAddress=127.0.0.1 \
-            --Legate:LogFormat=text --Legate:DrainDelay=00:00:00 "${SERVICE_ARGS[@]}"
+            --Legate:LogFormat=text --Legate:DrainDelay=00:00:00 "${SCENARIO_ARGS[@]}" "${SERVICE_ARGS[@]}"
         service_pid=$STARTED_PID
         wait_ready "$name" "$service_pid" curl -fsS "http://127.0.0.1:$HTTP_PORT/readyz"
-        verify "$name" "$GRPC_PORT"
+        if [[ $EXPECT_CODE == 2 ]]; then
+            # The limits are 1 a day: the first call is within them, every later one over.
+            grpc_call "$GRPC_PORT" >/dev/null 2>&1 || true
+            echo "prime    one call, so that every counter of the payload is at its limit (1 a day) and the next calls are over it"
+        fi
+        verify "$name" "$GRPC_PORT" "" "$EXPECT_CODE"
         # One scrape now: the first /metrics request JITs a lot of code, and it should not land between warmup and measurement.
         handled_ok >/dev/null
     fi
 
     warmup noop "$NOOP_PORT"
-    measure noop "$NOOP_PORT" "$noop_pid"
+    measure noop "$NOOP_PORT" "$noop_pid" "" "$RATE"
     B_RPS=$RPS B_MEAN=$MEAN B_P50=$P50 B_P99=$P99
     row "$s" noop "$RPS" "$MEAN" "$P50" "$P99" "$OK" "$CPU"
 
     if [[ -n $service_pid ]]; then
         warmup "$name" "$GRPC_PORT"
         before="$(handled_ok)"
-        measure "$name" "$GRPC_PORT" "$service_pid"
+        [[ -n $EXPECT_CODE ]] && read -r w0 o0 < <(decisions)
+        measure "$name" "$GRPC_PORT" "$service_pid" "" "$RATE"
+        S_RPS=$RPS OKS=$OK
+        row "$s" "${name#legate-}" "$RPS" "$MEAN" "$P50" "$P99" "$OK" "$CPU" "$RCPU" "$RCALLS"
+        ratio_row "$s" ratio "$RPS" "$MEAN" "$P50" "$P99" "$B_RPS" "$B_MEAN" "$B_P50" "$B_P99"
+        if ((HALF_RATE)); then
+            # Half the service's own maximum: a load it keeps up with, so p50/p99 are service time, not queueing.
+            half="$(awk -v r="$S_RPS" 'BEGIN {printf "%.0f", r / 2}')"
+            measure "$name" "$GRPC_PORT" "$service_pid" .half "$half"
+            OKS=$((OKS + OK))
+            H_RPS=$RPS H_MEAN=$MEAN H_P50=$P50 H_P99=$P99
+            H_ROW="$(fmt_row "$s" "${name#legate-}@half" "$RPS" "$MEAN" "$P50" "$P99" "$OK" "$CPU" "$RCPU" "$RCALLS")"
+        fi
         after="$(handled_ok)"
-        row "$s" "${name#legate-}" "$RPS" "$MEAN" "$P50" "$P99" "$OK" "$CPU"
-        SUMMARY+=("$(printf '%-17s %-10s %12s %10s %10s %10s' "$s" ratio "$(ratio "$RPS" "$B_RPS")" "$(ratio "$MEAN" "$B_MEAN")" "$(ratio "$P50" "$B_P50")" "$(ratio "$P99" "$B_P99")")")
         # The service's own count of calls it answered OK must cover every call h2load saw succeed.
         echo "check    grpc_server_handled_total{grpc_service=\"$GRPC_SERVICE\",grpc_method=\"$GRPC_METHOD\",grpc_code=\"OK\"}"
-        echo "           grew by $((after - before)) ($before -> $after); h2load successes: $OK"
-        ((after - before >= OK)) || die "$s: the service counted $((after - before)) OK calls but h2load counted $OK successes"
-        stop "$service_pid"
+        echo "           grew by $((after - before)) ($before -> $after); h2load successes: $OKS"
+        ((after - before >= OKS)) || die "$s: the service counted $((after - before)) OK calls but h2load counted $OKS successes"
+        if [[ -n $EXPECT_CODE ]]; then
+            # Every call's decision, not only the sampled one: the service's per-rule tallies of the measured calls.
+            read -r w1 o1 < <(decisions)
+            echo "check    legate_ratelimit_{within,over}_limit_total{domain=\"bench\"} (descriptor hits)"
+            echo "           within grew by $((w1 - w0)), over by $((o1 - o0)); h2load successes: $OKS"
+            if [[ $EXPECT_CODE == 1 ]]; then
+                ((o1 == o0 && w1 - w0 >= OKS)) || die "$s: calls were expected within their limits, but the service counted $((o1 - o0)) over-limit hits"
+            else
+                ((w1 == w0 && o1 - o0 >= OKS)) || die "$s: calls were expected over their limits, but the service counted $((w1 - w0)) within-limit hits"
+            fi
+            verify "$name" "$GRPC_PORT" .after "$EXPECT_CODE"
+        fi
     fi
+
+    if ((HALF_RATE)); then
+        if [[ -n $service_pid ]]; then
+            # The noop at the same rate as the service's half-rate run: the same offered load, so the latencies compare.
+            measure noop "$NOOP_PORT" "$noop_pid" .half "$half"
+            row "$s" noop@half "$RPS" "$MEAN" "$P50" "$P99" "$OK" "$CPU"
+            SUMMARY+=("$H_ROW")
+            ratio_row "$s" ratio@half "$H_RPS" "$H_MEAN" "$H_P50" "$H_P99" "$RPS" "$MEAN" "$P50" "$P99"
+        else
+            measure noop "$NOOP_PORT" "$noop_pid" .half "$(awk -v r="$B_RPS" 'BEGIN {printf "%.0f", r / 2}')"
+            row "$s" noop@half "$RPS" "$MEAN" "$P50" "$P99" "$OK" "$CPU"
+        fi
+    fi
+    [[ -n $service_pid ]] && stop "$service_pid"
     stop "$noop_pid"
     echo
     header
@@ -371,5 +567,10 @@ for s in "${SCENARIOS[@]}"; do
 done
 
 echo
-echo "== summary ($(date -u +%Y-%m-%dT%H:%MZ); duration ${DURATION}s, warmup ${WARMUP}s, -c $CONNECTIONS -m $STREAMS; ratio = service / noop; cpu = server's share of one core)"
+echo "== summary ($(date -u +%Y-%m-%dT%H:%MZ); duration ${DURATION}s, warmup ${WARMUP}s, -c $CONNECTIONS -m $STREAMS${RATE:+, at $RATE req/s}$( ((HALF_RATE)) && echo ', @half = at half the service'"'"'s maximum req/s'); ratio = service / noop; cpu = server's share of one core; redis_cpu = redis-server's share, redis/call = counter script runs in Redis per call)"
 { header; printf '%s\n' "${SUMMARY[@]}"; } | tee "$OUT/summary.txt"
+{
+    echo
+    echo "warmup req/s per window:"
+    for k in "${!WARM_WINDOWS[@]}"; do printf "%-$((SW + 15))s%s\n" "$k" "${WARM_WINDOWS[$k]}"; done | sort
+} | tee -a "$OUT/summary.txt"

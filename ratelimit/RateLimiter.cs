@@ -133,6 +133,12 @@ public sealed class RateLimiter
             _metrics.StoreError("unavailable");
             throw StoreUnavailable(e.Message);
         }
+        catch (OperationCanceledException)
+        {
+            // Envoy gave up on the call: nothing to answer.
+            call.Return();
+            throw;
+        }
         finally
         {
             _metrics.StoreLatency(_time.GetElapsedTime(started));
