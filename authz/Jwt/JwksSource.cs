@@ -1,0 +1,310 @@
+using System.Net.Http.Headers;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Legate.Authz.Jwt;
+
+/// <summary>
+/// The keys of one JWT provider, from a JWKS URL, OIDC discovery, a file or inline JSON.
+/// <list type="bullet">
+/// <item>Remote keys are fetched at <see cref="Start"/> and every <c>RefreshInterval</c> in the background (TimeProvider
+/// timer); after a failed fetch the next try comes after <c>MinRefetchInterval</c>.</item>
+/// <item>Requests that meet an unknown <c>kid</c> (or find no keys at a cold start) may trigger a fetch, at most one per
+/// <c>MinRefetchInterval</c>; concurrent callers share the one in flight (single-flight), so a flood of random kids
+/// costs the issuer one request per interval.</item>
+/// <item>A failed fetch, an HTTP error, garbage, an empty or oversized JWKS never replaces the last good keys.</item>
+/// <item>A fetch returning the same key material keeps the same <see cref="JwksKeySet"/> (same version, same SecurityKey
+/// objects), so the validated-token cache and IdentityModel's signature-provider cache stay warm.</item>
+/// </list>
+/// URLs must be https, or http to a loopback host (tests, same-host sidecars). Redirects follow the injected
+/// HttpClient's handler (.NET never follows https → http).
+/// </summary>
+public sealed class JwksSource : IDisposable
+{
+    private static readonly JsonDocumentOptions DiscoveryOptions = new() { MaxDepth = 16 };
+
+    private readonly JwtProviderOptions _options;
+    private readonly HttpClient? _http;
+    private readonly TimeProvider _time;
+    private readonly JwksMetrics? _metrics;
+    private readonly ILogger _logger;
+    private readonly Lock _gate = new();
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly string _sourceName;
+    private JwksKeySet? _current;
+    private Task<JwksKeySet?>? _inflight;
+    private long _lastFetchStarted;
+    private bool _fetchedOnce;
+    private long _fetchCount;
+    private ITimer? _timer;
+
+    public JwksSource(JwtProviderOptions options, HttpClient? http, TimeProvider time, JwksMetrics? metrics = null, ILogger<JwksSource>? logger = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(time);
+        _options = options;
+        _http = http;
+        _time = time;
+        _metrics = metrics;
+        _logger = (ILogger?)logger ?? NullLogger.Instance;
+
+        if (options.InlineJwks is not null)
+        {
+            _sourceName = "inline JWKS";
+            if (!JwksParser.TryParse(options.InlineJwks, options, out var keys, out var error))
+                throw new ArgumentException($"provider '{options.Name}': inline JWKS: {error}", nameof(options));
+            _current = new JwksKeySet(keys, 1);
+            return;
+        }
+        var remote = options.JwksUri ?? options.OidcDiscoveryUri;
+        if (remote is not null)
+        {
+            if (!JwtProviderOptionsValidator.IsAllowedRemote(remote))
+                throw new ArgumentException($"provider '{options.Name}': key URL must be https (http only for loopback)", nameof(options));
+            ArgumentNullException.ThrowIfNull(http);
+            _sourceName = remote.GetLeftPart(UriPartial.Path);
+        }
+        else
+        {
+            _sourceName = options.JwksFile ?? throw new ArgumentException($"provider '{options.Name}': no key source", nameof(options));
+        }
+    }
+
+    public string ProviderName => _options.Name;
+
+    /// <summary>The last good keys; null until a first load succeeds.</summary>
+    public JwksKeySet? Current => Volatile.Read(ref _current);
+
+    /// <summary>Fetches started (remote or file), for tests and diagnostics.</summary>
+    public long FetchCount => Interlocked.Read(ref _fetchCount);
+
+    private bool IsStatic => _options.InlineJwks is not null;
+
+    /// <summary>Loads the keys now and every RefreshInterval. Does not wait for the first load.</summary>
+    public void Start()
+    {
+        if (IsStatic || _timer is not null)
+            return;
+        _timer = _time.CreateTimer(static state => ((JwksSource)state!).OnTimer(), this, _options.RefreshInterval, _options.RefreshInterval);
+        _ = FetchNow();
+    }
+
+    /// <summary>Fetches now, or joins the fetch in flight. Not throttled: for the background timer and tests.</summary>
+    public Task<JwksKeySet?> RefreshAsync(CancellationToken cancellationToken = default)
+        => IsStatic ? Task.FromResult(Current) : FetchNow().WaitAsync(cancellationToken);
+
+    /// <summary>The keys, loading them if none are held yet (throttled like an unknown kid).</summary>
+    public ValueTask<JwksKeySet?> GetAsync(CancellationToken cancellationToken)
+    {
+        var current = Current;
+        return current is not null ? new ValueTask<JwksKeySet?>(current) : RefetchAsync(cancellationToken);
+    }
+
+    /// <summary>
+    /// Called when a token names a kid the current keys lack: fetches unless a fetch started less than
+    /// MinRefetchInterval ago (then answers the current keys), and joins a fetch already in flight.
+    /// </summary>
+    public ValueTask<JwksKeySet?> RefetchAsync(CancellationToken cancellationToken)
+    {
+        if (IsStatic)
+            return new ValueTask<JwksKeySet?>(Current);
+        Task<JwksKeySet?> fetch;
+        lock (_gate)
+        {
+            if (_inflight is { IsCompleted: false } running)
+            {
+                fetch = running;
+            }
+            else if (_fetchedOnce && _time.GetElapsedTime(_lastFetchStarted) < _options.MinRefetchInterval)
+            {
+                JwtLog.JwksRefetchThrottled(_logger, _options.Name, _options.MinRefetchInterval.TotalSeconds);
+                return new ValueTask<JwksKeySet?>(Current);
+            }
+            else
+            {
+                fetch = StartLocked();
+            }
+        }
+        return new ValueTask<JwksKeySet?>(fetch.WaitAsync(cancellationToken));
+    }
+
+    private Task<JwksKeySet?> FetchNow()
+    {
+        lock (_gate)
+            return _inflight is { IsCompleted: false } running ? running : StartLocked();
+    }
+
+    private Task<JwksKeySet?> StartLocked()
+    {
+        _fetchedOnce = true;
+        _lastFetchStarted = _time.GetTimestamp();
+        Interlocked.Increment(ref _fetchCount);
+        // The fetch belongs to the source, not to the request that triggered it: one caller's cancellation must not fail the others.
+        return _inflight = Task.Run(FetchAsync);
+    }
+
+    private void OnTimer()
+    {
+        if (!_stopping.IsCancellationRequested)
+            _ = FetchNow();
+    }
+
+    private async Task<JwksKeySet?> FetchAsync()
+    {
+        JwksFetchResult result;
+        string error;
+        try
+        {
+            using var timeout = new CancellationTokenSource(_options.HttpTimeout, _time);
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, _stopping.Token);
+            try
+            {
+                var json = await LoadAsync(linked.Token).ConfigureAwait(false);
+                if (!JwksParser.TryParse(json, _options, out var keys, out error))
+                {
+                    result = error.Contains("larger", StringComparison.Ordinal) || error.Contains("more keys", StringComparison.Ordinal)
+                        ? JwksFetchResult.TooLarge : JwksFetchResult.Invalid;
+                }
+                else
+                {
+                    return Install(keys);
+                }
+            }
+            catch (OperationCanceledException) when (timeout.IsCancellationRequested && !_stopping.IsCancellationRequested)
+            {
+                (result, error) = (JwksFetchResult.Timeout, "timed out");
+            }
+        }
+        catch (JwksFetchException e)
+        {
+            (result, error) = (e.Result, e.Message);
+        }
+        catch (HttpRequestException e)
+        {
+            (result, error) = (JwksFetchResult.HttpError, e.HttpRequestError.ToString());
+        }
+        catch (IOException e)
+        {
+            (result, error) = (JwksFetchResult.Error, e.GetType().Name);
+        }
+        catch (UnauthorizedAccessException)
+        {
+            (result, error) = (JwksFetchResult.Error, "access denied");
+        }
+        catch (OperationCanceledException)
+        {
+            return Current;
+        }
+
+        _metrics?.Fetched(_options.Name, result);
+        var kept = Current;
+        JwtLog.JwksFetchFailed(_logger, _options.Name, _sourceName, error, kept?.Keys.Count ?? 0);
+        // Retry sooner than the regular period; request-triggered fetches stay throttled by MinRefetchInterval.
+        _timer?.Change(_options.MinRefetchInterval, _options.RefreshInterval);
+        return kept;
+    }
+
+    private JwksKeySet Install(List<JwksKey> keys)
+    {
+        lock (_gate)
+        {
+            var current = _current;
+            var candidate = new JwksKeySet(keys, (current?.Version ?? 0) + 1);
+            if (current is not null && current.Fingerprint == candidate.Fingerprint)
+            {
+                _metrics?.Fetched(_options.Name, JwksFetchResult.Unchanged);
+                return current;
+            }
+            Volatile.Write(ref _current, candidate);
+            _metrics?.Fetched(_options.Name, JwksFetchResult.Success);
+            JwtLog.JwksLoaded(_logger, _options.Name, keys.Count, _sourceName, candidate.Version);
+            return candidate;
+        }
+    }
+
+    private async Task<ReadOnlyMemory<byte>> LoadAsync(CancellationToken cancellationToken)
+    {
+        if (_options.JwksFile is { } file)
+        {
+            var info = new FileInfo(file);
+            if (info.Exists && info.Length > _options.MaxJwksBytes)
+                throw new JwksFetchException(JwksFetchResult.TooLarge, "the JWKS file is larger than maxJwksBytes");
+            return await File.ReadAllBytesAsync(file, cancellationToken).ConfigureAwait(false);
+        }
+        if (_options.JwksUri is { } jwksUri)
+            return await GetAsync(jwksUri, cancellationToken).ConfigureAwait(false);
+
+        var discovery = await GetAsync(_options.OidcDiscoveryUri!, cancellationToken).ConfigureAwait(false);
+        return await GetAsync(ReadJwksUri(discovery), cancellationToken).ConfigureAwait(false);
+    }
+
+    private Uri ReadJwksUri(ReadOnlyMemory<byte> discovery)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(discovery, DiscoveryOptions);
+            var root = document.RootElement;
+            if (root.ValueKind != JsonValueKind.Object
+                || !root.TryGetProperty("issuer", out var issuer) || issuer.ValueKind != JsonValueKind.String
+                || !root.TryGetProperty("jwks_uri", out var jwks) || jwks.ValueKind != JsonValueKind.String)
+                throw new JwksFetchException(JwksFetchResult.Invalid, "the discovery document lacks issuer or jwks_uri");
+            // OIDC Discovery §4.3: the document must name the issuer we trust, or it speaks for someone else.
+            if (!issuer.ValueEquals(_options.Issuer))
+                throw new JwksFetchException(JwksFetchResult.Invalid, "the discovery document's issuer differs from the configured issuer");
+            if (!Uri.TryCreate(jwks.GetString(), UriKind.Absolute, out var uri) || !JwtProviderOptionsValidator.IsAllowedRemote(uri))
+                throw new JwksFetchException(JwksFetchResult.Invalid, "the discovery document's jwks_uri is not https");
+            return uri;
+        }
+        catch (JsonException)
+        {
+            throw new JwksFetchException(JwksFetchResult.Invalid, "the discovery document is not valid JSON");
+        }
+    }
+
+    private async Task<ReadOnlyMemory<byte>> GetAsync(Uri uri, CancellationToken cancellationToken)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, uri);
+        request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("application/json"));
+        using var response = await _http!.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken).ConfigureAwait(false);
+        if (!response.IsSuccessStatusCode)
+            throw new JwksFetchException(JwksFetchResult.HttpError, $"HTTP {(int)response.StatusCode}");
+        var limit = _options.MaxJwksBytes;
+        if (response.Content.Headers.ContentLength > limit)
+            throw new JwksFetchException(JwksFetchResult.TooLarge, "the response is larger than maxJwksBytes");
+        var stream = await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
+        await using (stream.ConfigureAwait(false))
+        {
+            var buffer = new byte[Math.Min(limit + 1, 16 * 1024)];
+            var length = 0;
+            while (true)
+            {
+                if (length == buffer.Length)
+                {
+                    if (length > limit)
+                        throw new JwksFetchException(JwksFetchResult.TooLarge, "the response is larger than maxJwksBytes");
+                    Array.Resize(ref buffer, Math.Min(buffer.Length * 2, limit + 1));
+                }
+                var read = await stream.ReadAsync(buffer.AsMemory(length), cancellationToken).ConfigureAwait(false);
+                if (read == 0)
+                    break;
+                length += read;
+            }
+            if (length > limit)
+                throw new JwksFetchException(JwksFetchResult.TooLarge, "the response is larger than maxJwksBytes");
+            return buffer.AsMemory(0, length);
+        }
+    }
+
+    public void Dispose()
+    {
+        // Cancelled, not disposed: a fetch still starting may yet link to its token.
+        _stopping.Cancel();
+        _timer?.Dispose();
+    }
+
+    private sealed class JwksFetchException(JwksFetchResult result, string message) : Exception(message)
+    {
+        public JwksFetchResult Result { get; } = result;
+    }
+}

@@ -1,0 +1,105 @@
+namespace Legate.Authz.Jwt;
+
+/// <summary>Why a token was refused. Stable: policies and metrics map these to 401 reasons.</summary>
+public enum JwtFailureReason
+{
+    None,
+    Missing,
+    Malformed,
+    TooLarge,
+    BadAlgorithm,
+    UnknownKey,
+    BadSignature,
+    Expired,
+    NotYetValid,
+    IssuedInFuture,
+    LifetimeTooLong,
+    WrongIssuer,
+    WrongAudience,
+    CritHeader,
+    WrongType,
+    KeysUnavailable,
+}
+
+/// <summary>
+/// The outcome of validating one token. Failures are shared immutable instances (no allocation); their
+/// <see cref="Description"/> is fixed text that never contains token material, so it may go into logs and deny bodies.
+/// </summary>
+public sealed class JwtResult
+{
+    private static readonly JwtResult[] Failures = Enum.GetValues<JwtFailureReason>().Select(r => new JwtResult(r, DescriptionOf(r), null)).ToArray();
+
+    private JwtResult(JwtFailureReason failure, string description, JwtIdentity? identity)
+    {
+        Failure = failure;
+        Description = description;
+        Identity = identity;
+    }
+
+    public bool Succeeded => Failure == JwtFailureReason.None;
+
+    public JwtFailureReason Failure { get; }
+
+    public string Description { get; }
+
+    /// <summary>Set when <see cref="Succeeded"/>.</summary>
+    public JwtIdentity? Identity { get; }
+
+    public static JwtResult Success(JwtIdentity identity) => new(JwtFailureReason.None, "valid", identity ?? throw new ArgumentNullException(nameof(identity)));
+
+    public static JwtResult Fail(JwtFailureReason reason)
+        => reason == JwtFailureReason.None ? throw new ArgumentOutOfRangeException(nameof(reason)) : Failures[(int)reason];
+
+    public override string ToString() => Succeeded ? "valid" : $"{Failure}: {Description}";
+
+    private static string DescriptionOf(JwtFailureReason reason) => reason switch
+    {
+        JwtFailureReason.None => "valid",
+        JwtFailureReason.Missing => "no token",
+        JwtFailureReason.Malformed => "malformed token",
+        JwtFailureReason.TooLarge => "token too large",
+        JwtFailureReason.BadAlgorithm => "algorithm not allowed",
+        JwtFailureReason.UnknownKey => "no matching signing key",
+        JwtFailureReason.BadSignature => "invalid signature",
+        JwtFailureReason.Expired => "token expired or without expiry",
+        JwtFailureReason.NotYetValid => "token not yet valid",
+        JwtFailureReason.IssuedInFuture => "token issued in the future",
+        JwtFailureReason.LifetimeTooLong => "token lifetime too long",
+        JwtFailureReason.WrongIssuer => "issuer not accepted",
+        JwtFailureReason.WrongAudience => "audience not accepted",
+        JwtFailureReason.CritHeader => "critical header not supported",
+        JwtFailureReason.WrongType => "token type not accepted",
+        JwtFailureReason.KeysUnavailable => "signing keys unavailable",
+        _ => "invalid token",
+    };
+}
+
+/// <summary>What a valid token says. Immutable and shared by every request presenting the same token (cache).</summary>
+public sealed class JwtIdentity
+{
+    public JwtIdentity(string? subject, string issuer, string audience, DateTimeOffset expiresAt,
+        IReadOnlyList<string> scopes, IReadOnlyDictionary<string, string> claims)
+    {
+        Subject = subject;
+        Issuer = issuer;
+        Audience = audience;
+        ExpiresAt = expiresAt;
+        Scopes = scopes;
+        Claims = claims;
+    }
+
+    public string? Subject { get; }
+
+    public string Issuer { get; }
+
+    /// <summary>The configured audience the token matched.</summary>
+    public string Audience { get; }
+
+    public DateTimeOffset ExpiresAt { get; }
+
+    /// <summary>From <c>scope</c> (space-separated string) or else <c>scp</c> (array or string).</summary>
+    public IReadOnlyList<string> Scopes { get; }
+
+    /// <summary>Top-level claims with a scalar value, as text (strings as-is, numbers and booleans as JSON text); arrays, objects and nulls are left out.</summary>
+    public IReadOnlyDictionary<string, string> Claims { get; }
+}

@@ -1,0 +1,197 @@
+namespace Legate.Authz.Jwt;
+
+public enum TokenSourceKind
+{
+    /// <summary><c>authorization: Bearer &lt;token&gt;</c> (scheme case-insensitive).</summary>
+    Bearer,
+    Header,
+    Query,
+    Cookie,
+}
+
+/// <summary>Where a token may be: <see cref="Name"/> is the header (lower-case), query parameter or cookie name; unused for Bearer.</summary>
+public sealed record TokenSource(TokenSourceKind Kind, string Name = "authorization")
+{
+    public static TokenSource Bearer { get; } = new(TokenSourceKind.Bearer);
+}
+
+public enum TokenLookupStatus
+{
+    Found,
+    Missing,
+
+    /// <summary>Two different tokens (two Authorization headers merged by Envoy, a repeated parameter, two locations).</summary>
+    Ambiguous,
+
+    /// <summary>A value is present where a token is expected but is not a single token (e.g. "Bearer" with nothing after it).</summary>
+    Malformed,
+}
+
+public readonly record struct TokenLookup(TokenLookupStatus Status, string? Token)
+{
+    public static TokenLookup Missing => new(TokenLookupStatus.Missing, null);
+
+    public static TokenLookup Ambiguous => new(TokenLookupStatus.Ambiguous, null);
+
+    public static TokenLookup Malformed => new(TokenLookupStatus.Malformed, null);
+}
+
+/// <summary>
+/// Finds the bearer token in an Envoy CheckRequest's headers (lower-case names, duplicates joined with ",") and raw
+/// path (the query string is inside it). Every configured location is inspected: when several hold a token they must
+/// all hold the same one, otherwise the request is <see cref="TokenLookupStatus.Ambiguous"/> (deterministic, never
+/// "first wins": a valid header beside a different query token is refused). A location holding something that is not
+/// exactly one token is <see cref="TokenLookupStatus.Malformed"/>. An Authorization header with another scheme
+/// (e.g. Basic) is not a bearer token and counts as absent.
+/// </summary>
+public sealed class TokenLocator
+{
+    private readonly TokenSource[] _sources;
+
+    public TokenLocator(IReadOnlyList<TokenSource> sources)
+    {
+        ArgumentNullException.ThrowIfNull(sources);
+        if (sources.Count == 0)
+            throw new ArgumentException("at least one token source is required", nameof(sources));
+        foreach (var source in sources)
+        {
+            if (string.IsNullOrEmpty(source.Name))
+                throw new ArgumentException("a token source has no name", nameof(sources));
+        }
+        _sources = [.. sources];
+    }
+
+    public static TokenLocator Default { get; } = new([TokenSource.Bearer]);
+
+    public TokenLookup Locate(IReadOnlyDictionary<string, string> headers, string? path)
+    {
+        ArgumentNullException.ThrowIfNull(headers);
+        string? found = null;
+        foreach (var source in _sources)
+        {
+            var lookup = source.Kind switch
+            {
+                TokenSourceKind.Bearer => FromBearer(headers),
+                TokenSourceKind.Header => FromHeader(headers, source.Name),
+                TokenSourceKind.Query => FromQuery(path, source.Name),
+                TokenSourceKind.Cookie => FromCookie(headers, source.Name),
+                _ => TokenLookup.Missing,
+            };
+            switch (lookup.Status)
+            {
+                case TokenLookupStatus.Missing:
+                    continue;
+                case TokenLookupStatus.Found:
+                    if (found is not null && !string.Equals(found, lookup.Token, StringComparison.Ordinal))
+                        return TokenLookup.Ambiguous;
+                    found = lookup.Token;
+                    break;
+                default:
+                    return lookup;
+            }
+        }
+        return found is null ? TokenLookup.Missing : new TokenLookup(TokenLookupStatus.Found, found);
+    }
+
+    private static TokenLookup FromBearer(IReadOnlyDictionary<string, string> headers)
+    {
+        if (!headers.TryGetValue("authorization", out var value) || value.Length == 0)
+            return TokenLookup.Missing;
+        var span = value.AsSpan().Trim(' ');
+        var space = span.IndexOf(' ');
+        var scheme = space < 0 ? span : span[..space];
+        if (!scheme.Equals("Bearer", StringComparison.OrdinalIgnoreCase))
+        {
+            // "Bearer a,Bearer b" has scheme "Bearer"; "Basic x,Bearer y" is two credentials: ambiguous, not absent.
+            return value.Contains(',', StringComparison.Ordinal) ? TokenLookup.Ambiguous : TokenLookup.Missing;
+        }
+        if (space < 0)
+            return TokenLookup.Malformed;
+        return Single(span[(space + 1)..].TrimStart(' '));
+    }
+
+    private static TokenLookup FromHeader(IReadOnlyDictionary<string, string> headers, string name)
+        => headers.TryGetValue(name, out var value) && value.Length > 0 ? Single(value.AsSpan().Trim(' ')) : TokenLookup.Missing;
+
+    private static TokenLookup FromQuery(string? path, string name)
+    {
+        if (path is null)
+            return TokenLookup.Missing;
+        var question = path.IndexOf('?', StringComparison.Ordinal);
+        if (question < 0)
+            return TokenLookup.Missing;
+        var query = path.AsSpan(question + 1);
+        var fragment = query.IndexOf('#');
+        if (fragment >= 0)
+            query = query[..fragment];
+        string? found = null;
+        foreach (var range in query.Split('&'))
+        {
+            var pair = query[range];
+            var equals = pair.IndexOf('=');
+            var key = equals < 0 ? pair : pair[..equals];
+            if (!key.SequenceEqual(name))
+                continue;
+            if (equals < 0)
+                return TokenLookup.Malformed;
+            // Tokens are base64url and need no escaping; an escaped or otherwise odd value is not decoded but refused.
+            var lookup = Single(pair[(equals + 1)..]);
+            if (lookup.Status != TokenLookupStatus.Found)
+                return lookup;
+            if (found is not null && found != lookup.Token)
+                return TokenLookup.Ambiguous;
+            found = lookup.Token;
+        }
+        return found is null ? TokenLookup.Missing : new TokenLookup(TokenLookupStatus.Found, found);
+    }
+
+    private static TokenLookup FromCookie(IReadOnlyDictionary<string, string> headers, string name)
+    {
+        if (!headers.TryGetValue("cookie", out var value))
+            return TokenLookup.Missing;
+        string? found = null;
+        var span = value.AsSpan();
+        // Envoy joins several cookie headers with "; " or ","; both separate cookie pairs here.
+        foreach (var range in span.SplitAny(';', ','))
+        {
+            var pair = span[range].Trim(' ');
+            var equals = pair.IndexOf('=');
+            if (equals < 0 || !pair[..equals].Trim(' ').SequenceEqual(name))
+                continue;
+            var raw = pair[(equals + 1)..].Trim(' ');
+            if (raw.Length >= 2 && raw[0] == '"' && raw[^1] == '"')
+                raw = raw[1..^1];
+            var lookup = Single(raw);
+            if (lookup.Status != TokenLookupStatus.Found)
+                return lookup;
+            if (found is not null && found != lookup.Token)
+                return TokenLookup.Ambiguous;
+            found = lookup.Token;
+        }
+        return found is null ? TokenLookup.Missing : new TokenLookup(TokenLookupStatus.Found, found);
+    }
+
+    /// <summary>
+    /// Exactly one RFC 6750 b64token (letters, digits, "-._~+/", trailing "="): a comma means merged duplicates;
+    /// anything else (whitespace, '%'-escapes, '!' from Envoy's non-UTF-8 substitution) is refused, never decoded or repaired.
+    /// </summary>
+    private static TokenLookup Single(ReadOnlySpan<char> value)
+    {
+        if (value.IsEmpty)
+            return TokenLookup.Malformed;
+        if (value.Contains(','))
+            return TokenLookup.Ambiguous;
+        var padding = false;
+        foreach (var c in value)
+        {
+            if (c == '=')
+            {
+                padding = true;
+                continue;
+            }
+            if (padding || !(char.IsAsciiLetterOrDigit(c) || c is '-' or '.' or '_' or '~' or '+' or '/'))
+                return TokenLookup.Malformed;
+        }
+        return new TokenLookup(TokenLookupStatus.Found, value.ToString());
+    }
+}

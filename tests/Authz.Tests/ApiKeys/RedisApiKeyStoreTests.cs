@@ -1,0 +1,121 @@
+using Legate.Authz.ApiKeys;
+using Legate.Testing;
+using Microsoft.Extensions.Time.Testing;
+using StackExchange.Redis;
+
+namespace Legate.Authz.Tests.ApiKeys;
+
+/// <summary>The Redis store on the test assembly's real Redis.</summary>
+public sealed class RedisApiKeyStoreTests(RedisFixture redis)
+{
+    private readonly int _database = redis.DedicatedDatabase();
+    private readonly string _prefix = "test:{apikeys-" + Guid.NewGuid().ToString("N") + "}:";
+
+    private static CancellationToken Ct => TestKeys.Ct;
+
+    private RedisApiKeyStore Store(TimeProvider? time = null, TimeSpan? ttl = null) =>
+        new(redis.Multiplexer, new RedisApiKeyStoreOptions { KeyPrefix = _prefix, Database = _database, CacheTtl = ttl ?? TimeSpan.FromSeconds(2), Timeout = TimeSpan.FromSeconds(10) }, time);
+
+    [Fact]
+    public async Task Add_Find_RoundTripsEveryField()
+    {
+        var store = Store();
+        var key = TestKeys.New(expires: TestKeys.Now.AddDays(1));
+
+        Assert.True(await store.AddAsync(key.Record, Ct));
+        Assert.False(await store.AddAsync(key.Record with { Plan = "other" }, Ct));
+
+        Assert.Equal(key.Record, await store.FindAsync(key.Record.KeyId, Ct));
+        Assert.Null(await store.FindAsync("ZZZZZZZZZZZZ", Ct));
+        var stored = await redis.Multiplexer.GetDatabase(_database).HashGetAllAsync(_prefix + "key:" + key.Record.KeyId);
+        Assert.DoesNotContain(stored, e => e.Value.ToString().Contains(key.Key[^20..], StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task List_ByClient_ShowsRotatedKeys()
+    {
+        var store = Store();
+        var old = TestKeys.New(client: "billing");
+        var @new = TestKeys.New(client: "billing");
+        var other = TestKeys.New(tenant: "globex", client: "billing");
+        foreach (var k in new[] { old, @new, other })
+            await store.AddAsync(k.Record, Ct);
+
+        var billing = await store.ListAsync("acme", "billing", Ct);
+        var all = await store.ListAsync(cancellationToken: Ct);
+        var globex = await store.ListAsync("globex", cancellationToken: Ct);
+
+        Assert.Equal(2, billing.Count);
+        Assert.Contains(old.Record, billing);
+        Assert.Contains(@new.Record, billing);
+        Assert.Equal(3, all.Count);
+        Assert.Equal([other.Record], globex);
+    }
+
+    [Fact]
+    public async Task K5_Revocation_IsImmediateHere_AndWithinTheCacheTtlOnOtherReplicas()
+    {
+        var time = new FakeTimeProvider(TestKeys.Now);
+        var replicaA = Store(time);
+        var replicaB = Store(time);
+        var key = TestKeys.New();
+        await replicaA.AddAsync(key.Record, Ct);
+        var validatorA = new ApiKeyValidator(replicaA, time);
+        var validatorB = new ApiKeyValidator(replicaB, time);
+        Assert.True((await validatorB.ValidateAsync(key.Key, Ct)).Succeeded);
+
+        Assert.True(await replicaA.RevokeAsync(key.Record.KeyId, Ct));
+        Assert.False(await replicaA.RevokeAsync("ZZZZZZZZZZZZ", Ct));
+
+        Assert.Equal(ApiKeyFailure.Revoked, (await validatorA.ValidateAsync(key.Key, Ct)).Failure);
+        // B still has its cached answer, at most for the TTL.
+        Assert.True((await validatorB.ValidateAsync(key.Key, Ct)).Succeeded);
+        time.Advance(TimeSpan.FromSeconds(2));
+        Assert.Equal(ApiKeyFailure.Revoked, (await validatorB.ValidateAsync(key.Key, Ct)).Failure);
+    }
+
+    [Fact]
+    public async Task NotFound_IsCachedNoLongerThanTheTtl()
+    {
+        var time = new FakeTimeProvider(TestKeys.Now);
+        var reader = Store(time);
+        var key = TestKeys.New();
+        Assert.Null(await reader.FindAsync(key.Record.KeyId, Ct));
+
+        await Store().AddAsync(key.Record, Ct);
+        Assert.Null(await reader.FindAsync(key.Record.KeyId, Ct));
+        time.Advance(TimeSpan.FromSeconds(2));
+
+        Assert.Equal(key.Record, await reader.FindAsync(key.Record.KeyId, Ct));
+    }
+
+    [Fact]
+    public async Task RedisDown_IsStoreUnavailable_WithoutKeyMaterial()
+    {
+        var options = ConfigurationOptions.Parse("127.0.0.1:" + FreePort.Next());
+        options.AbortOnConnectFail = false;
+        options.ConnectTimeout = 200;
+        options.BacklogPolicy = BacklogPolicy.FailFast;
+        await using var down = await ConnectionMultiplexer.ConnectAsync(options);
+        var store = new RedisApiKeyStore(down, new RedisApiKeyStoreOptions { Timeout = TimeSpan.FromSeconds(1) });
+        var key = TestKeys.New();
+
+        var error = await Assert.ThrowsAsync<ApiKeyStoreUnavailableException>(() => store.FindAsync(key.Record.KeyId, Ct).AsTask());
+        var result = await new ApiKeyValidator(store, TimeProvider.System).ValidateAsync(key.Key, Ct);
+
+        Assert.Equal(ApiKeyFailure.StoreUnavailable, result.Failure);
+        Assert.DoesNotContain(key.Key, error.ToString(), StringComparison.Ordinal);
+        await Assert.ThrowsAsync<ApiKeyStoreUnavailableException>(() => store.AddAsync(key.Record, Ct));
+    }
+
+    [Fact]
+    public async Task DamagedRecord_FailsClosed()
+    {
+        var store = Store();
+        var key = TestKeys.New();
+        await store.AddAsync(key.Record, Ct);
+        await redis.Multiplexer.GetDatabase(_database).HashSetAsync(_prefix + "key:" + key.Record.KeyId, "sha256", "zz");
+
+        Assert.Equal(ApiKeyFailure.StoreUnavailable, (await new ApiKeyValidator(store, TimeProvider.System).ValidateAsync(key.Key, Ct)).Failure);
+    }
+}
