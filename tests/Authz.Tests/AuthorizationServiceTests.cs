@@ -4,46 +4,61 @@ using AuthorizationClient = Envoy.Service.Auth.V3.Authorization.AuthorizationCli
 
 namespace Legate.Authz.Tests;
 
+/// <summary>The service on its shipped sample policy (authz/rules/policies.yaml), as ./run.sh starts it.</summary>
 public sealed class AuthorizationServiceTests : IDisposable
 {
+    // The demo key printed in authz/rules/keys.yaml (a local sample, not a secret).
+    private const string DemoKey = "lgt_aS6L5CMAXtFg_hbIlGbLThBf1AxDFNAgKvWC9eTJSsKV5vwS1bpG1igq_0YnQsX";
+
     private readonly LegateServiceFactory<Program> _service = new();
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    private static CheckRequest RequestWithBearerToken() => new()
+    private static CheckRequest Request(string host, IDictionary<string, string>? headers = null, string? policy = null)
     {
-        Attributes = new AttributeContext
-        {
-            Request = new AttributeContext.Types.Request
-            {
-                Http = new AttributeContext.Types.HttpRequest
-                {
-                    Method = "GET",
-                    Path = "/orders?page=2",
-                    Host = "api.example.com",
-                    Headers = { [":authority"] = "api.example.com", ["authorization"] = "Bearer abc.def.ghi" },
-                },
-            },
-            ContextExtensions = { ["policy"] = "default", ["tenant"] = "acme" },
-        },
-    };
-
-    [Fact]
-    public async Task Check_WithoutPolicies_DeniesWith403AndSaysWhy()
-    {
-        var client = new AuthorizationClient(_service.Channel);
-
-        var response = await client.CheckAsync(RequestWithBearerToken(), cancellationToken: Ct);
-
-        Assert.Equal((int)Grpc.Core.StatusCode.PermissionDenied, response.Status.Code);
-        Assert.Equal(CheckResponse.HttpResponseOneofCase.DeniedResponse, response.HttpResponseCase);
-        Assert.Equal(Envoy.Type.V3.StatusCode.Forbidden, response.DeniedResponse.Status.Code);
-        Assert.Contains("no authorization policy is configured", response.DeniedResponse.Body, StringComparison.Ordinal);
-        Assert.Contains(response.DeniedResponse.Headers, h => h.Header.Key == "x-ext-auth-reason" && h.Header.Value == "no-policy");
+        var http = new AttributeContext.Types.HttpRequest { Method = "GET", Path = "/orders?page=2", Host = host, Headers = { [":authority"] = host } };
+        foreach (var (k, v) in headers ?? new Dictionary<string, string>())
+            http.Headers[k] = v;
+        var request = new CheckRequest { Attributes = new AttributeContext { Request = new AttributeContext.Types.Request { Http = http } } };
+        if (policy is not null)
+            request.Attributes.ContextExtensions["policy"] = policy;
+        return request;
     }
 
     [Fact]
-    public async Task Check_EmptyRequest_IsStillDenied()
+    public async Task SamplePolicy_DemoKeyOnLocalhost_IsAllowed()
+    {
+        var client = new AuthorizationClient(_service.Channel);
+
+        var response = await client.CheckAsync(Request("localhost:10000", new Dictionary<string, string> { ["x-api-key"] = DemoKey }), cancellationToken: Ct);
+
+        Assert.Equal(0, response.Status.Code);
+        Assert.Equal("demo-client", response.DynamicMetadata.Fields["client"].StringValue);
+    }
+
+    [Fact]
+    public async Task SamplePolicy_BearerTokenItCannotVerify_Is401()
+    {
+        var client = new AuthorizationClient(_service.Channel);
+
+        var response = await client.CheckAsync(Request("api.acme.example", new Dictionary<string, string> { ["authorization"] = "Bearer abc.def.ghi" }), cancellationToken: Ct);
+
+        Assert.Equal((int)Grpc.Core.StatusCode.Unauthenticated, response.Status.Code);
+        Assert.Equal(Envoy.Type.V3.StatusCode.Unauthorized, response.DeniedResponse.Status.Code);
+    }
+
+    [Fact]
+    public async Task SamplePolicy_PublicPolicy_AllowsAnonymous()
+    {
+        var client = new AuthorizationClient(_service.Channel);
+
+        var response = await client.CheckAsync(Request("api.acme.example", policy: "public"), cancellationToken: Ct);
+
+        Assert.Equal(0, response.Status.Code);
+    }
+
+    [Fact]
+    public async Task E1_EmptyRequest_IsStillDenied()
     {
         var client = new AuthorizationClient(_service.Channel);
 

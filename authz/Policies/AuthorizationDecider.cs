@@ -1,0 +1,283 @@
+using System.Text.Json;
+using Envoy.Config.Core.V3;
+using Envoy.Service.Auth.V3;
+using Google.Protobuf.WellKnownTypes;
+using Legate.Authz.ApiKeys;
+using Legate.Authz.Jwt;
+using Legate.Hosting.Rules;
+using Microsoft.Extensions.Logging;
+using GrpcStatusCode = Grpc.Core.StatusCode;
+using HttpStatusCode = Envoy.Type.V3.StatusCode;
+
+namespace Legate.Authz.Policies;
+
+/// <summary>
+/// The ext_authz decision: tenant (context_extensions "tenant", else the normalised host), policy (context_extensions
+/// "policy", else "default"), credentials (API key, JWT, or none), then scopes and methods. Fails closed: every path,
+/// exceptions included, answers an explicit non-OK status unless the request is allowed.
+/// </summary>
+public sealed partial class AuthorizationDecider
+{
+    private const int MaxHeaderValueLength = 8 * 1024;
+    private const string Unknown = "unknown";
+    private const string Anonymous = "anonymous";
+
+    private readonly RulesProvider<AuthzPolicySet> _rules;
+    private readonly JwtValidator _jwt;
+    private readonly AuthzMetrics _metrics;
+    private readonly ILogger _logger;
+
+    public AuthorizationDecider(RulesProvider<AuthzPolicySet> rules, JwtValidator jwt, AuthzMetrics metrics, ILogger<AuthorizationDecider> logger)
+    {
+        _rules = rules;
+        _jwt = jwt;
+        _metrics = metrics;
+        _logger = logger;
+    }
+
+    public async Task<CheckResponse> CheckAsync(CheckRequest request, CancellationToken cancellationToken)
+    {
+        string tenantLabel = Unknown, policyLabel = Unknown;
+        try
+        {
+            var set = _rules.Current;
+            var http = request?.Attributes?.Request?.Http;
+            if (http is null)
+                return Deny(tenantLabel, policyLabel, Forbidden("no HTTP request attributes"), "bad_request");
+            var extensions = request!.Attributes.ContextExtensions;
+
+            TenantPolicy? tenant;
+            if (extensions.TryGetValue("tenant", out var tenantName))
+            {
+                set.Tenants.TryGetValue(tenantName, out tenant);
+            }
+            else
+            {
+                var host = http.Host.Length > 0 ? http.Host : http.Headers.TryGetValue(":authority", out var authority) ? authority : "";
+                set.TenantsByHost.TryGetValue(NormalizeHost(host), out tenant);
+            }
+            if (tenant is null)
+                return Deny(tenantLabel, policyLabel, Forbidden("unknown tenant"), "unknown_tenant");
+            tenantLabel = tenant.Name;
+
+            var policyName = extensions.TryGetValue("policy", out var p) ? p : "default";
+            if (!set.Policies.TryGetValue(policyName, out var policy))
+                return Deny(tenantLabel, policyLabel, Forbidden("unknown policy"), "unknown_policy");
+            policyLabel = policy.Name;
+
+            var headers = (IReadOnlyDictionary<string, string>)http.Headers;
+            var path = http.Path.Length > 0 ? http.Path : headers.GetValueOrDefault(":path");
+            var challenge = Challenge(set, tenant, policy);
+
+            // Credentials: look in every place the policy accepts; two kinds at once are refused, never guessed.
+            var keys = policy.AllowApiKey && tenant.ApiKeys ? set.ApiKeys : null;
+            var keyLocation = keys?.Locator.Locate(headers, path) ?? default;
+            var tokenLookup = policy.AllowJwt && tenant.JwtProviders.Count > 0 ? TokenLocator.Default.Locate(headers, path) : TokenLookup.Missing;
+            var hasKey = keyLocation.Status != ApiKeyLocateStatus.Missing;
+            var hasToken = tokenLookup.Status != TokenLookupStatus.Missing;
+
+            Identity identity;
+            if (hasKey && hasToken)
+                return Deny(tenantLabel, policyLabel, Unauthorized(challenge, "more than one credential"), "ambiguous_credentials");
+            if (hasKey)
+            {
+                if (keyLocation.Status != ApiKeyLocateStatus.Found)
+                    return Deny(tenantLabel, policyLabel, Unauthorized(challenge, "invalid API key"), "invalid_api_key");
+                var result = await keys!.Validator.ValidateAsync(keyLocation.Key!, cancellationToken, tenant.Name).ConfigureAwait(false);
+                if (!result.Succeeded)
+                {
+                    return result.Failure switch
+                    {
+                        ApiKeyFailure.StoreUnavailable => Deny(tenantLabel, policyLabel, Unavailable("API key store unavailable"), "store_unavailable"),
+                        ApiKeyFailure.WrongTenant => Deny(tenantLabel, policyLabel, Forbidden("API key not valid for this tenant"), "wrong_tenant"),
+                        _ => Deny(tenantLabel, policyLabel, Unauthorized(challenge, "invalid API key"), "invalid_api_key"),
+                    };
+                }
+                var record = result.Record!;
+                identity = new Identity("api_key", null, record.ClientId, record.Scopes, null, record.Plan ?? tenant.Plan, keyLocation);
+            }
+            else if (hasToken)
+            {
+                if (tokenLookup.Status != TokenLookupStatus.Found)
+                    return Deny(tenantLabel, policyLabel, Unauthorized(challenge, "invalid token"), "invalid_token");
+                JwtResult? accepted = null;
+                var unavailable = 0;
+                foreach (var provider in tenant.JwtProviders)
+                {
+                    var result = await _jwt.ValidateAsync(provider, tokenLookup.Token, cancellationToken).ConfigureAwait(false);
+                    if (result.Succeeded)
+                    {
+                        accepted = result;
+                        break;
+                    }
+                    if (result.Failure == JwtFailureReason.KeysUnavailable)
+                        unavailable++;
+                }
+                if (accepted?.Identity is not { } jwt)
+                {
+                    return unavailable == tenant.JwtProviders.Count
+                        ? Deny(tenantLabel, policyLabel, Unavailable("signing keys unavailable"), "keys_unavailable")
+                        : Deny(tenantLabel, policyLabel, Unauthorized(challenge, "invalid token"), "invalid_token");
+                }
+                var client = jwt.Claims.GetValueOrDefault("azp") ?? jwt.Claims.GetValueOrDefault("client_id");
+                identity = new Identity("jwt", jwt.Subject, client, jwt.Scopes, jwt.Claims, tenant.Plan, default);
+            }
+            else if (policy.AllowNone)
+            {
+                identity = new Identity("none", null, null, [], null, tenant.Plan, default);
+            }
+            else
+            {
+                return Deny(tenantLabel, policyLabel, Unauthorized(challenge, "credentials required"), "no_credentials");
+            }
+
+            var method = http.Method.Length > 0 ? http.Method : headers.GetValueOrDefault(":method") ?? "";
+            if (policy.Methods.Count > 0 && !policy.Methods.Contains(method))
+                return Deny(tenantLabel, policyLabel, Forbidden("method not allowed"), "method_not_allowed");
+            foreach (var scope in policy.Scopes)
+            {
+                if (!identity.Scopes.Contains(scope, StringComparer.Ordinal))
+                    return Deny(tenantLabel, policyLabel, Forbidden("missing scope"), "missing_scope");
+            }
+
+            _metrics.Decided(tenantLabel, policyLabel, allowed: true, identity.Kind == "none" ? Anonymous : "ok");
+            return Allow(set, tenant, policy, identity);
+        }
+#pragma warning disable CA1031 // Fail closed: whatever went wrong, Envoy gets an explicit deny, never an empty (= allow) answer.
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            LogInternalError(_logger, e.GetType().Name, tenantLabel, policyLabel);
+            return Deny(tenantLabel, policyLabel, Forbidden("internal error"), "internal_error");
+        }
+    }
+
+    /// <summary>Lower-case, without port and trailing dot; IPv6 literals keep their brackets.</summary>
+    public static string NormalizeHost(string? host)
+    {
+        if (string.IsNullOrEmpty(host))
+            return "";
+        var h = host.Trim();
+        if (h.StartsWith('['))
+        {
+            var end = h.IndexOf(']', StringComparison.Ordinal);
+            h = end > 0 ? h[..(end + 1)] : h;
+        }
+        else
+        {
+            var colon = h.IndexOf(':', StringComparison.Ordinal);
+            if (colon >= 0)
+                h = h[..colon];
+        }
+        return h.TrimEnd('.').ToLowerInvariant();
+    }
+
+    private sealed record Identity(string Kind, string? Subject, string? Client, IReadOnlyList<string> Scopes,
+        IReadOnlyDictionary<string, string>? Claims, string? Plan, ApiKeyLocation Key);
+
+    private static string Challenge(AuthzPolicySet set, TenantPolicy tenant, AccessPolicy policy)
+    {
+        var realm = $"realm=\"{tenant.Name}\"";
+        var bearer = policy.AllowJwt && tenant.JwtProviders.Count > 0;
+        var apiKey = policy.AllowApiKey && tenant.ApiKeys && set.ApiKeys is not null;
+        return bearer && apiKey ? $"Bearer {realm}, ApiKey {realm}" : apiKey ? $"ApiKey {realm}" : $"Bearer {realm}";
+    }
+
+    private static CheckResponse Allow(AuthzPolicySet set, TenantPolicy tenant, AccessPolicy policy, Identity identity)
+    {
+        var ok = new OkHttpResponse();
+        var names = set.IdentityHeaders;
+        SetOrRemove(ok, names.Tenant, tenant.Name);
+        SetOrRemove(ok, names.Subject, identity.Subject);
+        SetOrRemove(ok, names.Client, identity.Client);
+        foreach (var (claim, header) in names.Claims)
+            SetOrRemove(ok, header, identity.Claims?.GetValueOrDefault(claim));
+
+        if (identity.Kind == "api_key" && set.StripCredentials)
+        {
+            if (identity.Key.Source == ApiKeySource.Header && identity.Key.Name is { } header)
+                ok.HeadersToRemove.Add(header);
+            else if (identity.Key.Source == ApiKeySource.QueryParameter && identity.Key.Name is { } parameter)
+                ok.QueryParametersToRemove.Add(parameter);
+        }
+        if (identity.Kind == "jwt" && set.StripAuthorization)
+            ok.HeadersToRemove.Add("authorization");
+
+        // String values only: a missing or non-string value makes Envoy skip rate-limit descriptors (fail open, E9).
+        var metadata = new Struct();
+        metadata.Fields["tenant"] = Value.ForString(tenant.Name);
+        metadata.Fields["policy"] = Value.ForString(policy.Name);
+        metadata.Fields["credential"] = Value.ForString(identity.Kind);
+        metadata.Fields["client"] = Value.ForString(identity.Client ?? Anonymous);
+        metadata.Fields["subject"] = Value.ForString(identity.Subject ?? identity.Client ?? Anonymous);
+        metadata.Fields["plan"] = Value.ForString(identity.Plan ?? "default");
+        return new CheckResponse
+        {
+            Status = new Google.Rpc.Status { Code = (int)GrpcStatusCode.OK },
+            OkResponse = ok,
+            DynamicMetadata = metadata,
+        };
+    }
+
+    /// <summary>Sets an identity header (overwriting what the client sent), or removes it when there is no safe value.</summary>
+    private static void SetOrRemove(OkHttpResponse ok, string header, string? value)
+    {
+        if (value is { Length: > 0 and <= MaxHeaderValueLength } && IsSafeHeaderValue(value))
+        {
+            ok.Headers.Add(new HeaderValueOption
+            {
+                Header = new HeaderValue { Key = header, Value = value },
+                AppendAction = HeaderValueOption.Types.HeaderAppendAction.OverwriteIfExistsOrAdd,
+            });
+        }
+        else
+        {
+            ok.HeadersToRemove.Add(header);
+        }
+    }
+
+    private static bool IsSafeHeaderValue(string value)
+    {
+        foreach (var c in value)
+        {
+            if (c < 0x20 && c != '\t' || c == 0x7f)
+                return false;
+        }
+        return true;
+    }
+
+    private readonly record struct Denial(GrpcStatusCode Code, HttpStatusCode Http, string Error, string Reason, string? Challenge);
+
+    private static Denial Unauthorized(string challenge, string reason) => new(GrpcStatusCode.Unauthenticated, HttpStatusCode.Unauthorized, "unauthorized", reason, challenge);
+
+    private static Denial Forbidden(string reason) => new(GrpcStatusCode.PermissionDenied, HttpStatusCode.Forbidden, "forbidden", reason, null);
+
+    private static Denial Unavailable(string reason) => new(GrpcStatusCode.Unavailable, HttpStatusCode.ServiceUnavailable, "unavailable", reason, null);
+
+    private CheckResponse Deny(string tenant, string policy, Denial denial, string metricReason)
+    {
+        _metrics.Decided(tenant, policy, allowed: false, metricReason);
+        var denied = new DeniedHttpResponse
+        {
+            Status = new Envoy.Type.V3.HttpStatus { Code = denial.Http },
+            Body = JsonSerializer.Serialize(new Dictionary<string, string> { ["error"] = denial.Error, ["reason"] = denial.Reason }),
+            Headers = { Header("content-type", "application/json") },
+        };
+        if (denial.Challenge is not null)
+            denied.Headers.Add(Header("www-authenticate", denial.Challenge));
+        return new CheckResponse
+        {
+            Status = new Google.Rpc.Status { Code = (int)denial.Code, Message = denial.Reason },
+            DeniedResponse = denied,
+        };
+    }
+
+    private static HeaderValueOption Header(string key, string value) => new()
+    {
+        Header = new HeaderValue { Key = key, Value = value },
+        AppendAction = HeaderValueOption.Types.HeaderAppendAction.OverwriteIfExistsOrAdd,
+    };
+
+    [LoggerMessage(EventId = 4101, Level = LogLevel.Error, Message = "Authz check failed with {ExceptionType} (tenant {Tenant}, policy {Policy}); denied")]
+    private static partial void LogInternalError(ILogger logger, string exceptionType, string tenant, string policy);
+}

@@ -1,0 +1,518 @@
+using System.Collections.Frozen;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Legate.Authz.ApiKeys;
+using Legate.Authz.Jwt;
+using Legate.Hosting.Rules;
+using Microsoft.Extensions.Logging;
+using YamlDotNet.RepresentationModel;
+
+namespace Legate.Authz.Policies;
+
+/// <summary>
+/// Loads the authz policy file (<c>Legate:Rules:authz:Path</c>): <c>tenants</c>, <c>jwt_providers</c>, <c>policies</c>,
+/// <c>api_keys</c>, <c>identity_headers</c>, <c>strip_credentials</c>, <c>strip_authorization</c>. Keys are strict;
+/// every error names file:line:column and the field. A directory of files is merged (a name defined twice is an error).
+/// The JWKS sources of a new set are started when it loads; the previous set's sources are disposed then (the hosting
+/// swaps in every set this loader returns).
+/// </summary>
+public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, IDisposable
+{
+    private static readonly FrozenSet<string> TopFields = FrozenSet.Create(StringComparer.Ordinal,
+        "tenants", "jwt_providers", "policies", "api_keys", "identity_headers", "strip_credentials", "strip_authorization");
+    private static readonly FrozenSet<string> TenantFields = FrozenSet.Create(StringComparer.Ordinal, "hosts", "plan", "jwt", "api_keys");
+    private static readonly FrozenSet<string> ProviderFields = FrozenSet.Create(StringComparer.Ordinal,
+        "issuer", "audiences", "algorithms", "jwks_uri", "jwks", "jwks_file", "clock_skew", "max_lifetime", "typ");
+    private static readonly FrozenSet<string> PolicyFields = FrozenSet.Create(StringComparer.Ordinal, "credentials", "scopes", "methods");
+    private static readonly FrozenSet<string> ApiKeyFields = FrozenSet.Create(StringComparer.Ordinal, "file", "header", "query");
+    private static readonly FrozenSet<string> IdentityFields = FrozenSet.Create(StringComparer.Ordinal, "tenant", "subject", "client", "claims");
+
+    private readonly TimeProvider _time;
+    private readonly JwksMetrics? _jwksMetrics;
+    private readonly ILoggerFactory? _loggers;
+    private readonly HttpClient _http = new();
+    private AuthzPolicySet? _last;
+
+    public AuthzPolicyLoader(TimeProvider time, JwksMetrics? jwksMetrics = null, ILoggerFactory? loggers = null)
+    {
+        ArgumentNullException.ThrowIfNull(time);
+        _time = time;
+        _jwksMetrics = jwksMetrics;
+        _loggers = loggers;
+    }
+
+    public AuthzPolicySet Load(RulesFiles files)
+    {
+        ArgumentNullException.ThrowIfNull(files);
+        var set = Build(files.Files);
+        set.Start();
+        // Requests still holding the previous snapshot keep working: a disposed source keeps its last keys.
+        Interlocked.Exchange(ref _last, set)?.Dispose();
+        return set;
+    }
+
+    public void Dispose()
+    {
+        Interlocked.Exchange(ref _last, null)?.Dispose();
+        _http.Dispose();
+    }
+
+    private sealed class Draft
+    {
+        public readonly Dictionary<string, (RulesFile File, YamlMappingNode Node, YamlNode Key)> Tenants = new(StringComparer.Ordinal);
+        public readonly Dictionary<string, (RulesFile File, YamlMappingNode Node, YamlNode Key)> Providers = new(StringComparer.Ordinal);
+        public readonly Dictionary<string, AccessPolicy> Policies = new(StringComparer.Ordinal);
+        public readonly Dictionary<string, YamlNode> Seen = new(StringComparer.Ordinal);
+        public ApiKeySettings? ApiKeys;
+        public IdentityHeaders Identity = IdentityHeaders.Default;
+        public bool StripCredentials = true;
+        public bool StripAuthorization;
+    }
+
+    private AuthzPolicySet Build(IEnumerable<RulesFile> files)
+    {
+        var draft = new Draft();
+        RulesFile? firstFile = null;
+        foreach (var file in files)
+        {
+            firstFile ??= file;
+            foreach (var document in YamlRules.Parse(file).Documents)
+            {
+                if (IsNull(document.RootNode))
+                    continue;
+                if (document.RootNode is not YamlMappingNode root)
+                    throw YamlRules.Error(file, document.RootNode, "", "a policy file is a mapping (tenants, jwt_providers, policies, ...)");
+                ReadTop(file, root, draft);
+            }
+        }
+
+        var created = new List<JwtProvider>();
+        try
+        {
+            var providers = new Dictionary<string, JwtProvider>(StringComparer.Ordinal);
+            foreach (var (name, (file, node, key)) in draft.Providers)
+            {
+                var provider = ReadProvider(file, name, node, key);
+                created.Add(provider);
+                providers.Add(name, provider);
+            }
+
+            var tenants = new Dictionary<string, TenantPolicy>(StringComparer.Ordinal);
+            var byHost = new Dictionary<string, TenantPolicy>(StringComparer.Ordinal);
+            var hostNodes = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (var (name, (file, node, _)) in draft.Tenants)
+            {
+                var tenant = ReadTenant(file, name, node, providers, out var hostList);
+                tenants.Add(name, tenant);
+                foreach (var (host, hostNode) in hostList)
+                {
+                    if (hostNodes.TryGetValue(host, out var other))
+                        throw YamlRules.Error(file, hostNode, $"tenants.{name}.hosts", $"host '{host}' already belongs to tenant '{other}'");
+                    hostNodes.Add(host, name);
+                    byHost.Add(host, tenant);
+                }
+            }
+            if (tenants.Count == 0 && firstFile is not null)
+                throw new RulesException(firstFile.Path, null, null, "tenants", "at least one tenant is required (every request would be denied)");
+
+            return new AuthzPolicySet(tenants.ToFrozenDictionary(StringComparer.Ordinal), byHost.ToFrozenDictionary(StringComparer.Ordinal),
+                draft.Policies.ToFrozenDictionary(StringComparer.Ordinal), created, draft.ApiKeys, draft.Identity,
+                draft.StripCredentials, draft.StripAuthorization);
+        }
+        catch
+        {
+            foreach (var provider in created)
+                provider.Keys.Dispose();
+            throw;
+        }
+    }
+
+    private void ReadTop(RulesFile file, YamlMappingNode root, Draft draft)
+    {
+        foreach (var (keyNode, value) in root.Children)
+        {
+            var key = KeyOf(file, keyNode, "");
+            if (!TopFields.Contains(key))
+                throw YamlRules.Error(file, keyNode, key, $"unknown field (expected one of {string.Join(", ", TopFields.Order(StringComparer.Ordinal))})");
+            if (key is not ("tenants" or "jwt_providers" or "policies"))
+            {
+                if (draft.Seen.TryGetValue(key, out _))
+                    throw YamlRules.Error(file, keyNode, key, "is defined in more than one file");
+                draft.Seen.Add(key, keyNode);
+            }
+            switch (key)
+            {
+                case "tenants":
+                    foreach (var (name, node, nameNode) in NamedMaps(file, value, key))
+                    {
+                        CheckName(file, nameNode, key, name);
+                        if (!draft.Tenants.TryAdd(name, (file, node, nameNode)))
+                            throw YamlRules.Error(file, nameNode, $"{key}.{name}", "is defined twice");
+                    }
+                    break;
+                case "jwt_providers":
+                    foreach (var (name, node, nameNode) in NamedMaps(file, value, key))
+                    {
+                        CheckName(file, nameNode, key, name);
+                        if (!draft.Providers.TryAdd(name, (file, node, nameNode)))
+                            throw YamlRules.Error(file, nameNode, $"{key}.{name}", "is defined twice");
+                    }
+                    break;
+                case "policies":
+                    foreach (var (name, node, nameNode) in NamedMaps(file, value, key))
+                    {
+                        CheckName(file, nameNode, key, name);
+                        if (!draft.Policies.TryAdd(name, ReadPolicy(file, name, node)))
+                            throw YamlRules.Error(file, nameNode, $"{key}.{name}", "is defined twice");
+                    }
+                    break;
+                case "api_keys":
+                    draft.ApiKeys = ReadApiKeys(file, value);
+                    break;
+                case "identity_headers":
+                    draft.Identity = ReadIdentity(file, value);
+                    break;
+                case "strip_credentials":
+                    draft.StripCredentials = Bool(file, value, key);
+                    break;
+                case "strip_authorization":
+                    draft.StripAuthorization = Bool(file, value, key);
+                    break;
+            }
+        }
+    }
+
+    private static AccessPolicy ReadPolicy(RulesFile file, string name, YamlMappingNode node)
+    {
+        var path = $"policies.{name}";
+        CheckFields(file, node, path, PolicyFields);
+        bool jwt = false, apiKey = false, none = false;
+        var credentials = Field(node, "credentials") ?? throw YamlRules.Error(file, node, path + ".credentials", "is required (any of jwt, api_key, none)");
+        foreach (var (value, valueNode) in Strings(file, credentials, path + ".credentials"))
+        {
+            switch (value)
+            {
+                case "jwt": jwt = true; break;
+                case "api_key": apiKey = true; break;
+                case "none": none = true; break;
+                default: throw YamlRules.Error(file, valueNode, path + ".credentials", $"unknown credential '{value}' (jwt, api_key, none)");
+            }
+        }
+        if (!jwt && !apiKey && !none)
+            throw YamlRules.Error(file, credentials, path + ".credentials", "at least one of jwt, api_key, none is required");
+        var scopes = Field(node, "scopes") is { } s ? Strings(file, s, path + ".scopes").Select(x => x.Value).ToArray() : [];
+        if (none && scopes.Length > 0)
+            throw YamlRules.Error(file, node, path + ".scopes", "a policy accepting 'none' cannot require scopes");
+        var methods = new HashSet<string>(StringComparer.Ordinal);
+        if (Field(node, "methods") is { } m)
+        {
+            foreach (var (value, valueNode) in Strings(file, m, path + ".methods"))
+            {
+                if (!MethodPattern().IsMatch(value))
+                    throw YamlRules.Error(file, valueNode, path + ".methods", $"'{value}' is not an HTTP method (upper-case token, e.g. GET)");
+                methods.Add(value);
+            }
+        }
+        return new AccessPolicy(name, jwt, apiKey, none, scopes, methods.ToFrozenSet(StringComparer.Ordinal));
+    }
+
+    private JwtProvider ReadProvider(RulesFile file, string name, YamlMappingNode node, YamlNode keyNode)
+    {
+        var path = $"jwt_providers.{name}";
+        CheckFields(file, node, path, ProviderFields);
+        var issuer = Field(node, "issuer") is { } i ? Scalar(file, i, path + ".issuer") : "";
+        var audiences = Field(node, "audiences") is { } a ? Strings(file, a, path + ".audiences").Select(x => x.Value).ToArray() : [];
+        var algorithms = Field(node, "algorithms") is { } al ? Strings(file, al, path + ".algorithms").Select(x => x.Value).ToArray() : [];
+        Uri? jwksUri = null;
+        if (Field(node, "jwks_uri") is { } u && !Uri.TryCreate(Scalar(file, u, path + ".jwks_uri"), UriKind.Absolute, out jwksUri))
+            throw YamlRules.Error(file, u, path + ".jwks_uri", "is not an absolute URL");
+        string? inline = Field(node, "jwks") is { } j ? (j is YamlScalarNode js ? js.Value : ToJson(j)) : null;
+        string? jwksFile = Field(node, "jwks_file") is { } f ? RelativeTo(file, Scalar(file, f, path + ".jwks_file")) : null;
+        var options = new JwtProviderOptions
+        {
+            Name = name,
+            Issuer = issuer,
+            Audiences = audiences,
+            Algorithms = algorithms,
+            JwksUri = jwksUri,
+            InlineJwks = inline,
+            JwksFile = jwksFile,
+            ClockSkew = Field(node, "clock_skew") is { } cs ? Duration(file, cs, path + ".clock_skew") : TimeSpan.FromSeconds(60),
+            MaxLifetime = Field(node, "max_lifetime") is { } ml ? Duration(file, ml, path + ".max_lifetime") : null,
+            RequireTyp = Field(node, "typ") is { } t ? Scalar(file, t, path + ".typ") : null,
+        };
+        var errors = JwtProviderOptionsValidator.Validate(options, path);
+        if (errors.Count > 0)
+        {
+            // The validator names camelCase option fields; the first error is enough to fix one at a time.
+            var error = errors[0];
+            var fieldEnd = error.IndexOf(": ", StringComparison.Ordinal);
+            var field = fieldEnd > 0 ? error[..fieldEnd] : path;
+            var at = Field(node, SnakeField(field)) ?? keyNode;
+            throw YamlRules.Error(file, at, field, fieldEnd > 0 ? error[(fieldEnd + 2)..] : error);
+        }
+        var http = jwksUri is null ? null : _http;
+        JwksSource source;
+        try
+        {
+            source = new JwksSource(options, http, _time, _jwksMetrics, _loggers?.CreateLogger<JwksSource>());
+        }
+        catch (ArgumentException e)
+        {
+            throw YamlRules.Error(file, keyNode, path, e.Message);
+        }
+        return new JwtProvider(options, source);
+    }
+
+    private static string SnakeField(string field)
+    {
+        var leaf = field[(field.LastIndexOf('.') + 1)..];
+        return leaf switch
+        {
+            "jwksUri" => "jwks_uri",
+            "inlineJwks" or "jwks" => "jwks",
+            "jwksFile" => "jwks_file",
+            "clockSkew" => "clock_skew",
+            "maxLifetime" => "max_lifetime",
+            "requireTyp" => "typ",
+            _ => leaf,
+        };
+    }
+
+    private static TenantPolicy ReadTenant(RulesFile file, string name, YamlMappingNode node, Dictionary<string, JwtProvider> providers,
+        out List<(string Host, YamlNode Node)> hosts)
+    {
+        var path = $"tenants.{name}";
+        CheckFields(file, node, path, TenantFields);
+        hosts = [];
+        if (Field(node, "hosts") is { } h)
+        {
+            foreach (var (value, valueNode) in Strings(file, h, path + ".hosts"))
+            {
+                var host = AuthorizationDecider.NormalizeHost(value);
+                if (host.Length == 0)
+                    throw YamlRules.Error(file, valueNode, path + ".hosts", "a host is empty");
+                hosts.Add((host, valueNode));
+            }
+        }
+        var plan = Field(node, "plan") is { } p ? Scalar(file, p, path + ".plan") : null;
+        var jwt = new List<JwtProvider>();
+        if (Field(node, "jwt") is { } j)
+        {
+            foreach (var (value, valueNode) in Strings(file, j, path + ".jwt"))
+            {
+                if (!providers.TryGetValue(value, out var provider))
+                    throw YamlRules.Error(file, valueNode, path + ".jwt", $"no jwt_providers entry named '{value}'");
+                jwt.Add(provider);
+            }
+        }
+        var apiKeys = Field(node, "api_keys") is { } ak && Bool(file, ak, path + ".api_keys");
+        return new TenantPolicy(name, hosts.Select(x => x.Host).ToArray(), plan, jwt, apiKeys);
+    }
+
+    private ApiKeySettings ReadApiKeys(RulesFile file, YamlNode value)
+    {
+        if (value is not YamlMappingNode node)
+            throw YamlRules.Error(file, value, "api_keys", "is a mapping (file, header, query)");
+        CheckFields(file, node, "api_keys", ApiKeyFields);
+        var header = Field(node, "header") is { } h ? HeaderName(file, h, "api_keys.header") : "x-api-key";
+        var query = Field(node, "query") is { } q ? Scalar(file, q, "api_keys.query") : null;
+        if (query is { Length: 0 })
+            throw YamlRules.Error(file, node, "api_keys.query", "is empty");
+        var fileNode = Field(node, "file") ?? throw YamlRules.Error(file, node, "api_keys.file", "is required: the keys file (relative to this file)");
+        var keysPath = RelativeTo(file, Scalar(file, fileNode, "api_keys.file"));
+        ApiKeySet keys;
+        try
+        {
+            keys = ApiKeySetLoader.Load(RulesFiles.Read(keysPath).Files);
+        }
+        catch (RulesException e)
+        {
+            throw YamlRules.Error(file, fileNode, "api_keys.file", e.Message);
+        }
+        var validator = new ApiKeyValidator(new FileApiKeyStore(keys), _time, logger: _loggers?.CreateLogger<ApiKeyValidator>());
+        return new ApiKeySettings(validator, new ApiKeyLocator(header, queryParameter: query), header, query);
+    }
+
+    private static IdentityHeaders ReadIdentity(RulesFile file, YamlNode value)
+    {
+        if (value is not YamlMappingNode node)
+            throw YamlRules.Error(file, value, "identity_headers", "is a mapping (tenant, subject, client, claims)");
+        CheckFields(file, node, "identity_headers", IdentityFields);
+        var d = IdentityHeaders.Default;
+        var tenant = Field(node, "tenant") is { } t ? HeaderName(file, t, "identity_headers.tenant") : d.Tenant;
+        var subject = Field(node, "subject") is { } s ? HeaderName(file, s, "identity_headers.subject") : d.Subject;
+        var client = Field(node, "client") is { } c ? HeaderName(file, c, "identity_headers.client") : d.Client;
+        var claims = new List<KeyValuePair<string, string>>();
+        var names = new HashSet<string>(StringComparer.Ordinal) { tenant, subject, client };
+        if (names.Count != 3)
+            throw YamlRules.Error(file, node, "identity_headers", "tenant, subject and client need three different headers");
+        if (Field(node, "claims") is { } cl)
+        {
+            if (cl is not YamlMappingNode map)
+                throw YamlRules.Error(file, cl, "identity_headers.claims", "is a mapping claim → header");
+            foreach (var (k, v) in map.Children)
+            {
+                var claim = KeyOf(file, k, "identity_headers.claims");
+                var header = HeaderName(file, v, $"identity_headers.claims.{claim}");
+                if (!names.Add(header))
+                    throw YamlRules.Error(file, v, $"identity_headers.claims.{claim}", $"header '{header}' is used twice");
+                claims.Add(new(claim, header));
+            }
+        }
+        return new IdentityHeaders(tenant, subject, client, claims);
+    }
+
+    // ---- small YAML helpers ----
+
+    private static bool IsNull(YamlNode node) => node is YamlScalarNode { Value: null or "" or "~" or "null", Style: YamlDotNet.Core.ScalarStyle.Plain };
+
+    private static string KeyOf(RulesFile file, YamlNode key, string path)
+        => key is YamlScalarNode { Value: { Length: > 0 } k } ? k : throw YamlRules.Error(file, key, path, "a key must be a non-empty string");
+
+    private static YamlNode? Field(YamlMappingNode node, string name)
+    {
+        foreach (var (k, v) in node.Children)
+        {
+            if (k is YamlScalarNode { Value: { } key } && key == name)
+                return v;
+        }
+        return null;
+    }
+
+    private static void CheckFields(RulesFile file, YamlMappingNode node, string path, FrozenSet<string> fields)
+    {
+        foreach (var key in node.Children.Keys)
+        {
+            var name = KeyOf(file, key, path);
+            if (!fields.Contains(name))
+                throw YamlRules.Error(file, key, $"{path}.{name}", $"unknown field (expected one of {string.Join(", ", fields.Order(StringComparer.Ordinal))})");
+        }
+    }
+
+    private static IEnumerable<(string Name, YamlMappingNode Node, YamlNode Key)> NamedMaps(RulesFile file, YamlNode value, string path)
+    {
+        if (IsNull(value))
+            yield break;
+        if (value is not YamlMappingNode map)
+            throw YamlRules.Error(file, value, path, "is a mapping of name → settings");
+        foreach (var (k, v) in map.Children)
+        {
+            var name = KeyOf(file, k, path);
+            if (v is not YamlMappingNode m)
+                throw YamlRules.Error(file, v, $"{path}.{name}", "is a mapping");
+            yield return (name, m, k);
+        }
+    }
+
+    private static void CheckName(RulesFile file, YamlNode node, string path, string name)
+    {
+        if (!NamePattern().IsMatch(name))
+            throw YamlRules.Error(file, node, path, $"name '{name}' must match [a-z0-9][a-z0-9._-]* (at most 64 characters)");
+    }
+
+    private static string Scalar(RulesFile file, YamlNode node, string path)
+        => node is YamlScalarNode { Value: { } v } ? v : throw YamlRules.Error(file, node, path, "is a single value");
+
+    private static List<(string Value, YamlNode Node)> Strings(RulesFile file, YamlNode node, string path)
+    {
+        var list = new List<(string, YamlNode)>();
+        if (node is YamlScalarNode { Value: { Length: > 0 } single } && !IsNull(node))
+        {
+            list.Add((single, node));
+            return list;
+        }
+        if (node is not YamlSequenceNode seq)
+            throw YamlRules.Error(file, node, path, "is a list of strings");
+        foreach (var item in seq)
+        {
+            if (item is not YamlScalarNode { Value: { Length: > 0 } v })
+                throw YamlRules.Error(file, item, path, "an item is not a non-empty string");
+            list.Add((v, item));
+        }
+        return list;
+    }
+
+    private static bool Bool(RulesFile file, YamlNode node, string path) => Scalar(file, node, path) switch
+    {
+        "true" => true,
+        "false" => false,
+        _ => throw YamlRules.Error(file, node, path, "is true or false"),
+    };
+
+    private static TimeSpan Duration(RulesFile file, YamlNode node, string path)
+    {
+        var text = Scalar(file, node, path);
+        var unit = text.Length > 0 ? text[^1] : ' ';
+        var number = text.Length > 1 ? text[..^1] : "";
+        if (int.TryParse(number, NumberStyles.None, CultureInfo.InvariantCulture, out var n))
+        {
+            switch (unit)
+            {
+                case 's': return TimeSpan.FromSeconds(n);
+                case 'm': return TimeSpan.FromMinutes(n);
+                case 'h': return TimeSpan.FromHours(n);
+            }
+        }
+        throw YamlRules.Error(file, node, path, $"'{text}' is not a duration (e.g. 30s, 5m, 1h)");
+    }
+
+    private static string HeaderName(RulesFile file, YamlNode node, string path)
+    {
+        var name = Scalar(file, node, path);
+        if (!HeaderPattern().IsMatch(name) || name is "host" or "authorization")
+            throw YamlRules.Error(file, node, path, $"'{name}' is not a usable header name (lower-case token, not host/authorization/pseudo-header)");
+        return name;
+    }
+
+    private static string RelativeTo(RulesFile file, string path)
+        => Path.GetFullPath(path, Path.GetDirectoryName(Path.GetFullPath(file.Path)) ?? Directory.GetCurrentDirectory());
+
+    /// <summary>An inline JWKS written as YAML, as JSON text (every scalar a string: JWK members are strings).</summary>
+    private static string ToJson(YamlNode node)
+    {
+        using var stream = new MemoryStream();
+        using (var writer = new Utf8JsonWriter(stream))
+            Write(writer, node);
+        return Encoding.UTF8.GetString(stream.ToArray());
+
+        static void Write(Utf8JsonWriter writer, YamlNode node)
+        {
+            switch (node)
+            {
+                case YamlMappingNode map:
+                    writer.WriteStartObject();
+                    foreach (var (k, v) in map.Children)
+                    {
+                        writer.WritePropertyName(((YamlScalarNode)k).Value ?? "");
+                        Write(writer, v);
+                    }
+                    writer.WriteEndObject();
+                    break;
+                case YamlSequenceNode seq:
+                    writer.WriteStartArray();
+                    foreach (var item in seq)
+                        Write(writer, item);
+                    writer.WriteEndArray();
+                    break;
+                case YamlScalarNode scalar:
+                    writer.WriteStringValue(scalar.Value);
+                    break;
+                default:
+                    writer.WriteNullValue();
+                    break;
+            }
+        }
+    }
+
+    [GeneratedRegex("^[a-z0-9][a-z0-9._-]{0,63}$")]
+    private static partial Regex NamePattern();
+
+    [GeneratedRegex("^[A-Z][A-Z0-9-]{0,31}$")]
+    private static partial Regex MethodPattern();
+
+    [GeneratedRegex("^[a-z0-9!#$%&'*+.^_`|~-]{1,128}$")]
+    private static partial Regex HeaderPattern();
+}

@@ -1,0 +1,75 @@
+using System.Collections.Frozen;
+using Legate.Authz.ApiKeys;
+using Legate.Authz.Jwt;
+
+namespace Legate.Authz.Policies;
+
+/// <summary>One loaded policy file: tenants, JWT providers, access policies, API key settings, identity headers. Immutable.</summary>
+public sealed class AuthzPolicySet : IDisposable
+{
+    internal AuthzPolicySet(
+        FrozenDictionary<string, TenantPolicy> tenants,
+        FrozenDictionary<string, TenantPolicy> tenantsByHost,
+        FrozenDictionary<string, AccessPolicy> policies,
+        IReadOnlyList<JwtProvider> providers,
+        ApiKeySettings? apiKeys,
+        IdentityHeaders identityHeaders,
+        bool stripCredentials,
+        bool stripAuthorization)
+    {
+        Tenants = tenants;
+        TenantsByHost = tenantsByHost;
+        Policies = policies;
+        Providers = providers;
+        ApiKeys = apiKeys;
+        IdentityHeaders = identityHeaders;
+        StripCredentials = stripCredentials;
+        StripAuthorization = stripAuthorization;
+    }
+
+    public FrozenDictionary<string, TenantPolicy> Tenants { get; }
+
+    /// <summary>Normalised host (lower-case, no port, no trailing dot) → tenant.</summary>
+    public FrozenDictionary<string, TenantPolicy> TenantsByHost { get; }
+
+    public FrozenDictionary<string, AccessPolicy> Policies { get; }
+
+    /// <summary>Every provider, for starting and disposing their key sources.</summary>
+    public IReadOnlyList<JwtProvider> Providers { get; }
+
+    /// <summary>Null when no keys file is configured: API keys are then never accepted.</summary>
+    public ApiKeySettings? ApiKeys { get; }
+
+    public IdentityHeaders IdentityHeaders { get; }
+
+    /// <summary>Remove the API key header / query parameter before the request goes upstream (default true).</summary>
+    public bool StripCredentials { get; }
+
+    /// <summary>Remove the Authorization header after a JWT was accepted (default false).</summary>
+    public bool StripAuthorization { get; }
+
+    internal void Start()
+    {
+        foreach (var provider in Providers)
+            provider.Keys.Start();
+    }
+
+    public void Dispose()
+    {
+        foreach (var provider in Providers)
+            provider.Keys.Dispose();
+    }
+}
+
+public sealed record TenantPolicy(string Name, IReadOnlyList<string> Hosts, string? Plan, IReadOnlyList<JwtProvider> JwtProviders, bool ApiKeys);
+
+/// <summary>Which credentials a route accepts (any of), the scopes all required, the methods allowed (empty = any).</summary>
+public sealed record AccessPolicy(string Name, bool AllowJwt, bool AllowApiKey, bool AllowNone, IReadOnlyList<string> Scopes, FrozenSet<string> Methods);
+
+public sealed record ApiKeySettings(ApiKeyValidator Validator, ApiKeyLocator Locator, string? Header, string? Query);
+
+/// <summary>Names of the headers the service sets on an allowed request (lower-case); claim name → header.</summary>
+public sealed record IdentityHeaders(string Tenant, string Subject, string Client, IReadOnlyList<KeyValuePair<string, string>> Claims)
+{
+    public static IdentityHeaders Default { get; } = new("x-legate-tenant", "x-legate-subject", "x-legate-client", []);
+}

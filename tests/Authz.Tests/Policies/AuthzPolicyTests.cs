@@ -1,0 +1,391 @@
+using System.Text.Json;
+using Envoy.Service.Auth.V3;
+using Legate.Hosting.Rules;
+using GrpcStatusCode = Grpc.Core.StatusCode;
+using HttpStatusCode = Envoy.Type.V3.StatusCode;
+
+namespace Legate.Authz.Tests.Policies;
+
+public sealed class AuthzPolicyTests : IDisposable
+{
+    private readonly AuthzTestHost _host = new();
+
+    private static string? Header(DeniedHttpResponse response, string name) => response.Headers.FirstOrDefault(h => h.Header.Key == name)?.Header.Value;
+
+    private static string? Header(OkHttpResponse response, string name) => response.Headers.FirstOrDefault(h => h.Header.Key == name)?.Header.Value;
+
+    private static void AssertDenied(CheckResponse response, GrpcStatusCode code, HttpStatusCode http, string error)
+    {
+        Assert.Equal((int)code, response.Status.Code);
+        Assert.Equal(CheckResponse.HttpResponseOneofCase.DeniedResponse, response.HttpResponseCase);
+        Assert.Equal(http, response.DeniedResponse.Status.Code);
+        Assert.Equal("application/json", Header(response.DeniedResponse, "content-type"));
+        using var body = JsonDocument.Parse(response.DeniedResponse.Body);
+        Assert.Equal(error, body.RootElement.GetProperty("error").GetString());
+        Assert.False(string.IsNullOrEmpty(body.RootElement.GetProperty("reason").GetString()));
+    }
+
+    /// <summary>Every identity header is either set with OVERWRITE_IF_EXISTS_OR_ADD or removed, never both (E2).</summary>
+    private static void AssertHeaderContract(OkHttpResponse ok)
+    {
+        foreach (var h in ok.Headers)
+        {
+            Assert.Equal(Envoy.Config.Core.V3.HeaderValueOption.Types.HeaderAppendAction.OverwriteIfExistsOrAdd, h.AppendAction);
+            Assert.DoesNotContain(h.Header.Key, ok.HeadersToRemove);
+        }
+    }
+
+    [Fact]
+    public async Task ApiKey_Allows_SetsIdentityHeadersAndStringMetadata_StripsTheKey_E9()
+    {
+        var response = await _host.CheckAsync(AuthzTestHost.Request(headers: new Dictionary<string, string> { ["x-api-key"] = AuthzTestHost.AcmeKey.Key }));
+
+        Assert.Equal(0, response.Status.Code);
+        var ok = response.OkResponse;
+        AssertHeaderContract(ok);
+        Assert.Equal("acme", Header(ok, "x-legate-tenant"));
+        Assert.Equal("billing", Header(ok, "x-legate-client"));
+        Assert.Contains("x-api-key", ok.HeadersToRemove);
+        Assert.Contains("x-legate-subject", ok.HeadersToRemove);
+        Assert.Contains("x-legate-email", ok.HeadersToRemove);
+        var metadata = response.DynamicMetadata.Fields;
+        Assert.Equal("acme", metadata["tenant"].StringValue);
+        Assert.Equal("billing", metadata["client"].StringValue);
+        Assert.Equal("gold", metadata["plan"].StringValue);
+        Assert.All(metadata.Values, v => Assert.Equal(Google.Protobuf.WellKnownTypes.Value.KindOneofCase.StringValue, v.KindCase));
+    }
+
+    [Fact]
+    public async Task ApiKey_InQueryParameter_IsRemovedFromTheQuery()
+    {
+        var response = await _host.CheckAsync(AuthzTestHost.Request(path: "/orders?api_key=" + AuthzTestHost.AcmeKey.Key));
+
+        Assert.Equal(0, response.Status.Code);
+        Assert.Contains("api_key", response.OkResponse.QueryParametersToRemove);
+    }
+
+    [Fact]
+    public async Task Jwt_Allows_WithSubjectClientAndClaimHeaders()
+    {
+        var token = AuthzTestHost.Token(c => { c["azp"] = "web-app"; c["email"] = "alice@acme.example"; });
+
+        var response = await _host.CheckAsync(AuthzTestHost.Request(headers: new Dictionary<string, string> { ["authorization"] = "Bearer " + token }));
+
+        Assert.Equal(0, response.Status.Code);
+        var ok = response.OkResponse;
+        AssertHeaderContract(ok);
+        Assert.Equal("alice", Header(ok, "x-legate-subject"));
+        Assert.Equal("web-app", Header(ok, "x-legate-client"));
+        Assert.Equal("alice@acme.example", Header(ok, "x-legate-email"));
+        Assert.DoesNotContain("authorization", ok.HeadersToRemove);
+        Assert.Equal("free", response.DynamicMetadata.Fields["plan"].StringValue);
+        Assert.Equal("alice", response.DynamicMetadata.Fields["subject"].StringValue);
+    }
+
+    [Fact]
+    public async Task NoCredentials_401_WithChallenge_AndNoSecretsInBody_E13()
+    {
+        var response = await _host.CheckAsync(AuthzTestHost.Request());
+
+        AssertDenied(response, GrpcStatusCode.Unauthenticated, HttpStatusCode.Unauthorized, "unauthorized");
+        Assert.Equal("Bearer realm=\"acme\", ApiKey realm=\"acme\"", Header(response.DeniedResponse, "www-authenticate"));
+    }
+
+    [Fact]
+    public async Task InvalidKey_401_BodyNeverEchoesTheKey_E13()
+    {
+        var forged = AuthzTestHost.AcmeKey.Key[..^8] + "AAAAAAAA";
+
+        var response = await _host.CheckAsync(AuthzTestHost.Request(headers: new Dictionary<string, string> { ["x-api-key"] = forged }));
+
+        AssertDenied(response, GrpcStatusCode.Unauthenticated, HttpStatusCode.Unauthorized, "unauthorized");
+        Assert.DoesNotContain(forged, response.DeniedResponse.Body, StringComparison.Ordinal);
+        Assert.DoesNotContain(forged, response.Status.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task InvalidToken_401_BodyNeverEchoesTheToken_E13()
+    {
+        var token = AuthzTestHost.Token(c => c["iss"] = "https://evil.example");
+
+        var response = await _host.CheckAsync(AuthzTestHost.Request(headers: new Dictionary<string, string> { ["authorization"] = "Bearer " + token }));
+
+        AssertDenied(response, GrpcStatusCode.Unauthenticated, HttpStatusCode.Unauthorized, "unauthorized");
+        Assert.DoesNotContain("evil", response.DeniedResponse.Body, StringComparison.Ordinal);
+        Assert.DoesNotContain(token[..20], response.DeniedResponse.Body, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task MissingScope_403()
+    {
+        var response = await _host.CheckAsync(AuthzTestHost.Request(policy: "orders-write",
+            headers: new Dictionary<string, string> { ["x-api-key"] = AuthzTestHost.AcmeKey.Key }));
+
+        AssertDenied(response, GrpcStatusCode.PermissionDenied, HttpStatusCode.Forbidden, "forbidden");
+    }
+
+    [Fact]
+    public async Task WrongMethod_403()
+    {
+        var response = await _host.CheckAsync(AuthzTestHost.Request(method: "DELETE", policy: "read-only",
+            headers: new Dictionary<string, string> { ["x-api-key"] = AuthzTestHost.AcmeKey.Key }));
+
+        AssertDenied(response, GrpcStatusCode.PermissionDenied, HttpStatusCode.Forbidden, "forbidden");
+    }
+
+    [Fact]
+    public async Task E14_UnknownHostWithoutTenantContext_403_FailClosed()
+    {
+        var response = await _host.CheckAsync(AuthzTestHost.Request(host: "unknown.example",
+            headers: new Dictionary<string, string> { ["x-api-key"] = AuthzTestHost.AcmeKey.Key }));
+
+        AssertDenied(response, GrpcStatusCode.PermissionDenied, HttpStatusCode.Forbidden, "forbidden");
+    }
+
+    [Fact]
+    public async Task UnknownTenantOrPolicyInContextExtensions_403()
+    {
+        var key = new Dictionary<string, string> { ["x-api-key"] = AuthzTestHost.AcmeKey.Key };
+
+        AssertDenied(await _host.CheckAsync(AuthzTestHost.Request(tenant: "nobody", headers: key)), GrpcStatusCode.PermissionDenied, HttpStatusCode.Forbidden, "forbidden");
+        AssertDenied(await _host.CheckAsync(AuthzTestHost.Request(policy: "nothing", headers: key)), GrpcStatusCode.PermissionDenied, HttpStatusCode.Forbidden, "forbidden");
+    }
+
+    [Fact]
+    public async Task KeyOfAnotherTenant_403()
+    {
+        var response = await _host.CheckAsync(AuthzTestHost.Request(headers: new Dictionary<string, string> { ["x-api-key"] = AuthzTestHost.GlobexKey.Key }));
+
+        AssertDenied(response, GrpcStatusCode.PermissionDenied, HttpStatusCode.Forbidden, "forbidden");
+    }
+
+    [Fact]
+    public async Task E4_ContextExtensionTenantWinsOverHost()
+    {
+        // Host says acme, the route says globex: the acme key must not pass.
+        var response = await _host.CheckAsync(AuthzTestHost.Request(tenant: "globex",
+            headers: new Dictionary<string, string> { ["x-api-key"] = AuthzTestHost.AcmeKey.Key }));
+
+        AssertDenied(response, GrpcStatusCode.PermissionDenied, HttpStatusCode.Forbidden, "forbidden");
+    }
+
+    [Fact]
+    public async Task E2_Anonymous_OnNonePolicy_RemovesIdentityHeaders()
+    {
+        var response = await _host.CheckAsync(AuthzTestHost.Request(policy: "public",
+            headers: new Dictionary<string, string> { ["x-legate-subject"] = "admin", ["x-legate-client"] = "root" }));
+
+        Assert.Equal(0, response.Status.Code);
+        var ok = response.OkResponse;
+        AssertHeaderContract(ok);
+        Assert.Contains("x-legate-subject", ok.HeadersToRemove);
+        Assert.Contains("x-legate-client", ok.HeadersToRemove);
+        Assert.Contains("x-legate-email", ok.HeadersToRemove);
+        Assert.Equal("acme", Header(ok, "x-legate-tenant"));
+        Assert.Equal("anonymous", response.DynamicMetadata.Fields["client"].StringValue);
+    }
+
+    [Fact]
+    public async Task E2_ClientSuppliedTenantHeader_IsOverwritten()
+    {
+        var response = await _host.CheckAsync(AuthzTestHost.Request(headers: new Dictionary<string, string>
+        {
+            ["x-api-key"] = AuthzTestHost.AcmeKey.Key,
+            ["x-legate-tenant"] = "globex",
+        }));
+
+        Assert.Equal(0, response.Status.Code);
+        var tenant = Assert.Single(response.OkResponse.Headers, h => h.Header.Key == "x-legate-tenant");
+        Assert.Equal("acme", tenant.Header.Value);
+        Assert.Equal(Envoy.Config.Core.V3.HeaderValueOption.Types.HeaderAppendAction.OverwriteIfExistsOrAdd, tenant.AppendAction);
+        Assert.DoesNotContain("x-legate-tenant", response.OkResponse.HeadersToRemove);
+    }
+
+    [Fact]
+    public async Task E8_ClaimWithCrlf_IsNotEmitted_ButRemoved()
+    {
+        var token = AuthzTestHost.Token(c => c["email"] = "alice@acme.example\r\nx-admin: true");
+
+        var response = await _host.CheckAsync(AuthzTestHost.Request(headers: new Dictionary<string, string> { ["authorization"] = "Bearer " + token }));
+
+        Assert.Equal(0, response.Status.Code);
+        Assert.Null(Header(response.OkResponse, "x-legate-email"));
+        Assert.Contains("x-legate-email", response.OkResponse.HeadersToRemove);
+    }
+
+    [Fact]
+    public async Task E4_EnvoyShapedRequest_PseudoHeadersOnly_HostNormalised()
+    {
+        // As Envoy sends it: lower-case names, pseudo-headers, no Host/Method/Path fields filled in.
+        var http = new AttributeContext.Types.HttpRequest
+        {
+            Headers =
+            {
+                [":authority"] = "API.Acme.Example.:8443",
+                [":method"] = "GET",
+                [":path"] = "/orders?api_key=" + AuthzTestHost.AcmeKey.Key,
+                ["user-agent"] = "curl/8",
+            },
+        };
+        var request = new CheckRequest { Attributes = new AttributeContext { Request = new AttributeContext.Types.Request { Http = http } } };
+
+        var response = await _host.CheckAsync(request);
+
+        Assert.Equal(0, response.Status.Code);
+        Assert.Equal("acme", response.DynamicMetadata.Fields["tenant"].StringValue);
+        Assert.Contains("api_key", response.OkResponse.QueryParametersToRemove);
+    }
+
+    [Fact]
+    public async Task DuplicateKeyHeaders_JoinedWithComma_401()
+    {
+        var response = await _host.CheckAsync(AuthzTestHost.Request(headers: new Dictionary<string, string>
+        {
+            ["x-api-key"] = AuthzTestHost.AcmeKey.Key + "," + AuthzTestHost.AcmeKey.Key,
+        }));
+
+        AssertDenied(response, GrpcStatusCode.Unauthenticated, HttpStatusCode.Unauthorized, "unauthorized");
+    }
+
+    [Fact]
+    public async Task KeyAndTokenTogether_401_NeverGuessed()
+    {
+        var response = await _host.CheckAsync(AuthzTestHost.Request(headers: new Dictionary<string, string>
+        {
+            ["x-api-key"] = AuthzTestHost.AcmeKey.Key,
+            ["authorization"] = "Bearer " + AuthzTestHost.Token(),
+        }));
+
+        AssertDenied(response, GrpcStatusCode.Unauthenticated, HttpStatusCode.Unauthorized, "unauthorized");
+    }
+
+    [Fact]
+    public async Task E1_EmptyRequest_IsAnExplicitDeny()
+    {
+        var response = await _host.CheckAsync(new CheckRequest());
+
+        Assert.NotEqual(0, response.Status.Code);
+        Assert.Equal(CheckResponse.HttpResponseOneofCase.DeniedResponse, response.HttpResponseCase);
+    }
+
+    [Fact]
+    public async Task Decisions_AreCounted_WithBoundedLabels()
+    {
+        await _host.CheckAsync(AuthzTestHost.Request(headers: new Dictionary<string, string> { ["x-api-key"] = AuthzTestHost.AcmeKey.Key }));
+        await _host.CheckAsync(AuthzTestHost.Request(host: "random-1234.example"));
+
+        var scrape = await _host.Service.ScrapeAsync(TestContext.Current.CancellationToken);
+
+        Assert.Contains("legate_authz_decisions_total{tenant=\"acme\",policy=\"default\",result=\"allow\",reason=\"ok\"} 1", scrape, StringComparison.Ordinal);
+        Assert.Contains("legate_authz_decisions_total{tenant=\"unknown\",policy=\"unknown\",result=\"deny\",reason=\"unknown_tenant\"} 1", scrape, StringComparison.Ordinal);
+        Assert.DoesNotContain("random-1234", scrape, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task HotReload_SwapsPolicies()
+    {
+        var key = new Dictionary<string, string> { ["x-api-key"] = AuthzTestHost.AcmeKey.Key };
+        Assert.Equal(0, (await _host.CheckAsync(AuthzTestHost.Request(headers: key))).Status.Code);
+
+        _host.WritePolicy(AuthzTestHost.DefaultPolicy.Replace("credentials: [api_key, jwt]\n  orders-write", "credentials: [jwt]\n  orders-write", StringComparison.Ordinal));
+        _host.Rules.Reload();
+
+        Assert.Equal(2, _host.Rules.Snapshot.Version);
+        AssertDenied(await _host.CheckAsync(AuthzTestHost.Request(headers: key)), GrpcStatusCode.Unauthenticated, HttpStatusCode.Unauthorized, "unauthorized");
+    }
+
+    [Fact]
+    public async Task HotReload_BadFile_KeepsTheLastGoodPolicies()
+    {
+        var key = new Dictionary<string, string> { ["x-api-key"] = AuthzTestHost.AcmeKey.Key };
+        _ = _host.Client;
+        _host.WritePolicy(AuthzTestHost.DefaultPolicy + "\nbogus: 1\n");
+
+        Assert.False(_host.Rules.Reload());
+
+        Assert.Equal(0, (await _host.CheckAsync(AuthzTestHost.Request(headers: key))).Status.Code);
+    }
+
+    public void Dispose() => _host.Dispose();
+}
+
+public sealed class AuthzPolicyEdgeTests
+{
+    [Fact]
+    public async Task E11_JwksUnreachable_DeniesWith503_NotAnAllow()
+    {
+        // Nothing listens on port 1: the provider never has keys.
+        var policy = $$"""
+            tenants:
+              acme:
+                hosts: [api.acme.example]
+                jwt: [remote]
+            jwt_providers:
+              remote:
+                issuer: {{Jwt.JwtTestKit.Issuer}}
+                audiences: [{{Jwt.JwtTestKit.Audience}}]
+                algorithms: [RS256]
+                jwks_uri: http://127.0.0.1:1/jwks
+            policies:
+              default:
+                credentials: [jwt]
+            """;
+        using var host = new AuthzTestHost(policy);
+
+        var response = await host.CheckAsync(AuthzTestHost.Request(headers: new Dictionary<string, string> { ["authorization"] = "Bearer " + AuthzTestHost.Token() }));
+
+        Assert.Equal((int)Grpc.Core.StatusCode.Unavailable, response.Status.Code);
+        Assert.Equal(Envoy.Type.V3.StatusCode.ServiceUnavailable, response.DeniedResponse.Status.Code);
+    }
+
+    [Fact]
+    public async Task WithoutKeysFile_ServiceStarts_AndKeysAreNotAccepted()
+    {
+        var policy = """
+            tenants:
+              acme:
+                hosts: [api.acme.example]
+                api_keys: true
+            policies:
+              default:
+                credentials: [api_key]
+            """;
+        using var host = new AuthzTestHost(policy);
+
+        var response = await host.CheckAsync(AuthzTestHost.Request(headers: new Dictionary<string, string> { ["x-api-key"] = AuthzTestHost.AcmeKey.Key }));
+
+        Assert.Equal((int)Grpc.Core.StatusCode.Unauthenticated, response.Status.Code);
+    }
+}
+
+public sealed class AuthzPolicyFileTests
+{
+    [Theory]
+    [InlineData("tenants:\n  acme:\n    hostz: [a]\n", "policies.yaml:3:5: tenants.acme.hostz: unknown field")]
+    [InlineData("tenants:\n  acme:\n    jwt: [nope]\n", "policies.yaml:3:11: tenants.acme.jwt: no jwt_providers entry named 'nope'")]
+    [InlineData("tenants:\n  acme: {}\npolicies:\n  default:\n    credentials: [password]\n", "policies.yaml:5:19: policies.default.credentials: unknown credential 'password'")]
+    [InlineData("tenants:\n  acme: {}\njwt_providers:\n  idp:\n    issuer: x\n    audiences: [a]\n    algorithms: [none]\n    jwks: '{}'\n", "policies.yaml:7:17: jwt_providers.idp.algorithms: 'none' is not allowed")]
+    public void BadPolicyFile_StopsStartUp_WithFileLineAndField(string policy, string expected)
+    {
+        using var host = new AuthzTestHost(policy);
+
+        var error = Record.Exception(() => host.Client);
+
+        Assert.NotNull(error);
+        var rules = FindRulesException(error);
+        Assert.NotNull(rules);
+        Assert.Contains(expected, rules.Message, StringComparison.Ordinal);
+    }
+
+    private static RulesException? FindRulesException(Exception? e)
+    {
+        for (; e is not null; e = e.InnerException)
+        {
+            if (e is RulesException r)
+                return r;
+            if (e is AggregateException a)
+                return a.InnerExceptions.Select(FindRulesException).FirstOrDefault(x => x is not null);
+        }
+        return null;
+    }
+}
