@@ -70,6 +70,24 @@ public sealed class RedisRateLimitTests : IDisposable
     }
 
     [Fact]
+    public async Task HotOverLimitKey_IsAnsweredFromTheLocalCacheWithoutRedis()
+    {
+        _redis.RequireRedis();
+        var prefix = "test:" + Guid.NewGuid().ToString("N") + ":";
+        var service = Service(_redis.Configuration!, keyPrefix: prefix);
+        var client = new RateLimitClient(service.Channel);
+
+        var codes = new List<Code>();
+        for (var i = 0; i < 10; i++)
+            codes.Add((await client.ShouldRateLimitAsync(Request("hammer"), cancellationToken: Ct)).OverallCode);
+
+        Assert.Equal([Code.Ok, Code.Ok, Code.Ok, Code.OverLimit, Code.OverLimit, Code.OverLimit, Code.OverLimit, Code.OverLimit, Code.OverLimit, Code.OverLimit], codes);
+        var key = Assert.Single(_redis.Multiplexer.GetServers()[0].Keys(pattern: prefix + "*"));
+        // The call that went over was counted in Redis; the six after it never reached Redis.
+        Assert.Equal(4, (long)await _redis.Multiplexer.GetDatabase().StringGetAsync(key));
+    }
+
+    [Fact]
     public async Task RedisDown_AnswersUnavailableSoEnvoyDecides()
     {
         var service = Service($"127.0.0.1:{FreePort.Next()},connectTimeout=200");
