@@ -6,7 +6,8 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-usage: bench/run.sh SCENARIO... [--duration S] [--connections C] [--streams M] [--warmup S] [--rate R | --half-rate]
+usage: bench/run.sh SCENARIO... [--duration S] [--connections C] [--streams M] [--warmup S]
+                   [--rate R | --half-rate] [--rate-connections N]
 
 scenarios:
   baseline           the no-op server alone (Check with the authz-check payload)
@@ -22,11 +23,14 @@ scenarios:
   ratelimit          the eight ratelimit-{memory,redis,redis-overlimit-cached,redis-overlimit-uncached}-{1,3}
 
 options (defaults):  --duration 20  --connections 4  --streams 32  --warmup 60   (seconds; warmup 0 skips it; .NET needs ~40 s of load on one core to finish tiering up)
-  --rate R           measure at a fixed R requests/s in all (h2load --rps=R/C per connection) instead of as fast as possible
+  --rate R           measure at a fixed R requests/s in all instead of as fast as possible (h2load --rps per connection)
   --half-rate        after the usual (maximum rate) measurements, measure the service again at half of its maximum
                      req/s, and the noop at that same rate: p50/p99 at a load the server can keep up with
+  --rate-connections N   connections for the fixed-rate runs (10), opened 1 ms apart so that h2load's 10 ms
+                     --rps ticks do not all fire at once
 environment:         BENCH_NOOP_PORT (50050), BENCH_GRPC_PORT (50051), BENCH_HTTP_PORT (50052),
                      BENCH_REDIS_PORT (first free port from 50053; the script starts its own redis-server there),
+                     BENCH_REDIS_CPUS  taskset list for redis-server (default: core 2 with 3+ cores, else core 0),
                      BENCH_SERVICE_ARGS  extra arguments for the service, e.g. '--Logging:LogLevel:Default=Warning'
                      (they come last, so they override the scenario's own, e.g. --Legate:Rules:ratelimit:Path=FILE)
 EOF
@@ -39,7 +43,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="$ROOT/bench"
 OUT="$BENCH/out"
 
-DURATION=20 CONNECTIONS=4 STREAMS=32 WARMUP=60 RATE="" HALF_RATE=0
+DURATION=20 CONNECTIONS=4 STREAMS=32 WARMUP=60 RATE="" HALF_RATE=0 RATE_CONNECTIONS=10
 NOOP_PORT="${BENCH_NOOP_PORT:-50050}"
 GRPC_PORT="${BENCH_GRPC_PORT:-50051}"
 HTTP_PORT="${BENCH_HTTP_PORT:-50052}"
@@ -71,15 +75,16 @@ while (($#)); do
         --streams) STREAMS="$2" ;;
         --warmup) WARMUP="$2" ;;
         --rate) RATE="$2" ;;
+        --rate-connections) RATE_CONNECTIONS="$2" ;;
         *) die "unknown option $1 (try --help)" ;;
     esac
     shift 2
 done
 ((${#SCENARIOS[@]} > 0)) || usage
-for v in DURATION CONNECTIONS STREAMS WARMUP NOOP_PORT GRPC_PORT HTTP_PORT ${RATE:+RATE} ${REDIS_PORT:+REDIS_PORT}; do
+for v in DURATION CONNECTIONS STREAMS WARMUP RATE_CONNECTIONS NOOP_PORT GRPC_PORT HTTP_PORT ${RATE:+RATE} ${REDIS_PORT:+REDIS_PORT}; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number (was '${!v}')"
 done
-((DURATION > 0 && CONNECTIONS > 0 && STREAMS > 0)) || die "duration, connections and streams must be positive"
+((DURATION > 0 && CONNECTIONS > 0 && STREAMS > 0 && RATE_CONNECTIONS > 0)) || die "duration, connections and streams must be positive"
 [[ -z $RATE ]] || ((RATE > 0)) || die "--rate must be positive"
 [[ -z $RATE || $HALF_RATE == 0 ]] || die "--rate and --half-rate exclude each other"
 
@@ -173,7 +178,9 @@ PIN_REDIS=() REDIS_PINNING=""
 if ((NEED_REDIS)); then
     need redis-server "sudo apt-get install -y redis-server"
     need redis-cli "sudo apt-get install -y redis-tools"
-    if (($(nproc) >= 3)); then
+    if [[ -n ${BENCH_REDIS_CPUS:-} ]]; then
+        PIN_REDIS=(taskset -c "$BENCH_REDIS_CPUS") REDIS_PINNING="redis-server on core(s) $BENCH_REDIS_CPUS (BENCH_REDIS_CPUS)"
+    elif (($(nproc) >= 3)); then
         PIN_REDIS=(taskset -c 2) REDIS_PINNING="redis-server on core 2"
     elif (($(nproc) == 2)); then
         PIN_REDIS=(taskset -c 0) REDIS_PINNING="redis-server shares core 0 with the service"
@@ -343,13 +350,21 @@ verify() { # name, port, [file suffix], [expected overall_code]
 }
 
 load() { # port, duration, h2load output file, [log file], [total req/s]
-    local port="$1" duration="$2" out="$3" log=() rate=()
+    local port="$1" duration="$2" out="$3" log=() mode=()
+    mode=(-D "$duration" -c "$CONNECTIONS")
     # h2load appends to an existing log file: start each measurement from an empty one.
     [[ -n ${4:-} ]] && { rm -f "$4"; log=("--log-file=$4"); }
-    # --rps is per client (connection): the total rate split evenly over the connections.
-    [[ -n ${5:-} ]] && rate=("--rps=$(awk -v r="$5" -v c="$CONNECTIONS" 'BEGIN {printf "%.3f", r / c}')")
+    if [[ -n ${5:-} ]]; then
+        # A fixed rate. --rps is per connection, and h2load's timer for it fires every max(10 ms, 1/rps): what is due
+        # goes out at once, so connections started together send their calls in one burst every 10 ms, and the p99
+        # would measure how long the server takes to drain a burst. -r 1 --rate-period=1ms opens the connections
+        # 1 ms apart, so their bursts are spread over h2load's 10 ms tick. -r excludes -D: the run is a number of
+        # requests, rate x duration.
+        mode=(-n "$(($5 * duration))" -c "$RATE_CONNECTIONS" -r 1 --rate-period=1ms
+            "--rps=$(awk -v r="$5" -v c="$RATE_CONNECTIONS" 'BEGIN {printf "%.3f", r / c}')")
+    fi
     # In the background and waited for, so that a signal to this script is handled at once, not after the run.
-    "${PIN_CLIENT[@]}" h2load -D "$duration" -c "$CONNECTIONS" -m "$STREAMS" -t 1 "${rate[@]}" \
+    "${PIN_CLIENT[@]}" h2load "${mode[@]}" -m "$STREAMS" -t 1 \
         -H 'content-type: application/grpc' -H 'te: trailers' -d "$FRAME" "${log[@]}" \
         "http://127.0.0.1:$port$URL_PATH" >"$out" 2>&1 &
     LOAD_PID=$!
@@ -390,22 +405,26 @@ warmup() { # name, port: load whose results are thrown away, so JIT tiering and 
 }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # user + system time of a process, in clock ticks
-cpu_share() { awk -v t="$1" -v hz="$(getconf CLK_TCK)" -v d="$DURATION" 'BEGIN {printf "%.0f", 100 * t / hz / d}'; }
+cpu_share() { awk -v t="$1" -v hz="$(getconf CLK_TCK)" -v ns="$2" 'BEGIN {printf "%.0f", 100 * t / hz / (ns / 1e9)}'; } # ticks, wall ns
 
 # One h2load run against a server: at full speed, or at a fixed total rate. Sets the results() globals, CPU (% of one
 # core the server got) and, when Redis serves the scenario and the server is the service, RCPU (Redis's share) and
 # RCALLS (counter script calls per request).
 measure() { # name, port, pid, [file suffix], [total req/s]
-    local name="$1" port="$2" pid="$3" suffix="${4:-}" rate="${5:-}" t0 t1 r0 r1 with_redis=0 shared
+    local name="$1" port="$2" pid="$3" suffix="${4:-}" rate="${5:-}" t0 t1 r0 r1 w0 w1 with_redis=0 shared
     [[ -n $REDIS_PID && $STORE == redis && $pid != "${noop_pid:-}" ]] && with_redis=1
-    echo "measure  $name ${DURATION}s  (-c $CONNECTIONS -m $STREAMS${rate:+, at $rate req/s in all})"
+    if [[ -n $rate ]]; then
+        echo "measure  $name ${DURATION}s at $rate req/s  (-c $RATE_CONNECTIONS -m $STREAMS, --rps $(awk -v r="$rate" -v c="$RATE_CONNECTIONS" 'BEGIN {printf "%.0f", r / c}') per connection, connections 1 ms apart)"
+    else
+        echo "measure  $name ${DURATION}s  (-c $CONNECTIONS -m $STREAMS)"
+    fi
     RCPU="" RCALLS=""
     ((with_redis)) && { rcli config resetstat >/dev/null; r0="$(cpu_ticks "$REDIS_PID")"; }
-    t0="$(cpu_ticks "$pid")"
+    t0="$(cpu_ticks "$pid")" w0="$(date +%s%N)"
     load "$port" "$DURATION" "$OUT/$TAG.$name$suffix.h2load.txt" "$OUT/$TAG.$name$suffix.requests.tsv" "$rate"
-    t1="$(cpu_ticks "$pid")"
-    ((with_redis)) && { r1="$(cpu_ticks "$REDIS_PID")"; RCPU="$(cpu_share $((r1 - r0)))"; }
-    CPU="$(cpu_share $((t1 - t0)))"
+    t1="$(cpu_ticks "$pid")" w1="$(date +%s%N)"
+    ((with_redis)) && { r1="$(cpu_ticks "$REDIS_PID")"; RCPU="$(cpu_share $((r1 - r0)) $((w1 - w0)))"; }
+    CPU="$(cpu_share $((t1 - t0)) $((w1 - w0)))"
     results "$OUT/$TAG.$name$suffix.h2load.txt" "$OUT/$TAG.$name$suffix.requests.tsv"
     grep -E "^(finished in|requests:|time for request:)" "$OUT/$TAG.$name$suffix.h2load.txt" | sed "s/^/           /"
     echo "           server CPU: $CPU% of one core${RCPU:+; redis-server CPU: $RCPU%}"
@@ -496,6 +515,7 @@ for s in "${SCENARIOS[@]}"; do
         start "$name" "$DLL" --Legate:GrpcPort="$GRPC_PORT" --Legate:HttpPort="$HTTP_PORT" --Legate:BindAddress=127.0.0.1 \
             --Legate:LogFormat=text --Legate:DrainDelay=00:00:00 "${SCENARIO_ARGS[@]}" "${SERVICE_ARGS[@]}"
         service_pid=$STARTED_PID
+        ((${#SERVICE_ARGS[@]} == 0)) || echo "args     BENCH_SERVICE_ARGS (last, so they override the scenario's): ${SERVICE_ARGS[*]}"
         wait_ready "$name" "$service_pid" curl -fsS "http://127.0.0.1:$HTTP_PORT/readyz"
         if [[ $EXPECT_CODE == 2 ]]; then
             # The limits are 1 a day: the first call is within them, every later one over.
@@ -539,9 +559,11 @@ for s in "${SCENARIOS[@]}"; do
             echo "check    legate_ratelimit_{within,over}_limit_total{domain=\"bench\"} (descriptor hits)"
             echo "           within grew by $((w1 - w0)), over by $((o1 - o0)); h2load successes: $OKS"
             if [[ $EXPECT_CODE == 1 ]]; then
-                ((o1 == o0 && w1 - w0 >= OKS)) || die "$s: calls were expected within their limits, but the service counted $((o1 - o0)) over-limit hits"
+                ((o1 == o0 && w1 - w0 >= OKS)) ||
+                    die "$s: every call should have been within its limits, but the service counted $((w1 - w0)) hits within and $((o1 - o0)) over for $OKS calls"
             else
-                ((w1 == w0 && o1 - o0 >= OKS)) || die "$s: calls were expected over their limits, but the service counted $((w1 - w0)) within-limit hits"
+                ((w1 == w0 && o1 - o0 >= OKS)) ||
+                    die "$s: every call should have been over its limits, but the service counted $((w1 - w0)) hits within and $((o1 - o0)) over for $OKS calls"
             fi
             verify "$name" "$GRPC_PORT" .after "$EXPECT_CODE"
         fi
@@ -567,7 +589,7 @@ for s in "${SCENARIOS[@]}"; do
 done
 
 echo
-echo "== summary ($(date -u +%Y-%m-%dT%H:%MZ); duration ${DURATION}s, warmup ${WARMUP}s, -c $CONNECTIONS -m $STREAMS${RATE:+, at $RATE req/s}$( ((HALF_RATE)) && echo ', @half = at half the service'"'"'s maximum req/s'); ratio = service / noop; cpu = server's share of one core; redis_cpu = redis-server's share, redis/call = counter script runs in Redis per call)"
+echo "== summary ($(date -u +%Y-%m-%dT%H:%MZ); duration ${DURATION}s, warmup ${WARMUP}s, -c $CONNECTIONS -m $STREAMS${RATE:+, at $RATE req/s with -c $RATE_CONNECTIONS}$( ((HALF_RATE)) && echo ", @half = at half the service's maximum req/s with -c $RATE_CONNECTIONS"); ratio = service / noop; cpu = server's share of one core; redis_cpu = redis-server's share, redis/call = counter script runs in Redis per call)"
 { header; printf '%s\n' "${SUMMARY[@]}"; } | tee "$OUT/summary.txt"
 {
     echo
