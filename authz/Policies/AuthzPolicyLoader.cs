@@ -1,11 +1,11 @@
 using System.Collections.Frozen;
-using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Legate.Authz.ApiKeys;
 using Legate.Authz.Jwt;
 using Legate.Hosting.Rules;
+using static Legate.Hosting.Rules.YamlNodes;
 using Microsoft.Extensions.Logging;
 using YamlDotNet.RepresentationModel;
 
@@ -133,7 +133,7 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
     {
         foreach (var (keyNode, value) in root.Children)
         {
-            var key = KeyOf(file, keyNode, "");
+            var key = Key(file, keyNode, "");
             if (!TopFields.Contains(key))
                 throw YamlRules.Error(file, keyNode, key, $"unknown field (expected one of {string.Join(", ", TopFields.Order(StringComparer.Ordinal))})");
             if (key is not ("tenants" or "jwt_providers" or "policies"))
@@ -355,7 +355,7 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
                 throw YamlRules.Error(file, cl, "identity_headers.claims", "is a mapping claim → header");
             foreach (var (k, v) in map.Children)
             {
-                var claim = KeyOf(file, k, "identity_headers.claims");
+                var claim = Key(file, k, "identity_headers.claims");
                 var header = HeaderName(file, v, $"identity_headers.claims.{claim}");
                 if (!names.Add(header))
                     throw YamlRules.Error(file, v, $"identity_headers.claims.{claim}", $"header '{header}' is used twice");
@@ -365,98 +365,10 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
         return new IdentityHeaders(tenant, subject, client, claims);
     }
 
-    // ---- small YAML helpers ----
-
-    private static bool IsNull(YamlNode node) => node is YamlScalarNode { Value: null or "" or "~" or "null", Style: YamlDotNet.Core.ScalarStyle.Plain };
-
-    private static string KeyOf(RulesFile file, YamlNode key, string path)
-        => key is YamlScalarNode { Value: { Length: > 0 } k } ? k : throw YamlRules.Error(file, key, path, "a key must be a non-empty string");
-
-    private static YamlNode? Field(YamlMappingNode node, string name)
-    {
-        foreach (var (k, v) in node.Children)
-        {
-            if (k is YamlScalarNode { Value: { } key } && key == name)
-                return v;
-        }
-        return null;
-    }
-
-    private static void CheckFields(RulesFile file, YamlMappingNode node, string path, FrozenSet<string> fields)
-    {
-        foreach (var key in node.Children.Keys)
-        {
-            var name = KeyOf(file, key, path);
-            if (!fields.Contains(name))
-                throw YamlRules.Error(file, key, $"{path}.{name}", $"unknown field (expected one of {string.Join(", ", fields.Order(StringComparer.Ordinal))})");
-        }
-    }
-
-    private static IEnumerable<(string Name, YamlMappingNode Node, YamlNode Key)> NamedMaps(RulesFile file, YamlNode value, string path)
-    {
-        if (IsNull(value))
-            yield break;
-        if (value is not YamlMappingNode map)
-            throw YamlRules.Error(file, value, path, "is a mapping of name → settings");
-        foreach (var (k, v) in map.Children)
-        {
-            var name = KeyOf(file, k, path);
-            if (v is not YamlMappingNode m)
-                throw YamlRules.Error(file, v, $"{path}.{name}", "is a mapping");
-            yield return (name, m, k);
-        }
-    }
-
     private static void CheckName(RulesFile file, YamlNode node, string path, string name)
     {
         if (!NamePattern().IsMatch(name))
             throw YamlRules.Error(file, node, path, $"name '{name}' must match [a-z0-9][a-z0-9._-]* (at most 64 characters)");
-    }
-
-    private static string Scalar(RulesFile file, YamlNode node, string path)
-        => node is YamlScalarNode { Value: { } v } ? v : throw YamlRules.Error(file, node, path, "is a single value");
-
-    private static List<(string Value, YamlNode Node)> Strings(RulesFile file, YamlNode node, string path)
-    {
-        var list = new List<(string, YamlNode)>();
-        if (node is YamlScalarNode { Value: { Length: > 0 } single } && !IsNull(node))
-        {
-            list.Add((single, node));
-            return list;
-        }
-        if (node is not YamlSequenceNode seq)
-            throw YamlRules.Error(file, node, path, "is a list of strings");
-        foreach (var item in seq)
-        {
-            if (item is not YamlScalarNode { Value: { Length: > 0 } v })
-                throw YamlRules.Error(file, item, path, "an item is not a non-empty string");
-            list.Add((v, item));
-        }
-        return list;
-    }
-
-    private static bool Bool(RulesFile file, YamlNode node, string path) => Scalar(file, node, path) switch
-    {
-        "true" => true,
-        "false" => false,
-        _ => throw YamlRules.Error(file, node, path, "is true or false"),
-    };
-
-    private static TimeSpan Duration(RulesFile file, YamlNode node, string path)
-    {
-        var text = Scalar(file, node, path);
-        var unit = text.Length > 0 ? text[^1] : ' ';
-        var number = text.Length > 1 ? text[..^1] : "";
-        if (int.TryParse(number, NumberStyles.None, CultureInfo.InvariantCulture, out var n))
-        {
-            switch (unit)
-            {
-                case 's': return TimeSpan.FromSeconds(n);
-                case 'm': return TimeSpan.FromMinutes(n);
-                case 'h': return TimeSpan.FromHours(n);
-            }
-        }
-        throw YamlRules.Error(file, node, path, $"'{text}' is not a duration (e.g. 30s, 5m, 1h)");
     }
 
     private static string HeaderName(RulesFile file, YamlNode node, string path)
@@ -466,9 +378,6 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
             throw YamlRules.Error(file, node, path, $"'{name}' is not a usable header name (lower-case token, not host/authorization/pseudo-header)");
         return name;
     }
-
-    private static string RelativeTo(RulesFile file, string path)
-        => Path.GetFullPath(path, Path.GetDirectoryName(Path.GetFullPath(file.Path)) ?? Directory.GetCurrentDirectory());
 
     /// <summary>An inline JWKS written as YAML, as JSON text (every scalar a string: JWK members are strings).</summary>
     private static string ToJson(YamlNode node)
