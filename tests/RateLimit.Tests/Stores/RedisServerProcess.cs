@@ -13,14 +13,29 @@ namespace Legate.RateLimit.Tests.Stores;
 internal sealed class RedisServerProcess : IDisposable
 {
     private readonly string _binary;
-    private readonly string[] _extraArguments;
+    private readonly string[] _arguments;
     private Process? _process;
+
+    public enum Mode
+    {
+        Server,
+
+        /// <summary>A sentinel: <c>redis-server FILE --sentinel</c>, its configuration in a file it may rewrite.</summary>
+        Sentinel,
+    }
 
     public RedisServerProcess(int port, params string[] extraArguments)
     {
         _binary = RedisBinaries.Require("redis-server");
         Port = port;
-        _extraArguments = extraArguments;
+        _arguments = ["--port", port.ToString(CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "no", .. extraArguments];
+    }
+
+    public RedisServerProcess(int port, Mode mode, string configFile)
+    {
+        _binary = RedisBinaries.Require("redis-server");
+        Port = port;
+        _arguments = mode == Mode.Sentinel ? [configFile, "--sentinel"] : [configFile];
     }
 
     public int Port { get; }
@@ -41,9 +56,7 @@ internal sealed class RedisServerProcess : IDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (var argument in new[] { "--port", Port.ToString(CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "no" })
-            start.ArgumentList.Add(argument);
-        foreach (var argument in _extraArguments)
+        foreach (var argument in _arguments)
             start.ArgumentList.Add(argument);
         _process = Process.Start(start) ?? throw new InvalidOperationException("redis-server did not start.");
         _process.OutputDataReceived += (_, _) => { };

@@ -1,0 +1,154 @@
+using System.Globalization;
+using System.Net;
+using Legate.Hosting.Redis;
+using Legate.Testing;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using StackExchange.Redis;
+
+namespace Legate.RateLimit.Tests.Stores;
+
+/// <summary>
+/// A Sentinel-managed Redis of local processes: a primary, one replica and one sentinel (quorum 1) watching the
+/// service <see cref="ServiceName"/>. The store reaches it the way an operator configures it, through the shared
+/// <see cref="LegateRedis"/> with <c>sentinel-host:port,serviceName=…</c>. Without the binaries the tests skip (or
+/// fail under <c>LEGATE_REQUIRE_REDIS=1</c>); every process is killed on dispose.
+/// </summary>
+public sealed class RedisSentinelFixture : IAsyncLifetime
+{
+    public const string ServiceName = "legate-primary";
+
+    private readonly List<RedisServerProcess> _processes = [];
+    private string? _directory;
+    private LegateRedis? _redis;
+
+    /// <summary>Why there is no Sentinel set-up, when there is none.</summary>
+    public string Problem { get; private set; } = "not started";
+
+    /// <summary>The connection string an operator would write: the sentinel, and the service it watches.</summary>
+    public string Configuration { get; private set; } = "";
+
+    internal RedisServerProcess Primary => _processes[0];
+
+    internal RedisServerProcess Replica => _processes[1];
+
+    internal RedisServerProcess Sentinel => _processes[2];
+
+    /// <summary>The shared multiplexer, connected through the sentinel.</summary>
+    public IConnectionMultiplexer Multiplexer
+    {
+        get
+        {
+            RequireSentinel();
+            return _redis!.Multiplexer;
+        }
+    }
+
+    public void RequireSentinel()
+    {
+        if (_redis is not null)
+            return;
+        if (RedisFixture.Required)
+            Assert.Fail("LEGATE_REQUIRE_REDIS=1 but there is no Redis Sentinel set-up: " + Problem);
+        Assert.Skip("No Redis Sentinel set-up: " + Problem);
+    }
+
+    public async ValueTask InitializeAsync()
+    {
+        if (RedisBinaries.Find("redis-server") is null)
+        {
+            Problem = "redis-server is not on PATH";
+            return;
+        }
+        try
+        {
+            await StartAsync();
+        }
+#pragma warning disable CA1031 // Whatever went wrong, the tests report it (skip or fail) instead of the fixture crashing.
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            Problem = $"{e.GetType().Name}: {e.Message}";
+            await DisposeAsync();
+        }
+    }
+
+    private async Task StartAsync()
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        _directory = Directory.CreateTempSubdirectory("legate-redis-sentinel-").FullName;
+        var primary = new RedisServerProcess(FreePort.Next(), "--dir", _directory);
+        _processes.Add(primary);
+        await primary.StartAsync(timeout.Token);
+        var replica = new RedisServerProcess(FreePort.Next(), "--dir", _directory, "--replicaof", "127.0.0.1", Port(primary));
+        _processes.Add(replica);
+        await replica.StartAsync(timeout.Token);
+
+        // A sentinel rewrites its configuration file, so it gets one of its own.
+        var sentinelPort = FreePort.Next();
+        var configFile = Path.Combine(_directory, "sentinel.conf");
+        await File.WriteAllTextAsync(configFile, $"""
+            port {sentinelPort}
+            bind 127.0.0.1
+            protected-mode no
+            dir {_directory}
+            sentinel monitor {ServiceName} 127.0.0.1 {Port(primary)} 1
+            sentinel down-after-milliseconds {ServiceName} 1000
+            sentinel failover-timeout {ServiceName} 10000
+            """, timeout.Token);
+        var sentinel = new RedisServerProcess(sentinelPort, RedisServerProcess.Mode.Sentinel, configFile);
+        _processes.Add(sentinel);
+        await sentinel.StartAsync(timeout.Token);
+
+        Configuration = $"{sentinel.Endpoint},serviceName={ServiceName},connectTimeout=2000";
+        _redis = new LegateRedis(Options.Create(new RedisOptions { Configuration = Configuration }), NullLogger<LegateRedis>.Instance);
+        while (!_redis.Multiplexer.IsConnected)
+            await Task.Delay(50, timeout.Token);
+    }
+
+    /// <summary>The port of the primary the sentinel names now.</summary>
+    public async Task<int> PrimaryPortAsync()
+    {
+        await using var sentinel = await ConnectToSentinelAsync();
+        var endpoint = await sentinel.GetServer(Sentinel.Endpoint).SentinelGetMasterAddressByNameAsync(ServiceName);
+        return ((IPEndPoint)endpoint!).Port;
+    }
+
+    /// <summary>Asks the sentinel to fail over now: the replica becomes the primary.</summary>
+    public async Task FailoverAsync()
+    {
+        await using var sentinel = await ConnectToSentinelAsync();
+        await sentinel.GetServer(Sentinel.Endpoint).SentinelFailoverAsync(ServiceName);
+    }
+
+    // A plain connection to the sentinel itself (not through it to the primary), for SENTINEL commands.
+    private async Task<ConnectionMultiplexer> ConnectToSentinelAsync()
+    {
+        var options = new ConfigurationOptions { CommandMap = CommandMap.Sentinel, TieBreaker = "", AllowAdmin = true, AbortOnConnectFail = true };
+        options.EndPoints.Add(Sentinel.Endpoint);
+        return await ConnectionMultiplexer.ConnectAsync(options);
+    }
+
+    private static string Port(RedisServerProcess process) => process.Port.ToString(CultureInfo.InvariantCulture);
+
+    public ValueTask DisposeAsync()
+    {
+        _redis?.Dispose();
+        _redis = null;
+        foreach (var process in _processes)
+            process.Dispose();
+        _processes.Clear();
+        if (_directory is not null)
+        {
+            try
+            {
+                Directory.Delete(_directory, recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+            _directory = null;
+        }
+        return ValueTask.CompletedTask;
+    }
+}
