@@ -27,6 +27,9 @@ public sealed class RateLimiter
     private static readonly DescriptorStatus NoLimit = new() { Code = Code.Ok };
     private static readonly DescriptorStatus Unlimited = new() { Code = Code.Ok, LimitRemaining = uint.MaxValue };
 
+    // UpdateIndex of a descriptor answered without the store (see the update loop).
+    private const int Blocked = -1;
+
     private readonly RulesProvider<RateLimitConfig> _rules;
     private readonly ICounterStore _store;
     private readonly TimeProvider _time;
@@ -90,6 +93,12 @@ public sealed class RateLimiter
         {
             if (call.Matches[i] is not { } match || match.Policy.Unlimited)
                 continue;
+            if (match.Policy.RequestsPerUnit == 0 && call.Hits[i] > 0)
+            {
+                // A limit of 0 refuses every hit whatever the counter holds: a blocked client costs no store call.
+                call.UpdateIndex[i] = Blocked;
+                continue;
+            }
             call.UpdateIndex[i] = updates;
             call.Updates[updates++] = BuildUpdate(request.Domain, descriptors[i], match, call.Hits[i], nowMs);
         }
@@ -193,7 +202,7 @@ public sealed class RateLimiter
                 }
                 else
                 {
-                    var result = call.Results[call.UpdateIndex[i]];
+                    var result = call.UpdateIndex[i] == Blocked ? new CounterResult(call.Hits[i], 0, Applied: false) : call.Results[call.UpdateIndex[i]];
                     status = Decide(match, call.Hits[i], result, nowMs);
                     var over = status.Code == Code.OverLimit;
                     if (match.Policy.QuotaMode)

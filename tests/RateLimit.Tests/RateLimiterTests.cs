@@ -217,6 +217,24 @@ public sealed class RateLimiterTests : IDisposable
     }
 
     [Fact]
+    public async Task ZeroRequestsPerUnit_IsAnsweredWithoutTheStore_ButCountedInMetrics()
+    {
+        var store = new CountingStore(new MemoryCounterStore(_time));
+        var service = Service(configure: services => services.AddSingleton<ICounterStore>(store));
+
+        var codes = new List<Code>();
+        for (var i = 0; i < 3; i++)
+            codes.Add((await CallAsync(service, Request(D("blocked", "10.0.0.1")))).OverallCode);
+        var withOther = await CallAsync(service, Request(D("blocked", "10.0.0.1"), D("tenant", "acme")));
+
+        Assert.Equal([Code.OverLimit, Code.OverLimit, Code.OverLimit], codes);
+        Assert.Equal([Code.OverLimit, Code.Ok], withOther.Statuses.Select(s => s.Code));
+        Assert.Equal(0u, withOther.Statuses[0].LimitRemaining);
+        Assert.Equal(1, store.Updates); // only the tenant descriptor's counter
+        Assert.Contains("legate_ratelimit_over_limit_total{domain=\"edge\",rule=\"edge.blocked\"} 4", await service.ScrapeAsync(Ct), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task ShadowModeRule_AnswersOkButCountsWhatWouldHaveBeenLimited()
     {
         var service = Service();
@@ -436,6 +454,21 @@ public sealed class RateLimiterTests : IDisposable
         foreach (var service in _services)
             service.Dispose();
         Directory.Delete(_dir, recursive: true);
+    }
+
+    private sealed class CountingStore(ICounterStore inner) : ICounterStore
+    {
+        private int _updates;
+
+        public int Updates => _updates;
+
+        public string Name => inner.Name;
+
+        public ValueTask UpdateAsync(ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results, CancellationToken cancellationToken)
+        {
+            Interlocked.Add(ref _updates, updates.Length);
+            return inner.UpdateAsync(updates, results, cancellationToken);
+        }
     }
 
     private sealed class HangingStore : ICounterStore
