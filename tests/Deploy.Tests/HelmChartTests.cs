@@ -1,0 +1,235 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+
+namespace Legate.Deploy.Tests;
+
+/// <summary>deploy/helm/legate: <c>helm lint --strict</c> and <c>helm template</c> over the ci/ values files, with the manifests checked.</summary>
+public sealed partial class HelmChartTests
+{
+    private static readonly string[] Services = ["authz", "ratelimit", "statsink"];
+    private static readonly string[] Rendered = ["envoy", "authz", "ratelimit"];
+
+    // repository:tag with a version-like tag, or repository@sha256:...
+    [GeneratedRegex(@"^[a-z0-9._-]+(/[a-z0-9._-]+)*(:v?\d+\.\d+\.\d+(-[a-z0-9.-]+)?|@sha256:[a-f0-9]{64})$")]
+    private static partial Regex PinnedImage();
+
+    [Theory]
+    [MemberData(nameof(HelmChart.CiValues), MemberType = typeof(HelmChart))]
+    public async Task Lint_IsCleanInStrictMode(string values)
+    {
+        var (exitCode, stdout, stderr) = await HelmChart.HelmAsync("lint", "--strict", HelmChart.Directory, "-f", Path.Combine(HelmChart.Directory, "ci", values));
+
+        Assert.True(exitCode == 0, stdout + stderr);
+        Assert.Contains("0 chart(s) failed", stdout, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [MemberData(nameof(HelmChart.CiValues), MemberType = typeof(HelmChart))]
+    public async Task EveryContainer_RunsAPinnedImage_NonRoot_ReadOnly_WithAMemoryLimitAndNoCpuLimit(string values)
+    {
+        var chart = await HelmChart.TemplateAsync(values);
+
+        var deployments = chart.OfKind("Deployment").ToList();
+        Assert.NotEmpty(deployments);
+        foreach (var deployment in deployments)
+        {
+            var pod = HelmChart.PodSpec(deployment);
+            Assert.Equal("true", pod.Str("securityContext", "runAsNonRoot"));
+            Assert.Equal("RuntimeDefault", pod.Str("securityContext", "seccompProfile", "type"));
+            foreach (var container in HelmChart.Containers(deployment))
+            {
+                var where = $"{deployment.Str("metadata", "name")}/{container.Str("name")}";
+                Assert.Matches(PinnedImage(), container.Str("image"));
+                Assert.Equal("true", container.Str("securityContext", "readOnlyRootFilesystem"));
+                Assert.Equal("false", container.Str("securityContext", "allowPrivilegeEscalation"));
+                Assert.Equal(["ALL"], container.Strs("securityContext", "capabilities", "drop"));
+                Assert.True(int.Parse(container.Str("securityContext", "runAsUser")!, CultureInfo.InvariantCulture) > 0, where);
+                Assert.NotNull(container.Str("resources", "limits", "memory"));
+                Assert.Null(container.At("resources", "limits", "cpu"));
+            }
+        }
+    }
+
+    [Fact]
+    public async Task Services_ListenOnTheirAppSettingsPorts_AndAreProbedOverGrpc()
+    {
+        var chart = await HelmChart.TemplateAsync("inline-gateway.yaml");
+
+        foreach (var name in Services)
+        {
+            var info = ServiceInfo.Get(name);
+            var container = HelmChart.Container(chart.Deployment(name), name);
+            Assert.Equal(info.GrpcPort.ToString(CultureInfo.InvariantCulture), HelmChart.Env(container, "Legate__GrpcPort"));
+            Assert.Equal(info.HttpPort.ToString(CultureInfo.InvariantCulture), HelmChart.Env(container, "Legate__HttpPort"));
+            Assert.Equal([$"{info.GrpcPort}", $"{info.HttpPort}"], container.Seq("ports").Select(p => p.Str("containerPort")!));
+            Assert.Equal(info.GrpcPort.ToString(CultureInfo.InvariantCulture), container.Str("readinessProbe", "grpc", "port"));
+            Assert.Equal(info.GrpcPort.ToString(CultureInfo.InvariantCulture), container.Str("startupProbe", "grpc", "port"));
+            Assert.Equal("/healthz", container.Str("livenessProbe", "httpGet", "path"));
+            Assert.Equal("http", container.Str("livenessProbe", "httpGet", "port"));
+
+            var service = chart.Get("Service", HelmChart.Name(name));
+            Assert.Equal("None", service.Str("spec", "clusterIP"));
+            Assert.Equal([$"grpc:{info.GrpcPort}", $"http:{info.HttpPort}"], service.Seq("spec", "ports").Select(p => $"{p.Str("name")}:{p.Str("port")}"));
+        }
+    }
+
+    [Fact]
+    public async Task Envoy_IsProbedOnItsReadyListener_AndPublishesTheGatewayListener()
+    {
+        var chart = await HelmChart.TemplateAsync("inline-gateway.yaml");
+
+        var envoy = HelmChart.Container(chart.Deployment("envoy"), "envoy");
+        foreach (var probe in new[] { "startupProbe", "readinessProbe", "livenessProbe" })
+        {
+            Assert.Equal("/ready", envoy.Str(probe, "httpGet", "path"));
+            Assert.Equal("ready", envoy.Str(probe, "httpGet", "port"));
+        }
+        Assert.Contains(envoy.Seq("ports"), p => p.Str("name") == "ready" && p.Str("containerPort") == "19003");
+        Assert.Equal(["-c", "/etc/legate/envoy/envoy.yaml"], envoy.Strs("args").Take(2));
+        var listener = chart.GatewayFile().Seq("listeners").Single();
+        var service = chart.Get("Service", HelmChart.Name("envoy"));
+        Assert.Contains(service.Seq("spec", "ports"), p => p.Str("port") == listener.Str("port"));
+    }
+
+    [Fact]
+    public async Task GatewayFile_PointsEnvoyAtTheChartsServices_KeepingTimeoutsAndFailureModes()
+    {
+        var chart = await HelmChart.TemplateAsync("inline-gateway.yaml");
+
+        var gateway = chart.GatewayFile();
+        foreach (var name in Services)
+        {
+            var service = chart.Get("Service", HelmChart.Name(name));
+            var grpcPort = service.Seq("spec", "ports").Single(p => p.Str("name") == "grpc").Str("port");
+            Assert.Equal($"{HelmChart.Name(name)}:{grpcPort}", gateway.Str("services", name, "address"));
+        }
+        // The values said authz: {address: somewhere-else:1234, timeout: 300ms, failure_mode: deny}.
+        Assert.Equal("300ms", gateway.Str("services", "authz", "timeout"));
+        Assert.Equal("deny", gateway.Str("services", "authz", "failure_mode"));
+        Assert.Equal("http://orders.shop.svc.cluster.local:8080", gateway.Str("backends", "orders", "url"));
+    }
+
+    [Fact]
+    public async Task RenderInitContainer_WritesWhereTheContainersRead()
+    {
+        var chart = await HelmChart.TemplateAsync("inline-gateway.yaml");
+
+        foreach (var component in Rendered)
+        {
+            var deployment = chart.Deployment(component);
+            var render = HelmChart.Container(deployment, "render");
+            Assert.Equal(["render", "/etc/legate-gateway/gateway.yaml", "-o", "/etc/legate", "--envoy-dir", "/etc/legate/envoy"], render.Strs("args"));
+            Assert.Contains(render.Seq("volumeMounts"), m => m.Str("name") == "config" && m.Str("mountPath") == "/etc/legate");
+            var main = HelmChart.Container(deployment, component);
+            Assert.Contains(main.Seq("volumeMounts"), m => m.Str("name") == "config" && m.Str("mountPath") == "/etc/legate" && m.Str("readOnly") == "true");
+            Assert.Equal($"{HelmChart.Name("gateway")}", HelmChart.PodSpec(deployment).Seq("volumes").Single(v => v.Str("name") == "gateway").Str("configMap", "name"));
+        }
+        Assert.Equal("/etc/legate/authz/policies.yaml", HelmChart.Env(HelmChart.Container(chart.Deployment("authz"), "authz"), "Legate__Rules__authz__Path"));
+        Assert.Equal("/etc/legate/ratelimit", HelmChart.Env(HelmChart.Container(chart.Deployment("ratelimit"), "ratelimit"), "Legate__Rules__ratelimit__Path"));
+    }
+
+    [Fact]
+    public async Task ConfigChecksum_ChangesWithTheGatewayFileOnly_AndRollsTheRenderingPods()
+    {
+        static Dictionary<string, string?> Checksums(HelmChart chart) =>
+            chart.OfKind("Deployment").ToDictionary(d => d.Str("metadata", "name")!, d => d.Str("spec", "template", "metadata", "annotations", "checksum/config"));
+
+        var before = Checksums(await HelmChart.TemplateAsync("inline-gateway.yaml"));
+        var gatewayChanged = Checksums(await HelmChart.TemplateAsync("inline-gateway.yaml", "gateway.listeners[0].port=9090"));
+        var otherChanged = Checksums(await HelmChart.TemplateAsync("inline-gateway.yaml", "statsink.replicas=5"));
+
+        foreach (var component in Rendered)
+        {
+            var name = HelmChart.Name(component);
+            Assert.Matches("^[a-f0-9]{64}$", before[name]);
+            Assert.NotEqual(before[name], gatewayChanged[name]);
+            Assert.Equal(before[name], otherChanged[name]);
+        }
+        Assert.Single(Rendered.Select(c => before[HelmChart.Name(c)]).Distinct());
+        Assert.Null(before[HelmChart.Name("statsink")]);
+    }
+
+    [Fact]
+    public async Task Autoscaling_ReplacesFixedReplicas_AndDisruptionBudgetsCoverEveryScaledComponent()
+    {
+        var chart = await HelmChart.TemplateAsync("hpa-servicemonitor.yaml");
+
+        foreach (var component in Services.Append("envoy"))
+        {
+            Assert.Null(chart.Deployment(component).At("spec", "replicas"));
+            var hpa = chart.Get("HorizontalPodAutoscaler", HelmChart.Name(component));
+            Assert.Equal(HelmChart.Name(component), hpa.Str("spec", "scaleTargetRef", "name"));
+            var pdb = chart.Get("PodDisruptionBudget", HelmChart.Name(component));
+            Assert.Equal(component, pdb.Str("spec", "selector", "matchLabels", "app.kubernetes.io/component"));
+        }
+        Assert.Equal("3", chart.Get("HorizontalPodAutoscaler", HelmChart.Name("envoy")).Str("spec", "minReplicas"));
+    }
+
+    [Fact]
+    public async Task InChartRedis_IsWhereRatelimitCounts()
+    {
+        var chart = await HelmChart.TemplateAsync("inline-gateway.yaml");
+
+        var ratelimit = HelmChart.Container(chart.Deployment("ratelimit"), "ratelimit");
+        var redis = chart.Get("Service", HelmChart.Name("redis"));
+        Assert.Equal("redis", HelmChart.Env(ratelimit, "Legate__RateLimit__Store"));
+        Assert.Equal($"{HelmChart.Name("redis")}:{redis.Seq("spec", "ports").Single().Str("port")}", HelmChart.Env(ratelimit, "Legate__Redis__Configuration"));
+        Assert.StartsWith("redis:", HelmChart.Container(chart.Deployment("redis"), "redis").Str("image"), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ExternalRedis_ComesFromASecret()
+    {
+        var chart = await HelmChart.TemplateAsync("external-redis.yaml");
+
+        var env = HelmChart.Container(chart.Deployment("ratelimit"), "ratelimit").Seq("env").Single(e => e.Str("name") == "Legate__Redis__Configuration");
+        Assert.Equal("legate-redis", env.Str("valueFrom", "secretKeyRef", "name"));
+        Assert.Equal("configuration", env.Str("valueFrom", "secretKeyRef", "key"));
+        Assert.DoesNotContain(chart.OfKind("Deployment"), d => d.Str("metadata", "name") == HelmChart.Name("redis"));
+        Assert.EndsWith("@sha256:" + new string('0', 64), HelmChart.Container(chart.Deployment("authz"), "authz").Str("image"), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task WithoutRedis_RatelimitCountsInMemory_OnOneReplicaWithoutABudget()
+    {
+        var chart = await HelmChart.TemplateAsync("memory-store.yaml");
+
+        Assert.Equal("memory", HelmChart.Env(HelmChart.Container(chart.Deployment("ratelimit"), "ratelimit"), "Legate__RateLimit__Store"));
+        Assert.Equal("1", chart.Deployment("ratelimit").Str("spec", "replicas"));
+        Assert.DoesNotContain(chart.OfKind("PodDisruptionBudget"), p => p.Str("metadata", "name") == HelmChart.Name("ratelimit"));
+        Assert.DoesNotContain(chart.OfKind("Service"), s => s.Str("metadata", "name") == HelmChart.Name("redis"));
+    }
+
+    [Fact]
+    public async Task ServiceMonitors_ScrapeTheServicesMetricsPorts()
+    {
+        var chart = await HelmChart.TemplateAsync("hpa-servicemonitor.yaml");
+        var none = await HelmChart.TemplateAsync("inline-gateway.yaml");
+
+        Assert.Empty(none.OfKind("ServiceMonitor"));
+        foreach (var name in Services)
+        {
+            var endpoint = chart.Get("ServiceMonitor", HelmChart.Name(name)).Seq("spec", "endpoints").Single();
+            Assert.Equal("http", endpoint.Str("port"));
+            Assert.Equal("/metrics", endpoint.Str("path"));
+            Assert.Equal("15s", endpoint.Str("interval"));
+        }
+        var envoy = chart.Get("ServiceMonitor", HelmChart.Name("envoy")).Seq("spec", "endpoints").Single();
+        Assert.Equal(("stats", "/stats/prometheus"), (envoy.Str("port"), envoy.Str("path")));
+        Assert.Contains(chart.Get("Service", HelmChart.Name("envoy")).Seq("spec", "ports"), p => p.Str("name") == "stats");
+    }
+
+    [Theory]
+    [InlineData("authz.resources.limits.cpu=1")]
+    [InlineData("envoy.logLevel=loud")]
+    [InlineData("ratelimit.grpcPort=0")]
+    [InlineData("authz.unknownSetting=true")]
+    public async Task Schema_RejectsBadValues(string set)
+    {
+        var (exitCode, _, stderr) = await HelmChart.HelmAsync("template", HelmChart.Release, HelmChart.Directory,
+            "-f", Path.Combine(HelmChart.Directory, "ci", "inline-gateway.yaml"), "--set", set);
+
+        Assert.NotEqual(0, exitCode);
+        Assert.Contains("schema", stderr, StringComparison.OrdinalIgnoreCase);
+    }
+}
