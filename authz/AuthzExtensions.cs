@@ -1,7 +1,11 @@
 using Legate.Authz;
+using Legate.Authz.ApiKeys;
 using Legate.Authz.Jwt;
 using Legate.Authz.Policies;
+using Legate.Hosting.Redis;
+using Legate.Hosting.Rules;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
 using Prometheus;
 
 namespace Microsoft.Extensions.Hosting;
@@ -20,8 +24,15 @@ public static class AuthzExtensions
         ArgumentNullException.ThrowIfNull(builder);
         var services = builder.Services;
         services.TryAddSingleton(sp => new JwksMetrics(sp.GetRequiredService<IMetricFactory>()));
+        // Redis is used when configured (api_keys: {redis: true} needs it); without it authz runs on files alone.
+        var redis = !string.IsNullOrWhiteSpace(builder.Configuration[$"{RedisOptions.SectionName}:Configuration"]);
+        if (redis)
+            services.AddLegateRedis(builder.Configuration);
+        services.TryAddSingleton(sp => new ApiKeyStores(sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<IOptionsMonitor<RulesOptions>>().Get(RulesName), sp.GetRequiredService<IMetricFactory>(),
+            sp.GetRequiredService<ILoggerFactory>(), redis ? () => sp.GetRequiredService<LegateRedis>().Multiplexer : null));
         services.TryAddSingleton(sp => new AuthzPolicyLoader(sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<JwksMetrics>(),
-            sp.GetRequiredService<ILoggerFactory>()));
+            sp.GetRequiredService<ILoggerFactory>(), sp.GetRequiredService<ApiKeyStores>()));
         builder.AddLegateRules<AuthzPolicySet, AuthzPolicyLoader>(RulesName);
         services.TryAddSingleton(sp => new ValidatedTokenCache(sp.GetRequiredService<TimeProvider>()));
         services.TryAddSingleton(sp => new JwtValidator(sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ValidatedTokenCache>()));

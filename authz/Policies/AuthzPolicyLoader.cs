@@ -26,37 +26,57 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
     private static readonly FrozenSet<string> ProviderFields = FrozenSet.Create(StringComparer.Ordinal,
         "issuer", "audiences", "algorithms", "jwks_uri", "jwks", "jwks_file", "clock_skew", "max_lifetime", "typ");
     private static readonly FrozenSet<string> PolicyFields = FrozenSet.Create(StringComparer.Ordinal, "credentials", "scopes", "methods");
-    private static readonly FrozenSet<string> ApiKeyFields = FrozenSet.Create(StringComparer.Ordinal, "file", "header", "query");
+    private static readonly FrozenSet<string> ApiKeyFields = FrozenSet.Create(StringComparer.Ordinal, "file", "redis", "cache_ttl", "header", "query");
     private static readonly FrozenSet<string> IdentityFields = FrozenSet.Create(StringComparer.Ordinal, "tenant", "subject", "client", "claims");
 
     private readonly TimeProvider _time;
     private readonly JwksMetrics? _jwksMetrics;
     private readonly ILoggerFactory? _loggers;
     private readonly HttpClient _http = new();
+    private readonly ApiKeyStores _stores;
+    private readonly bool _ownsStores;
     private AuthzPolicySet? _last;
 
-    public AuthzPolicyLoader(TimeProvider time, JwksMetrics? jwksMetrics = null, ILoggerFactory? loggers = null)
+    /// <param name="stores">The key stores (watched keys files, the Redis store); by default keys files are loaded but not watched and there is no Redis.</param>
+    public AuthzPolicyLoader(TimeProvider time, JwksMetrics? jwksMetrics = null, ILoggerFactory? loggers = null, ApiKeyStores? stores = null)
     {
         ArgumentNullException.ThrowIfNull(time);
         _time = time;
         _jwksMetrics = jwksMetrics;
         _loggers = loggers;
+        _ownsStores = stores is null;
+        _stores = stores ?? new ApiKeyStores(time);
     }
 
     public AuthzPolicySet Load(RulesFiles files)
     {
         ArgumentNullException.ThrowIfNull(files);
-        var set = Build(files.Files);
+        AuthzPolicySet set;
+        try
+        {
+            set = Build(files.Files);
+        }
+        catch
+        {
+            // A keys file named only by the refused policy is not watched any longer.
+            _stores.Retain(KeysFiles(_last));
+            throw;
+        }
         set.Start();
         // Requests still holding the previous snapshot keep working: a disposed source keeps its last keys.
         Interlocked.Exchange(ref _last, set)?.Dispose();
+        _stores.Retain(KeysFiles(set));
         return set;
     }
+
+    private static string[] KeysFiles(AuthzPolicySet? set) => set?.ApiKeys?.File is { } file ? [file] : [];
 
     public void Dispose()
     {
         Interlocked.Exchange(ref _last, null)?.Dispose();
         _http.Dispose();
+        if (_ownsStores)
+            _stores.Dispose();
     }
 
     private sealed class Draft
@@ -315,25 +335,44 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
     private ApiKeySettings ReadApiKeys(RulesFile file, YamlNode value)
     {
         if (value is not YamlMappingNode node)
-            throw YamlRules.Error(file, value, "api_keys", "is a mapping (file, header, query)");
+            throw YamlRules.Error(file, value, "api_keys", "is a mapping (file or redis, header, query)");
         CheckFields(file, node, "api_keys", ApiKeyFields);
         var header = Field(node, "header") is { } h ? HeaderName(file, h, "api_keys.header") : "x-api-key";
         var query = Field(node, "query") is { } q ? Scalar(file, q, "api_keys.query") : null;
         if (query is { Length: 0 })
             throw YamlRules.Error(file, node, "api_keys.query", "is empty");
-        var fileNode = Field(node, "file") ?? throw YamlRules.Error(file, node, "api_keys.file", "is required: the keys file (relative to this file)");
-        var keysPath = RelativeTo(file, Scalar(file, fileNode, "api_keys.file"));
-        ApiKeySet keys;
-        try
+        var fileNode = Field(node, "file");
+        var redis = Field(node, "redis") is { } r && Bool(file, r, "api_keys.redis");
+        if ((fileNode is null) == !redis)
+            throw YamlRules.Error(file, node, "api_keys", "needs exactly one store: file: keys.yaml (relative to this file) or redis: true");
+
+        IApiKeyStore store;
+        string? keysPath = null;
+        if (redis)
         {
-            keys = ApiKeySetLoader.Load(RulesFiles.Read(keysPath).Files);
+            if (!_stores.HasRedis)
+                throw YamlRules.Error(file, Field(node, "redis"), "api_keys.redis", "needs the shared Redis connection: set Legate:Redis:Configuration");
+            var ttl = Field(node, "cache_ttl") is { } c ? Duration(file, c, "api_keys.cache_ttl") : TimeSpan.FromSeconds(2);
+            if (ttl > TimeSpan.FromMinutes(1))
+                throw YamlRules.Error(file, Field(node, "cache_ttl"), "api_keys.cache_ttl", "is at most 1m (it bounds how late a revocation takes effect)");
+            store = _stores.Redis(ttl);
         }
-        catch (RulesException e)
+        else
         {
-            throw YamlRules.Error(file, fileNode, "api_keys.file", e.Message);
+            if (Field(node, "cache_ttl") is { } c)
+                throw YamlRules.Error(file, c, "api_keys.cache_ttl", "applies to the Redis store only (a keys file is reloaded when it changes)");
+            keysPath = RelativeTo(file, Scalar(file, fileNode!, "api_keys.file"));
+            try
+            {
+                store = _stores.File(keysPath);
+            }
+            catch (RulesException e)
+            {
+                throw YamlRules.Error(file, fileNode, "api_keys.file", e.Message);
+            }
         }
-        var validator = new ApiKeyValidator(new FileApiKeyStore(keys), _time, logger: _loggers?.CreateLogger<ApiKeyValidator>());
-        return new ApiKeySettings(validator, new ApiKeyLocator(header, queryParameter: query), header, query);
+        var validator = new ApiKeyValidator(store, _time, logger: _loggers?.CreateLogger<ApiKeyValidator>());
+        return new ApiKeySettings(validator, new ApiKeyLocator(header, queryParameter: query), header, query, keysPath);
     }
 
     private static IdentityHeaders ReadIdentity(RulesFile file, YamlNode value)

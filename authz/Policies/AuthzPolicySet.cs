@@ -66,7 +66,8 @@ public sealed record TenantPolicy(string Name, IReadOnlyList<string> Hosts, stri
 /// <summary>Which credentials a route accepts (any of), the scopes all required, the methods allowed (empty = any).</summary>
 public sealed record AccessPolicy(string Name, bool AllowJwt, bool AllowApiKey, bool AllowNone, IReadOnlyList<string> Scopes, FrozenSet<string> Methods);
 
-public sealed record ApiKeySettings(ApiKeyValidator Validator, ApiKeyLocator Locator, string? Header, string? Query);
+/// <param name="File">The keys file (full path), or null for the Redis store.</param>
+public sealed record ApiKeySettings(ApiKeyValidator Validator, ApiKeyLocator Locator, string? Header, string? Query, string? File);
 
 /// <summary>Names of the headers the service sets on an allowed request (lower-case); claim name → header.</summary>
 public sealed record IdentityHeaders(string Tenant, string Subject, string Client, IReadOnlyList<KeyValuePair<string, string>> Claims)

@@ -55,15 +55,20 @@ internal sealed class AuthzTestHost : IDisposable
 
     private readonly string _dir = Path.Combine(Path.GetTempPath(), "legate-authz-" + Guid.NewGuid().ToString("N"));
 
-    public AuthzTestHost(string? policy = null)
+    public AuthzTestHost(string? policy = null, IDictionary<string, string?>? settings = null)
     {
         Directory.CreateDirectory(_dir);
-        File.WriteAllText(Path.Combine(_dir, "keys.yaml"), ApiKeyFileWriter.Serialize([AcmeKey.Record, GlobexKey.Record]));
+        File.WriteAllText(KeysPath, ApiKeyFileWriter.Serialize([AcmeKey.Record, GlobexKey.Record]));
         WritePolicy(policy ?? DefaultPolicy);
-        Service = new LegateServiceFactory<Program>(new Dictionary<string, string?> { ["Legate:Rules:authz:Path"] = PolicyPath });
+        Service = new LegateServiceFactory<Program>(new Dictionary<string, string?>(settings ?? new Dictionary<string, string?>())
+        {
+            ["Legate:Rules:authz:Path"] = PolicyPath,
+        });
     }
 
     public string PolicyPath => Path.Combine(_dir, "policies.yaml");
+
+    public string KeysPath => Path.Combine(_dir, "keys.yaml");
 
     public LegateServiceFactory<Program> Service { get; }
 
