@@ -9,12 +9,13 @@ internal static class Cli
     public const int Invalid = 1;
     public const int Usage = 2;
 
-    private const string Help = """
+    private static readonly string Help = $"""
         legate: turns one gateway file into Envoy's configuration and the Legate services' configuration.
 
         Usage:
           legate validate FILE          check a gateway file; every error names file:line:column
           legate render FILE -o DIR     write Envoy's bootstrap and the authz/ratelimit configs to DIR
+        {Keys.KeysCommand.Help}
           legate version                print the version
           legate help                   print this text
         """;
@@ -29,6 +30,8 @@ internal static class Cli
             case [] or ["help" or "--help" or "-h"]:
                 stdout.WriteLine(Help);
                 return args.Length == 0 ? Usage : Ok;
+            case ["keys", ..]:
+                return Keys.KeysCommand.Run(args[1..], stdout, stderr, TimeProvider.System);
             case ["version" or "--version"]:
                 stdout.WriteLine($"legate {Version}");
                 return Ok;
