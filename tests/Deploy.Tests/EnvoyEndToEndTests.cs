@@ -78,7 +78,7 @@ public sealed class EnvoyEndToEndTests
 
     private static async Task<HttpStatusCode> SendAsync(HttpClient client, (string Name, string Value)? credential, CancellationToken ct)
     {
-        using var request = new HttpRequestMessage(HttpMethod.Get, "/");
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/orders/1");
         // The example tenant owns the host `localhost`, as in the README's curl calls.
         request.Headers.Host = "localhost";
         if (credential is { } c)

@@ -33,7 +33,13 @@ internal sealed class HelmChart
             args.AddRange(["-f", Path.Combine(Directory, "ci", ciValues)]);
         foreach (var s in set)
             args.AddRange(["--set", s]);
-        var (exitCode, stdout, stderr) = await HelmAsync([.. args]);
+        return await TemplateWithArgsAsync([.. args[3..]]);
+    }
+
+    /// <summary><c>helm template</c> with any further arguments (<c>--set-file</c>, <c>-f</c>).</summary>
+    public static async Task<HelmChart> TemplateWithArgsAsync(params string[] extra)
+    {
+        var (exitCode, stdout, stderr) = await HelmAsync(["template", Release, Directory, .. extra]);
         Assert.True(exitCode == 0, $"helm template failed: {stderr}");
         return new HelmChart(Yaml.ParseAll(stdout));
     }
@@ -45,6 +51,23 @@ internal sealed class HelmChart
         ?? throw new KeyNotFoundException($"no {kind} {name} in: {string.Join(", ", Manifests.Select(m => $"{m.Str("kind")} {m.Str("metadata", "name")}"))}");
 
     public static string Name(string component) => $"{Release}-legate-{component}";
+
+    /// <summary>The Service of a service: named as the gateway file addresses it.</summary>
+    public YamlMappingNode ServiceOf(string component, string? name = null) => Get("Service", name ?? component);
+
+    /// <summary>The gateway file's services addresses (its defaults where it names none), as host:port.</summary>
+    public Dictionary<string, string> GatewayServiceAddresses()
+    {
+        var gateway = GatewayFile();
+        return new Dictionary<string, string>
+        {
+            ["authz"] = gateway.Str("services", "authz", "address") ?? "authz:9001",
+            ["ratelimit"] = gateway.Str("services", "ratelimit", "address") ?? "ratelimit:9002",
+            ["statsink"] = gateway.Str("services", "statsink", "address") ?? "statsink:9003",
+        };
+    }
+
+    public string GatewayText() => Get("ConfigMap", Name("gateway")).Str("data", "gateway.yaml")!;
 
     public YamlMappingNode Deployment(string component) => Get("Deployment", Name(component));
 
@@ -60,5 +83,5 @@ internal sealed class HelmChart
         container.Seq("env").SingleOrDefault(e => e.Str("name") == name)?.Str("value");
 
     /// <summary>The gateway file as the chart hands it to `legate render`.</summary>
-    public YamlMappingNode GatewayFile() => Yaml.Parse(Get("ConfigMap", Name("gateway")).Str("data", "gateway.yaml")!);
+    public YamlMappingNode GatewayFile() => Yaml.Parse(GatewayText());
 }

@@ -67,7 +67,7 @@ public sealed partial class HelmChartTests
             Assert.Equal("/healthz", container.Str("livenessProbe", "httpGet", "path"));
             Assert.Equal("http", container.Str("livenessProbe", "httpGet", "port"));
 
-            var service = chart.Get("Service", HelmChart.Name(name));
+            var service = chart.ServiceOf(name);
             Assert.Equal("None", service.Str("spec", "clusterIP"));
             Assert.Equal([$"grpc:{info.GrpcPort}", $"http:{info.HttpPort}"], service.Seq("spec", "ports").Select(p => $"{p.Str("name")}:{p.Str("port")}"));
         }
@@ -91,22 +91,32 @@ public sealed partial class HelmChartTests
         Assert.Contains(service.Seq("spec", "ports"), p => p.Str("port") == listener.Str("port"));
     }
 
-    [Fact]
-    public async Task GatewayFile_PointsEnvoyAtTheChartsServices_KeepingTimeoutsAndFailureModes()
+    [Theory]
+    [InlineData("inline-gateway.yaml")]
+    [InlineData("hpa-servicemonitor.yaml")]
+    public async Task GatewayFile_ReachesRenderVerbatim_AndAddressesTheChartsServices(string values)
     {
-        var chart = await HelmChart.TemplateAsync("inline-gateway.yaml");
+        var chart = await HelmChart.TemplateAsync(values);
 
-        var gateway = chart.GatewayFile();
-        foreach (var name in Services)
+        var given = Yaml.Load(Path.Combine(HelmChart.Directory, "ci", values)).Str("gateway");
+        Assert.Equal(given, chart.GatewayText());
+        foreach (var (name, address) in chart.GatewayServiceAddresses())
         {
-            var service = chart.Get("Service", HelmChart.Name(name));
+            var host = address.Split(':')[0];
+            var service = chart.ServiceOf(name, host);
+            Assert.Equal(name, service.Str("spec", "selector", "app.kubernetes.io/component"));
             var grpcPort = service.Seq("spec", "ports").Single(p => p.Str("name") == "grpc").Str("port");
-            Assert.Equal($"{HelmChart.Name(name)}:{grpcPort}", gateway.Str("services", name, "address"));
+            Assert.Equal(address, $"{host}:{grpcPort}");
         }
-        // The values said authz: {address: somewhere-else:1234, timeout: 300ms, failure_mode: deny}.
-        Assert.Equal("300ms", gateway.Str("services", "authz", "timeout"));
-        Assert.Equal("deny", gateway.Str("services", "authz", "failure_mode"));
-        Assert.Equal("http://orders.shop.svc.cluster.local:8080", gateway.Str("backends", "orders", "url"));
+    }
+
+    [Fact]
+    public async Task GatewayGivenAsAMapping_IsRefused_SinceHelmWouldRewriteIt()
+    {
+        var (exitCode, _, stderr) = await HelmChart.HelmAsync("template", HelmChart.Release, HelmChart.Directory, "--set", "gateway.listeners=x");
+
+        Assert.NotEqual(0, exitCode);
+        Assert.Contains("gateway", stderr, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -135,7 +145,7 @@ public sealed partial class HelmChartTests
             chart.OfKind("Deployment").ToDictionary(d => d.Str("metadata", "name")!, d => d.Str("spec", "template", "metadata", "annotations", "checksum/config"));
 
         var before = Checksums(await HelmChart.TemplateAsync("inline-gateway.yaml"));
-        var gatewayChanged = Checksums(await HelmChart.TemplateAsync("inline-gateway.yaml", "gateway.listeners[0].port=9090"));
+        var gatewayChanged = Checksums(await HelmChart.TemplateAsync("inline-gateway.yaml", "gateway=listeners: []"));
         var otherChanged = Checksums(await HelmChart.TemplateAsync("inline-gateway.yaml", "statsink.replicas=5"));
 
         foreach (var component in Rendered)
@@ -231,5 +241,14 @@ public sealed partial class HelmChartTests
 
         Assert.NotEqual(0, exitCode);
         Assert.Contains("schema", stderr, StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Fact]
+    public async Task WithoutAGatewayFile_TheChartSaysWhatIsMissing()
+    {
+        var (exitCode, _, stderr) = await HelmChart.HelmAsync("template", HelmChart.Release, HelmChart.Directory);
+
+        Assert.NotEqual(0, exitCode);
+        Assert.Contains("gateway: set the gateway file (--set-file gateway=FILE)", stderr, StringComparison.Ordinal);
     }
 }

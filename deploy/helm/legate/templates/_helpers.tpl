@@ -37,46 +37,28 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
 {{- end -}}
 
 {{/*
-The gateway file given to `legate render`: the values' gateway (a mapping or a YAML string; empty = the chart's
-example), with services.{authz,ratelimit,statsink}.address pointing at this release's Services.
+The gateway file given to `legate render`, verbatim. It stays text on purpose: Helm reads YAML as YAML 1.1, where a
+key such as a JWKS's `n` turns into `false`, so parsing and re-serialising it here would corrupt it.
 */}}
 {{- define "legate.gatewayFile" -}}
-{{- $gateway := dict -}}
-{{- if kindIs "map" .Values.gateway -}}
-{{- $gateway = deepCopy .Values.gateway -}}
-{{- else if .Values.gateway -}}
-{{- $gateway = fromYaml .Values.gateway -}}
-{{- else -}}
-{{- $gateway = fromYaml (.Files.Get "files/gateway.yaml") -}}
+{{- if not (kindIs "string" .Values.gateway) -}}
+{{- fail "gateway: give the gateway file as text (--set-file gateway=FILE, or gateway: | ...), not as a mapping" -}}
 {{- end -}}
-{{- if hasKey $gateway "Error" -}}
-{{- fail (printf "gateway: not a YAML mapping: %s" (get $gateway "Error")) -}}
+{{- if not (trim .Values.gateway) -}}
+{{- fail "gateway: set the gateway file (--set-file gateway=FILE)" -}}
 {{- end -}}
-{{- if not $gateway -}}
-{{- fail "gateway: set the gateway file (a mapping, or --set-file gateway=FILE)" -}}
-{{- end -}}
-{{- $services := get $gateway "services" | default dict -}}
-{{- range $name := list "authz" "ratelimit" "statsink" -}}
-{{- $entry := get $services $name | default dict -}}
-{{- $_ := set $entry "address" (printf "%s-%s:%v" (include "legate.fullname" $) $name (get $.Values $name).grpcPort) -}}
-{{- $_ := set $services $name $entry -}}
-{{- end -}}
-{{- $_ := set $gateway "services" $services -}}
-{{- toYaml $gateway -}}
+{{- .Values.gateway -}}
 {{- end -}}
 
-{{/* Files placed beside the gateway file: the values' gatewayFiles, or the example's. */}}
+{{/* The Service name of authz, ratelimit or statsink: (dict "root" $ "component" "authz"). */}}
+{{- define "legate.serviceName" -}}
+{{- (get .root.Values .component).service.name | default .component -}}
+{{- end -}}
+
+{{/* Files placed beside the gateway file (an API key store, a JWKS file), by file name. */}}
 {{- define "legate.gatewayFiles" -}}
-{{- if .Values.gatewayFiles -}}
-{{- toYaml .Values.gatewayFiles -}}
-{{- else if not .Values.gateway -}}
-{{- $files := dict -}}
-{{- range $path, $_ := .Files.Glob "files/*" -}}
-{{- if ne (base $path) "gateway.yaml" -}}
-{{- $_ := set $files (base $path) ($.Files.Get $path) -}}
-{{- end -}}
-{{- end -}}
-{{- if $files -}}{{- toYaml $files -}}{{- end -}}
+{{- range $name, $content := .Values.gatewayFiles -}}
+{{- printf "%s\n%s\n" $name $content -}}
 {{- end -}}
 {{- end -}}
 
