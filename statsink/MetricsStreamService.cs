@@ -1,15 +1,15 @@
 using Envoy.Service.Metrics.V3;
 using Grpc.Core;
-using Prometheus;
+using Legate.StatSink.Store;
 
 namespace Legate.StatSink;
 
 /// <summary>
-/// Envoy's metrics service v3 <c>StreamMetrics</c>: Envoy opens one stream and sends every flush on it forever.
-/// For now the sink accepts and counts streams, messages and metric families; translating them to Prometheus
-/// series is the statsink issue's work.
+/// Envoy's metrics service v3 <c>StreamMetrics</c>: Envoy opens one stream and sends every flush on it, never closing
+/// it while it runs. The first message names the node; each message's families are applied to that node's series.
+/// A stream holds one message at a time (at most <c>Legate:MaxReceiveMessageSize</c>), so its memory is bounded.
 /// </summary>
-internal sealed class MetricsStreamService(StreamCounters counters, ILogger<MetricsStreamService> logger) : MetricsService.MetricsServiceBase
+internal sealed class MetricsStreamService(SeriesStore store, StatSinkMetrics metrics, ILogger<MetricsStreamService> logger) : LenientMetricsService.ServiceBase
 {
     private static readonly StreamMetricsResponse Empty = new();
 
@@ -17,60 +17,69 @@ internal sealed class MetricsStreamService(StreamCounters counters, ILogger<Metr
     {
         ArgumentNullException.ThrowIfNull(requestStream);
         ArgumentNullException.ThrowIfNull(context);
-        counters.Opened();
-        string? node = null;
+        metrics.Opened();
+        var stream = new object();
+        Node? node = null;
         try
         {
             while (await requestStream.MoveNext(context.CancellationToken))
             {
                 var message = requestStream.Current;
-                if (node is null)
-                {
-                    // Envoy sends its identifier only in the first message of a stream.
-                    node = message.Identifier?.Node?.Id is { Length: > 0 } id ? id : context.Peer;
-                    StatSinkLog.StreamOpened(logger, node, message.Identifier?.Node?.Cluster ?? "");
-                }
-                counters.Received(message.EnvoyMetrics.Count);
+                // The identifier comes with the first message of a stream only; one on a later message is ignored.
+                node ??= Open(message, context, stream);
+                store.Apply(node, stream, message.EnvoyMetrics);
+                metrics.Received(message.EnvoyMetrics.Count);
             }
         }
         catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
         {
             // Envoy went away: an ordinary end of a metrics stream.
         }
-        catch (IOException)
+        catch (IOException e) when (e is not Google.Protobuf.InvalidProtocolBufferException)
         {
             // The connection dropped mid-message: also an ordinary end.
         }
         finally
         {
-            counters.Closed();
-            StatSinkLog.StreamClosed(logger, node ?? context.Peer);
+            metrics.Closed();
+            if (node is not null)
+            {
+                store.Detach(node, stream);
+                StatSinkLog.StreamClosed(logger, node.Id);
+            }
         }
         return Empty;
     }
-}
 
-/// <summary>statsink's own metrics about the streams it receives.</summary>
-internal sealed class StreamCounters(IMetricFactory metrics)
-{
-    private readonly Counter _streams = metrics.CreateCounter("legate_statsink_streams_total", "Metrics streams opened by Envoys.");
-    private readonly Gauge _active = metrics.CreateGauge("legate_statsink_streams_active", "Metrics streams open now.");
-    private readonly Counter _messages = metrics.CreateCounter("legate_statsink_messages_total", "Stream messages (Envoy flushes or batches) received.");
-    private readonly Counter _families = metrics.CreateCounter("legate_statsink_metric_families_total", "Metric families received.");
-
-    public void Opened()
+    private Node Open(StreamMetricsMessage message, ServerCallContext context, object stream)
     {
-        _streams.Inc();
-        _active.Inc();
+        var envoyNode = message.Identifier?.Node;
+        var id = envoyNode?.Id;
+        if (string.IsNullOrEmpty(id))
+        {
+            id = PeerHost(context.Peer);
+            metrics.WithoutNodeId();
+            StatSinkLog.NoNodeId(logger, id);
+        }
+        var cluster = envoyNode?.Cluster ?? "";
+        StatSinkLog.StreamOpened(logger, id, cluster);
+        return store.Attach(id, cluster, stream);
     }
 
-    public void Received(int families)
+    /// <summary>The peer's address without its port (which changes on every reconnect): <c>ipv4:10.0.0.7:41234</c> → <c>10.0.0.7</c>.</summary>
+    internal static string PeerHost(string? peer)
     {
-        _messages.Inc();
-        _families.Inc(families);
+        if (string.IsNullOrEmpty(peer))
+            return "unknown";
+        var address = peer.StartsWith("ipv4:", StringComparison.Ordinal) || peer.StartsWith("ipv6:", StringComparison.Ordinal) ? peer[5..] : peer;
+        if (address.StartsWith('['))
+        {
+            var close = address.IndexOf(']', StringComparison.Ordinal);
+            return close > 0 ? address[1..close] : address;
+        }
+        var colon = address.LastIndexOf(':');
+        return colon > 0 && address.IndexOf(':', StringComparison.Ordinal) == colon ? address[..colon] : address;
     }
-
-    public void Closed() => _active.Dec();
 }
 
 internal static partial class StatSinkLog
@@ -80,4 +89,10 @@ internal static partial class StatSinkLog
 
     [LoggerMessage(EventId = 2, EventName = "StreamClosed", Level = LogLevel.Information, Message = "Metrics stream from Envoy node {Node} closed")]
     public static partial void StreamClosed(ILogger logger, string node);
+
+    [LoggerMessage(EventId = 3, EventName = "NoNodeId", Level = LogLevel.Warning, Message = "Metrics stream without a node id; using the peer address {Node}")]
+    public static partial void NoNodeId(ILogger logger, string node);
+
+    [LoggerMessage(EventId = 4, EventName = "DogStatsdSendFailed", Level = LogLevel.Warning, Message = "DogStatsD datagram to {Endpoint} failed")]
+    public static partial void DogStatsdSendFailed(ILogger logger, Exception exception, string endpoint);
 }

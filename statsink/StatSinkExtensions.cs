@@ -1,4 +1,9 @@
 using Legate.StatSink;
+using Legate.StatSink.Exposition;
+using Legate.StatSink.Store;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+using Prometheus;
 
 namespace Microsoft.Extensions.Hosting;
 
@@ -8,10 +13,17 @@ public static class StatSinkExtensions
     /// <summary>The Envoy gRPC service statsink implements, also a name the gRPC health service answers for.</summary>
     public const string GrpcServiceName = "envoy.service.metrics.v3.MetricsService";
 
+    /// <summary>The series store, its sweeper, the exposition and (when enabled) the DogStatsD forwarder.</summary>
     public static WebApplicationBuilder AddStatSink(this WebApplicationBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
-        builder.Services.AddSingleton<StreamCounters>();
+        var services = builder.Services;
+        services.AddOptions<StatSinkOptions>().Bind(builder.Configuration.GetSection(StatSinkOptions.SectionName)).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<StatSinkOptions>, StatSinkOptionsValidator>());
+        services.TryAddSingleton(sp => new StatSinkMetrics(sp.GetRequiredService<IMetricFactory>()));
+        services.TryAddSingleton<SeriesStore>();
+        services.TryAddSingleton<EnvoyExposition>();
+        services.AddHostedService<SeriesSweeper>();
         return builder;
     }
 
@@ -19,6 +31,11 @@ public static class StatSinkExtensions
     {
         ArgumentNullException.ThrowIfNull(app);
         app.MapGrpcService<MetricsStreamService>();
+        var registry = app.Services.GetRequiredService<CollectorRegistry>();
+        var envoy = app.Services.GetRequiredService<EnvoyExposition>();
+        // Takes /metrics over from the hosting's prometheus-net endpoint (a lower order wins the route): the
+        // service's own series, then the Envoy series.
+        app.MapGet("/metrics", context => MetricsEndpoint.HandleAsync(context, registry, envoy)).WithOrder(-1).OnHttpListener();
         return app;
     }
 }

@@ -1,0 +1,174 @@
+using System.Buffers;
+using System.Text;
+using Envoy.Service.Metrics.V3;
+using Google.Protobuf;
+using Grpc.Core;
+
+namespace Legate.StatSink;
+
+/// <summary>
+/// Reads <c>StreamMetricsMessage</c> like the generated marshaller, except that invalid UTF-8 in a name, label or node
+/// string does not fail the whole flush (Google.Protobuf refuses such strings, and Envoy would lose every flush of that
+/// stream): such a message is rewritten with U+FFFD for each bad sequence and parsed again. Valid messages take the
+/// ordinary path at no extra cost.
+/// </summary>
+internal static class LenientMarshaller
+{
+    private static readonly UTF8Encoding Strict = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
+    public static readonly Method<StreamMetricsMessage, StreamMetricsResponse> StreamMetrics = new(
+        MethodType.ClientStreaming,
+        "envoy.service.metrics.v3.MetricsService",
+        "StreamMetrics",
+        new Marshaller<StreamMetricsMessage>((m, ctx) => ctx.Complete(m.ToByteArray()), Deserialize),
+        new Marshaller<StreamMetricsResponse>((m, ctx) => ctx.Complete(m.ToByteArray()), ctx => StreamMetricsResponse.Parser.ParseFrom(ctx.PayloadAsReadOnlySequence())));
+
+    private static StreamMetricsMessage Deserialize(DeserializationContext context)
+    {
+        var payload = context.PayloadAsReadOnlySequence();
+        try
+        {
+            return StreamMetricsMessage.Parser.ParseFrom(payload);
+        }
+        catch (InvalidProtocolBufferException e) when (e.InnerException is DecoderFallbackException)
+        {
+            var output = new ArrayBufferWriter<byte>((int)payload.Length);
+            try
+            {
+                Rewrite(payload.ToArray(), Schema.Message, output);
+            }
+            catch (ArgumentOutOfRangeException)
+            {
+                // Malformed as well: report the original error.
+                throw e;
+            }
+            return StreamMetricsMessage.Parser.ParseFrom(output.WrittenSpan);
+        }
+    }
+
+    // Which length-delimited fields of each message are strings, and which are messages holding strings.
+    private sealed record Schema(int[] Strings, (int Field, Func<Schema> Inner)[] Messages)
+    {
+        public static readonly Schema LabelPair = new([1, 2], []);
+        public static readonly Schema Metric = new([], [(1, () => LabelPair)]);
+        public static readonly Schema Family = new([1, 2, 5], [(4, () => Metric)]);
+        public static readonly Schema Node = new([1, 2, 6, 7], []);
+        public static readonly Schema Identifier = new([], [(1, () => Node)]);
+        public static readonly Schema Message = new([], [(1, () => Identifier), (2, () => Family)]);
+    }
+
+    private static void Rewrite(ReadOnlySpan<byte> input, Schema schema, IBufferWriter<byte> output)
+    {
+        var at = 0;
+        while (at < input.Length)
+        {
+            var start = at;
+            var tag = ReadVarint(input, ref at);
+            var field = (int)(tag >> 3);
+            switch ((WireFormat.WireType)(tag & 7))
+            {
+                case WireFormat.WireType.Varint:
+                    ReadVarint(input, ref at);
+                    output.Write(input[start..at]);
+                    break;
+                case WireFormat.WireType.Fixed64:
+                    at += 8;
+                    output.Write(input[start..at]);
+                    break;
+                case WireFormat.WireType.Fixed32:
+                    at += 4;
+                    output.Write(input[start..at]);
+                    break;
+                case WireFormat.WireType.LengthDelimited:
+                    var length = (int)ReadVarint(input, ref at);
+                    var payload = input.Slice(at, length);
+                    at += length;
+                    var inner = Array.Find(schema.Messages, m => m.Field == field).Inner;
+                    byte[] rewritten;
+                    if (inner is not null)
+                    {
+                        var nested = new ArrayBufferWriter<byte>(length);
+                        Rewrite(payload, inner(), nested);
+                        rewritten = nested.WrittenSpan.ToArray();
+                    }
+                    else if (Array.IndexOf(schema.Strings, field) >= 0 && !IsValid(payload))
+                    {
+                        rewritten = Encoding.UTF8.GetBytes(Encoding.UTF8.GetString(payload));
+                    }
+                    else
+                    {
+                        output.Write(input[start..at]);
+                        break;
+                    }
+                    WriteVarint(output, tag);
+                    WriteVarint(output, (ulong)rewritten.Length);
+                    output.Write(rewritten);
+                    break;
+                default:
+                    throw new ArgumentOutOfRangeException(nameof(input), $"Unsupported wire type in field {field}.");
+            }
+        }
+    }
+
+    private static bool IsValid(ReadOnlySpan<byte> bytes)
+    {
+        try
+        {
+            Strict.GetCharCount(bytes);
+            return true;
+        }
+        catch (DecoderFallbackException)
+        {
+            return false;
+        }
+    }
+
+    private static ulong ReadVarint(ReadOnlySpan<byte> input, ref int at)
+    {
+        ulong value = 0;
+        for (var shift = 0; shift < 64; shift += 7)
+        {
+            if (at >= input.Length)
+                throw new ArgumentOutOfRangeException(nameof(input), "Truncated varint.");
+            var b = input[at++];
+            value |= (ulong)(b & 0x7F) << shift;
+            if (b < 0x80)
+                return value;
+        }
+        throw new ArgumentOutOfRangeException(nameof(input), "Malformed varint.");
+    }
+
+    private static void WriteVarint(IBufferWriter<byte> output, ulong value)
+    {
+        var span = output.GetSpan(10);
+        var n = 0;
+        while (value >= 0x80)
+        {
+            span[n++] = (byte)(value | 0x80);
+            value >>= 7;
+        }
+        span[n++] = (byte)value;
+        output.Advance(n);
+    }
+}
+
+/// <summary>
+/// The metrics service bound with <see cref="LenientMarshaller"/> in place of the generated one. The descriptor is
+/// Envoy's, so gRPC reflection shows the service as usual.
+/// </summary>
+internal static class LenientMetricsService
+{
+    public static Google.Protobuf.Reflection.ServiceDescriptor Descriptor => MetricsService.Descriptor;
+
+    [BindServiceMethod(typeof(ServiceBase), nameof(BindService))]
+    public abstract class ServiceBase
+    {
+        public abstract Task<StreamMetricsResponse> StreamMetrics(IAsyncStreamReader<StreamMetricsMessage> requestStream, ServerCallContext context);
+
+        public static void BindService(ServiceBinderBase binder, ServiceBase? service)
+        {
+            ArgumentNullException.ThrowIfNull(binder);
+            binder.AddMethod(LenientMarshaller.StreamMetrics, service is null ? null : service.StreamMetrics);
+        }
+    }
+}

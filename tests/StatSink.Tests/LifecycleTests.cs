@@ -1,0 +1,329 @@
+using Envoy.Config.Core.V3;
+using Envoy.Service.Metrics.V3;
+using Google.Protobuf;
+using Grpc.Core;
+using Io.Prometheus.Client;
+
+namespace Legate.StatSink.Tests;
+
+/// <summary>Streams, nodes and time: reconnects, hot restarts, grace period, TTL, limits, sizes, concurrency.</summary>
+public sealed class LifecycleTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private static string Series(string node, string cluster = "edge") => $"envoy_http_downstream_rq_total{{envoy_node_id=\"{node}\",envoy_node_cluster=\"{cluster}\"}}";
+
+    [Fact]
+    public async Task Reconnect_SameNode_SeriesContinue()
+    {
+        using var sink = new StatSinkHarness();
+        var envoy = new EnvoyFlushGenerator("envoy-1");
+        envoy.Count("http.downstream_rq_total", 10);
+        await sink.SendFlushAsync(envoy);
+        envoy.NewStream();
+        envoy.Count("http.downstream_rq_total", 1);
+        await sink.SendFlushAsync(envoy);
+
+        var scrape = await sink.ScrapeAsync();
+        Assert.Equal(11, scrape[Series("envoy-1")]);
+        Assert.Equal(0, scrape["legate_statsink_counter_resets_total"]);
+        Assert.Equal(1, scrape["legate_statsink_nodes"]);
+        Assert.Equal(2, scrape["legate_statsink_streams_total"]);
+    }
+
+    [Fact]
+    public async Task NoNodeId_FallsBackToPeerAddress_AndIsCounted()
+    {
+        using var sink = new StatSinkHarness();
+        var message = new EnvoyFlushGenerator("ignored").Flush();
+        message.Identifier = null;
+        message.EnvoyMetrics.Add(new MetricFamily { Name = "server.live", Type = MetricType.Gauge, Metric = { new Metric { Gauge = new Gauge { Value = 1 } } } });
+        var later = new StreamMetricsMessage
+        {
+            // An identifier on a later message is ignored: the stream's node is fixed by its first message.
+            Identifier = new StreamMetricsMessage.Types.Identifier { Node = new Node { Id = "late" } },
+            EnvoyMetrics = { new MetricFamily { Name = "server.uptime", Type = MetricType.Gauge, Metric = { new Metric { Gauge = new Gauge { Value = 2 } } } } },
+        };
+        await sink.SendAsync(message, later);
+
+        var scrape = await sink.ScrapeAsync();
+        Assert.Equal(1, scrape["legate_statsink_streams_without_node_id_total"]);
+        var live = Assert.Single(scrape.SeriesOf("envoy_server_live"));
+        Assert.DoesNotContain("late", live, StringComparison.Ordinal);
+        Assert.Single(scrape.SeriesOf("envoy_server_uptime"), s => !s.Contains("late", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task PeerHost_DropsThePort()
+    {
+        Assert.Equal("10.0.0.7", MetricsStreamService.PeerHost("ipv4:10.0.0.7:41234"));
+        Assert.Equal("::1", MetricsStreamService.PeerHost("ipv6:[::1]:41234"));
+        Assert.Equal("unknown", MetricsStreamService.PeerHost(""));
+        await Task.CompletedTask;
+    }
+
+    [Fact]
+    public async Task HotRestart_TwoStreamsSameNode_NewestCounts_NoDoubleCounting()
+    {
+        using var sink = new StatSinkHarness(new Dictionary<string, string?> { ["Legate:StatSink:CounterMode"] = "delta" });
+        var parent = new EnvoyFlushGenerator("envoy-1") { DeltaCounters = true };
+        var child = new EnvoyFlushGenerator("envoy-1") { DeltaCounters = true, FlushIntervalMs = 4999 };
+        await using var parentStream = sink.Open();
+        parent.Count("http.downstream_rq_total", 10);
+        await parentStream.SendAsync(parent.Flush());
+        await sink.WaitForMessagesAsync(1);
+
+        await using var childStream = sink.Open();
+        child.Count("http.downstream_rq_total", 3);
+        await childStream.SendAsync(child.Flush());
+        await sink.WaitForMessagesAsync(2);
+        // The parent still flushes until it exits: ignored while the child's stream is open.
+        parent.Count("http.downstream_rq_total", 100);
+        await parentStream.SendAsync(parent.Flush());
+        await sink.WaitForMessagesAsync(3);
+
+        var scrape = await sink.ScrapeAsync();
+        Assert.Equal(13, scrape[Series("envoy-1")]);
+        Assert.Equal(1, scrape["legate_statsink_messages_superseded_total"]);
+        await parentStream.CloseAsync();
+        await childStream.CloseAsync();
+    }
+
+    [Fact]
+    public async Task Disconnected_KeptForGracePeriod_ThenDropped()
+    {
+        using var sink = new StatSinkHarness(new Dictionary<string, string?>
+        {
+            ["Legate:StatSink:DisconnectGracePeriod"] = "00:01:00",
+            ["Legate:StatSink:SeriesTtl"] = "00:10:00",
+            ["Legate:StatSink:SweepInterval"] = "00:00:10",
+        });
+        var envoy = new EnvoyFlushGenerator("envoy-1");
+        envoy.Count("http.downstream_rq_total", 1);
+        await sink.SendFlushAsync(envoy);
+
+        sink.Advance(TimeSpan.FromSeconds(50));
+        Assert.True((await sink.ScrapeAsync()).Has(Series("envoy-1")));
+        sink.Advance(TimeSpan.FromSeconds(20));
+        var scrape = await sink.ScrapeAsync();
+        Assert.False(scrape.Has(Series("envoy-1")));
+        Assert.Equal(1, scrape["legate_statsink_series_expired_total{reason=\"disconnect\"}"]);
+        Assert.Equal(0, scrape["legate_statsink_nodes"]);
+        Assert.Equal(0, scrape["legate_statsink_series"]);
+    }
+
+    [Fact]
+    public async Task Connected_SeriesNotSentForTtl_Dropped_ComesBackFromZero()
+    {
+        using var sink = new StatSinkHarness(new Dictionary<string, string?>
+        {
+            ["Legate:StatSink:SeriesTtl"] = "00:01:00",
+            ["Legate:StatSink:SweepInterval"] = "00:00:10",
+            ["Legate:StatSink:CounterMode"] = "delta",
+        });
+        await using var stream = sink.Open();
+        var envoy = new EnvoyFlushGenerator("envoy-1") { DeltaCounters = true };
+        envoy.Count("http.downstream_rq_total", 5);
+        envoy.Set("server.live", 1);
+        await stream.SendAsync(envoy.Flush());
+        await sink.WaitForMessagesAsync(1);
+
+        // Only the gauge keeps coming (Envoy sends used stats only; a foreign producer may stop sending one).
+        var gaugeOnly = new StreamMetricsMessage
+        {
+            EnvoyMetrics = { new MetricFamily { Name = "server.live", Type = MetricType.Gauge, Metric = { new Metric { Gauge = new Gauge { Value = 1 } } } } },
+        };
+        for (var i = 0; i < 7; i++)
+        {
+            sink.Advance(TimeSpan.FromSeconds(10));
+            await stream.SendAsync(gaugeOnly);
+            await sink.WaitForMessagesAsync(i + 2);
+        }
+        sink.Advance(TimeSpan.FromSeconds(10));
+        var scrape = await sink.ScrapeAsync();
+        Assert.False(scrape.Has(Series("envoy-1")));
+        Assert.Single(scrape.SeriesOf("envoy_server_live"));
+        Assert.Equal(1, scrape["legate_statsink_series_expired_total{reason=\"ttl\"}"]);
+
+        envoy.Count("http.downstream_rq_total", 2);
+        await stream.SendAsync(envoy.Flush());
+        await sink.WaitForMessagesAsync(9);
+        Assert.Equal(2, (await sink.ScrapeAsync())[Series("envoy-1")]);
+        await stream.CloseAsync();
+    }
+
+    [Fact]
+    public async Task Limits_PerNodeAndTotal_DropAndCount()
+    {
+        using var sink = new StatSinkHarness(new Dictionary<string, string?>
+        {
+            ["Legate:StatSink:MaxSeriesPerNode"] = "30",
+            ["Legate:StatSink:MaxSeries"] = "50",
+        });
+        // emit_tags_as_labels: false puts every cluster in the name: the guard that keeps it bounded.
+        var a = new EnvoyFlushGenerator("a") { TagsAsLabels = false };
+        var b = new EnvoyFlushGenerator("b") { TagsAsLabels = false };
+        for (var i = 0; i < 40; i++)
+        {
+            a.Count($"cluster.c{i}.upstream_rq_total", 1);
+            b.Count($"cluster.c{i}.upstream_rq_total", 1);
+        }
+        await sink.SendFlushAsync(a);
+        await sink.SendFlushAsync(b);
+
+        var scrape = await sink.ScrapeAsync();
+        Assert.Equal(50, scrape["legate_statsink_series"]);
+        Assert.Equal(30, scrape.Samples.Keys.Count(k => k.Contains("envoy_node_id=\"a\"", StringComparison.Ordinal)));
+        Assert.Equal(20, scrape.Samples.Keys.Count(k => k.Contains("envoy_node_id=\"b\"", StringComparison.Ordinal)));
+        Assert.Equal(10, scrape["legate_statsink_series_dropped_total{reason=\"node_limit\"}"]);
+        Assert.Equal(20, scrape["legate_statsink_series_dropped_total{reason=\"total_limit\"}"]);
+    }
+
+    [Fact]
+    public async Task LargeMessages_AcceptedUpToTheLimit_RefusedAbove()
+    {
+        using var sink = new StatSinkHarness(new Dictionary<string, string?> { ["Legate:MaxReceiveMessageSize"] = "1048576" });
+        var big = new EnvoyFlushGenerator("big");
+        for (var i = 0; i < 3000; i++)
+            big.Count("cluster.upstream_rq_total", 1, ("envoy.cluster_name", "cluster-with-a-long-name-" + i.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        var flush = big.Flush();
+        Assert.InRange(flush.CalculateSize(), 200_000, 1_000_000);
+        await sink.SendAsync(flush);
+        Assert.Equal(3000, (await sink.ScrapeAsync())["legate_statsink_series"]);
+
+        for (var i = 0; i < 10_000; i++)
+            big.Count("cluster.upstream_rq_total", 1, ("envoy.cluster_name", "more-" + i.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        var tooBig = big.Flush();
+        Assert.True(tooBig.CalculateSize() > 1_048_576);
+        var error = await Assert.ThrowsAsync<RpcException>(() => sink.SendAsync(tooBig));
+        Assert.Equal(StatusCode.ResourceExhausted, error.StatusCode);
+    }
+
+    [Fact]
+    public async Task BatchedFlush_ManyMessages_AllApplied()
+    {
+        using var sink = new StatSinkHarness();
+        var envoy = new EnvoyFlushGenerator("batched");
+        for (var i = 0; i < 100; i++)
+            envoy.Request("c" + i.ToString(System.Globalization.CultureInfo.InvariantCulture), 200, i);
+        var batches = envoy.Flush(batchSize: 37);
+        Assert.True(batches.Count > 10);
+        Assert.NotNull(batches[0].Identifier);
+        Assert.All(batches.Skip(1), m => Assert.Null(m.Identifier));
+        await sink.SendAsync([.. batches]);
+        // Four counters... per cluster: upstream_rq_total, upstream_rq, upstream_rq_xx, histogram and summary.
+        Assert.Equal(500, (await sink.ScrapeAsync())["legate_statsink_series"]);
+    }
+
+    [Fact]
+    public async Task ManyConcurrentStreams_AllCounted()
+    {
+        using var sink = new StatSinkHarness();
+        var envoys = Enumerable.Range(0, 24).Select(i => new EnvoyFlushGenerator("envoy-" + i.ToString(System.Globalization.CultureInfo.InvariantCulture))).ToArray();
+        await Task.WhenAll(envoys.Select(async envoy =>
+        {
+            var flushes = new List<StreamMetricsMessage>();
+            for (var f = 0; f < 5; f++)
+            {
+                envoy.Request("backend", 200, f);
+                flushes.Add(envoy.Flush());
+            }
+            await sink.SendAsync([.. flushes]);
+        }));
+
+        var scrape = await sink.ScrapeAsync();
+        Assert.Equal(24, scrape["legate_statsink_nodes"]);
+        Assert.All(envoys, e => Assert.Equal(5, scrape[$"envoy_cluster_upstream_rq_total{{envoy_cluster_name=\"backend\",envoy_node_id=\"{e.NodeId}\",envoy_node_cluster=\"edge\"}}"]));
+    }
+
+    [Fact]
+    public async Task ScrapeDuringFlushes_HistogramsConsistent()
+    {
+        using var sink = new StatSinkHarness();
+        var envoy = new EnvoyFlushGenerator("busy") { HistogramMode = HistogramEmitMode.Histogram };
+        await using var stream = sink.Open();
+        var writer = Task.Run(async () =>
+        {
+            for (var f = 0; f < 200; f++)
+            {
+                for (var i = 0; i < 20; i++)
+                    envoy.Request("c" + (i % 5).ToString(System.Globalization.CultureInfo.InvariantCulture), 200, (f * 7 + i) % 5000);
+                await stream.SendAsync(envoy.Flush());
+            }
+        }, Ct);
+        var scrapes = 0;
+        while (!writer.IsCompleted || scrapes < 3)
+        {
+            var scrape = await sink.ScrapeAsync();
+            scrapes++;
+            foreach (var count in scrape.SeriesOf("envoy_cluster_upstream_rq_time_count"))
+            {
+                var labels = count["envoy_cluster_upstream_rq_time_count{".Length..^1];
+                var inf = scrape[$"envoy_cluster_upstream_rq_time_bucket{{{labels},le=\"+Inf\"}}"];
+                Assert.Equal(scrape[count], inf);
+                var previous = 0.0;
+                foreach (var bound in EnvoyFlushGenerator.DefaultBounds)
+                {
+                    var value = scrape[$"envoy_cluster_upstream_rq_time_bucket{{{labels},le=\"{bound.ToString(System.Globalization.CultureInfo.InvariantCulture)}\"}}"];
+                    Assert.True(value >= previous && value <= inf);
+                    previous = value;
+                }
+            }
+            if (scrapes > 2000)
+                break;
+        }
+        await writer;
+        await stream.CloseAsync();
+    }
+
+    [Fact]
+    public async Task InvalidUtf8_InLabelValues_ServedAsReplacementCharacters()
+    {
+        using var sink = new StatSinkHarness();
+        // Raw protobuf, since the generated types cannot carry invalid UTF-8: a counter with label k = "a\xFFb".
+        var label = Concat(Field(1, "k"u8), Field(2, [(byte)'a', 0xFF, (byte)'b']));
+        var counter = Concat([0x09], BitConverter.GetBytes(3.0));
+        var metric = Concat(Field(1, label), Field(3, counter));
+        var family = Concat(Field(1, "bad.utf8"u8), [0x18, 0x00], Field(4, metric));
+        var node = Field(1, "raw"u8);
+        var message = Concat(Field(1, Field(1, node)), Field(2, family));
+
+        var method = new Method<byte[], byte[]>(MethodType.ClientStreaming, "envoy.service.metrics.v3.MetricsService", "StreamMetrics",
+            Marshallers.Create(b => b, b => b), Marshallers.Create(b => b, b => b));
+        using var call = sink.Service.Channel.CreateCallInvoker().AsyncClientStreamingCall(method, null, new CallOptions(cancellationToken: Ct));
+        await call.RequestStream.WriteAsync(message, Ct);
+        await call.RequestStream.CompleteAsync();
+        await call.ResponseAsync;
+
+        var scrape = await sink.ScrapeAsync();
+        Assert.True(scrape.Has("envoy_bad_utf8{k=\"a\uFFFDb\",envoy_node_id=\"raw\"}"), scrape.Text);
+        Assert.Equal(3, scrape["envoy_bad_utf8{k=\"a\uFFFDb\",envoy_node_id=\"raw\"}"]);
+    }
+
+    [Fact]
+    public async Task OldEnvoy_V2ServiceName_Unimplemented()
+    {
+        using var sink = new StatSinkHarness();
+        var method = new Method<byte[], byte[]>(MethodType.ClientStreaming, "envoy.service.metrics.v2.MetricsService", "StreamMetrics",
+            Marshallers.Create(b => b, b => b), Marshallers.Create(b => b, b => b));
+        using var call = sink.Service.Channel.CreateCallInvoker().AsyncClientStreamingCall(method, null, new CallOptions(cancellationToken: Ct));
+        var error = await Assert.ThrowsAsync<RpcException>(async () =>
+        {
+            await call.RequestStream.CompleteAsync();
+            await call.ResponseAsync;
+        });
+        Assert.Equal(StatusCode.Unimplemented, error.StatusCode);
+    }
+
+    private static byte[] Field(int number, ReadOnlySpan<byte> payload)
+    {
+        using var stream = new MemoryStream();
+        var output = new CodedOutputStream(stream);
+        output.WriteTag(number, WireFormat.WireType.LengthDelimited);
+        output.WriteBytes(ByteString.CopyFrom(payload));
+        output.Flush();
+        return stream.ToArray();
+    }
+
+    private static byte[] Concat(params byte[][] parts) => [.. parts.SelectMany(p => p)];
+}
