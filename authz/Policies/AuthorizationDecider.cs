@@ -72,7 +72,7 @@ public sealed partial class AuthorizationDecider
             // Credentials: look in every place the policy accepts; two kinds at once are refused, never guessed.
             var keys = policy.AllowApiKey && tenant.ApiKeys ? set.ApiKeys : null;
             var keyLocation = keys?.Locator.Locate(headers, path) ?? default;
-            var tokenLookup = policy.AllowJwt && tenant.JwtProviders.Count > 0 ? TokenLocator.Default.Locate(headers, path) : TokenLookup.Missing;
+            var tokenLookup = policy.AllowJwt && tenant.JwtProviders.Count > 0 ? tenant.Tokens.Locate(headers, path) : TokenLookup.Missing;
             var hasKey = keyLocation.Status != ApiKeyLocateStatus.Missing;
             var hasToken = tokenLookup.Status != TokenLookupStatus.Missing;
 
@@ -141,7 +141,7 @@ public sealed partial class AuthorizationDecider
             }
 
             _metrics.Decided(tenantLabel, policyLabel, allowed: true, identity.Kind == "none" ? Anonymous : "ok");
-            return Allow(set, tenant, policy, identity);
+            return Allow(set, tenant, policy, identity, headers);
         }
 #pragma warning disable CA1031 // Fail closed: whatever went wrong, Envoy gets an explicit deny, never an empty (= allow) answer.
         catch (Exception e)
@@ -183,7 +183,7 @@ public sealed partial class AuthorizationDecider
         return bearer && apiKey ? $"Bearer {realm}, ApiKey {realm}" : apiKey ? $"ApiKey {realm}" : $"Bearer {realm}";
     }
 
-    private static CheckResponse Allow(AuthzPolicySet set, TenantPolicy tenant, AccessPolicy policy, Identity identity)
+    private static CheckResponse Allow(AuthzPolicySet set, TenantPolicy tenant, AccessPolicy policy, Identity identity, IReadOnlyDictionary<string, string> headers)
     {
         var ok = new OkHttpResponse();
         var names = set.IdentityHeaders;
@@ -201,7 +201,7 @@ public sealed partial class AuthorizationDecider
                 ok.QueryParametersToRemove.Add(parameter);
         }
         if (identity.Kind == "jwt" && set.StripAuthorization)
-            ok.HeadersToRemove.Add("authorization");
+            StripToken(ok, tenant.TokenSources, headers);
 
         // String values only: a missing or non-string value makes Envoy skip rate-limit descriptors (fail open, E9).
         var metadata = new Struct();
@@ -217,6 +217,58 @@ public sealed partial class AuthorizationDecider
             OkResponse = ok,
             DynamicMetadata = metadata,
         };
+    }
+
+    /// <summary>Removes the token from every place the tenant reads tokens from, so no copy of it reaches the upstream.</summary>
+    private static void StripToken(OkHttpResponse ok, IReadOnlyList<TokenSource> sources, IReadOnlyDictionary<string, string> headers)
+    {
+        foreach (var source in sources)
+        {
+            switch (source.Kind)
+            {
+                case TokenSourceKind.Bearer:
+                    ok.HeadersToRemove.Add("authorization");
+                    break;
+                case TokenSourceKind.Header:
+                    ok.HeadersToRemove.Add(source.Name);
+                    break;
+                case TokenSourceKind.Query:
+                    ok.QueryParametersToRemove.Add(source.Name);
+                    break;
+                case TokenSourceKind.Cookie when headers.TryGetValue("cookie", out var cookie):
+                    // ext_authz cannot remove one cookie: the header is rewritten without it (other cookies kept).
+                    var rest = WithoutCookie(cookie, source.Name);
+                    if (rest.Length == 0)
+                    {
+                        ok.HeadersToRemove.Add("cookie");
+                    }
+                    else if (rest != cookie)
+                    {
+                        ok.Headers.Add(new HeaderValueOption
+                        {
+                            Header = new HeaderValue { Key = "cookie", Value = rest },
+                            AppendAction = HeaderValueOption.Types.HeaderAppendAction.OverwriteIfExistsOrAdd,
+                        });
+                    }
+                    break;
+            }
+        }
+    }
+
+    /// <summary>The cookie header without the cookies named <paramref name="name"/> (pairs re-joined with "; ").</summary>
+    public static string WithoutCookie(string cookie, string name)
+    {
+        var kept = new List<string>();
+        var removed = false;
+        foreach (var pair in cookie.Split([';', ','], StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+        {
+            var equals = pair.IndexOf('=', StringComparison.Ordinal);
+            if (equals >= 0 && pair.AsSpan(0, equals).Trim(' ').SequenceEqual(name))
+                removed = true;
+            else
+                kept.Add(pair);
+        }
+        return removed ? string.Join("; ", kept) : cookie;
     }
 
     /// <summary>Sets an identity header (overwriting what the client sent), or removes it when there is no safe value.</summary>

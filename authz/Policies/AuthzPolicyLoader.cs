@@ -22,9 +22,9 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
 {
     private static readonly FrozenSet<string> TopFields = FrozenSet.Create(StringComparer.Ordinal,
         "tenants", "jwt_providers", "policies", "api_keys", "identity_headers", "strip_credentials", "strip_authorization");
-    private static readonly FrozenSet<string> TenantFields = FrozenSet.Create(StringComparer.Ordinal, "hosts", "plan", "jwt", "api_keys");
+    private static readonly FrozenSet<string> TenantFields = FrozenSet.Create(StringComparer.Ordinal, "hosts", "plan", "jwt", "api_keys", "tokens_from");
     private static readonly FrozenSet<string> ProviderFields = FrozenSet.Create(StringComparer.Ordinal,
-        "issuer", "audiences", "algorithms", "jwks_uri", "jwks", "jwks_file", "clock_skew", "max_lifetime", "typ");
+        "issuer", "audiences", "algorithms", "jwks_uri", "jwks", "jwks_file", "clock_skew", "max_lifetime", "typ", "tokens_from");
     private static readonly FrozenSet<string> PolicyFields = FrozenSet.Create(StringComparer.Ordinal, "credentials", "scopes", "methods");
     private static readonly FrozenSet<string> ApiKeyFields = FrozenSet.Create(StringComparer.Ordinal, "file", "redis", "cache_ttl", "header", "query");
     private static readonly FrozenSet<string> IdentityFields = FrozenSet.Create(StringComparer.Ordinal, "tenant", "subject", "client", "claims");
@@ -112,11 +112,14 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
         try
         {
             var providers = new Dictionary<string, JwtProvider>(StringComparer.Ordinal);
+            var providerSources = new Dictionary<string, IReadOnlyList<TokenSource>>(StringComparer.Ordinal);
             foreach (var (name, (file, node, key)) in draft.Providers)
             {
                 var provider = ReadProvider(file, name, node, key);
                 created.Add(provider);
                 providers.Add(name, provider);
+                if (Field(node, "tokens_from") is { } from)
+                    providerSources.Add(name, ReadTokenSources(file, from, $"jwt_providers.{name}.tokens_from", draft.ApiKeys));
             }
 
             var tenants = new Dictionary<string, TenantPolicy>(StringComparer.Ordinal);
@@ -124,7 +127,7 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
             var hostNodes = new Dictionary<string, string>(StringComparer.Ordinal);
             foreach (var (name, (file, node, _)) in draft.Tenants)
             {
-                var tenant = ReadTenant(file, name, node, providers, out var hostList);
+                var tenant = ReadTenant(file, name, node, providers, providerSources, draft.ApiKeys, out var hostList);
                 tenants.Add(name, tenant);
                 foreach (var (host, hostNode) in hostList)
                 {
@@ -302,7 +305,7 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
     }
 
     private static TenantPolicy ReadTenant(RulesFile file, string name, YamlMappingNode node, Dictionary<string, JwtProvider> providers,
-        out List<(string Host, YamlNode Node)> hosts)
+        Dictionary<string, IReadOnlyList<TokenSource>> providerSources, ApiKeySettings? apiKeySettings, out List<(string Host, YamlNode Node)> hosts)
     {
         var path = $"tenants.{name}";
         CheckFields(file, node, path, TenantFields);
@@ -329,7 +332,57 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
             }
         }
         var apiKeys = Field(node, "api_keys") is { } ak && Bool(file, ak, path + ".api_keys");
-        return new TenantPolicy(name, hosts.Select(x => x.Host).ToArray(), plan, jwt, apiKeys);
+        // The tenant's own list wins; else every place one of its providers reads from (in order); else Bearer.
+        IReadOnlyList<TokenSource> sources = Field(node, "tokens_from") is { } from
+            ? ReadTokenSources(file, from, path + ".tokens_from", apiKeySettings)
+            : jwt.SelectMany(p => providerSources.GetValueOrDefault(p.Options.Name) ?? []).Distinct().ToArray() is { Length: > 0 } union ? union
+            : [TokenSource.Bearer];
+        var locator = sources is [{ Kind: TokenSourceKind.Bearer }] ? TokenLocator.Default : new TokenLocator(sources);
+        return new TenantPolicy(name, hosts.Select(x => x.Host).ToArray(), plan, jwt, apiKeys, sources, locator);
+    }
+
+    /// <summary>
+    /// <c>tokens_from: [bearer, header:x-id-token, query:access_token, cookie:session]</c> (or <c>{header: x-id-token}</c>
+    /// items). A place an API key is read from cannot also hold tokens: which credential was meant would be a guess.
+    /// </summary>
+    private static TokenSource[] ReadTokenSources(RulesFile file, YamlNode value, string path, ApiKeySettings? apiKeys)
+    {
+        var sources = new List<TokenSource>();
+        foreach (var item in Sequence(file, value, path))
+        {
+            string kind, name;
+            if (item is YamlMappingNode map && map.Children.Count == 1)
+            {
+                var (k, v) = map.Children.First();
+                kind = Key(file, k, path);
+                name = Scalar(file, v, $"{path}.{kind}");
+            }
+            else
+            {
+                var text = Scalar(file, item, path);
+                var colon = text.IndexOf(':', StringComparison.Ordinal);
+                (kind, name) = colon < 0 ? (text, "") : (text[..colon].Trim(), text[(colon + 1)..].Trim());
+            }
+            TokenSource source = kind switch
+            {
+                "bearer" when name.Length == 0 => TokenSource.Bearer,
+                "header" when HeaderPattern().IsMatch(name) && name is not ("host" or "authorization" or "cookie") => new(TokenSourceKind.Header, name),
+                "query" when QueryNamePattern().IsMatch(name) => new(TokenSourceKind.Query, name),
+                "cookie" when CookieNamePattern().IsMatch(name) => new(TokenSourceKind.Cookie, name),
+                _ => throw YamlRules.Error(file, item, path,
+                    "a token source is bearer, header:NAME (lower-case, not host/authorization/cookie), query:NAME or cookie:NAME"),
+            };
+            if (source.Kind == TokenSourceKind.Header && source.Name == apiKeys?.Header
+                || source.Kind == TokenSourceKind.Query && source.Name == apiKeys?.Query)
+            {
+                throw YamlRules.Error(file, item, path, $"'{source.Name}' is where API keys are read (api_keys); a token cannot be read there too");
+            }
+            if (!sources.Contains(source))
+                sources.Add(source);
+        }
+        if (sources.Count == 0)
+            throw YamlRules.Error(file, value, path, "lists at least one place (e.g. bearer)");
+        return [.. sources];
     }
 
     private ApiKeySettings ReadApiKeys(RulesFile file, YamlNode value)
@@ -463,4 +516,10 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
 
     [GeneratedRegex("^[a-z0-9!#$%&'*+.^_`|~-]{1,128}$")]
     private static partial Regex HeaderPattern();
+
+    [GeneratedRegex("^[A-Za-z0-9._~-]{1,128}$")]
+    private static partial Regex QueryNamePattern();
+
+    [GeneratedRegex("^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")]
+    private static partial Regex CookieNamePattern();
 }

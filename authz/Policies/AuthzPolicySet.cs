@@ -45,7 +45,7 @@ public sealed class AuthzPolicySet : IDisposable
     /// <summary>Remove the API key header / query parameter before the request goes upstream (default true).</summary>
     public bool StripCredentials { get; }
 
-    /// <summary>Remove the Authorization header after a JWT was accepted (default false).</summary>
+    /// <summary>Remove the JWT before the upstream after it was accepted, from every place the tenant reads tokens from (default false).</summary>
     public bool StripAuthorization { get; }
 
     internal void Start()
@@ -61,7 +61,10 @@ public sealed class AuthzPolicySet : IDisposable
     }
 }
 
-public sealed record TenantPolicy(string Name, IReadOnlyList<string> Hosts, string? Plan, IReadOnlyList<JwtProvider> JwtProviders, bool ApiKeys);
+/// <param name="TokenSources">Where this tenant's JWTs are looked for (the tenant's <c>tokens_from</c>, else its providers', else Bearer).</param>
+/// <param name="Tokens">The locator over <paramref name="TokenSources"/>.</param>
+public sealed record TenantPolicy(string Name, IReadOnlyList<string> Hosts, string? Plan, IReadOnlyList<JwtProvider> JwtProviders, bool ApiKeys,
+    IReadOnlyList<TokenSource> TokenSources, TokenLocator Tokens);
 
 /// <summary>Which credentials a route accepts (any of), the scopes all required, the methods allowed (empty = any).</summary>
 public sealed record AccessPolicy(string Name, bool AllowJwt, bool AllowApiKey, bool AllowNone, IReadOnlyList<string> Scopes, FrozenSet<string> Methods);
