@@ -88,6 +88,22 @@ public sealed class HostingServerTests
     }
 
     [Fact]
+    public async Task Metrics_InOpenMetrics_CarryNoExemplars()
+    {
+        await using var host = await TestHost.StartAsync();
+        await new AuthorizationClient(host.Channel).CheckAsync(new CheckRequest(), cancellationToken: Ct);
+        using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(host.Endpoints.Http, "/metrics"));
+        request.Headers.Accept.ParseAdd("application/openmetrics-text; version=1.0.0");
+
+        using var response = await host.Http.SendAsync(request, Ct);
+        var body = await response.Content.ReadAsStringAsync(Ct);
+
+        Assert.StartsWith("application/openmetrics-text", response.Content.Headers.ContentType?.ToString(), StringComparison.Ordinal);
+        Assert.Contains("grpc_server_handled_total{", body, StringComparison.Ordinal);
+        Assert.DoesNotContain("trace_id", body, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task OperationalEndpoints_AreNotServedOnTheGrpcListener()
     {
         await using var host = await TestHost.StartAsync();
