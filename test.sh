@@ -26,6 +26,19 @@ if ! command -v docker-compose >/dev/null && [ "$(id -u)" = 0 ] && command -v ap
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null \
     || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; }
 fi
+# statsink's tests scrape it with a real Prometheus and lint its output with promtool (both in Debian's 'prometheus').
+if ! command -v prometheus >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "Installing prometheus for the statsink tests..."
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
+      || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+  elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then
+    echo "Installing prometheus for the statsink tests (sudo)..."
+    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  else
+    echo "prometheus not found and cannot be installed here: the Prometheus tests will skip." >&2
+  fi
+fi
 
 dotnet build Services.sln -nologo -clp:ErrorsOnly
 

@@ -42,8 +42,8 @@ internal sealed class StatSinkMetrics
     private readonly Counter.Child[] _dropped;
     private readonly Counter.Child _expiredTtl;
     private readonly Counter.Child _expiredDisconnect;
-    private readonly Counter _counterResets;
-    private readonly Counter _histogramResets;
+    private readonly Counter.Child _counterResets;
+    private readonly Counter.Child _histogramResets;
     private readonly Counter _labelsDropped;
 
     public StatSinkMetrics(IMetricFactory metrics)
@@ -64,8 +64,10 @@ internal sealed class StatSinkMetrics
             "Series no longer served: not sent for the TTL, or their Envoy gone for the grace period.", ["reason"]);
         _expiredTtl = expired.WithLabels("ttl");
         _expiredDisconnect = expired.WithLabels("disconnect");
-        _counterResets = metrics.CreateCounter("legate_statsink_counter_resets_total", "Cumulative counters that went down (an Envoy restart).");
-        _histogramResets = metrics.CreateCounter("legate_statsink_histogram_resets_total", "Histograms restarted because their bucket bounds changed.");
+        var resets = metrics.CreateCounter("legate_statsink_resets_total",
+            "Series that started over: kind=counter, a cumulative counter went down (an Envoy restart); kind=histogram, bucket bounds changed.", ["kind"]);
+        _counterResets = resets.WithLabels("counter");
+        _histogramResets = resets.WithLabels("histogram");
         _labelsDropped = metrics.CreateCounter("legate_statsink_labels_dropped_total",
             "Envoy labels left out of a series: empty value, unusable name, or a duplicate after sanitizing.");
         Series = metrics.CreateGauge("legate_statsink_series", "Envoy series served now.");

@@ -365,7 +365,7 @@ internal sealed class SeriesStore
             // Under the families lock, so that a sweep cannot retire the family between finding it and joining it.
             lock (_familiesLock)
             {
-                var family = GetOrAddFamily(kind == SeriesKind.Summary ? exposedName + "_summary" : exposedName, kind, out var reason);
+                var family = GetOrAddFamily(kind == SeriesKind.Summary ? exposedName + "_quantiles" : exposedName, kind, out var reason);
                 if (family is not null && node.Exposed.ContainsKey(new ExposedKey(family, labels)))
                 {
                     reason = DropReason.NameCollision;

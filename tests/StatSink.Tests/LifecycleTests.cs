@@ -26,7 +26,7 @@ public sealed class LifecycleTests
 
         var scrape = await sink.ScrapeAsync();
         Assert.Equal(11, scrape[Series("envoy-1")]);
-        Assert.Equal(0, scrape["legate_statsink_counter_resets_total"]);
+        Assert.Equal(0, scrape["legate_statsink_resets_total{kind=\"counter\"}"]);
         Assert.Equal(1, scrape["legate_statsink_nodes"]);
         Assert.Equal(2, scrape["legate_statsink_streams_total"]);
     }

@@ -75,9 +75,9 @@ public sealed class TranslationTests : IDisposable
         Assert.Equal(20, scrape.SeriesOf("envoy_cluster_upstream_rq_time_bucket").Count());
 
         // The same name as a summary (SUMMARY_AND_HISTOGRAM): its own family, no type clash; quantiles of the last interval.
-        Assert.Equal("summary", scrape.Types["envoy_cluster_upstream_rq_time_summary"]);
-        Assert.Equal(0.2, scrape[$"envoy_cluster_upstream_rq_time_summary{{{B},quantile=\"0.5\"}}"]);
-        Assert.Equal(4, scrape[$"envoy_cluster_upstream_rq_time_summary_count{{{B}}}"]);
+        Assert.Equal("summary", scrape.Types["envoy_cluster_upstream_rq_time_quantiles"]);
+        Assert.Equal(0.2, scrape[$"envoy_cluster_upstream_rq_time_quantiles{{{B},quantile=\"0.5\"}}"]);
+        Assert.Equal(4, scrape[$"envoy_cluster_upstream_rq_time_quantiles_count{{{B}}}"]);
     }
 
     [Fact]
@@ -91,10 +91,10 @@ public sealed class TranslationTests : IDisposable
 
         var scrape = await _sink.ScrapeAsync();
         const string L = "envoy_http_conn_manager_prefix=\"ingress\"," + Node;
-        Assert.Equal("NaN", scrape.Samples[$"envoy_http_downstream_rq_time_summary{{{L},quantile=\"0.99\"}}"]);
+        Assert.Equal("NaN", scrape.Samples[$"envoy_http_downstream_rq_time_quantiles{{{L},quantile=\"0.99\"}}"]);
         Assert.Equal(1, scrape[$"envoy_http_downstream_rq_time_count{{{L}}}"]);
         Assert.Equal(12, scrape[$"envoy_http_downstream_rq_time_sum{{{L}}}"]);
-        Assert.Equal(12, scrape[$"envoy_http_downstream_rq_time_summary_sum{{{L}}}"]);
+        Assert.Equal(12, scrape[$"envoy_http_downstream_rq_time_quantiles_sum{{{L}}}"]);
     }
 
     [Fact]
@@ -107,7 +107,7 @@ public sealed class TranslationTests : IDisposable
         var scrape = await _sink.ScrapeAsync();
         Assert.Equal(1, scrape[$"envoy_cluster_outbound_9080__reviews_default_svc_cluster_local_upstream_rq_total{{{Node}}}"]);
         Assert.Equal(1, scrape[$"envoy_cluster_outbound_9080__reviews_default_svc_cluster_local_upstream_rq_time_count{{{Node}}}"]);
-        Assert.DoesNotContain(scrape.Types.Keys, k => k.EndsWith("_summary", StringComparison.Ordinal));
+        Assert.DoesNotContain(scrape.Types.Keys, k => k.EndsWith("_quantiles", StringComparison.Ordinal));
     }
 
     [Fact]
@@ -127,7 +127,7 @@ public sealed class TranslationTests : IDisposable
 
         var scrape = await _sink.ScrapeAsync();
         Assert.Equal(3, scrape[series]);
-        Assert.Equal(1, scrape["legate_statsink_counter_resets_total"]);
+        Assert.Equal(1, scrape["legate_statsink_resets_total{kind=\"counter\"}"]);
     }
 
     [Fact]
@@ -195,7 +195,7 @@ public sealed class TranslationTests : IDisposable
         var scrape = await _sink.ScrapeAsync();
         Assert.Equal(1, scrape[$"envoy_g{{envoy_cluster_name=\"q\\\"uo\\\\te\\nnl\",exported___reserved=\"r\",exported_envoy_node_id=\"spoof\",_9d=\"x\",{Node}}}"]);
         Assert.Equal(0, scrape[$"envoy_hist_count{{exported_le=\"mine\",{Node}}}"]);
-        Assert.Equal(1, scrape[$"envoy_sum_summary{{exported_quantile=\"mine\",{Node},quantile=\"0.5\"}}"]);
+        Assert.Equal(1, scrape[$"envoy_sum_quantiles{{exported_quantile=\"mine\",{Node},quantile=\"0.5\"}}"]);
         Assert.Equal(2, scrape["legate_statsink_labels_dropped_total"]);
     }
 
@@ -271,7 +271,7 @@ public sealed class TranslationTests : IDisposable
         Assert.Equal(2, scrape[$"envoy_no_buckets_bucket{{{Node},le=\"+Inf\"}}"]);
         Assert.Equal(1, scrape[$"envoy_rebucketed_count{{{Node}}}"]);
         Assert.Equal(1, scrape[$"envoy_rebucketed_bucket{{{Node},le=\"5\"}}"]);
-        Assert.Equal(1, scrape["legate_statsink_histogram_resets_total"]);
+        Assert.Equal(1, scrape["legate_statsink_resets_total{kind=\"histogram\"}"]);
     }
 
     [Fact]
