@@ -13,8 +13,7 @@ namespace Legate.RateLimit.Tests.Stores;
 public sealed class RedisClusterFixture : IAsyncLifetime
 {
     private const int Nodes = 3;
-    private readonly List<RedisServerProcess> _nodes = [];
-    private string? _directory;
+    private RedisProcessGroup? _nodes;
     private ConnectionMultiplexer? _multiplexer;
 
     /// <summary>Why there is no cluster, when there is none.</summary>
@@ -63,29 +62,27 @@ public sealed class RedisClusterFixture : IAsyncLifetime
     private async Task StartAsync(string cli)
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(90));
-        _directory = Directory.CreateTempSubdirectory("legate-redis-cluster-").FullName;
+        var nodes = _nodes = new RedisProcessGroup("redis-cluster");
         for (var i = 0; i < Nodes; i++)
         {
             var port = FreePort.Next();
             var busPort = FreePort.Next();
-            var node = new RedisServerProcess(port,
+            await nodes.StartAsync(new RedisServerProcess(port,
                 "--cluster-enabled", "yes",
-                "--cluster-config-file", Path.Combine(_directory, $"nodes-{port}.conf"),
+                "--cluster-config-file", Path.Combine(nodes.Directory, $"nodes-{port}.conf"),
                 "--cluster-port", busPort.ToString(CultureInfo.InvariantCulture),
                 "--cluster-node-timeout", "5000",
-                "--dir", _directory);
-            _nodes.Add(node);
-            await node.StartAsync(timeout.Token);
+                "--dir", nodes.Directory), timeout.Token);
         }
 
         var create = new List<string> { "--cluster", "create" };
-        create.AddRange(_nodes.Select(n => n.Endpoint));
+        create.AddRange(nodes.Processes.Select(n => n.Endpoint));
         create.AddRange(["--cluster-replicas", "0", "--cluster-yes"]);
         var (exitCode, output) = await RunAsync(cli, create, timeout.Token);
         if (exitCode != 0)
             throw new InvalidOperationException($"redis-cli --cluster create exited with {exitCode}: {output}");
 
-        foreach (var node in _nodes)
+        foreach (var node in nodes.Processes)
         {
             while (true)
             {
@@ -96,7 +93,7 @@ public sealed class RedisClusterFixture : IAsyncLifetime
             }
         }
 
-        var options = ConfigurationOptions.Parse(string.Join(',', _nodes.Select(n => n.Endpoint)));
+        var options = ConfigurationOptions.Parse(string.Join(',', nodes.Processes.Select(n => n.Endpoint)));
         options.AbortOnConnectFail = false;
         options.ConnectTimeout = 2000;
         var multiplexer = await ConnectionMultiplexer.ConnectAsync(options);
@@ -140,20 +137,8 @@ public sealed class RedisClusterFixture : IAsyncLifetime
             await _multiplexer.DisposeAsync();
             _multiplexer = null;
         }
-        foreach (var node in _nodes)
-            node.Dispose();
-        _nodes.Clear();
-        if (_directory is not null)
-        {
-            try
-            {
-                Directory.Delete(_directory, recursive: true);
-            }
-            catch (IOException)
-            {
-            }
-            _directory = null;
-        }
+        _nodes?.Dispose();
+        _nodes = null;
     }
 
     public async ValueTask DisposeAsync() => await StopAsync();

@@ -18,8 +18,7 @@ public sealed class RedisSentinelFixture : IAsyncLifetime
 {
     public const string ServiceName = "legate-primary";
 
-    private readonly List<RedisServerProcess> _processes = [];
-    private string? _directory;
+    private RedisProcessGroup? _group;
     private LegateRedis? _redis;
 
     /// <summary>Why there is no Sentinel set-up, when there is none.</summary>
@@ -28,11 +27,11 @@ public sealed class RedisSentinelFixture : IAsyncLifetime
     /// <summary>The connection string an operator would write: the sentinel, and the service it watches.</summary>
     public string Configuration { get; private set; } = "";
 
-    internal RedisServerProcess Primary => _processes[0];
+    internal RedisServerProcess Primary => _group!.Processes[0];
 
-    internal RedisServerProcess Replica => _processes[1];
+    internal RedisServerProcess Replica => _group!.Processes[1];
 
-    internal RedisServerProcess Sentinel => _processes[2];
+    internal RedisServerProcess Sentinel => _group!.Processes[2];
 
     /// <summary>The shared multiplexer, connected through the sentinel.</summary>
     public IConnectionMultiplexer Multiplexer
@@ -76,29 +75,23 @@ public sealed class RedisSentinelFixture : IAsyncLifetime
     private async Task StartAsync()
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        _directory = Directory.CreateTempSubdirectory("legate-redis-sentinel-").FullName;
-        var primary = new RedisServerProcess(FreePort.Next(), "--dir", _directory);
-        _processes.Add(primary);
-        await primary.StartAsync(timeout.Token);
-        var replica = new RedisServerProcess(FreePort.Next(), "--dir", _directory, "--replicaof", "127.0.0.1", Port(primary));
-        _processes.Add(replica);
-        await replica.StartAsync(timeout.Token);
+        var group = _group = new RedisProcessGroup("redis-sentinel");
+        var primary = await group.StartAsync(new RedisServerProcess(FreePort.Next(), "--dir", group.Directory), timeout.Token);
+        await group.StartAsync(new RedisServerProcess(FreePort.Next(), "--dir", group.Directory, "--replicaof", "127.0.0.1", Port(primary)), timeout.Token);
 
         // A sentinel rewrites its configuration file, so it gets one of its own.
         var sentinelPort = FreePort.Next();
-        var configFile = Path.Combine(_directory, "sentinel.conf");
+        var configFile = Path.Combine(group.Directory, "sentinel.conf");
         await File.WriteAllTextAsync(configFile, $"""
             port {sentinelPort}
             bind 127.0.0.1
             protected-mode no
-            dir {_directory}
+            dir {group.Directory}
             sentinel monitor {ServiceName} 127.0.0.1 {Port(primary)} 1
             sentinel down-after-milliseconds {ServiceName} 1000
             sentinel failover-timeout {ServiceName} 10000
             """, timeout.Token);
-        var sentinel = new RedisServerProcess(sentinelPort, RedisServerProcess.Mode.Sentinel, configFile);
-        _processes.Add(sentinel);
-        await sentinel.StartAsync(timeout.Token);
+        var sentinel = await group.StartAsync(new RedisServerProcess(sentinelPort, RedisServerProcess.Mode.Sentinel, configFile), timeout.Token);
 
         Configuration = $"{sentinel.Endpoint},serviceName={ServiceName},connectTimeout=2000";
         _redis = new LegateRedis(Options.Create(new RedisOptions { Configuration = Configuration }), NullLogger<LegateRedis>.Instance);
@@ -135,20 +128,8 @@ public sealed class RedisSentinelFixture : IAsyncLifetime
     {
         _redis?.Dispose();
         _redis = null;
-        foreach (var process in _processes)
-            process.Dispose();
-        _processes.Clear();
-        if (_directory is not null)
-        {
-            try
-            {
-                Directory.Delete(_directory, recursive: true);
-            }
-            catch (IOException)
-            {
-            }
-            _directory = null;
-        }
+        _group?.Dispose();
+        _group = null;
         return ValueTask.CompletedTask;
     }
 }
