@@ -97,6 +97,26 @@ internal sealed class AuthzTestHost : IDisposable
         return request;
     }
 
+    /// <summary>
+    /// Loads a policy (beside the usual keys.yaml) with the service's loader, outside a host, and returns the error.
+    /// Start-up failures are asserted this way: through the test server, a failed start sometimes surfaces as
+    /// WebApplicationFactory's own ObjectDisposedException instead of the loader's error.
+    /// </summary>
+    public static RulesException? LoadError(string policy)
+    {
+        using var host = new AuthzTestHost(policy);
+        using var loader = new AuthzPolicyLoader(TimeProvider.System);
+        try
+        {
+            loader.Load(RulesFiles.Read(host.PolicyPath)).Dispose();
+            return null;
+        }
+        catch (RulesException e)
+        {
+            return e;
+        }
+    }
+
     public static string Token(Action<Dictionary<string, object?>>? claims = null) => JwtTestKit.Token(DateTimeOffset.UtcNow, claims);
 
     public void Dispose()
