@@ -1,4 +1,5 @@
 using Legate.StatSink;
+using Legate.StatSink.DogStatsd;
 using Legate.StatSink.Exposition;
 using Legate.StatSink.Store;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -24,6 +25,9 @@ public static class StatSinkExtensions
         services.TryAddSingleton<SeriesStore>();
         services.TryAddSingleton<EnvoyExposition>();
         services.AddHostedService<SeriesSweeper>();
+        // Inert unless Legate:StatSink:DogStatsd:Enabled; when on, it observes every flush the store applies.
+        services.TryAddSingleton<DogStatsdForwarder>();
+        services.AddHostedService(sp => sp.GetRequiredService<DogStatsdForwarder>());
         return builder;
     }
 

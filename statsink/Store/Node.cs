@@ -44,6 +44,9 @@ internal sealed class Node
 
     public long DisconnectedAt { get; private set; }
 
+    /// <summary>Envoy's timestamp of the first flush statsink saw from this node (0 until one carries a timestamp).</summary>
+    public long FirstFlushMs { get; set; }
+
     /// <summary>Set once the sweeper has dropped the node; a stream arriving after that makes a new one.</summary>
     public bool Removed { get; set; }
 

@@ -93,7 +93,7 @@ internal sealed class SeriesStore
                 _metrics.Superseded();
                 return;
             }
-            observer?.BeginFlush(node);
+            var batch = observer?.BeginFlush(node);
             foreach (var family in families)
             {
                 foreach (var metric in family.Metric)
@@ -104,14 +104,14 @@ internal sealed class SeriesStore
                         _metrics.Dropped(invalid);
                         continue;
                     }
-                    var reason = ApplyMetric(node, family.Name, kind, metric, now, observer);
+                    var reason = ApplyMetric(node, family.Name, kind, metric, now, batch);
                     if (reason == DropReason.None)
                         applied++;
                     else
                         _metrics.Dropped(reason);
                 }
             }
-            observer?.EndFlush();
+            batch?.End();
         }
         _metrics.Applied(applied);
     }
@@ -140,7 +140,7 @@ internal sealed class SeriesStore
         };
     }
 
-    private DropReason ApplyMetric(Node node, string name, SeriesKind kind, Metric metric, long now, IFlushObserver? observer)
+    private DropReason ApplyMetric(Node node, string name, SeriesKind kind, Metric metric, long now, IFlushBatch? observer)
     {
         var keyLength = BuildKey(node, name, kind, metric.Label);
         if (keyLength < 0)
@@ -157,6 +157,8 @@ internal sealed class SeriesStore
             return series.Dropped;
         if (metric.TimestampMs != 0)
         {
+            if (node.FirstFlushMs == 0)
+                node.FirstFlushMs = metric.TimestampMs;
             // Envoy stamps every flush anew (and every batch of one flush alike, but a series is in one batch only).
             if (metric.TimestampMs == series.LastTimestampMs)
                 return DropReason.Duplicate;
@@ -184,7 +186,7 @@ internal sealed class SeriesStore
         }
     }
 
-    private DropReason ApplyCounter(Series series, double value, string name, Metric metric, IFlushObserver? observer)
+    private DropReason ApplyCounter(Series series, double value, string name, Metric metric, IFlushBatch? observer)
     {
         if (!double.IsFinite(value) || value < 0)
             return DropReason.Invalid;
@@ -197,8 +199,10 @@ internal sealed class SeriesStore
         else
         {
             // Envoy's own value, as its admin endpoint would show it: a drop is an Envoy restart, which Prometheus
-            // reads as a counter reset. The first value seen has no known increase.
-            increase = !series.HasValue ? 0 : value >= series.Value ? value - series.Value : value;
+            // reads as a counter reset. A series first seen in the node's first flush has no known increase (statsink
+            // may just have started); one that appears in a later flush is a stat Envoy just began to use, from zero.
+            increase = series.HasValue ? (value >= series.Value ? value - series.Value : value)
+                : metric.TimestampMs != 0 && metric.TimestampMs != series.Node.FirstFlushMs ? value : 0;
             if (series.HasValue && value < series.Value)
                 _metrics.CounterReset();
             series.Value = value;
@@ -208,7 +212,7 @@ internal sealed class SeriesStore
         return DropReason.None;
     }
 
-    private DropReason ApplyHistogram(Series series, Histogram histogram, string name, Metric metric, IFlushObserver? observer)
+    private DropReason ApplyHistogram(Series series, Histogram histogram, string name, Metric metric, IFlushBatch? observer)
     {
         var buckets = histogram.Bucket;
         var count = buckets.Count;
@@ -267,7 +271,7 @@ internal sealed class SeriesStore
         return true;
     }
 
-    private static DropReason ApplySummary(Series series, Summary summary, string name, Metric metric, IFlushObserver? observer)
+    private static DropReason ApplySummary(Series series, Summary summary, string name, Metric metric, IFlushBatch? observer)
     {
         var quantiles = summary.Quantile;
         for (var i = 0; i < quantiles.Count; i++)
@@ -547,11 +551,17 @@ internal sealed class SeriesStore
     }
 }
 
-/// <summary>Sees each applied metric of a flush, as Envoy sent it (the DogStatsD forwarder).</summary>
+/// <summary>Sees each flush as Envoy sent it (the DogStatsD forwarder).</summary>
 internal interface IFlushObserver
 {
-    void BeginFlush(Node node);
+    /// <summary>Called under the node's lock; the batch gets the flush's applied metrics, then <see cref="IFlushBatch.End"/>.</summary>
+    IFlushBatch BeginFlush(Node node);
+}
 
+/// <summary>One flush's applied metrics.</summary>
+internal interface IFlushBatch
+{
+    /// <summary>A counter's increase since the previous flush (0 for the first one seen).</summary>
     void Counter(string name, RepeatedField<LabelPair> labels, double increase);
 
     void Gauge(string name, RepeatedField<LabelPair> labels, double value);
@@ -560,5 +570,5 @@ internal interface IFlushObserver
 
     void Summary(string name, RepeatedField<LabelPair> labels, Summary summary);
 
-    void EndFlush();
+    void End();
 }

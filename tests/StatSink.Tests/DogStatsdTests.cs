@@ -1,0 +1,88 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Google.Protobuf.Collections;
+using Io.Prometheus.Client;
+using Legate.StatSink.DogStatsd;
+using Legate.StatSink.Store;
+using Legate.Testing;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+
+namespace Legate.StatSink.Tests;
+
+/// <summary>The optional DogStatsD forwarder: what reaches a UDP listener on 127.0.0.1, and drops when the queue is full.</summary>
+public sealed class DogStatsdTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task Flushes_ReachTheAgent_AsDogStatsdLinesWithTags()
+    {
+        using var agent = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0));
+        var port = ((IPEndPoint)agent.Client.LocalEndPoint!).Port;
+        using var sink = new StatSinkHarness(new Dictionary<string, string?>
+        {
+            ["Legate:StatSink:DogStatsd:Enabled"] = "true",
+            ["Legate:StatSink:DogStatsd:Host"] = "127.0.0.1",
+            ["Legate:StatSink:DogStatsd:Port"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        });
+        var envoy = new EnvoyFlushGenerator("dd");
+        envoy.Request("backend", 200, 3);
+        await sink.SendFlushAsync(envoy);
+        envoy.Request("backend", 200, 30);
+        envoy.Request("backend", 503, 30);
+        envoy.Set("cluster.upstream_cx_active", 3, ("envoy.cluster_name", "backend"));
+        await sink.SendFlushAsync(envoy);
+
+        const string Tags = "envoy.cluster_name:backend,envoy_node_id:dd,envoy_node_cluster:edge";
+        string[] expected =
+        [
+            // Cumulative counters become the increase since the previous flush; the first flush has none to send.
+            $"envoy.cluster.upstream_rq_total:2|c|#{Tags}",
+            $"envoy.cluster.upstream_rq:1|c|#envoy.response_code:503,{Tags}",
+            $"envoy.cluster.upstream_cx_active:3|g|#{Tags}",
+            $"envoy.cluster.upstream_rq_time.count:2|c|#{Tags}",
+            $"envoy.cluster.upstream_rq_time.sum:60|c|#{Tags}",
+            $"envoy.cluster.upstream_rq_time.p50:30|g|#{Tags}",
+        ];
+        var lines = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < 50 && !expected.All(lines.Contains); i++)
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+            timeout.CancelAfter(TimeSpan.FromSeconds(10));
+            UdpReceiveResult datagram;
+            try
+            {
+                datagram = await agent.ReceiveAsync(timeout.Token);
+            }
+            catch (OperationCanceledException) when (!Ct.IsCancellationRequested)
+            {
+                Assert.Fail($"No more datagrams; received:\n{string.Join('\n', lines)}\n{(await sink.ScrapeAsync()).Text}");
+                throw;
+            }
+            Assert.True(datagram.Buffer.Length <= 1432);
+            foreach (var line in Encoding.UTF8.GetString(datagram.Buffer).Split('\n'))
+                lines.Add(line);
+        }
+        Assert.All(expected, line => Assert.Contains(line, lines));
+        Assert.DoesNotContain(lines, l => l.StartsWith("envoy.cluster.upstream_rq_total:1|", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void FullQueue_DropsAndCounts()
+    {
+        var registry = Prometheus.Metrics.NewCustomRegistry();
+        var options = Options.Create(new StatSinkOptions { DogStatsd = { Enabled = true, QueueCapacity = 2, MaxDatagramSize = 512 } });
+        using var forwarder = new DogStatsdForwarder(options, Prometheus.Metrics.WithCustomRegistry(registry), NullLogger<DogStatsdForwarder>.Instance);
+        var batch = forwarder.BeginFlush(new Node("n", "c", options.Value));
+        var labels = new RepeatedField<LabelPair> { new LabelPair { Name = "envoy.cluster_name", Value = new string('x', 100) } };
+        for (var i = 0; i < 40; i++)
+            batch.Gauge("cluster.upstream_cx_active", labels, i);
+        batch.End();
+
+        // Each line is about 195 bytes, so two fit a 512-byte datagram: 40 lines make 20 datagrams; a queue of 2 keeps 2.
+        var scrape = registry.Scrape();
+        Assert.Contains("legate_statsink_dogstatsd_datagrams_total{result=\"dropped\"} 18", scrape, StringComparison.Ordinal);
+    }
+}
