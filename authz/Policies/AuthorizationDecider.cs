@@ -60,13 +60,38 @@ public sealed partial class AuthorizationDecider
                 return Deny(tenantLabel, policyLabel, Forbidden("unknown tenant"), "unknown_tenant");
             tenantLabel = tenant.Name;
 
-            var policyName = extensions.TryGetValue("policy", out var p) ? p : "default";
+            var headers = (IReadOnlyDictionary<string, string>)http.Headers;
+            var path = http.Path.Length > 0 ? http.Path : headers.GetValueOrDefault(":path");
+            // Envoy's per-route policy wins; else the tenant's path rules (on a normalised path, E3); else "default".
+            string policyName;
+            if (extensions.TryGetValue("policy", out var p))
+            {
+                policyName = p;
+            }
+            else if (tenant.Routes.Count > 0)
+            {
+                if (RequestPath.Normalize(path) is not { } normalised)
+                    return Deny(tenantLabel, policyLabel, BadRequest("ambiguous path"), "bad_path");
+                policyName = "default";
+                foreach (var (prefix, routePolicy) in tenant.Routes)
+                {
+                    if (RequestPath.IsUnder(normalised, prefix))
+                    {
+                        policyName = routePolicy;
+                        break;
+                    }
+                }
+            }
+            else
+            {
+                policyName = "default";
+            }
             if (!set.Policies.TryGetValue(policyName, out var policy))
                 return Deny(tenantLabel, policyLabel, Forbidden("unknown policy"), "unknown_policy");
             policyLabel = policy.Name;
 
-            var headers = (IReadOnlyDictionary<string, string>)http.Headers;
-            var path = http.Path.Length > 0 ? http.Path : headers.GetValueOrDefault(":path");
+            if (policy.ClientCidrs.Count > 0 && !IsAllowedAddress(set.ClientAddress.Find(request, headers), policy.ClientCidrs))
+                return Deny(tenantLabel, policyLabel, Forbidden("client address not allowed"), "client_address");
             var challenge = Challenge(set, tenant, policy);
 
             // Credentials: look in every place the policy accepts; two kinds at once are refused, never guessed.
@@ -301,6 +326,20 @@ public sealed partial class AuthorizationDecider
     private readonly record struct Denial(GrpcStatusCode Code, HttpStatusCode Http, string Error, string Reason, string? Challenge);
 
     private static Denial Unauthorized(string challenge, string reason) => new(GrpcStatusCode.Unauthenticated, HttpStatusCode.Unauthorized, "unauthorized", reason, challenge);
+
+    private static bool IsAllowedAddress(System.Net.IPAddress? address, IReadOnlyList<System.Net.IPNetwork> networks)
+    {
+        if (address is null)
+            return false;
+        foreach (var network in networks)
+        {
+            if (network.Contains(address))
+                return true;
+        }
+        return false;
+    }
+
+    private static Denial BadRequest(string reason) => new(GrpcStatusCode.InvalidArgument, HttpStatusCode.BadRequest, "bad_request", reason, null);
 
     private static Denial Forbidden(string reason) => new(GrpcStatusCode.PermissionDenied, HttpStatusCode.Forbidden, "forbidden", reason, null);
 

@@ -21,11 +21,11 @@ namespace Legate.Authz.Policies;
 public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, IDisposable
 {
     private static readonly FrozenSet<string> TopFields = FrozenSet.Create(StringComparer.Ordinal,
-        "tenants", "jwt_providers", "policies", "api_keys", "identity_headers", "strip_credentials", "strip_authorization");
-    private static readonly FrozenSet<string> TenantFields = FrozenSet.Create(StringComparer.Ordinal, "hosts", "plan", "jwt", "api_keys", "tokens_from");
+        "tenants", "jwt_providers", "policies", "api_keys", "identity_headers", "strip_credentials", "strip_authorization", "client_address");
+    private static readonly FrozenSet<string> TenantFields = FrozenSet.Create(StringComparer.Ordinal, "hosts", "plan", "jwt", "api_keys", "tokens_from", "routes");
     private static readonly FrozenSet<string> ProviderFields = FrozenSet.Create(StringComparer.Ordinal,
         "issuer", "audiences", "algorithms", "jwks_uri", "jwks", "jwks_file", "clock_skew", "max_lifetime", "typ", "tokens_from");
-    private static readonly FrozenSet<string> PolicyFields = FrozenSet.Create(StringComparer.Ordinal, "credentials", "scopes", "methods");
+    private static readonly FrozenSet<string> PolicyFields = FrozenSet.Create(StringComparer.Ordinal, "credentials", "scopes", "methods", "client_cidrs");
     private static readonly FrozenSet<string> ApiKeyFields = FrozenSet.Create(StringComparer.Ordinal, "file", "redis", "cache_ttl", "header", "query");
     private static readonly FrozenSet<string> IdentityFields = FrozenSet.Create(StringComparer.Ordinal, "tenant", "subject", "client", "claims");
 
@@ -89,6 +89,7 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
         public IdentityHeaders Identity = IdentityHeaders.Default;
         public bool StripCredentials = true;
         public bool StripAuthorization;
+        public ClientAddressSettings ClientAddress = ClientAddressSettings.Default;
     }
 
     private AuthzPolicySet Build(IEnumerable<RulesFile> files)
@@ -127,7 +128,7 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
             var hostNodes = new Dictionary<string, string>(StringComparer.Ordinal);
             foreach (var (name, (file, node, _)) in draft.Tenants)
             {
-                var tenant = ReadTenant(file, name, node, providers, providerSources, draft.ApiKeys, out var hostList);
+                var tenant = ReadTenant(file, name, node, providers, providerSources, draft, out var hostList);
                 tenants.Add(name, tenant);
                 foreach (var (host, hostNode) in hostList)
                 {
@@ -142,7 +143,7 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
 
             return new AuthzPolicySet(tenants.ToFrozenDictionary(StringComparer.Ordinal), byHost.ToFrozenDictionary(StringComparer.Ordinal),
                 draft.Policies.ToFrozenDictionary(StringComparer.Ordinal), created, draft.ApiKeys, draft.Identity,
-                draft.StripCredentials, draft.StripAuthorization);
+                draft.StripCredentials, draft.StripAuthorization, draft.ClientAddress);
         }
         catch
         {
@@ -203,6 +204,9 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
                 case "strip_authorization":
                     draft.StripAuthorization = Bool(file, value, key);
                     break;
+                case "client_address":
+                    draft.ClientAddress = ReadClientAddress(file, value);
+                    break;
             }
         }
     }
@@ -238,7 +242,19 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
                 methods.Add(value);
             }
         }
-        return new AccessPolicy(name, jwt, apiKey, none, scopes, methods.ToFrozenSet(StringComparer.Ordinal));
+        var cidrs = new List<System.Net.IPNetwork>();
+        if (Field(node, "client_cidrs") is { } cc)
+        {
+            foreach (var (value, valueNode) in Strings(file, cc, path + ".client_cidrs"))
+            {
+                if (!System.Net.IPNetwork.TryParse(value, out var network))
+                    throw YamlRules.Error(file, valueNode, path + ".client_cidrs", $"'{value}' is not a network in CIDR notation (10.0.0.0/8, 2001:db8::/32)");
+                cidrs.Add(network);
+            }
+            if (cidrs.Count == 0)
+                throw YamlRules.Error(file, cc, path + ".client_cidrs", "is empty (leave it out to allow any address)");
+        }
+        return new AccessPolicy(name, jwt, apiKey, none, scopes, methods.ToFrozenSet(StringComparer.Ordinal), cidrs);
     }
 
     private JwtProvider ReadProvider(RulesFile file, string name, YamlMappingNode node, YamlNode keyNode)
@@ -305,7 +321,7 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
     }
 
     private static TenantPolicy ReadTenant(RulesFile file, string name, YamlMappingNode node, Dictionary<string, JwtProvider> providers,
-        Dictionary<string, IReadOnlyList<TokenSource>> providerSources, ApiKeySettings? apiKeySettings, out List<(string Host, YamlNode Node)> hosts)
+        Dictionary<string, IReadOnlyList<TokenSource>> providerSources, Draft draft, out List<(string Host, YamlNode Node)> hosts)
     {
         var path = $"tenants.{name}";
         CheckFields(file, node, path, TenantFields);
@@ -334,11 +350,31 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
         var apiKeys = Field(node, "api_keys") is { } ak && Bool(file, ak, path + ".api_keys");
         // The tenant's own list wins; else every place one of its providers reads from (in order); else Bearer.
         IReadOnlyList<TokenSource> sources = Field(node, "tokens_from") is { } from
-            ? ReadTokenSources(file, from, path + ".tokens_from", apiKeySettings)
+            ? ReadTokenSources(file, from, path + ".tokens_from", draft.ApiKeys)
             : jwt.SelectMany(p => providerSources.GetValueOrDefault(p.Options.Name) ?? []).Distinct().ToArray() is { Length: > 0 } union ? union
             : [TokenSource.Bearer];
         var locator = sources is [{ Kind: TokenSourceKind.Bearer }] ? TokenLocator.Default : new TokenLocator(sources);
-        return new TenantPolicy(name, hosts.Select(x => x.Host).ToArray(), plan, jwt, apiKeys, sources, locator);
+        var routes = new List<KeyValuePair<string, string>>();
+        if (Field(node, "routes") is { } rs)
+        {
+            if (rs is not YamlMappingNode routeMap)
+                throw YamlRules.Error(file, rs, path + ".routes", "is a mapping path prefix → policy (e.g. /admin: admin)");
+            foreach (var (k, v) in routeMap.Children)
+            {
+                var prefix = Key(file, k, path + ".routes");
+                var normalised = RequestPath.Normalize(prefix);
+                if (normalised is null || !string.Equals(normalised, prefix, StringComparison.OrdinalIgnoreCase) || prefix.Length > 1 && prefix.EndsWith('/'))
+                    throw YamlRules.Error(file, k, $"{path}.routes", $"'{prefix}' is not a plain path prefix (starts with /, no trailing /, no dot segments, escapes or ;)");
+                var policyName = Scalar(file, v, $"{path}.routes.{prefix}");
+                if (!draft.Policies.ContainsKey(policyName))
+                    throw YamlRules.Error(file, v, $"{path}.routes.{prefix}", $"no policies entry named '{policyName}'");
+                if (routes.Any(r => r.Key == normalised))
+                    throw YamlRules.Error(file, k, $"{path}.routes", $"prefix '{prefix}' is listed twice (prefixes match case-insensitively)");
+                routes.Add(new(normalised, policyName));
+            }
+        }
+        routes.Sort((a, b) => b.Key.Length.CompareTo(a.Key.Length));
+        return new TenantPolicy(name, hosts.Select(x => x.Host).ToArray(), plan, jwt, apiKeys, sources, locator, routes);
     }
 
     /// <summary>
@@ -426,6 +462,30 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
         }
         var validator = new ApiKeyValidator(store, _time, logger: _loggers?.CreateLogger<ApiKeyValidator>());
         return new ApiKeySettings(validator, new ApiKeyLocator(header, queryParameter: query), header, query, keysPath);
+    }
+
+    /// <summary><c>client_address: source | x-envoy-external-address | x-forwarded-for</c>, or <c>{from: x-forwarded-for, trusted_hops: 1}</c>.</summary>
+    private static ClientAddressSettings ReadClientAddress(RulesFile file, YamlNode value)
+    {
+        var fromNode = value;
+        var hops = 0;
+        if (value is YamlMappingNode map)
+        {
+            CheckFields(file, map, "client_address", FrozenSet.Create(StringComparer.Ordinal, "from", "trusted_hops"));
+            fromNode = Field(map, "from") ?? throw YamlRules.Error(file, map, "client_address.from", "is required");
+            if (Field(map, "trusted_hops") is { } h)
+                hops = (int)WholeNumber(file, h, "client_address.trusted_hops", 0, 16);
+        }
+        var source = Scalar(file, fromNode, "client_address") switch
+        {
+            "source" => ClientAddressSource.Source,
+            "x-envoy-external-address" => ClientAddressSource.EnvoyExternalAddress,
+            "x-forwarded-for" => ClientAddressSource.ForwardedFor,
+            var other => throw YamlRules.Error(file, fromNode, "client_address", $"'{other}' is not source, x-envoy-external-address or x-forwarded-for"),
+        };
+        if (hops > 0 && source != ClientAddressSource.ForwardedFor)
+            throw YamlRules.Error(file, value, "client_address.trusted_hops", "applies to x-forwarded-for only");
+        return new ClientAddressSettings(source, hops);
     }
 
     private static IdentityHeaders ReadIdentity(RulesFile file, YamlNode value)

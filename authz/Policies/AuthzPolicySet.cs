@@ -15,8 +15,10 @@ public sealed class AuthzPolicySet : IDisposable
         ApiKeySettings? apiKeys,
         IdentityHeaders identityHeaders,
         bool stripCredentials,
-        bool stripAuthorization)
+        bool stripAuthorization,
+        ClientAddressSettings clientAddress)
     {
+        ClientAddress = clientAddress;
         Tenants = tenants;
         TenantsByHost = tenantsByHost;
         Policies = policies;
@@ -48,6 +50,9 @@ public sealed class AuthzPolicySet : IDisposable
     /// <summary>Remove the JWT before the upstream after it was accepted, from every place the tenant reads tokens from (default false).</summary>
     public bool StripAuthorization { get; }
 
+    /// <summary>Where a client's address is read for <c>client_cidrs</c> rules.</summary>
+    public ClientAddressSettings ClientAddress { get; }
+
     internal void Start()
     {
         foreach (var provider in Providers)
@@ -63,11 +68,16 @@ public sealed class AuthzPolicySet : IDisposable
 
 /// <param name="TokenSources">Where this tenant's JWTs are looked for (the tenant's <c>tokens_from</c>, else its providers', else Bearer).</param>
 /// <param name="Tokens">The locator over <paramref name="TokenSources"/>.</param>
+/// <param name="Routes">Path prefix (normalised) → policy name, longest prefix first; used when Envoy names no policy.</param>
 public sealed record TenantPolicy(string Name, IReadOnlyList<string> Hosts, string? Plan, IReadOnlyList<JwtProvider> JwtProviders, bool ApiKeys,
-    IReadOnlyList<TokenSource> TokenSources, TokenLocator Tokens);
+    IReadOnlyList<TokenSource> TokenSources, TokenLocator Tokens, IReadOnlyList<KeyValuePair<string, string>> Routes);
 
-/// <summary>Which credentials a route accepts (any of), the scopes all required, the methods allowed (empty = any).</summary>
-public sealed record AccessPolicy(string Name, bool AllowJwt, bool AllowApiKey, bool AllowNone, IReadOnlyList<string> Scopes, FrozenSet<string> Methods);
+/// <summary>
+/// Which credentials a route accepts (any of), the scopes all required, the methods allowed (empty = any), the client
+/// networks allowed (empty = any).
+/// </summary>
+public sealed record AccessPolicy(string Name, bool AllowJwt, bool AllowApiKey, bool AllowNone, IReadOnlyList<string> Scopes, FrozenSet<string> Methods,
+    IReadOnlyList<System.Net.IPNetwork> ClientCidrs);
 
 /// <param name="File">The keys file (full path), or null for the Redis store.</param>
 public sealed record ApiKeySettings(ApiKeyValidator Validator, ApiKeyLocator Locator, string? Header, string? Query, string? File);
