@@ -9,7 +9,8 @@ namespace Legate.Authz.Jwt;
 /// The keys of one JWT provider, from a JWKS URL, OIDC discovery, a file or inline JSON.
 /// <list type="bullet">
 /// <item>Remote keys are fetched at <see cref="Start"/> and every <c>RefreshInterval</c> in the background (TimeProvider
-/// timer); after a failed fetch the next try comes after <c>MinRefetchInterval</c>.</item>
+/// timer); after a failed fetch the next try comes after <c>MinRefetchInterval</c>. Each wait is shortened by a random
+/// part of up to <c>RefreshJitter</c> (10 %), so replicas drift apart instead of refetching in lockstep.</item>
 /// <item>Requests that meet an unknown <c>kid</c> (or find no keys at a cold start) may trigger a fetch, at most one per
 /// <c>MinRefetchInterval</c>; concurrent callers share the one in flight (single-flight), so a flood of random kids
 /// costs the issuer one request per interval.</item>
@@ -79,6 +80,9 @@ public sealed class JwksSource : IDisposable
     /// <summary>Fetches started (remote or file), for tests and diagnostics.</summary>
     public long FetchCount => Interlocked.Read(ref _fetchCount);
 
+    /// <summary>Whether a fetch is in flight (diagnostics and tests).</summary>
+    public bool IsFetching => Volatile.Read(ref _inflight) is { IsCompleted: false };
+
     private bool IsStatic => _options.InlineJwks is not null;
 
     /// <summary>Loads the keys now and every RefreshInterval. Does not wait for the first load.</summary>
@@ -86,7 +90,8 @@ public sealed class JwksSource : IDisposable
     {
         if (IsStatic || _timer is not null)
             return;
-        _timer = _time.CreateTimer(static state => ((JwksSource)state!).OnTimer(), this, _options.RefreshInterval, _options.RefreshInterval);
+        // One-shot, re-armed after every tick with a fresh jittered delay.
+        _timer = _time.CreateTimer(static state => ((JwksSource)state!).OnTimer(), this, Jittered(_options.RefreshInterval), Timeout.InfiniteTimeSpan);
         _ = FetchNow();
     }
 
@@ -146,9 +151,26 @@ public sealed class JwksSource : IDisposable
 
     private void OnTimer()
     {
-        if (!_stopping.IsCancellationRequested)
-            _ = FetchNow();
+        if (_stopping.IsCancellationRequested)
+            return;
+        // Re-armed before the fetch starts: a failure then brings the next try forward (to about MinRefetchInterval).
+        Rearm(_options.RefreshInterval);
+        _ = FetchNow();
     }
+
+    private void Rearm(TimeSpan period)
+    {
+        try
+        {
+            _timer?.Change(Jittered(period), Timeout.InfiniteTimeSpan);
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    /// <summary>The period shortened by a random fraction of up to RefreshJitter: never longer than the period.</summary>
+    private TimeSpan Jittered(TimeSpan period) => period - period * (_options.RefreshJitter * Random.Shared.NextDouble());
 
     private async Task<JwksKeySet?> FetchAsync()
     {
@@ -201,7 +223,7 @@ public sealed class JwksSource : IDisposable
         var kept = Current;
         JwtLog.JwksFetchFailed(_logger, _options.Name, _sourceName, error, kept?.Keys.Count ?? 0);
         // Retry sooner than the regular period; request-triggered fetches stay throttled by MinRefetchInterval.
-        _timer?.Change(_options.MinRefetchInterval, _options.RefreshInterval);
+        Rearm(_options.MinRefetchInterval);
         return kept;
     }
 

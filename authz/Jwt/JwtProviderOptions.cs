@@ -41,6 +41,12 @@ public sealed record JwtProviderOptions
 
     public TimeSpan RefreshInterval { get; init; } = TimeSpan.FromMinutes(5);
 
+    /// <summary>
+    /// Each background refresh (and retry) comes up to this fraction of its period early, at random, so a fleet of
+    /// replicas started together does not hit the issuer in lockstep. Never late: keys are at most RefreshInterval old.
+    /// </summary>
+    public double RefreshJitter { get; init; } = 0.1;
+
     /// <summary>Least time between two fetches triggered by requests (unknown <c>kid</c>, cold start).</summary>
     public TimeSpan MinRefetchInterval { get; init; } = TimeSpan.FromSeconds(30);
 
@@ -144,6 +150,8 @@ public static class JwtProviderOptionsValidator
             Error("maxTokenBytes", "must be between 256 and 65536");
         if (options.RefreshInterval < TimeSpan.FromSeconds(1))
             Error("refreshInterval", "must be at least 1 s");
+        if (options.RefreshJitter is < 0 or > 0.5 || double.IsNaN(options.RefreshJitter))
+            Error("refreshJitter", "must be between 0 and 0.5");
         if (options.MinRefetchInterval < TimeSpan.FromSeconds(1))
             Error("minRefetchInterval", "must be at least 1 s");
         if (options.HttpTimeout <= TimeSpan.Zero || options.HttpTimeout > TimeSpan.FromMinutes(1))

@@ -154,6 +154,56 @@ public sealed class JwksSourceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task BackgroundRefresh_IsJittered_SoReplicasDoNotRefetchInLockstep()
+    {
+        // Ten replicas started at the same instant, refreshing every 5 min with the default 10 % jitter.
+        var sources = Enumerable.Range(0, 10).Select(_ => Remote(o => o with { RefreshInterval = TimeSpan.FromMinutes(5) }).Source).ToList();
+        try
+        {
+            foreach (var source in sources)
+                source.Start();
+            await WaitForAsync(() => sources.All(s => s.Current is not null && !s.IsFetching));
+
+            // Step the clock a second at a time over two periods; note when each replica starts its next fetches.
+            var fetchedAt = sources.Select(_ => new List<int>()).ToList();
+            for (var second = 1; second <= 600; second++)
+            {
+                _time.Advance(TimeSpan.FromSeconds(1));
+                for (var i = 0; i < sources.Count; i++)
+                {
+                    while (fetchedAt[i].Count < sources[i].FetchCount - 1)
+                        fetchedAt[i].Add(second);
+                }
+                // Let fetches started by this tick finish, so the next tick starts a fetch of its own rather than joining one.
+                await WaitForAsync(() => sources.All(s => !s.IsFetching));
+            }
+
+            foreach (var times in fetchedAt)
+            {
+                // Never later than the interval (keys at most 5 min old), never more than 10 % early.
+                Assert.Equal(2, times.Count);
+                Assert.InRange(times[0], 270, 300);
+                Assert.InRange(times[1] - times[0], 270, 300);
+            }
+            // Spread over the 30 s window rather than all at one instant.
+            Assert.True(fetchedAt.Select(t => t[0]).Distinct().Count() >= 3, string.Join(", ", fetchedAt.Select(t => t[0])));
+        }
+        finally
+        {
+            foreach (var source in sources)
+                source.Dispose();
+        }
+    }
+
+    [Fact]
+    public void RefreshJitter_IsBounded()
+    {
+        var options = Options(DefaultJwks);
+        Assert.Contains("p.refreshJitter: must be between 0 and 0.5", JwtProviderOptionsValidator.Validate(options with { RefreshJitter = 0.9 }, "p"));
+        Assert.Empty(JwtProviderOptionsValidator.Validate(options with { RefreshJitter = 0 }, "p"));
+    }
+
+    [Fact]
     public async Task OidcDiscovery_FindsTheJwks_AndChecksTheIssuer()
     {
         var (provider, source) = Remote(o => o with { JwksUri = null, OidcDiscoveryUri = _server.DiscoveryUri });
