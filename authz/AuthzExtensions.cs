@@ -19,6 +19,9 @@ public static class AuthzExtensions
     /// <summary>The rules' name: the policy file is configured under <c>Legate:Rules:authz:Path</c>.</summary>
     public const string RulesName = "authz";
 
+    /// <summary>How many validated JWTs are remembered (default 10 000; 0 = none).</summary>
+    public const string TokenCacheCapacityKey = "Legate:Authz:TokenCacheCapacity";
+
     public static WebApplicationBuilder AddAuthz(this WebApplicationBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
@@ -34,8 +37,13 @@ public static class AuthzExtensions
         services.TryAddSingleton(sp => new AuthzPolicyLoader(sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<JwksMetrics>(),
             sp.GetRequiredService<ILoggerFactory>(), sp.GetRequiredService<ApiKeyStores>()));
         builder.AddLegateRules<AuthzPolicySet, AuthzPolicyLoader>(RulesName);
-        services.TryAddSingleton(sp => new ValidatedTokenCache(sp.GetRequiredService<TimeProvider>()));
-        services.TryAddSingleton(sp => new JwtValidator(sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ValidatedTokenCache>()));
+        // Validated tokens kept until their exp (a repeated token costs no signature check); 0 turns the cache off
+        // (the distinct-token benchmark: every call verifies a signature).
+        var capacity = builder.Configuration.GetValue(TokenCacheCapacityKey, 10_000);
+        if (capacity < 0)
+            throw new InvalidOperationException($"{TokenCacheCapacityKey} must be 0 (off) or more; was {capacity}.");
+        services.TryAddSingleton(sp => new JwtValidator(sp.GetRequiredService<TimeProvider>(),
+            capacity == 0 ? null : new ValidatedTokenCache(sp.GetRequiredService<TimeProvider>(), capacity)));
         services.TryAddSingleton(sp => new AuthzMetrics(sp.GetRequiredService<IMetricFactory>()));
         services.TryAddSingleton<AuthorizationDecider>();
         return builder;

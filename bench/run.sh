@@ -14,6 +14,11 @@ scenarios:
   authz-check        envoy.service.auth.v3.Authorization/Check            vs baseline
   ratelimit-should   envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit vs baseline (in memory, 2 descriptors)
   statsink-stream    envoy.service.metrics.v3.MetricsService/StreamMetrics vs baseline
+  authz-apikey       Check allowed by an API key (bench/rules/authz/policies.yaml)                  vs baseline
+  authz-jwt-cached   Check allowed by an RS256 JWT, the same token every call (validated-token cache hit) vs baseline
+  authz-jwt-distinct Check allowed by an RS256 JWT with the token cache off: a signature check every call, as
+                     with a new token each call; also measures 'openssl speed rsa2048' verify/s on the service's core
+                     (credentials and payloads from bench/payloads/authz-tokens.sh, written to bench/out)
   ratelimit-memory-N                     ShouldRateLimit, in-memory counters, every call within its limits
   ratelimit-redis-N                      ShouldRateLimit, counters in Redis, every call within its limits
   ratelimit-redis-overlimit-cached-N     ShouldRateLimit, Redis, every descriptor over its limit, LocalOverLimitCache=true
@@ -21,6 +26,7 @@ scenarios:
                      N = 1 or 3 descriptors per call (bench/payloads/ratelimit-N.txt; rules in bench/rules/ratelimit/)
   all                authz-check ratelimit-should statsink-stream, each with its own baseline measurement
   ratelimit          the eight ratelimit-{memory,redis,redis-overlimit-cached,redis-overlimit-uncached}-{1,3}
+  authz              authz-apikey authz-jwt-cached authz-jwt-distinct
 
 options (defaults):  --duration 20  --connections 4  --streams 32  --warmup 60   (seconds; warmup 0 skips it; .NET needs ~40 s of load on one core to finish tiering up)
   --rate R           measure at a fixed R requests/s in all instead of as fast as possible (h2load --rps per connection)
@@ -61,11 +67,12 @@ while (($#)); do
         -h | --help) usage 0 ;;
         --half-rate) HALF_RATE=1; shift; continue ;;
         --*) ;;
-        baseline | authz-check | ratelimit-should | statsink-stream | \
+        baseline | authz-check | authz-apikey | authz-jwt-cached | authz-jwt-distinct | ratelimit-should | statsink-stream | \
             ratelimit-memory-[13] | ratelimit-redis-[13] | ratelimit-redis-overlimit-cached-[13] | ratelimit-redis-overlimit-uncached-[13])
             SCENARIOS+=("$1"); shift; continue ;;
         all) SCENARIOS+=(authz-check ratelimit-should statsink-stream); shift; continue ;;
         ratelimit) SCENARIOS+=("${RATELIMIT_GROUP[@]}"); shift; continue ;;
+        authz) SCENARIOS+=(authz-apikey authz-jwt-cached authz-jwt-distinct); shift; continue ;;
         *) echo "run.sh: unknown scenario '$1'" >&2; usage ;;
     esac
     [[ $# -ge 2 ]] || die "$1 needs a value"
@@ -125,7 +132,7 @@ fi
 # Ratelimit scenarios also set STORE (memory | redis), RULES (the rules file), CACHE (LocalOverLimitCache, Redis
 # only), EXPECT_CODE (the overall_code every answer must carry: 1 OK, 2 OVER_LIMIT) and SCENARIO_ARGS (for the service).
 scenario() {
-    TAG="$1" STORE="" RULES="" CACHE="" EXPECT_CODE="" SCENARIO_ARGS=()
+    TAG="$1" STORE="" RULES="" CACHE="" EXPECT_CODE="" SCENARIO_ARGS=() EXPECT_ALLOW="" PAYLOAD_DIR="$BENCH/payloads"
     case "$1" in
         baseline | authz-check)
             PROJECT=authz/Legate.Authz.csproj DLL=authz/bin/Release/net10.0/legate-authz.dll
@@ -133,6 +140,17 @@ scenario() {
             PROTO=envoy/service/auth/v3/external_auth.proto
             REQUEST=envoy.service.auth.v3.CheckRequest RESPONSE=envoy.service.auth.v3.CheckResponse
             PAYLOAD=authz-check ;;
+        authz-apikey | authz-jwt-*)
+            # Calls the bench policy allows: every answer must be OK (checked in verify, and over every call by the decision counters).
+            PROJECT=authz/Legate.Authz.csproj DLL=authz/bin/Release/net10.0/legate-authz.dll
+            GRPC_SERVICE=envoy.service.auth.v3.Authorization GRPC_METHOD=Check
+            PROTO=envoy/service/auth/v3/external_auth.proto
+            REQUEST=envoy.service.auth.v3.CheckRequest RESPONSE=envoy.service.auth.v3.CheckResponse
+            PAYLOAD=authz-jwt PAYLOAD_DIR="$OUT" EXPECT_ALLOW=1 RULES="$BENCH/rules/authz/policies.yaml"
+            if [[ $1 == authz-apikey ]]; then PAYLOAD=authz-apikey; fi
+            SCENARIO_ARGS=(--Legate:Rules:authz:Path="$RULES")
+            # No validated-token cache: each call verifies the RS256 signature, the cost of a token never seen before.
+            if [[ $1 == authz-jwt-distinct ]]; then SCENARIO_ARGS+=(--Legate:Authz:TokenCacheCapacity=0); fi ;;
         ratelimit-*)
             PROJECT=ratelimit/Legate.RateLimit.csproj DLL=ratelimit/bin/Release/net10.0/legate-ratelimit.dll
             GRPC_SERVICE=envoy.service.ratelimit.v3.RateLimitService GRPC_METHOD=ShouldRateLimit
@@ -210,17 +228,22 @@ done
 # gRPC's length-prefixed message: one byte "not compressed", then the length as 4 bytes big-endian.
 frame() { # payload name, message type, proto file
     local body="$OUT/$1.pb" len
-    protoc_ --encode="$2" "$3" <"$BENCH/payloads/$1.txt" >"$body" || die "protoc could not encode bench/payloads/$1.txt as $2"
+    protoc_ --encode="$2" "$3" <"$PAYLOAD_DIR/$1.txt" >"$body" || die "protoc could not encode ${PAYLOAD_DIR#"$ROOT"/}/$1.txt as $2"
     len=$(wc -c <"$body")
     {
         printf "$(printf '\\%03o\\%03o\\%03o\\%03o\\%03o' 0 $((len >> 24 & 255)) $((len >> 16 & 255)) $((len >> 8 & 255)) $((len & 255)))"
         cat "$body"
     } >"$OUT/$1.frame"
-    echo "payload  bench/payloads/$1.txt -> bench/out/$1.frame ($len bytes + 5)"
+    echo "payload  ${PAYLOAD_DIR#"$ROOT"/}/$1.txt -> bench/out/$1.frame ($len bytes + 5)"
 }
-ENCODED=" "
+ENCODED=" " AUTHZ_TOKENS=0
 for s in "${SCENARIOS[@]}"; do
     scenario "$s"
+    if [[ $PAYLOAD_DIR == "$OUT" ]] && ((!AUTHZ_TOKENS)); then
+        # Fresh credentials for the authz scenarios (a token valid for 24 h, an API key), once per run.
+        "$BENCH/payloads/authz-tokens.sh" "$OUT" || die "bench/payloads/authz-tokens.sh failed"
+        AUTHZ_TOKENS=1
+    fi
     [[ $ENCODED == *" $PAYLOAD "* ]] && continue
     frame "$PAYLOAD" "$REQUEST" "$PROTO"
     ENCODED+="$PAYLOAD "
@@ -339,6 +362,13 @@ verify() { # name, port, [file suffix], [expected overall_code]
         echo "             (empty message)"
     else
         tail -c "+6" "$r" | protoc_ --decode="$RESPONSE" "$PROTO" | sed 's/^/             /'
+    fi
+    if [[ -n $EXPECT_ALLOW && $port == "$GRPC_PORT" ]]; then
+        # CheckResponse: an allow has status.code 0 (proto3 leaves it out) and an ok_response; anything else is a deny.
+        tail -c "+6" "$r" | protoc_ --decode="$RESPONSE" "$PROTO" >"$r.txt"
+        awk '/^status \{/ {s = 1} s && /^  code: [1-9]/ {bad = 1} /^\}/ {s = 0} /^ok_response \{/ {ok = 1} END {exit !(ok && !bad)}' "$r.txt" ||
+            die "$name: the CheckResponse is not an allow (see bench/out/${r##*/}.txt): check the payload and bench/rules/authz/policies.yaml"
+        echo "           decision: allow (status OK, ok_response), as expected"
     fi
     if [[ -n $expect ]]; then
         # RateLimitResponse field 1 is overall_code; proto3 leaves it out when it is 0 (UNKNOWN).
@@ -472,6 +502,20 @@ decisions() {
         END { printf "%.0f %.0f\n", w, o }'
 }
 
+# The authz service's own tally of its decisions: "allow deny".
+authz_decisions() {
+    scrape | awk '
+        index($0, "legate_authz_decisions_total{") == 1 && index($0, "result=\"allow\"") { a += $NF }
+        index($0, "legate_authz_decisions_total{") == 1 && index($0, "result=\"deny\"") { d += $NF }
+        END { printf "%.0f %.0f\n", a, d }'
+}
+
+# One core's RSA-2048 verify rate (openssl speed, pinned like the servers): what a distinct-token JWT call must do once.
+openssl_verify_rate() {
+    need openssl "sudo apt-get install -y openssl"
+    "${PIN_SERVER[@]}" openssl speed -mr -seconds "${BENCH_OPENSSL_SECONDS:-3}" rsa2048 2>/dev/null | awk -F: '$1 == "+F2" {printf "%.0f\n", $5}'
+}
+
 ms() { awk -v us="$1" 'BEGIN {printf "%.3f", us / 1000}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else printf "n/a"}'; }
 
@@ -536,6 +580,7 @@ for s in "${SCENARIOS[@]}"; do
         warmup "$name" "$GRPC_PORT"
         before="$(handled_ok)"
         [[ -n $EXPECT_CODE ]] && read -r w0 o0 < <(decisions)
+        [[ -n $EXPECT_ALLOW ]] && read -r a0 d0 < <(authz_decisions)
         measure "$name" "$GRPC_PORT" "$service_pid" "" "$RATE"
         S_RPS=$RPS OKS=$OK
         row "$s" "${name#legate-}" "$RPS" "$MEAN" "$P50" "$P99" "$OK" "$CPU" "$RCPU" "$RCALLS"
@@ -566,6 +611,19 @@ for s in "${SCENARIOS[@]}"; do
                     die "$s: every call should have been over its limits, but the service counted $((w1 - w0)) hits within and $((o1 - o0)) over for $OKS calls"
             fi
             verify "$name" "$GRPC_PORT" .after "$EXPECT_CODE"
+        fi
+        if [[ -n $EXPECT_ALLOW ]]; then
+            # Every measured call allowed, not only the sampled one: the service's own decision counters.
+            read -r a1 d1 < <(authz_decisions)
+            echo "check    legate_authz_decisions_total: allow grew by $((a1 - a0)), deny by $((d1 - d0)); h2load successes: $OKS"
+            ((d1 == d0 && a1 - a0 >= OKS)) || die "$s: every call should have been allowed, but the service counted $((a1 - a0)) allows and $((d1 - d0)) denies for $OKS calls"
+        fi
+        if [[ $s == authz-jwt-distinct ]]; then
+            verify_rate="$(openssl_verify_rate)"
+            [[ -n $verify_rate ]] || die "could not read 'openssl speed rsa2048' verify/s"
+            echo "openssl  rsa2048 verify/s on the service's core: $verify_rate; service req/s / that: $(ratio "$S_RPS" "$verify_rate") (target >= 0.5)"
+            SUMMARY+=("$(printf "%-${SW}s %-14s %10.0f" "$s" openssl-verify "$verify_rate")")
+            SUMMARY+=("$(printf "%-${SW}s %-14s %10s" "$s" ratio-verify "$(ratio "$S_RPS" "$verify_rate")")")
         fi
     fi
 
