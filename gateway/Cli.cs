@@ -15,6 +15,8 @@ internal static class Cli
         Usage:
           legate validate FILE          check a gateway file; every error names file:line:column
           legate render FILE -o DIR     write Envoy's bootstrap and the authz/ratelimit configs to DIR
+                [--envoy-dir DIR]           where Envoy will see OUT/envoy (default /etc/envoy)
+                [--static]                  listeners and clusters inside envoy.yaml instead of LDS/CDS files
         {Keys.KeysCommand.Help}
           legate version                print the version
           legate help                   print this text
@@ -35,10 +37,10 @@ internal static class Cli
             case ["version" or "--version"]:
                 stdout.WriteLine($"legate {Version}");
                 return Ok;
-            case ["validate" or "render", ..]:
-                // The gateway file format is defined by the legate CLI issue; until then say so plainly.
-                stderr.WriteLine($"legate {args[0]}: not available yet in this build: the gateway file format is still being defined.");
-                return Usage;
+            case ["validate", ..]:
+                return Commands.ValidateCommand.Run(args[1..], stdout, stderr);
+            case ["render", ..]:
+                return Commands.RenderCommand.Run(args[1..], stdout, stderr);
             default:
                 stderr.WriteLine($"legate: unknown command '{string.Join(' ', args)}'. Run 'legate help'.");
                 return Usage;

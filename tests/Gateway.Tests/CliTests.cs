@@ -48,11 +48,29 @@ public sealed class CliTests
     }
 
     [Fact]
-    public void Render_SaysPlainlyItIsNotAvailableYet()
+    public void Render_WithoutOutputFolder_IsAUsageError()
     {
-        var (exitCode, _, stderr) = Run("render", "gateway.yaml", "-o", "out");
+        var (exitCode, _, stderr) = Run("render", "gateway.yaml");
 
         Assert.Equal(Cli.Usage, exitCode);
-        Assert.Contains("not available yet", stderr, StringComparison.Ordinal);
+        Assert.Contains("usage: legate render FILE -o DIR", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Render_WithARelativeEnvoyDir_IsAUsageError()
+    {
+        var (exitCode, _, stderr) = Run("render", "gateway.yaml", "-o", "out", "--envoy-dir", "etc/envoy");
+
+        Assert.Equal(Cli.Usage, exitCode);
+        Assert.Contains("--envoy-dir must be an absolute path", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Validate_WithoutAFile_IsAUsageError()
+    {
+        var (exitCode, _, stderr) = Run("validate");
+
+        Assert.Equal(Cli.Usage, exitCode);
+        Assert.Contains("usage: legate validate FILE", stderr, StringComparison.Ordinal);
     }
 }

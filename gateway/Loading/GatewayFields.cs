@@ -1,0 +1,70 @@
+using System.Collections.Frozen;
+
+namespace Legate.Gateway.Loading;
+
+/// <summary>
+/// The field names of every section of the gateway file, keyed by the section's <c>$defs</c> name in
+/// <c>schema/gateway.schema.json</c> (<c>""</c> = the top level). The loader checks keys against these sets, and a test
+/// checks that the schema declares exactly the same names, so editor completion and <c>legate validate</c> agree.
+/// </summary>
+internal static class GatewayFields
+{
+    public static readonly FrozenSet<string> Top = Set("services", "listeners", "backends", "routes", "tenants", "jwt_providers",
+        "policies", "api_keys", "identity_headers", "strip_credentials", "strip_authorization", "quotas", "default_policy");
+    public static readonly FrozenSet<string> Services = Set("authz", "ratelimit", "statsink");
+    public static readonly FrozenSet<string> AuthzService = Set("address", "timeout", "failure_mode");
+    public static readonly FrozenSet<string> RateLimitService = Set("address", "timeout", "failure_mode", "domain");
+    public static readonly FrozenSet<string> StatSinkService = Set("address", "flush_interval");
+    public static readonly FrozenSet<string> Listener = Set("name", "address", "port");
+    public static readonly FrozenSet<string> Backend = Set("urls", "connect_timeout", "http2", "tls", "health_check", "circuit_breakers", "outlier_detection");
+    public static readonly FrozenSet<string> BackendTls = Set("sni", "ca_file");
+    public static readonly FrozenSet<string> HealthCheck = Set("path", "interval", "timeout", "healthy_threshold", "unhealthy_threshold");
+    public static readonly FrozenSet<string> CircuitBreakers = Set("max_connections", "max_pending_requests", "max_requests", "max_retries");
+    public static readonly FrozenSet<string> OutlierDetection = Set("consecutive_5xx", "interval", "base_ejection_time", "max_ejection_percent");
+    public static readonly FrozenSet<string> Route = Set("name", "match", "backend", "backends", "rewrite", "timeout", "retries", "cors", "auth", "tenant", "rate_limits");
+    public static readonly FrozenSet<string> Match = Set("prefix", "path", "regex", "methods", "headers", "query", "hosts");
+    public static readonly FrozenSet<string> WeightedBackend = Set("name", "weight");
+    public static readonly FrozenSet<string> Retries = Set("attempts", "on", "per_try_timeout");
+    public static readonly FrozenSet<string> Cors = Set("origins", "methods", "headers", "expose_headers", "max_age", "credentials");
+    public static readonly FrozenSet<string> RouteLimit = Set("by", "requests", "per");
+    public static readonly FrozenSet<string> Quota = Set("requests", "per");
+    public static readonly FrozenSet<string> Quotas = Set("tenant", "client", "source");
+    public static readonly FrozenSet<string> TenantQuotas = Set("tenant", "client");
+    public static readonly FrozenSet<string> Tenant = Set("hosts", "plan", "jwt", "api_keys", "quotas");
+    public static readonly FrozenSet<string> Policy = Set("credentials", "scopes", "methods");
+    public static readonly FrozenSet<string> JwtProvider = Set("issuer", "audiences", "algorithms", "jwks_uri", "jwks", "jwks_file", "clock_skew", "max_lifetime", "typ");
+    public static readonly FrozenSet<string> ApiKeys = Set("file", "header", "query");
+    public static readonly FrozenSet<string> IdentityHeaders = Set("tenant", "subject", "client", "claims");
+
+    /// <summary>Schema <c>$defs</c> name (<c>""</c> for the root) → the fields the loader accepts there.</summary>
+    public static readonly FrozenDictionary<string, FrozenSet<string>> BySchemaDefinition = new Dictionary<string, FrozenSet<string>>
+    {
+        [""] = Top,
+        ["services"] = Services,
+        ["authzService"] = AuthzService,
+        ["ratelimitService"] = RateLimitService,
+        ["statsinkService"] = StatSinkService,
+        ["listener"] = Listener,
+        ["backend"] = Backend,
+        ["backendTls"] = BackendTls,
+        ["healthCheck"] = HealthCheck,
+        ["circuitBreakers"] = CircuitBreakers,
+        ["outlierDetection"] = OutlierDetection,
+        ["route"] = Route,
+        ["match"] = Match,
+        ["weightedBackend"] = WeightedBackend,
+        ["retries"] = Retries,
+        ["cors"] = Cors,
+        ["routeLimit"] = RouteLimit,
+        ["quota"] = Quota,
+        ["quotas"] = Quotas,
+        ["tenantQuotas"] = TenantQuotas,
+        ["tenant"] = Tenant,
+        ["policy"] = Policy,
+        ["jwtProvider"] = JwtProvider,
+        ["apiKeys"] = ApiKeys,
+        ["identityHeaders"] = IdentityHeaders,
+    }.ToFrozenDictionary(StringComparer.Ordinal);
+
+    private static FrozenSet<string> Set(params string[] names) => names.ToFrozenSet(StringComparer.Ordinal);
+}

@@ -1,0 +1,903 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using Legate.Gateway.Model;
+using Legate.Hosting.Rules;
+using YamlDotNet.RepresentationModel;
+using static Legate.Hosting.Rules.YamlNodes;
+
+namespace Legate.Gateway.Loading;
+
+/// <summary>
+/// Reads and checks a gateway file. Every problem is collected (unknown fields, bad values, dangling backend, tenant,
+/// policy and provider names, conflicting routes, impossible quotas) and reported together, each with file:line:column,
+/// the field and a hint; only a file without errors becomes a <see cref="GatewayConfig"/>.
+/// </summary>
+internal static partial class GatewayLoader
+{
+    public const string DefaultPolicyName = "default";
+
+    private static readonly string[] KeySources = ["jwks_uri", "jwks", "jwks_file"];
+    private static readonly string[] Credentials = ["jwt", "api_key", "none"];
+
+    private static readonly string[] RetryConditions =
+        ["5xx", "gateway-error", "reset", "reset-before-request", "connect-failure", "envoy-ratelimited", "retriable-4xx", "refused-stream",
+         "retriable-status-codes", "retriable-headers", "http3-post-connect-failure"];
+
+    /// <summary>Loads a gateway file from disk.</summary>
+    /// <exception cref="GatewayFileException">The file is missing or has errors (all of them).</exception>
+    public static GatewayConfig Load(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        string text;
+        try
+        {
+            text = File.ReadAllText(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new GatewayFileException([new GatewayError(path, null, null, "", e is FileNotFoundException or DirectoryNotFoundException ? "no such file" : e.Message)]);
+        }
+        return Load(new RulesFile(path, text));
+    }
+
+    /// <summary>Loads a gateway file already read.</summary>
+    /// <exception cref="GatewayFileException">The file has errors (all of them).</exception>
+    public static GatewayConfig Load(RulesFile file)
+    {
+        ArgumentNullException.ThrowIfNull(file);
+        var y = new YamlCollector(file);
+        YamlStream stream;
+        try
+        {
+            stream = YamlRules.Parse(file);
+        }
+        catch (RulesException e)
+        {
+            throw new GatewayFileException([new GatewayError(e.File, e.Line, e.Column, e.Field ?? "", e.Problem, "the file is not valid YAML")]);
+        }
+        if (stream.Documents.Count != 1 || stream.Documents[0].RootNode is not YamlMappingNode root)
+        {
+            throw new GatewayFileException([new GatewayError(file.Path, 1, 1, "",
+                "a gateway file is one YAML mapping (services, listeners, backends, routes, tenants, policies, ...)",
+                "see deploy/examples/gateway.yaml for a complete example")]);
+        }
+
+        var config = new Reader(y).Read(root);
+        if (y.Errors.Count > 0 || config is null)
+            throw new GatewayFileException(y.Errors.OrderBy(e => e.Line ?? 0).ThenBy(e => e.Column ?? 0).ToArray());
+        return config;
+    }
+
+    /// <summary>One pass over the file: reads every section, then checks the names and routes against each other.</summary>
+    private sealed class Reader(YamlCollector y)
+    {
+        private readonly Dictionary<string, YamlNode> _backendNodes = new(StringComparer.Ordinal);
+        private readonly Dictionary<string, YamlNode> _tenantNodes = new(StringComparer.Ordinal);
+        private readonly Dictionary<string, YamlNode> _policyNodes = new(StringComparer.Ordinal);
+        private readonly Dictionary<string, YamlNode> _providerNodes = new(StringComparer.Ordinal);
+
+        private RulesFile File => y.File;
+
+        public GatewayConfig? Read(YamlMappingNode root)
+        {
+            y.CheckFields(root, "", GatewayFields.Top);
+            var services = ReadServices(Field(root, "services"));
+            var listeners = ReadListeners(Field(root, "listeners"));
+            var backends = ReadBackends(Field(root, "backends"));
+            var providers = ReadProviders(Field(root, "jwt_providers"));
+            var policies = ReadPolicies(Field(root, "policies"));
+            var apiKeys = ReadApiKeys(Field(root, "api_keys"));
+            var identity = y.Mapping(Field(root, "identity_headers"), "identity_headers", "is a mapping (tenant, subject, client, claims)");
+            if (identity is not null)
+                y.CheckFields(identity, "identity_headers", GatewayFields.IdentityHeaders);
+            var stripCredentials = y.Bool(root, "strip_credentials", "");
+            var stripAuthorization = y.Bool(root, "strip_authorization", "");
+            var quotas = ReadQuotas(Field(root, "quotas"), "quotas", GatewayFields.Quotas);
+            var tenants = ReadTenants(Field(root, "tenants"), root);
+            var defaultPolicy = y.String(root, "default_policy", "") ?? DefaultPolicyName;
+            var routes = ReadRoutes(Field(root, "routes"), root);
+
+            CheckTenants(tenants, apiKeys, root);
+            CheckDefaultPolicy(root, defaultPolicy);
+            CheckRouteHosts(routes, tenants);
+            CheckConflicts(routes);
+
+            return new GatewayConfig(File.Path, services, listeners, backends, routes.Select(r => r.Route).ToArray(), tenants, providers, policies,
+                apiKeys, identity, stripCredentials, stripAuthorization, quotas, defaultPolicy);
+        }
+
+        // ---- services ----------------------------------------------------------------------------------------------
+
+        private ServicesConfig ReadServices(YamlNode? node)
+        {
+            var d = ServicesConfig.Default;
+            var map = y.Mapping(node, "services", "is a mapping (authz, ratelimit, statsink)");
+            if (map is null)
+                return d;
+            y.CheckFields(map, "services", GatewayFields.Services);
+
+            var authz = y.Mapping(Field(map, "authz"), "services.authz");
+            var ratelimit = y.Mapping(Field(map, "ratelimit"), "services.ratelimit");
+            var statsink = y.Mapping(Field(map, "statsink"), "services.statsink");
+            if (authz is not null)
+                y.CheckFields(authz, "services.authz", GatewayFields.AuthzService);
+            if (ratelimit is not null)
+                y.CheckFields(ratelimit, "services.ratelimit", GatewayFields.RateLimitService);
+            if (statsink is not null)
+                y.CheckFields(statsink, "services.statsink", GatewayFields.StatSinkService);
+
+            var domain = ratelimit is null ? null : y.String(ratelimit, "domain", "services.ratelimit");
+            if (domain is not null && !NamePattern().IsMatch(domain))
+            {
+                y.Add(Field(ratelimit!, "domain"), "services.ratelimit.domain", $"'{domain}' is not a usable domain name",
+                    "lower-case letters, digits, '.', '_' and '-' (it is also the ratelimit file's name)");
+                domain = null;
+            }
+            return new ServicesConfig(
+                Address(authz, "services.authz", d.Authz),
+                Timeout(authz, "services.authz", d.AuthzTimeout),
+                FailureMode(authz, "services.authz", allowByDefault: false),
+                Address(ratelimit, "services.ratelimit", d.RateLimit),
+                Timeout(ratelimit, "services.ratelimit", d.RateLimitTimeout),
+                !FailureMode(ratelimit, "services.ratelimit", allowByDefault: true),
+                domain ?? d.RateLimitDomain,
+                Address(statsink, "services.statsink", d.StatSink),
+                statsink is null ? d.StatsFlushInterval : y.Duration(statsink, "flush_interval", "services.statsink", TimeSpan.FromSeconds(1)) ?? d.StatsFlushInterval);
+        }
+
+        private ServiceAddress Address(YamlMappingNode? node, string path, ServiceAddress fallback)
+        {
+            if (node is null || y.String(node, "address", path) is not { } text)
+                return fallback;
+            if (TryHostPort(text, out var address))
+                return address;
+            y.Add(Field(node, "address"), path + ".address", $"'{text}' is not host:port", "e.g. authz:9001 or 10.0.0.5:9001");
+            return fallback;
+        }
+
+        private TimeSpan Timeout(YamlMappingNode? node, string path, TimeSpan fallback)
+            => node is null ? fallback : y.Duration(node, "timeout", path, TimeSpan.FromMilliseconds(1)) ?? fallback;
+
+        private bool FailureMode(YamlMappingNode? node, string path, bool allowByDefault)
+        {
+            if (node is null || y.String(node, "failure_mode", path) is not { } mode)
+                return allowByDefault;
+            switch (mode)
+            {
+                case "allow": return true;
+                case "deny": return false;
+                default:
+                    y.Add(Field(node, "failure_mode"), path + ".failure_mode", $"unknown failure mode '{mode}'",
+                        "allow (let requests through while the service cannot answer) or deny (refuse them)");
+                    return allowByDefault;
+            }
+        }
+
+        // ---- listeners ---------------------------------------------------------------------------------------------
+
+        private ListenerConfig[] ReadListeners(YamlNode? node)
+        {
+            if (node is null || IsNull(node))
+                return [new ListenerConfig("http", "0.0.0.0", 8080)];
+            var list = new List<ListenerConfig>();
+            var names = new HashSet<string>(StringComparer.Ordinal);
+            var ports = new HashSet<int>();
+            var items = y.Sequence(node, "listeners");
+            for (var i = 0; i < items.Count; i++)
+            {
+                var path = $"listeners[{i}]";
+                if (y.Mapping(items[i], path) is not { } map)
+                    continue;
+                y.CheckFields(map, path, GatewayFields.Listener);
+                var name = y.String(map, "name", path) ?? (i == 0 ? "http" : $"http{i}");
+                var address = y.String(map, "address", path) ?? "0.0.0.0";
+                if (!System.Net.IPAddress.TryParse(address, out _))
+                    y.Add(Field(map, "address"), path + ".address", $"'{address}' is not an IP address", "0.0.0.0 for every interface, 127.0.0.1 for loopback only");
+                var port = (int)(y.Number(map, "port", path, 1, 65535) ?? 8080);
+                if (!NamePattern().IsMatch(name) || !names.Add(name))
+                    y.Add(Field(map, "name") ?? map, path + ".name", $"listener name '{name}' is not valid or is used twice");
+                if (ReservedPorts.Contains(port) || !ports.Add(port))
+                    y.Add(Field(map, "port") ?? map, path + ".port", $"port {port} is taken", $"ports {string.Join(", ", ReservedPorts)} are Envoy's admin, stats and ready ports; each listener needs its own port");
+                list.Add(new ListenerConfig(name, address, port));
+            }
+            if (list.Count == 0 && items.Count == 0)
+                y.Add(node, "listeners", "at least one listener is required", "omit 'listeners' for the default 0.0.0.0:8080");
+            return [.. list];
+        }
+
+        private static readonly int[] ReservedPorts = [19000, 19001, 19003];
+
+        // ---- backends ----------------------------------------------------------------------------------------------
+
+        private BackendConfig[] ReadBackends(YamlNode? node)
+        {
+            var list = new List<BackendConfig>();
+            foreach (var (name, map, key) in y.NamedMaps(node, "backends"))
+            {
+                var path = Join("backends", name);
+                if (!CheckName(key, "backends", name))
+                    continue;
+                if (name.StartsWith("legate_", StringComparison.Ordinal))
+                {
+                    y.Add(key, path, "names starting with 'legate_' are reserved for the services' own clusters");
+                    continue;
+                }
+                _backendNodes[name] = key;
+                y.CheckFields(map, path, GatewayFields.Backend);
+                var endpoints = new List<ServiceAddress>();
+                bool? tls = null;
+                var urls = y.Strings(map, "urls", path);
+                if (urls.Count == 0)
+                    y.Add(Field(map, "urls") ?? key, path + ".urls", "at least one URL is required", "e.g. urls: [http://orders:8080]");
+                foreach (var (url, urlNode) in urls)
+                {
+                    if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https") || uri.Host.Length == 0)
+                    {
+                        y.Add(urlNode, path + ".urls", $"'{url}' is not an http:// or https:// URL");
+                        continue;
+                    }
+                    if (uri.AbsolutePath != "/" || uri.Query.Length > 0 || uri.UserInfo.Length > 0)
+                        y.Add(urlNode, path + ".urls", $"'{url}' has a path, query or user name", "a backend URL is scheme://host:port; use a route's rewrite for paths");
+                    if (tls is { } t && t != (uri.Scheme == "https"))
+                        y.Add(urlNode, path + ".urls", "mixes http:// and https:// URLs", "one backend speaks one protocol; split it into two backends");
+                    tls = uri.Scheme == "https";
+                    endpoints.Add(new ServiceAddress(uri.IdnHost.Trim('[', ']'), uri.Port));
+                }
+
+                string? sni = null, ca = null;
+                if (y.Mapping(Field(map, "tls"), path + ".tls") is { } tlsMap)
+                {
+                    y.CheckFields(tlsMap, path + ".tls", GatewayFields.BackendTls);
+                    sni = y.String(tlsMap, "sni", path + ".tls");
+                    ca = y.String(tlsMap, "ca_file", path + ".tls");
+                    if (tls != true)
+                        y.Add(Field(map, "tls"), path + ".tls", "is set but the URLs are http://", "use https:// URLs for TLS to the backend");
+                }
+
+                HealthCheckConfig? health = null;
+                if (y.Mapping(Field(map, "health_check"), path + ".health_check") is { } hc)
+                {
+                    var hp = path + ".health_check";
+                    y.CheckFields(hc, hp, GatewayFields.HealthCheck);
+                    var hcPath = y.String(hc, "path", hp) ?? "/healthz";
+                    if (!hcPath.StartsWith('/'))
+                        y.Add(Field(hc, "path"), hp + ".path", "must start with '/'");
+                    var interval = y.Duration(hc, "interval", hp, TimeSpan.FromMilliseconds(100)) ?? TimeSpan.FromSeconds(10);
+                    var timeout = y.Duration(hc, "timeout", hp, TimeSpan.FromMilliseconds(1)) ?? TimeSpan.FromSeconds(1);
+                    if (timeout > interval)
+                        y.Add(Field(hc, "timeout"), hp + ".timeout", "is longer than the interval", "a check must end before the next one starts");
+                    health = new HealthCheckConfig(hcPath, interval, timeout,
+                        (int)(y.Number(hc, "healthy_threshold", hp, 1, 100) ?? 1), (int)(y.Number(hc, "unhealthy_threshold", hp, 1, 100) ?? 3));
+                }
+
+                CircuitBreakersConfig? breakers = null;
+                if (y.Mapping(Field(map, "circuit_breakers"), path + ".circuit_breakers") is { } cb)
+                {
+                    var cp = path + ".circuit_breakers";
+                    y.CheckFields(cb, cp, GatewayFields.CircuitBreakers);
+                    breakers = new CircuitBreakersConfig(y.Number(cb, "max_connections", cp, 1, uint.MaxValue), y.Number(cb, "max_pending_requests", cp, 1, uint.MaxValue),
+                        y.Number(cb, "max_requests", cp, 1, uint.MaxValue), y.Number(cb, "max_retries", cp, 0, uint.MaxValue));
+                }
+
+                OutlierDetectionConfig? outlier = null;
+                if (y.Mapping(Field(map, "outlier_detection"), path + ".outlier_detection") is { } od)
+                {
+                    var op = path + ".outlier_detection";
+                    y.CheckFields(od, op, GatewayFields.OutlierDetection);
+                    outlier = new OutlierDetectionConfig(y.Number(od, "consecutive_5xx", op, 1, 1000) ?? 5,
+                        y.Duration(od, "interval", op, TimeSpan.FromMilliseconds(1)) ?? TimeSpan.FromSeconds(10),
+                        y.Duration(od, "base_ejection_time", op, TimeSpan.FromMilliseconds(1)) ?? TimeSpan.FromSeconds(30),
+                        y.Number(od, "max_ejection_percent", op, 0, 100) ?? 10);
+                }
+
+                list.Add(new BackendConfig(name, endpoints, tls ?? false, sni, ca is null ? null : RelativeTo(File, ca),
+                    y.Duration(map, "connect_timeout", path, TimeSpan.FromMilliseconds(1)) ?? TimeSpan.FromSeconds(1),
+                    y.Bool(map, "http2", path) ?? false, health, breakers, outlier));
+            }
+            return [.. list];
+        }
+
+        // ---- authz sections ----------------------------------------------------------------------------------------
+
+        private JwtProviderConfig[] ReadProviders(YamlNode? node)
+        {
+            var list = new List<JwtProviderConfig>();
+            foreach (var (name, map, key) in y.NamedMaps(node, "jwt_providers"))
+            {
+                if (!CheckName(key, "jwt_providers", name))
+                    continue;
+                var path = Join("jwt_providers", name);
+                _providerNodes[name] = key;
+                y.CheckFields(map, path, GatewayFields.JwtProvider);
+                // The meaning of each field is authz's to check; render loads the result with authz's own loader.
+                y.String(map, "issuer", path);
+                y.Strings(map, "audiences", path);
+                y.Strings(map, "algorithms", path);
+                if (y.String(map, "jwks_uri", path) is { } uri && !Uri.TryCreate(uri, UriKind.Absolute, out _))
+                    y.Add(Field(map, "jwks_uri"), path + ".jwks_uri", "is not an absolute URL");
+                y.Duration(map, "clock_skew", path);
+                y.Duration(map, "max_lifetime", path);
+                var jwksFile = y.String(map, "jwks_file", path);
+                if (jwksFile is not null && !System.IO.File.Exists(RelativeTo(File, jwksFile)))
+                    y.Add(Field(map, "jwks_file"), path + ".jwks_file", $"'{jwksFile}' does not exist", "the path is relative to the gateway file");
+                var sources = KeySources.Count(f => Field(map, f) is not null);
+                if (sources != 1)
+                    y.Add(key, path, sources == 0 ? "has no key source" : "has more than one key source", "exactly one of jwks_uri, jwks, jwks_file");
+                list.Add(new JwtProviderConfig(name, map, jwksFile is null ? null : RelativeTo(File, jwksFile)));
+            }
+            return [.. list];
+        }
+
+        private PolicyConfig[] ReadPolicies(YamlNode? node)
+        {
+            var list = new List<PolicyConfig>();
+            foreach (var (name, map, key) in y.NamedMaps(node, "policies"))
+            {
+                if (!CheckName(key, "policies", name))
+                    continue;
+                var path = Join("policies", name);
+                if (name == GatewayConfig.NoAuth)
+                {
+                    y.Add(key, path, "'none' is reserved: a route with auth: none skips authz altogether",
+                        "name the policy differently, e.g. public: {credentials: [none]}");
+                    continue;
+                }
+                _policyNodes[name] = key;
+                y.CheckFields(map, path, GatewayFields.Policy);
+                var credentials = y.Strings(map, "credentials", path);
+                if (credentials.Count == 0)
+                    y.Add(Field(map, "credentials") ?? key, path + ".credentials", "is required", "any of jwt, api_key, none");
+                foreach (var (c, cn) in credentials)
+                {
+                    if (c is not ("jwt" or "api_key" or "none"))
+                        y.Add(cn, path + ".credentials", $"unknown credential '{c}'", YamlCollector.Nearest(c, Credentials) is { } n ? $"did you mean '{n}'?" : "any of jwt, api_key, none");
+                }
+                var scopes = y.Strings(map, "scopes", path);
+                if (scopes.Count > 0 && credentials.Any(c => c.Value == "none"))
+                    y.Add(Field(map, "scopes"), path + ".scopes", "a policy accepting 'none' cannot require scopes");
+                var methods = y.Strings(map, "methods", path);
+                foreach (var (m, mn) in methods)
+                {
+                    if (!MethodPattern().IsMatch(m))
+                        y.Add(mn, path + ".methods", $"'{m}' is not an HTTP method", "upper case, e.g. GET");
+                }
+                list.Add(new PolicyConfig(name, credentials.Select(c => c.Value).ToArray(), scopes.Select(s => s.Value).ToArray(), methods.Select(m => m.Value).ToArray()));
+            }
+            return [.. list];
+        }
+
+        private ApiKeysConfig? ReadApiKeys(YamlNode? node)
+        {
+            if (y.Mapping(node, "api_keys", "is a mapping (file, header, query)") is not { } map)
+                return null;
+            y.CheckFields(map, "api_keys", GatewayFields.ApiKeys);
+            var file = y.String(map, "file", "api_keys");
+            if (file is null)
+            {
+                y.Add(map, "api_keys.file", "is required", "the API key store file (written by `legate keys create`), relative to the gateway file");
+                return null;
+            }
+            var full = RelativeTo(File, file);
+            if (!System.IO.File.Exists(full))
+                y.Add(Field(map, "file"), "api_keys.file", $"'{file}' does not exist", "the path is relative to the gateway file; `legate keys create` makes one");
+            return new ApiKeysConfig(full, y.String(map, "header", "api_keys"), y.String(map, "query", "api_keys"));
+        }
+
+        private TenantConfig[] ReadTenants(YamlNode? node, YamlMappingNode root)
+        {
+            var list = new List<TenantConfig>();
+            var hostOwners = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (var (name, map, key) in y.NamedMaps(node, "tenants"))
+            {
+                if (!CheckName(key, "tenants", name))
+                    continue;
+                var path = Join("tenants", name);
+                _tenantNodes[name] = key;
+                y.CheckFields(map, path, GatewayFields.Tenant);
+                var hosts = new List<string>();
+                foreach (var (host, hostNode) in y.Strings(map, "hosts", path))
+                {
+                    var normal = host.ToLowerInvariant().TrimEnd('.');
+                    if (!HostPattern().IsMatch(normal))
+                    {
+                        y.Add(hostNode, path + ".hosts", $"'{host}' is not a host name", "a DNS name or IP address, without port or scheme");
+                        continue;
+                    }
+                    if (hostOwners.TryGetValue(normal, out var owner))
+                        y.Add(hostNode, path + ".hosts", $"host '{normal}' already belongs to tenant '{owner}'", "a host identifies one tenant");
+                    else
+                        hostOwners.Add(normal, name);
+                    hosts.Add(normal);
+                }
+                var jwt = new List<string>();
+                foreach (var (provider, providerNode) in y.Strings(map, "jwt", path))
+                {
+                    if (!_providerNodes.ContainsKey(provider))
+                        y.Add(providerNode, path + ".jwt", $"no jwt_providers entry named '{provider}'", Suggest(provider, _providerNodes.Keys, "jwt_providers"));
+                    jwt.Add(provider);
+                }
+                var quotas = ReadQuotas(Field(map, "quotas"), path + ".quotas", GatewayFields.TenantQuotas);
+                list.Add(new TenantConfig(name, hosts, y.String(map, "plan", path), jwt, y.Bool(map, "api_keys", path) ?? false, quotas));
+            }
+            if (list.Count == 0 && _tenantNodes.Count == 0)
+                y.Add(Field(root, "tenants") ?? root, "tenants", "at least one tenant is required", "authz denies requests of unknown tenants: without tenants it would deny everything");
+            return [.. list];
+        }
+
+        private QuotaSet ReadQuotas(YamlNode? node, string path, System.Collections.Frozen.FrozenSet<string> fields)
+        {
+            if (y.Mapping(node, path) is not { } map)
+                return QuotaSet.None;
+            y.CheckFields(map, path, fields);
+            var tenant = ReadQuota(Field(map, "tenant"), path + ".tenant");
+            var client = ReadQuota(Field(map, "client"), path + ".client");
+            var source = ReadQuota(Field(map, "source"), path + ".source");
+            if (tenant is not null && client is not null)
+                CheckNarrower(Field(map, "client")!, path + ".client", client, tenant, "the tenant's");
+            return new QuotaSet(tenant, client, source);
+        }
+
+        private Quota? ReadQuota(YamlNode? node, string path)
+        {
+            if (y.Mapping(node, path, "is a mapping {requests: N, per: second|minute|hour|day}") is not { } map)
+                return null;
+            y.CheckFields(map, path, GatewayFields.Quota);
+            return ReadLimit(map, path);
+        }
+
+        private Quota? ReadLimit(YamlMappingNode map, string path)
+        {
+            var requests = y.Number(map, "requests", path, 0, uint.MaxValue);
+            if (requests is null && Field(map, "requests") is null)
+                y.Add(map, path + ".requests", "is required", "how many requests each window allows");
+            if (requests == 0)
+                y.Add(Field(map, "requests"), path + ".requests", "a quota of 0 requests can never be met: every request would be refused",
+                    "use at least 1, or remove the route (or set its auth) to refuse traffic");
+            var perText = y.String(map, "per", path);
+            QuotaUnit? per = perText switch
+            {
+                null => null,
+                "second" => QuotaUnit.Second,
+                "minute" => QuotaUnit.Minute,
+                "hour" => QuotaUnit.Hour,
+                "day" => QuotaUnit.Day,
+                _ => null,
+            };
+            if (perText is null && Field(map, "per") is null)
+                y.Add(map, path + ".per", "is required", "second, minute, hour or day");
+            else if (perText is not null && per is null)
+                y.Add(Field(map, "per"), path + ".per", $"unknown unit '{perText}'", "second, minute, hour or day");
+            return requests is > 0 && per is { } unit ? new Quota(requests.Value, unit) : null;
+        }
+
+        /// <summary>A narrower limit (a client within its tenant) that allows more than the wider one in the same window is never reached.</summary>
+        private void CheckNarrower(YamlNode node, string path, Quota narrow, Quota wide, string wideName)
+        {
+            if (narrow.Per == wide.Per && narrow.Requests > wide.Requests)
+            {
+                y.Add(node, path, $"{narrow.Requests} per {narrow.Per.Name()} can never be reached: {wideName} limit is {wide.Requests} per {wide.Per.Name()}",
+                    $"lower it to at most {wide.Requests}, or raise {wideName} limit");
+            }
+        }
+
+        // ---- routes ------------------------------------------------------------------------------------------------
+
+        private sealed record ReadRoute(RouteConfig Route, YamlNode Node);
+
+        private List<ReadRoute> ReadRoutes(YamlNode? node, YamlMappingNode root)
+        {
+            var list = new List<ReadRoute>();
+            var names = new Dictionary<string, int>(StringComparer.Ordinal);
+            var items = y.Sequence(node, "routes");
+            if (items.Count == 0)
+                y.Add(node ?? root, "routes", "at least one route is required", "e.g. routes: [{name: api, match: {prefix: /}, backend: api}]");
+            for (var i = 0; i < items.Count; i++)
+            {
+                var path = $"routes[{i}]";
+                if (y.Mapping(items[i], path) is not { } map)
+                    continue;
+                y.CheckFields(map, path, GatewayFields.Route);
+                var name = y.String(map, "name", path);
+                if (name is null)
+                {
+                    if (Field(map, "name") is null)
+                        y.Add(map, path + ".name", "is required", "a short name: it names the route in Envoy's stats and its rate limits");
+                    name = $"route-{i}";
+                }
+                else if (!NamePattern().IsMatch(name))
+                {
+                    y.Add(Field(map, "name"), path + ".name", $"'{name}' is not a valid name", "lower-case letters, digits, '.', '_' and '-'");
+                }
+                else if (names.TryGetValue(name, out var other))
+                {
+                    y.Add(Field(map, "name"), path + ".name", $"route name '{name}' is also used by routes[{other}]", "route names are unique");
+                }
+                names.TryAdd(name, i);
+
+                var match = ReadMatch(map, path);
+                var backends = ReadRouteBackends(map, path);
+                var rewrite = y.String(map, "rewrite", path);
+                if (rewrite is not null)
+                {
+                    if (!rewrite.StartsWith('/'))
+                        y.Add(Field(map, "rewrite"), path + ".rewrite", "must start with '/'");
+                    if (match?.Kind == PathMatchKind.Regex)
+                        y.Add(Field(map, "rewrite"), path + ".rewrite", "cannot rewrite a regex match", "match on prefix or path to rewrite it");
+                }
+                var timeout = y.Duration(map, "timeout", path, TimeSpan.FromMilliseconds(1));
+                var retries = ReadRetries(map, path);
+                var cors = ReadCors(map, path);
+                var auth = y.String(map, "auth", path) ?? Field(root, "default_policy") switch
+                {
+                    YamlScalarNode { Value: { Length: > 0 } d } => d,
+                    _ => DefaultPolicyName,
+                };
+                if (auth != GatewayConfig.NoAuth && Field(map, "auth") is { } authNode && !_policyNodes.ContainsKey(auth))
+                    y.Add(authNode, path + ".auth", $"no policy named '{auth}'", Suggest(auth, _policyNodes.Keys.Append(GatewayConfig.NoAuth), "policies"));
+                var tenant = y.String(map, "tenant", path);
+                if (tenant is not null && !_tenantNodes.ContainsKey(tenant))
+                    y.Add(Field(map, "tenant"), path + ".tenant", $"no tenant named '{tenant}'", Suggest(tenant, _tenantNodes.Keys, "tenants"));
+                if (tenant is not null && auth == GatewayConfig.NoAuth)
+                    y.Add(Field(map, "tenant"), path + ".tenant", "has no effect with auth: none (authz is not asked)",
+                        "remove it, or use a policy with credentials: [none] to keep anonymous access with the tenant known");
+                var limits = ReadRouteLimits(map, path, auth == GatewayConfig.NoAuth);
+
+                if (match is not null)
+                {
+                    list.Add(new ReadRoute(new RouteConfig(name, match, backends, rewrite, timeout, retries, cors, auth, tenant, limits), map));
+                }
+            }
+            return list;
+        }
+
+        private RouteMatch? ReadMatch(YamlMappingNode route, string routePath)
+        {
+            var path = routePath + ".match";
+            var map = y.Mapping(Field(route, "match"), path);
+            if (map is null)
+            {
+                if (Field(route, "match") is null)
+                    y.Add(route, path, "is required", "e.g. match: {prefix: /orders}");
+                return null;
+            }
+            y.CheckFields(map, path, GatewayFields.Match);
+            var kinds = new[] { ("prefix", PathMatchKind.Prefix), ("path", PathMatchKind.Exact), ("regex", PathMatchKind.Regex) }
+                .Where(k => Field(map, k.Item1) is not null).ToArray();
+            if (kinds.Length != 1)
+            {
+                y.Add(map, path, kinds.Length == 0 ? "names no path" : "names more than one of prefix, path, regex", "exactly one of prefix, path (exact) or regex");
+                return null;
+            }
+            var (field, kind) = kinds[0];
+            var value = y.String(map, field, path);
+            if (value is null)
+                return null;
+            if (kind != PathMatchKind.Regex && !value.StartsWith('/'))
+                y.Add(Field(map, field), $"{path}.{field}", "must start with '/'");
+            if (kind == PathMatchKind.Prefix && value.Length > 1)
+                value = value.TrimEnd('/');   // matched segment-wise: /orders covers /orders and /orders/..., not /ordersx
+            if (kind == PathMatchKind.Regex)
+            {
+                try
+                {
+                    _ = new Regex(value, RegexOptions.None, TimeSpan.FromSeconds(1));
+                }
+                catch (ArgumentException e)
+                {
+                    y.Add(Field(map, field), path + ".regex", $"is not a regular expression: {e.Message}", "Envoy uses RE2 syntax (no look-around or back-references)");
+                }
+            }
+            var methods = new List<string>();
+            foreach (var (m, mn) in y.Strings(map, "methods", path))
+            {
+                if (!MethodPattern().IsMatch(m))
+                    y.Add(mn, path + ".methods", $"'{m}' is not an HTTP method", "upper case, e.g. GET");
+                else if (!methods.Contains(m))
+                    methods.Add(m);
+            }
+            var headers = y.StringMap(map, "headers", path);
+            foreach (var (h, _) in headers)
+            {
+                if (!HeaderPattern().IsMatch(h))
+                    y.Add(Field(map, "headers"), path + ".headers", $"'{h}' is not a header name", "lower-case; match the method with 'methods', the host with 'hosts'");
+            }
+            var query = y.StringMap(map, "query", path);
+            var hosts = new List<string>();
+            foreach (var (h, hn) in y.Strings(map, "hosts", path))
+            {
+                var normal = h.ToLowerInvariant().TrimEnd('.');
+                if (!HostPattern().IsMatch(normal))
+                    y.Add(hn, path + ".hosts", $"'{h}' is not a host name", "a DNS name or IP address, without port or scheme (any port matches)");
+                else if (!hosts.Contains(normal))
+                    hosts.Add(normal);
+            }
+            methods.Sort(StringComparer.Ordinal);
+            hosts.Sort(StringComparer.Ordinal);
+            return new RouteMatch(kind, value, methods, headers, query, hosts);
+        }
+
+        private WeightedBackend[] ReadRouteBackends(YamlMappingNode route, string path)
+        {
+            var single = Field(route, "backend");
+            var split = Field(route, "backends");
+            if ((single is null) == (split is null))
+            {
+                y.Add(route, path, single is null ? "names no backend" : "has both backend and backends",
+                    "backend: NAME for one backend, or backends: [{name: A, weight: 90}, {name: B, weight: 10}] for a weighted split");
+                return [];
+            }
+            if (single is not null)
+            {
+                var name = y.String(route, "backend", path);
+                if (name is null)
+                    return [];
+                CheckBackend(single, path + ".backend", name);
+                return [new WeightedBackend(name, 1)];
+            }
+            var list = new List<WeightedBackend>();
+            var items = y.Sequence(split, path + ".backends");
+            if (items.Count == 0)
+                y.Add(split, path + ".backends", "is empty", "list at least one {name, weight}");
+            for (var i = 0; i < items.Count; i++)
+            {
+                var p = $"{path}.backends[{i}]";
+                if (y.Mapping(items[i], p) is not { } map)
+                    continue;
+                y.CheckFields(map, p, GatewayFields.WeightedBackend);
+                var name = y.String(map, "name", p);
+                var weight = y.Number(map, "weight", p, 0, 10_000);
+                if (name is null || weight is null)
+                {
+                    if (Field(map, "name") is null || Field(map, "weight") is null)
+                        y.Add(map, p, "needs name and weight");
+                    continue;
+                }
+                CheckBackend(Field(map, "name")!, p + ".name", name);
+                if (list.Any(b => b.Name == name))
+                    y.Add(Field(map, "name"), p + ".name", $"backend '{name}' is listed twice");
+                list.Add(new WeightedBackend(name, (int)weight));
+            }
+            if (list.Count > 0 && list.Sum(b => b.Weight) == 0)
+                y.Add(split, path + ".backends", "the weights add up to 0: no backend would get traffic", "give at least one backend a weight above 0");
+            return [.. list];
+        }
+
+        private void CheckBackend(YamlNode node, string path, string name)
+        {
+            if (!_backendNodes.ContainsKey(name))
+                y.Add(node, path, $"no backend named '{name}'", Suggest(name, _backendNodes.Keys, "backends"));
+        }
+
+        private RetryConfig? ReadRetries(YamlMappingNode route, string routePath)
+        {
+            var path = routePath + ".retries";
+            if (y.Mapping(Field(route, "retries"), path) is not { } map)
+                return null;
+            y.CheckFields(map, path, GatewayFields.Retries);
+            var attempts = (int)(y.Number(map, "attempts", path, 1, 10) ?? 1);
+            var on = new List<string>();
+            foreach (var (c, cn) in y.Strings(map, "on", path))
+            {
+                if (!RetryConditions.Contains(c))
+                    y.Add(cn, path + ".on", $"unknown retry condition '{c}'", YamlCollector.Nearest(c, RetryConditions) is { } n ? $"did you mean '{n}'?" : $"one of {string.Join(", ", RetryConditions)}");
+                else if (!on.Contains(c))
+                    on.Add(c);
+            }
+            if (on.Count == 0)
+                on.AddRange(["connect-failure", "refused-stream", "gateway-error"]);
+            return new RetryConfig(attempts, on, y.Duration(map, "per_try_timeout", path, TimeSpan.FromMilliseconds(1)));
+        }
+
+        private CorsConfig? ReadCors(YamlMappingNode route, string routePath)
+        {
+            var path = routePath + ".cors";
+            if (y.Mapping(Field(route, "cors"), path) is not { } map)
+                return null;
+            y.CheckFields(map, path, GatewayFields.Cors);
+            var origins = y.Strings(map, "origins", path);
+            if (origins.Count == 0)
+                y.Add(Field(map, "origins") ?? map, path + ".origins", "at least one origin is required", "e.g. origins: [https://app.example.com]");
+            foreach (var (o, on) in origins)
+            {
+                if (o != "*" && (!Uri.TryCreate(o, UriKind.Absolute, out var u) || u.AbsolutePath != "/" || o.EndsWith('/')))
+                    y.Add(on, path + ".origins", $"'{o}' is not an origin", "scheme://host[:port] without a path, or * for any");
+            }
+            var credentials = y.Bool(map, "credentials", path) ?? false;
+            if (credentials && origins.Any(o => o.Value == "*"))
+                y.Add(Field(map, "credentials"), path + ".credentials", "browsers refuse credentials with origin *", "list the origins explicitly");
+            var methods = y.Strings(map, "methods", path);
+            foreach (var (m, mn) in methods)
+            {
+                if (!MethodPattern().IsMatch(m))
+                    y.Add(mn, path + ".methods", $"'{m}' is not an HTTP method", "upper case, e.g. GET");
+            }
+            return new CorsConfig(origins.Select(o => o.Value).ToArray(), methods.Select(m => m.Value).ToArray(),
+                y.Strings(map, "headers", path).Select(h => h.Value).ToArray(), y.Strings(map, "expose_headers", path).Select(h => h.Value).ToArray(),
+                y.Duration(map, "max_age", path), credentials);
+        }
+
+        private RouteLimit[] ReadRouteLimits(YamlMappingNode route, string routePath, bool authDisabled)
+        {
+            var path = routePath + ".rate_limits";
+            var list = new List<(RouteLimit Limit, YamlNode Node)>();
+            var items = y.Sequence(Field(route, "rate_limits"), path);
+            for (var i = 0; i < items.Count; i++)
+            {
+                var p = $"{path}[{i}]";
+                if (y.Mapping(items[i], p) is not { } map)
+                    continue;
+                y.CheckFields(map, p, GatewayFields.RouteLimit);
+                var byText = y.String(map, "by", p);
+                LimitScope? by = byText switch
+                {
+                    "route" => LimitScope.Route,
+                    "source" => LimitScope.Source,
+                    "tenant" => LimitScope.Tenant,
+                    "client" => LimitScope.Client,
+                    _ => null,
+                };
+                if (by is null)
+                {
+                    y.Add(Field(map, "by") ?? map, p + ".by", byText is null ? "is required" : $"unknown scope '{byText}'",
+                        "route (all requests on the route), source (per client address), tenant (per tenant), client (per tenant and client)");
+                }
+                else if (authDisabled && by is LimitScope.Tenant or LimitScope.Client)
+                {
+                    y.Add(Field(map, "by"), p + ".by", $"a per-{byText} limit needs authz, but the route has auth: none (no tenant or client is known)",
+                        "use by: route or by: source, or a policy with credentials: [none] that still identifies the tenant");
+                }
+                else if (list.Any(l => l.Limit.By == by))
+                {
+                    y.Add(Field(map, "by"), p + ".by", $"the route already has a per-{byText} limit", "one limit per scope and route");
+                }
+                var quota = ReadLimit(map, p);
+                if (by is { } scope && quota is not null)
+                    list.Add((new RouteLimit(scope, quota), map));
+            }
+            // A narrower scope allowing more than a wider one in the same window is never reached.
+            foreach (var (limit, node) in list)
+            {
+                var wider = limit.By switch
+                {
+                    LimitScope.Client => new[] { LimitScope.Tenant, LimitScope.Route },
+                    LimitScope.Tenant or LimitScope.Source => [LimitScope.Route],
+                    _ => [],
+                };
+                foreach (var w in wider)
+                {
+                    if (list.FirstOrDefault(l => l.Limit.By == w) is { Limit: { } wide })
+                        CheckNarrower(node, path, limit.Quota, wide.Quota, $"the route's per-{w.ToString().ToLowerInvariant()}");
+                }
+            }
+            return list.Select(l => l.Limit).ToArray();
+        }
+
+        // ---- cross checks ------------------------------------------------------------------------------------------
+
+        private void CheckTenants(IReadOnlyList<TenantConfig> tenants, ApiKeysConfig? apiKeys, YamlMappingNode root)
+        {
+            if (apiKeys is not null || Field(root, "api_keys") is not null)
+                return;
+            foreach (var tenant in tenants.Where(t => t.ApiKeys))
+            {
+                y.Add(_tenantNodes[tenant.Name], Join("tenants", tenant.Name) + ".api_keys", "the tenant accepts API keys but no api_keys store is configured",
+                    "add api_keys: {file: keys.yaml} at the top level");
+            }
+        }
+
+        private void CheckDefaultPolicy(YamlMappingNode root, string defaultPolicy)
+        {
+            // The catch-all route (and every route without auth:) is checked with the default policy, so it must exist.
+            if (defaultPolicy != GatewayConfig.NoAuth && !_policyNodes.ContainsKey(defaultPolicy))
+            {
+                y.Add(Field(root, "default_policy") ?? Field(root, "policies") ?? root, Field(root, "default_policy") is null ? "policies" : "default_policy",
+                    $"no policy named '{defaultPolicy}'",
+                    $"routes without auth: and requests no route matches are checked with the default policy; define policies.{defaultPolicy} (e.g. {{credentials: [api_key, jwt]}}) or set default_policy");
+            }
+        }
+
+        private void CheckRouteHosts(List<ReadRoute> routes, IReadOnlyList<TenantConfig> tenants)
+        {
+            var owned = tenants.SelectMany(t => t.Hosts).ToHashSet(StringComparer.Ordinal);
+            for (var i = 0; i < routes.Count; i++)
+            {
+                var route = routes[i].Route;
+                if (route.AuthDisabled || route.Tenant is not null)
+                    continue;
+                foreach (var host in route.Match.Hosts.Where(h => !owned.Contains(h)))
+                {
+                    y.Add(Field((YamlMappingNode)routes[i].Node, "match"), $"routes[{i}].match.hosts",
+                        $"host '{host}' belongs to no tenant: authz would deny every request to it",
+                        "add the host to a tenant's hosts, or pin the route's tenant: with tenant: NAME");
+                }
+            }
+        }
+
+        private void CheckConflicts(List<ReadRoute> routes)
+        {
+            for (var j = 0; j < routes.Count; j++)
+            {
+                for (var i = 0; i < j; i++)
+                {
+                    var (a, b) = (routes[i].Route, routes[j].Route);
+                    if (!Covers(a.Match, b.Match))
+                        continue;
+                    var same = a.Match == b.Match || (SameConditions(a.Match, b.Match) && a.Match.Kind == b.Match.Kind && a.Match.Path == b.Match.Path);
+                    y.Add(Field((YamlMappingNode)routes[j].Node, "match") ?? routes[j].Node, $"routes[{j}].match",
+                        same ? $"conflicts with route '{a.Name}': both match the same requests" : $"never matches: route '{a.Name}' above it matches every request it would",
+                        same ? "give the routes different matches, or merge them" : "routes are tried in order: move the more specific route first");
+                    break;
+                }
+            }
+        }
+
+        private static bool SameConditions(RouteMatch a, RouteMatch b)
+            => a.Methods.SequenceEqual(b.Methods) && a.Hosts.SequenceEqual(b.Hosts)
+            && a.Headers.Order().SequenceEqual(b.Headers.Order()) && a.Query.Order().SequenceEqual(b.Query.Order());
+
+        /// <summary>True when every request <paramref name="b"/> matches is also matched by <paramref name="a"/>.</summary>
+        private static bool Covers(RouteMatch a, RouteMatch b)
+        {
+            if (a.Hosts.Count > 0 && (b.Hosts.Count == 0 || b.Hosts.Except(a.Hosts).Any()))
+                return false;
+            if (a.Methods.Count > 0 && (b.Methods.Count == 0 || b.Methods.Except(a.Methods).Any()))
+                return false;
+            if (a.Headers.Except(b.Headers).Any() || a.Query.Except(b.Query).Any())
+                return false;
+            return (a.Kind, b.Kind) switch
+            {
+                (PathMatchKind.Prefix, PathMatchKind.Prefix or PathMatchKind.Exact) => UnderPrefix(a.Path, b.Path),
+                (PathMatchKind.Prefix, PathMatchKind.Regex) => a.Path == "/",
+                (PathMatchKind.Exact, PathMatchKind.Exact) => a.Path == b.Path,
+                (PathMatchKind.Regex, PathMatchKind.Regex) => a.Path == b.Path,
+                _ => false,
+            };
+
+            static bool UnderPrefix(string prefix, string path)
+                => prefix == "/" || path == prefix || path.StartsWith(prefix + "/", StringComparison.Ordinal);
+        }
+
+        // ---- helpers -----------------------------------------------------------------------------------------------
+
+        private bool CheckName(YamlNode key, string section, string name)
+        {
+            if (NamePattern().IsMatch(name))
+                return true;
+            y.Add(key, Join(section, name), $"name '{name}' is not valid", "lower-case letters, digits, '.', '_' and '-', starting with a letter or digit, at most 64 characters");
+            return false;
+        }
+
+        private static string Suggest(string name, IEnumerable<string> known, string section)
+        {
+            var list = known.Order(StringComparer.Ordinal).ToArray();
+            if (YamlCollector.Nearest(name, list) is { } near)
+                return $"did you mean '{near}'?";
+            return list.Length == 0 ? $"the file defines no {section}" : $"defined {section}: {string.Join(", ", list)}";
+        }
+    }
+
+    internal static bool TryHostPort(string text, out ServiceAddress address)
+    {
+        address = default;
+        var colon = text.LastIndexOf(':');
+        if (colon <= 0 || !int.TryParse(text.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture, out var port) || port is < 1 or > 65535)
+            return false;
+        var host = text[..colon].Trim('[', ']');
+        if (!HostPattern().IsMatch(host.ToLowerInvariant()) && !System.Net.IPAddress.TryParse(host, out _))
+            return false;
+        address = new ServiceAddress(host, port);
+        return true;
+    }
+
+    [GeneratedRegex("^[a-z0-9][a-z0-9._-]{0,63}$")]
+    internal static partial Regex NamePattern();
+
+    [GeneratedRegex("^[A-Z][A-Z0-9-]{0,31}$")]
+    private static partial Regex MethodPattern();
+
+    [GeneratedRegex("^[a-z0-9!#$%&'*+.^_`|~-]{1,128}$")]
+    private static partial Regex HeaderPattern();
+
+    [GeneratedRegex("^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")]
+    private static partial Regex HostPattern();
+}

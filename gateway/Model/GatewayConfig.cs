@@ -1,0 +1,152 @@
+using YamlDotNet.RepresentationModel;
+
+namespace Legate.Gateway.Model;
+
+/// <summary>One loaded, validated gateway file: everything <c>legate render</c> needs, names already cross-checked.</summary>
+internal sealed record GatewayConfig(
+    string SourcePath,
+    ServicesConfig Services,
+    IReadOnlyList<ListenerConfig> Listeners,
+    IReadOnlyList<BackendConfig> Backends,
+    IReadOnlyList<RouteConfig> Routes,
+    IReadOnlyList<TenantConfig> Tenants,
+    IReadOnlyList<JwtProviderConfig> JwtProviders,
+    IReadOnlyList<PolicyConfig> Policies,
+    ApiKeysConfig? ApiKeys,
+    YamlMappingNode? IdentityHeaders,
+    bool? StripCredentials,
+    bool? StripAuthorization,
+    QuotaSet Quotas,
+    string DefaultPolicy)
+{
+    /// <summary>The route value that turns ext_authz off for a route.</summary>
+    public const string NoAuth = "none";
+}
+
+internal sealed record ServicesConfig(ServiceAddress Authz, TimeSpan AuthzTimeout, bool AuthzFailOpen,
+    ServiceAddress RateLimit, TimeSpan RateLimitTimeout, bool RateLimitFailClosed, string RateLimitDomain,
+    ServiceAddress StatSink, TimeSpan StatsFlushInterval)
+{
+    public static ServicesConfig Default { get; } = new(
+        new("authz", 9001), TimeSpan.FromMilliseconds(250), false,
+        new("ratelimit", 9002), TimeSpan.FromMilliseconds(100), false, "edge",
+        new("statsink", 9003), TimeSpan.FromSeconds(10));
+}
+
+internal readonly record struct ServiceAddress(string Host, int Port)
+{
+    public override string ToString() => $"{Host}:{Port}";
+}
+
+internal sealed record ListenerConfig(string Name, string Address, int Port);
+
+internal sealed record BackendConfig(
+    string Name,
+    IReadOnlyList<ServiceAddress> Endpoints,
+    bool Tls,
+    string? Sni,
+    string? CaFile,
+    TimeSpan ConnectTimeout,
+    bool Http2,
+    HealthCheckConfig? HealthCheck,
+    CircuitBreakersConfig? CircuitBreakers,
+    OutlierDetectionConfig? OutlierDetection);
+
+internal sealed record HealthCheckConfig(string Path, TimeSpan Interval, TimeSpan Timeout, int HealthyThreshold, int UnhealthyThreshold);
+
+internal sealed record CircuitBreakersConfig(long? MaxConnections, long? MaxPendingRequests, long? MaxRequests, long? MaxRetries);
+
+internal sealed record OutlierDetectionConfig(long Consecutive5xx, TimeSpan Interval, TimeSpan BaseEjectionTime, long MaxEjectionPercent);
+
+internal enum PathMatchKind
+{
+    Prefix,
+    Exact,
+    Regex,
+}
+
+internal sealed record RouteMatch(
+    PathMatchKind Kind,
+    string Path,
+    IReadOnlyList<string> Methods,
+    IReadOnlyList<KeyValuePair<string, string>> Headers,
+    IReadOnlyList<KeyValuePair<string, string>> Query,
+    IReadOnlyList<string> Hosts);
+
+internal sealed record WeightedBackend(string Name, int Weight);
+
+internal sealed record RetryConfig(int Attempts, IReadOnlyList<string> On, TimeSpan? PerTryTimeout);
+
+internal sealed record CorsConfig(IReadOnlyList<string> Origins, IReadOnlyList<string> Methods, IReadOnlyList<string> Headers,
+    IReadOnlyList<string> ExposeHeaders, TimeSpan? MaxAge, bool Credentials);
+
+/// <summary>What a route limit counts by: the route as a whole, per source address, per tenant or per (tenant, client).</summary>
+internal enum LimitScope
+{
+    Route,
+    Source,
+    Tenant,
+    Client,
+}
+
+internal sealed record Quota(long Requests, QuotaUnit Per);
+
+internal enum QuotaUnit
+{
+    Second,
+    Minute,
+    Hour,
+    Day,
+}
+
+internal sealed record RouteLimit(LimitScope By, Quota Quota);
+
+internal sealed record RouteConfig(
+    string Name,
+    RouteMatch Match,
+    IReadOnlyList<WeightedBackend> Backends,
+    string? Rewrite,
+    TimeSpan? Timeout,
+    RetryConfig? Retries,
+    CorsConfig? Cors,
+    string Auth,
+    string? Tenant,
+    IReadOnlyList<RouteLimit> RateLimits)
+{
+    public bool AuthDisabled => Auth == GatewayConfig.NoAuth;
+}
+
+/// <summary>Per-tenant quotas: all of the tenant's traffic, and each of its clients.</summary>
+internal sealed record QuotaSet(Quota? Tenant, Quota? Client, Quota? Source)
+{
+    public static QuotaSet None { get; } = new(null, null, null);
+}
+
+internal sealed record TenantConfig(string Name, IReadOnlyList<string> Hosts, string? Plan, IReadOnlyList<string> Jwt, bool ApiKeys, QuotaSet Quotas);
+
+/// <summary>A JWT provider: the authz fields, carried over as written (authz validates their meaning).</summary>
+internal sealed record JwtProviderConfig(string Name, YamlMappingNode Node, string? JwksFile);
+
+internal sealed record PolicyConfig(string Name, IReadOnlyList<string> Credentials, IReadOnlyList<string> Scopes, IReadOnlyList<string> Methods);
+
+/// <summary>The API key store: a keys file (path resolved against the gateway file), header and query parameter.</summary>
+internal sealed record ApiKeysConfig(string File, string? Header, string? Query);
+
+internal static class QuotaUnits
+{
+    public static string Name(this QuotaUnit unit) => unit switch
+    {
+        QuotaUnit.Second => "second",
+        QuotaUnit.Minute => "minute",
+        QuotaUnit.Hour => "hour",
+        _ => "day",
+    };
+
+    public static long Seconds(this QuotaUnit unit) => unit switch
+    {
+        QuotaUnit.Second => 1,
+        QuotaUnit.Minute => 60,
+        QuotaUnit.Hour => 3600,
+        _ => 86400,
+    };
+}

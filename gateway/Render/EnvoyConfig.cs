@@ -1,0 +1,430 @@
+using Node = System.Collections.Generic.OrderedDictionary<string, object>;
+using System.Globalization;
+using System.Net;
+using System.Text.RegularExpressions;
+using Legate.Gateway.Model;
+
+namespace Legate.Gateway.Render;
+
+/// <summary>
+/// Envoy's configuration: the bootstrap (admin on loopback, the three Legate services as static gRPC clusters with
+/// health checks, the metrics service stats sink, the ready and stats listeners, path-based LDS/CDS) and the backend
+/// clusters and listeners, with the HTTP filters in the order CORS → ext_authz → ratelimit → router.
+/// </summary>
+internal static class EnvoyConfig
+{
+    public const string AuthzCluster = "legate_authz";
+    public const string RateLimitCluster = "legate_ratelimit";
+    public const string StatSinkCluster = "legate_statsink";
+    public const string AdminCluster = "legate_admin";
+    public const string CatchAllRoute = "legate_not_found";
+    public const int AdminPort = 19000;
+    public const int StatsPort = 19001;
+    public const int ReadyPort = 19003;
+
+    public const string ExtAuthzFilter = "envoy.filters.http.ext_authz";
+    public const string RateLimitFilter = "envoy.filters.http.ratelimit";
+    public const string CorsFilter = "envoy.filters.http.cors";
+    public const string RouterFilter = "envoy.filters.http.router";
+
+    private const string Hcm = "envoy.filters.network.http_connection_manager";
+    private const string HcmType = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+    private const string RouterType = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
+    private const string ClusterType = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+    private const string ListenerType = "type.googleapis.com/envoy.config.listener.v3.Listener";
+    private const string HttpOptions = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+    public static string Bootstrap(GatewayConfig config, RenderOptions options, string header)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(options);
+        var s = config.Services;
+        var clusters = new List<object>
+        {
+            ServiceCluster(AuthzCluster, s.Authz, "authz"),
+            ServiceCluster(RateLimitCluster, s.RateLimit, "ratelimit"),
+            ServiceCluster(StatSinkCluster, s.StatSink, "statsink"),
+            Yaml.Map(
+                ("name", AdminCluster),
+                ("type", "STATIC"),
+                ("connect_timeout", "0.25s"),
+                ("load_assignment", LoadAssignment(AdminCluster, [new ServiceAddress("127.0.0.1", AdminPort)]))),
+        };
+        var listeners = new List<object> { ReadyListener(), StatsListener() };
+        object? dynamicResources = null;
+        if (options.Static)
+        {
+            clusters.AddRange(BackendClusters(config, options));
+            listeners.AddRange(Listeners(config));
+        }
+        else
+        {
+            var dir = options.EnvoyDir.TrimEnd('/') + "/dynamic";
+            dynamicResources = Yaml.Map(
+                ("cds_config", PathSource($"{dir}/cds.yaml", dir)),
+                ("lds_config", PathSource($"{dir}/lds.yaml", dir)));
+        }
+
+        var document = Yaml.Map(
+            ("node", Yaml.Map(("id", "legate"), ("cluster", "legate"))),
+            ("admin", Yaml.Map(("address", SocketAddress("127.0.0.1", AdminPort)))),
+            ("static_resources", Yaml.Map(("listeners", listeners), ("clusters", clusters))),
+            ("dynamic_resources", dynamicResources),
+            ("stats_flush_interval", Yaml.Duration(s.StatsFlushInterval)),
+            ("stats_sinks", new List<object>
+            {
+                Yaml.Map(
+                    ("name", "envoy.stat_sinks.metrics_service"),
+                    ("typed_config", Yaml.Map(
+                        ("@type", "type.googleapis.com/envoy.config.metrics.v3.MetricsServiceConfig"),
+                        ("transport_api_version", "V3"),
+                        // A long-lived client stream: no GrpcService timeout.
+                        ("grpc_service", Yaml.Map(("envoy_grpc", Yaml.Map(("cluster_name", StatSinkCluster))))),
+                        ("report_counters_as_deltas", true),
+                        ("emit_tags_as_labels", true)))),
+            }));
+        return header + Yaml.Serialize(document);
+    }
+
+    public static string Cds(GatewayConfig config, RenderOptions options, string header)
+        => header + Yaml.Serialize(Yaml.Map(("resources", BackendClusters(config, options).Select(c => Resource(ClusterType, c)).ToList())));
+
+    public static string Lds(GatewayConfig config, string header)
+        => header + Yaml.Serialize(Yaml.Map(("resources", Listeners(config).Select(l => Resource(ListenerType, l)).ToList())));
+
+    /// <summary>An xDS resource: the object with its type URL first.</summary>
+    private static Node Resource(string type, Node value)
+    {
+        var resource = Yaml.Map(("@type", type));
+        foreach (var (key, item) in value)
+            resource.Add(key, item);
+        return resource;
+    }
+
+    /// <summary>The CA file a TLS backend's certificate is checked against, as Envoy sees it.</summary>
+    public static string CaFileName(string backend) => $"{backend}-ca.pem";
+
+    private static Node PathSource(string path, string dir) => Yaml.Map(
+        ("resource_api_version", "V3"),
+        ("path_config_source", Yaml.Map(
+            ("path", path),
+            // Also catches a Kubernetes ConfigMap's symlink swap, which a watch on the file itself misses.
+            ("watched_directory", Yaml.Map(("path", dir))))));
+
+    private static Node ServiceCluster(string name, ServiceAddress address, string healthService) => Yaml.Map(
+        ("name", name),
+        ("type", IsIp(address.Host) ? "STATIC" : "STRICT_DNS"),
+        ("connect_timeout", "1s"),
+        ("typed_extension_protocol_options", Http2Options()),
+        ("health_checks", new List<object>
+        {
+            Yaml.Map(
+                ("timeout", "1s"),
+                ("interval", "5s"),
+                ("unhealthy_threshold", 2),
+                ("healthy_threshold", 1),
+                ("grpc_health_check", Yaml.Map(("service_name", healthService)))),
+        }),
+        ("load_assignment", LoadAssignment(name, [address])));
+
+    private static Node Http2Options() => Yaml.Map(
+        (HttpOptions, Yaml.Map(
+            ("@type", "type.googleapis.com/" + HttpOptions),
+            ("explicit_http_config", Yaml.Map(("http2_protocol_options", Yaml.Map()))))));
+
+    private static Node LoadAssignment(string cluster, IEnumerable<ServiceAddress> endpoints) => Yaml.Map(
+        ("cluster_name", cluster),
+        ("endpoints", new List<object>
+        {
+            Yaml.Map(("lb_endpoints", endpoints.Select(e => (object)Yaml.Map(("endpoint", Yaml.Map(("address", SocketAddress(e.Host, e.Port))))))
+                .ToList())),
+        }));
+
+    private static Node SocketAddress(string host, int port)
+        => Yaml.Map(("socket_address", Yaml.Map(("address", host), ("port_value", port))));
+
+    private static bool IsIp(string host) => IPAddress.TryParse(host, out _);
+
+    private static Node HcmFilter(string statPrefix, object routeConfig, List<object> httpFilters) => Yaml.Map(
+        ("name", Hcm),
+        ("typed_config", Yaml.Map(
+            ("@type", HcmType),
+            ("stat_prefix", statPrefix),
+            ("route_config", routeConfig),
+            ("http_filters", httpFilters))));
+
+    private static Node Router() => Yaml.Map(("name", RouterFilter), ("typed_config", Yaml.Map(("@type", RouterType))));
+
+    private static Node ReadyListener() => Yaml.Map(
+        ("name", "ready"),
+        ("address", SocketAddress("0.0.0.0", ReadyPort)),
+        ("filter_chains", new List<object>
+        {
+            Yaml.Map(("filters", new List<object>
+            {
+                HcmFilter("ready",
+                    Yaml.Map(("name", "ready"), ("virtual_hosts", new List<object>
+                    {
+                        Yaml.Map(("name", "ready"), ("domains", new List<object> { "*" }), ("routes", new List<object>
+                        {
+                            Yaml.Map(("match", Yaml.Map(("prefix", "/"))), ("direct_response", Yaml.Map(("status", 404)))),
+                        })),
+                    })),
+                    [
+                        // 200 while Envoy is live, 503 once it drains: answered before routing.
+                        Yaml.Map(("name", "envoy.filters.http.health_check"), ("typed_config", Yaml.Map(
+                            ("@type", "type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck"),
+                            ("pass_through_mode", false),
+                            ("headers", new List<object> { Yaml.Map(("name", ":path"), ("string_match", Yaml.Map(("exact", "/ready")))) })))),
+                        Router(),
+                    ]),
+            })),
+        }));
+
+    private static Node StatsListener() => Yaml.Map(
+        ("name", "stats"),
+        ("address", SocketAddress("0.0.0.0", StatsPort)),
+        ("filter_chains", new List<object>
+        {
+            Yaml.Map(("filters", new List<object>
+            {
+                // Only /stats/prometheus of the admin API is exposed; the rest stays on loopback.
+                HcmFilter("stats",
+                    Yaml.Map(("name", "stats"), ("virtual_hosts", new List<object>
+                    {
+                        Yaml.Map(("name", "stats"), ("domains", new List<object> { "*" }), ("routes", new List<object>
+                        {
+                            Yaml.Map(("match", Yaml.Map(("path", "/stats/prometheus"))), ("route", Yaml.Map(("cluster", AdminCluster)))),
+                            Yaml.Map(("match", Yaml.Map(("prefix", "/"))), ("direct_response", Yaml.Map(("status", 404)))),
+                        })),
+                    })),
+                    [Router()]),
+            })),
+        }));
+
+    // ---- backends --------------------------------------------------------------------------------------------------
+
+    private static List<Node> BackendClusters(GatewayConfig config, RenderOptions options)
+    {
+        var list = new List<Node>();
+        foreach (var backend in config.Backends)
+        {
+            object? transport = null;
+            if (backend.Tls)
+            {
+                var ca = backend.CaFile is null ? options.SystemCaFile : $"{options.EnvoyDir.TrimEnd('/')}/certs/{CaFileName(backend.Name)}";
+                transport = Yaml.Map(
+                    ("name", "envoy.transport_sockets.tls"),
+                    ("typed_config", Yaml.Map(
+                        ("@type", "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"),
+                        ("sni", backend.Sni ?? (IsIp(backend.Endpoints[0].Host) ? null : backend.Endpoints[0].Host)),
+                        ("common_tls_context", Yaml.Map(
+                            ("validation_context", Yaml.Map(("trusted_ca", Yaml.Map(("filename", ca))))))))));
+            }
+            var cb = backend.CircuitBreakers;
+            list.Add(Yaml.Map(
+                ("name", backend.Name),
+                ("type", backend.Endpoints.All(e => IsIp(e.Host)) ? "STATIC" : "STRICT_DNS"),
+                ("connect_timeout", Yaml.Duration(backend.ConnectTimeout)),
+                ("lb_policy", "ROUND_ROBIN"),
+                ("typed_extension_protocol_options", backend.Http2 ? Http2Options() : null),
+                ("circuit_breakers", cb is null ? null : Yaml.Map(("thresholds", new List<object>
+                {
+                    Yaml.Map(("priority", "DEFAULT"), ("max_connections", cb.MaxConnections), ("max_pending_requests", cb.MaxPendingRequests),
+                        ("max_requests", cb.MaxRequests), ("max_retries", cb.MaxRetries)),
+                }))),
+                ("outlier_detection", backend.OutlierDetection is { } od ? Yaml.Map(
+                    ("consecutive_5xx", od.Consecutive5xx),
+                    ("interval", Yaml.Duration(od.Interval)),
+                    ("base_ejection_time", Yaml.Duration(od.BaseEjectionTime)),
+                    ("max_ejection_percent", od.MaxEjectionPercent)) : null),
+                ("health_checks", backend.HealthCheck is { } hc ? new List<object>
+                {
+                    Yaml.Map(
+                        ("timeout", Yaml.Duration(hc.Timeout)),
+                        ("interval", Yaml.Duration(hc.Interval)),
+                        ("unhealthy_threshold", hc.UnhealthyThreshold),
+                        ("healthy_threshold", hc.HealthyThreshold),
+                        ("http_health_check", Yaml.Map(("path", hc.Path)))),
+                } : null),
+                ("transport_socket", transport),
+                ("load_assignment", LoadAssignment(backend.Name, backend.Endpoints))));
+        }
+        return list;
+    }
+
+    // ---- listeners and routes --------------------------------------------------------------------------------------
+
+    private static List<Node> Listeners(GatewayConfig config)
+    {
+        var list = new List<Node>();
+        foreach (var listener in config.Listeners)
+        {
+            var hcm = Yaml.Map(
+                ("name", Hcm),
+                ("typed_config", Yaml.Map(
+                    ("@type", HcmType),
+                    ("stat_prefix", listener.Name),
+                    ("codec_type", "AUTO"),
+                    // The peer address is the client's: remote_address descriptors cannot be forged with X-Forwarded-For.
+                    ("use_remote_address", true),
+                    ("normalize_path", true),
+                    ("merge_slashes", true),
+                    ("path_with_escaped_slashes_action", "UNESCAPE_AND_REDIRECT"),
+                    ("common_http_protocol_options", Yaml.Map(("headers_with_underscores_action", "REJECT_REQUEST"))),
+                    ("http_filters", HttpFilters(config)),
+                    ("route_config", Yaml.Map(("name", listener.Name), ("virtual_hosts", VirtualHosts(config)))))));
+            list.Add(Yaml.Map(
+                ("name", listener.Name),
+                ("address", SocketAddress(listener.Address, listener.Port)),
+                ("filter_chains", new List<object> { Yaml.Map(("filters", new List<object> { hcm })) })));
+        }
+        return list;
+    }
+
+    private static List<object> HttpFilters(GatewayConfig config)
+    {
+        var s = config.Services;
+        return
+        [
+            // CORS first, so a browser's preflight is answered before authentication.
+            Yaml.Map(("name", CorsFilter), ("typed_config", Yaml.Map(("@type", "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors")))),
+            Yaml.Map(("name", ExtAuthzFilter), ("typed_config", Yaml.Map(
+                ("@type", "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz"),
+                ("transport_api_version", "V3"),
+                ("grpc_service", Yaml.Map(("envoy_grpc", Yaml.Map(("cluster_name", AuthzCluster))), ("timeout", Yaml.Duration(s.AuthzTimeout)))),
+                ("failure_mode_allow", s.AuthzFailOpen),
+                ("status_on_error", Yaml.Map(("code", "ServiceUnavailable")))))),
+            // After ext_authz: the descriptors are built from the tenant and client authz puts in the dynamic metadata.
+            Yaml.Map(("name", RateLimitFilter), ("typed_config", Yaml.Map(
+                ("@type", "type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit"),
+                ("domain", s.RateLimitDomain),
+                ("timeout", Yaml.Duration(s.RateLimitTimeout)),
+                ("failure_mode_deny", s.RateLimitFailClosed),
+                ("enable_x_ratelimit_headers", "DRAFT_VERSION_03"),
+                ("rate_limited_as_resource_exhausted", true),
+                ("rate_limit_service", Yaml.Map(
+                    ("transport_api_version", "V3"),
+                    ("grpc_service", Yaml.Map(("envoy_grpc", Yaml.Map(("cluster_name", RateLimitCluster)))))))))),
+            Yaml.Map(("name", RouterFilter), ("typed_config", Yaml.Map(("@type", RouterType), ("suppress_envoy_headers", true)))),
+        ];
+    }
+
+    /// <summary>
+    /// One virtual host per host some route names (its routes: those naming it and those naming no host, in file order),
+    /// then the <c>*</c> host for the rest; each ends in the catch-all route.
+    /// </summary>
+    private static List<object> VirtualHosts(GatewayConfig config)
+    {
+        var list = new List<object>();
+        var hosts = config.Routes.SelectMany(r => r.Match.Hosts).Distinct().Order(StringComparer.Ordinal).ToList();
+        foreach (var host in hosts)
+        {
+            list.Add(VirtualHost(config, "host_" + host, [host, host + ":*"], config.Routes.Where(r => r.Match.Hosts.Count == 0 || r.Match.Hosts.Contains(host))));
+        }
+        list.Add(VirtualHost(config, "any_host", ["*"], config.Routes.Where(r => r.Match.Hosts.Count == 0)));
+        return list;
+    }
+
+    private static Node VirtualHost(GatewayConfig config, string name, List<object> domains, IEnumerable<RouteConfig> routes)
+    {
+        var list = routes.Select(r => Route(config, r)).ToList();
+        // Envoy skips ext_authz when no route matches: this route makes every request checked, then answered 404.
+        list.Add(Yaml.Map(
+            ("name", CatchAllRoute),
+            ("match", Yaml.Map(("prefix", "/"))),
+            ("direct_response", Yaml.Map(("status", 404), ("body", Yaml.Map(("inline_string", "{\"error\":\"not_found\"}\n"))))),
+            ("typed_per_filter_config", Yaml.Map((ExtAuthzFilter, AuthzPerRoute(config.DefaultPolicy, null))))));
+        return Yaml.Map(("name", name), ("domains", domains), ("routes", list));
+    }
+
+    private static Node AuthzPerRoute(string policy, string? tenant)
+    {
+        const string type = "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute";
+        if (policy == GatewayConfig.NoAuth)
+            return Yaml.Map(("@type", type), ("disabled", true));
+        return Yaml.Map(("@type", type), ("check_settings", Yaml.Map(("context_extensions", Yaml.Map(("policy", policy), ("tenant", tenant))))));
+    }
+
+    private static Node Route(GatewayConfig config, RouteConfig route)
+    {
+        var m = route.Match;
+        var headers = new List<object>();
+        if (m.Methods.Count > 0)
+        {
+            headers.Add(Yaml.Map(("name", ":method"), ("string_match", m.Methods.Count == 1
+                ? Yaml.Map(("exact", m.Methods[0]))
+                : Yaml.Map(("safe_regex", Yaml.Map(("regex", "^(" + string.Join('|', m.Methods) + ")$")))))));
+        }
+        foreach (var (name, value) in m.Headers)
+            headers.Add(Yaml.Map(("name", name), ("string_match", Yaml.Map(("exact", value)))));
+        var query = m.Query.Select(q => (object)Yaml.Map(("name", q.Key), ("string_match", Yaml.Map(("exact", q.Value))))).ToList();
+        var match = m.Kind switch
+        {
+            PathMatchKind.Prefix when m.Path == "/" => Yaml.Map(("prefix", "/")),
+            // Segment-wise: /orders matches /orders and /orders/1, never /ordersx.
+            PathMatchKind.Prefix => Yaml.Map(("path_separated_prefix", m.Path)),
+            PathMatchKind.Exact => Yaml.Map(("path", m.Path)),
+            _ => Yaml.Map(("safe_regex", Yaml.Map(("regex", m.Path)))),
+        };
+        if (headers.Count > 0)
+            match.Add("headers", headers);
+        if (query.Count > 0)
+            match.Add("query_parameters", query);
+
+        var action = route.Backends.Count == 1
+            ? Yaml.Map(("cluster", route.Backends[0].Name))
+            : Yaml.Map(("weighted_clusters", Yaml.Map(("clusters", route.Backends.Select(b => (object)Yaml.Map(("name", b.Name), ("weight", b.Weight))).ToList()))));
+        if (route.Rewrite is { } rewrite)
+        {
+            if (m.Kind == PathMatchKind.Prefix && m.Path != "/" && rewrite.EndsWith('/'))
+            {
+                // prefix_rewrite would turn /orders/1 into //1 for /orders → /: also swallow the separator.
+                action.Add("regex_rewrite", Yaml.Map(("pattern", Yaml.Map(("regex", "^" + Regex.Escape(m.Path) + "/?"))), ("substitution", rewrite)));
+            }
+            else
+            {
+                action.Add("prefix_rewrite", rewrite);
+            }
+        }
+        if (route.Timeout is { } timeout)
+            action.Add("timeout", Yaml.Duration(timeout));
+        if (route.Retries is { } retries)
+        {
+            action.Add("retry_policy", Yaml.Map(
+                ("retry_on", string.Join(',', retries.On)),
+                ("num_retries", retries.Attempts),
+                ("per_try_timeout", retries.PerTryTimeout is { } p ? Yaml.Duration(p) : null)));
+        }
+        var rateLimits = Descriptors.For(config, route).Select(d => (object)Yaml.Map(("actions", d.Entries.Select(Action).ToList()))).ToList();
+        if (rateLimits.Count > 0)
+            action.Add("rate_limits", rateLimits);
+
+        var perFilter = Yaml.Map();
+        if (route.Cors is { } cors)
+            perFilter.Add(CorsFilter, Cors(cors));
+        perFilter.Add(ExtAuthzFilter, AuthzPerRoute(route.Auth, route.Tenant));
+        return Yaml.Map(("name", route.Name), ("match", match), ("route", action), ("typed_per_filter_config", perFilter));
+    }
+
+    private static Node Action(DescriptorEntry entry) => entry.Source switch
+    {
+        EntrySource.Fixed => Yaml.Map(("generic_key", Yaml.Map(("descriptor_key", entry.Key), ("descriptor_value", entry.Value)))),
+        EntrySource.RemoteAddress => Yaml.Map(("remote_address", Yaml.Map())),
+        _ => Yaml.Map(("metadata", Yaml.Map(
+            ("descriptor_key", entry.Key),
+            ("metadata_key", Yaml.Map(
+                ("key", ExtAuthzFilter),
+                ("path", new List<object> { Yaml.Map(("key", entry.Source == EntrySource.Tenant ? "tenant" : "client")) }))),
+            ("source", "DYNAMIC")))),
+    };
+
+    private static Node Cors(CorsConfig cors) => Yaml.Map(
+        ("@type", "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy"),
+        ("allow_origin_string_match", cors.Origins.Select(o => (object)(o == "*" ? Yaml.Map(("safe_regex", Yaml.Map(("regex", ".*")))) : Yaml.Map(("exact", o)))).ToList()),
+        ("allow_methods", cors.Methods.Count == 0 ? null : string.Join(',', cors.Methods)),
+        ("allow_headers", cors.Headers.Count == 0 ? null : string.Join(',', cors.Headers)),
+        ("expose_headers", cors.ExposeHeaders.Count == 0 ? null : string.Join(',', cors.ExposeHeaders)),
+        ("max_age", cors.MaxAge is { } age ? ((long)age.TotalSeconds).ToString(CultureInfo.InvariantCulture) : null),
+        ("allow_credentials", cors.Credentials ? true : null));
+}

@@ -1,0 +1,143 @@
+using Envoy.Extensions.Common.Ratelimit.V3;
+using Legate.Authz.Policies;
+using Legate.Gateway.Loading;
+using Legate.Gateway.Model;
+using Legate.Hosting.Rules;
+using Legate.RateLimit.Config;
+using YamlDotNet.RepresentationModel;
+
+namespace Legate.Gateway.Render;
+
+/// <summary>
+/// Loads what render generated with the services' own loaders (authz's policy loader, ratelimit's rules loader) and
+/// checks the joins: every policy and tenant a route names exists in the authz policy, every descriptor a route can
+/// send matches a ratelimit rule, every cluster a route names is defined. Nothing is published unless this passes.
+/// </summary>
+internal static class SelfCheck
+{
+    /// <summary>Client values the descriptor check tries: authz's value without a credential, and any other.</summary>
+    private static readonly string[] SampleClients = ["anonymous", "some-client"];
+
+    /// <exception cref="GatewayFileException">A service refuses its generated file, or a join does not hold.</exception>
+    public static void Run(GatewayConfig config, RenderResult result)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(result);
+        var errors = new List<GatewayError>();
+        CheckAuthz(config, result, errors);
+        CheckRateLimit(config, result, errors);
+        if (errors.Count > 0)
+            throw new GatewayFileException(errors);
+    }
+
+    private static void CheckAuthz(GatewayConfig config, RenderResult result, List<GatewayError> errors)
+    {
+        var dir = Directory.CreateTempSubdirectory("legate-authz-check-");
+        try
+        {
+            foreach (var file in result.Files.Where(f => f.Path.StartsWith("authz/", StringComparison.Ordinal)))
+                File.WriteAllBytes(Path.Combine(dir.FullName, Path.GetFileName(file.Path)), file.Content);
+            using var loader = new AuthzPolicyLoader(TimeProvider.System);
+            AuthzPolicySet set;
+            try
+            {
+                set = loader.Load(RulesFiles.Read(Path.Combine(dir.FullName, "policies.yaml")));
+            }
+            catch (RulesException e)
+            {
+                errors.Add(FromService(config, "authz", e));
+                return;
+            }
+            foreach (var (route, policy, tenant) in AuthzContexts(config))
+            {
+                if (!set.Policies.ContainsKey(policy))
+                    errors.Add(new GatewayError(config.SourcePath, null, null, $"routes.{route}.auth", $"policy '{policy}' is missing from the generated authz policy file"));
+                if (tenant is not null && !set.Tenants.ContainsKey(tenant))
+                    errors.Add(new GatewayError(config.SourcePath, null, null, $"routes.{route}.tenant", $"tenant '{tenant}' is missing from the generated authz policy file"));
+            }
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
+
+    /// <summary>The (route, policy, tenant) context_extensions Envoy sends to authz, catch-all included.</summary>
+    public static IEnumerable<(string Route, string Policy, string? Tenant)> AuthzContexts(GatewayConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        foreach (var route in config.Routes.Where(r => !r.AuthDisabled))
+            yield return (route.Name, route.Auth, route.Tenant);
+        if (config.DefaultPolicy != GatewayConfig.NoAuth)
+            yield return (EnvoyConfig.CatchAllRoute, config.DefaultPolicy, null);
+    }
+
+    private static void CheckRateLimit(GatewayConfig config, RenderResult result, List<GatewayError> errors)
+    {
+        var path = GatewayRenderer.RateLimitFile(config);
+        RateLimitConfig rules;
+        try
+        {
+            rules = new RateLimitConfigLoader().Load([new RulesFile(path, result[path].Text)]);
+        }
+        catch (RulesException e)
+        {
+            errors.Add(FromService(config, "ratelimit", e));
+            return;
+        }
+        foreach (var route in config.Routes)
+        {
+            foreach (var descriptor in Expand(config, Descriptors.For(config, route)))
+            {
+                if (rules.Match(config.Services.RateLimitDomain, descriptor) is null)
+                {
+                    var text = string.Join(", ", descriptor.Entries.Select(e => $"{e.Key}={e.Value}"));
+                    errors.Add(new GatewayError(config.SourcePath, null, null, $"routes.{route.Name}.rate_limits", $"the generated ratelimit rules do not match the descriptor ({text})"));
+                }
+            }
+        }
+    }
+
+    /// <summary>Every concrete descriptor the patterns can produce: each tenant of the file, sample clients and addresses.</summary>
+    public static IEnumerable<RateLimitDescriptor> Expand(GatewayConfig config, IEnumerable<DescriptorPattern> patterns)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(patterns);
+        foreach (var pattern in patterns)
+        {
+            IEnumerable<List<KeyValuePair<string, string>>> combos = [[]];
+            foreach (var entry in pattern.Entries)
+            {
+                IEnumerable<string> values = entry.Source switch
+                {
+                    EntrySource.Fixed => [entry.Value!],
+                    EntrySource.Tenant => config.Tenants.Select(t => t.Name),
+                    EntrySource.Client => SampleClients,
+                    _ => ["192.0.2.10"],
+                };
+                combos = combos.SelectMany(c => values.Select(v => new List<KeyValuePair<string, string>>(c) { new(entry.Key, v) })).ToList();
+            }
+            foreach (var combo in combos)
+            {
+                var descriptor = new RateLimitDescriptor();
+                foreach (var (key, value) in combo)
+                    descriptor.Entries.Add(new RateLimitDescriptor.Types.Entry { Key = key, Value = value });
+                yield return descriptor;
+            }
+        }
+    }
+
+    /// <summary>A service's complaint about its generated file, pointed back at the gateway file where the field path allows.</summary>
+    private static GatewayError FromService(GatewayConfig config, string service, RulesException e)
+    {
+        YamlNode? node = null;
+        if (e.Field is { } field && field.StartsWith("jwt_providers.", StringComparison.Ordinal))
+        {
+            var parts = field.Split('.');
+            if (config.JwtProviders.FirstOrDefault(p => p.Name == parts[1]) is { } provider)
+                node = parts.Length > 2 ? YamlNodes.Field(provider.Node, parts[2]) ?? provider.Node : provider.Node;
+        }
+        return new GatewayError(config.SourcePath, node is null ? null : (int)node.Start.Line, node is null ? null : (int)node.Start.Column,
+            e.Field ?? "", $"{service} refuses it: {e.Problem}", $"checked by loading the generated file with the {service} service's own loader");
+    }
+}

@@ -1,0 +1,353 @@
+using Envoy.Extensions.Common.Ratelimit.V3;
+using Legate.Authz.Policies;
+using Legate.Hosting.Rules;
+using Legate.RateLimit.Config;
+using Legate.Testing;
+using YamlDotNet.RepresentationModel;
+
+namespace Legate.Gateway.Tests;
+
+/// <summary>
+/// legate render on the example gateway file: the layout of the render contract, Envoy's configuration as generated,
+/// determinism, envoy-check, and the joins between Envoy, authz and ratelimit, checked from the files alone.
+/// </summary>
+public sealed class RenderTests : IDisposable
+{
+    private readonly TempDir _out = new();
+
+    public void Dispose() => _out.Dispose();
+
+    private static (int ExitCode, string Stdout, string Stderr) Render(string file, string output, params string[] extra)
+    {
+        using var stdout = new StringWriter();
+        using var stderr = new StringWriter();
+        var exitCode = Cli.Run(["render", file, "-o", output, "--envoy-dir", Path.Combine(output, "envoy"), .. extra], stdout, stderr);
+        return (exitCode, stdout.ToString(), stderr.ToString());
+    }
+
+    private string RenderExample(params string[] extra)
+    {
+        var (exitCode, stdout, stderr) = Render(GatewayFiles.Example, _out.Path, extra);
+        Assert.True(exitCode == Cli.Ok, stderr);
+        Assert.Equal(File.ReadAllText(_out.File("summary.txt")), stdout);
+        return _out.Path;
+    }
+
+    private YamlMappingNode Lds() => GatewayFiles.Load(_out.File("envoy/dynamic/lds.yaml"));
+
+    private YamlMappingNode Hcm() => (YamlMappingNode)Lds().Seq("resources")[0].Seq("filter_chains")[0].Seq("filters")[0].Get("typed_config")!;
+
+    private IEnumerable<YamlNode> Routes(string virtualHost)
+        => Hcm().Seq("route_config", "virtual_hosts").Single(v => v.Str("name") == virtualHost).Seq("routes");
+
+    private YamlNode Route(string name, string virtualHost = "any_host") => Routes(virtualHost).Single(r => r.Str("name") == name);
+
+    [Fact]
+    public void Render_WritesTheContractLayout()
+    {
+        RenderExample();
+
+        var files = Directory.EnumerateFiles(_out.Path, "*", SearchOption.AllDirectories).Select(f => Path.GetRelativePath(_out.Path, f)).Order(StringComparer.Ordinal);
+        Assert.Equal(
+            ["authz/acme-idp.jwks.json", "authz/keys.yaml", "authz/policies.yaml", "envoy/dynamic/cds.yaml", "envoy/dynamic/lds.yaml", "envoy/envoy.yaml", "ratelimit/edge.yaml", "summary.txt"],
+            files);
+    }
+
+    [Fact]
+    public void Bootstrap_HasAdminOnLoopback_StaticServiceClusters_StatsSink_AndWatchedLdsCds()
+    {
+        RenderExample();
+        var bootstrap = GatewayFiles.Load(_out.File("envoy/envoy.yaml"));
+
+        Assert.Equal("127.0.0.1", bootstrap.Str("admin", "address", "socket_address", "address"));
+        Assert.Equal("19000", bootstrap.Str("admin", "address", "socket_address", "port_value"));
+        var clusters = bootstrap.Seq("static_resources", "clusters");
+        foreach (var (name, host, port) in new[] { ("legate_authz", "authz", "9001"), ("legate_ratelimit", "ratelimit", "9002"), ("legate_statsink", "statsink", "9003") })
+        {
+            var cluster = clusters.Single(c => c.Str("name") == name);
+            Assert.Equal(host, cluster.Seq("load_assignment", "endpoints")[0].Seq("lb_endpoints")[0].Str("endpoint", "address", "socket_address", "address"));
+            Assert.Equal(port, cluster.Seq("load_assignment", "endpoints")[0].Seq("lb_endpoints")[0].Str("endpoint", "address", "socket_address", "port_value"));
+            Assert.NotNull(cluster.Get("typed_extension_protocol_options", "envoy.extensions.upstreams.http.v3.HttpProtocolOptions", "explicit_http_config", "http2_protocol_options"));
+            Assert.NotNull(cluster.Seq("health_checks")[0].Get("grpc_health_check"));
+        }
+        var sink = bootstrap.Seq("stats_sinks").Single();
+        Assert.Equal("envoy.stat_sinks.metrics_service", sink.Str("name"));
+        Assert.Equal("true", sink.Str("typed_config", "emit_tags_as_labels"));
+        Assert.Equal("legate_statsink", sink.Str("typed_config", "grpc_service", "envoy_grpc", "cluster_name"));
+        Assert.Equal(["ready", "stats"], bootstrap.Seq("static_resources", "listeners").Select(l => l.Str("name")));
+        var dynamicDir = Path.Combine(_out.Path, "envoy", "dynamic");
+        Assert.Equal(Path.Combine(dynamicDir, "cds.yaml"), bootstrap.Str("dynamic_resources", "cds_config", "path_config_source", "path"));
+        Assert.Equal(Path.Combine(dynamicDir, "lds.yaml"), bootstrap.Str("dynamic_resources", "lds_config", "path_config_source", "path"));
+        Assert.Equal(dynamicDir, bootstrap.Str("dynamic_resources", "lds_config", "path_config_source", "watched_directory", "path"));
+    }
+
+    [Fact]
+    public void Listener_NormalisesPaths_AndOrdersFiltersCorsAuthzRateLimitRouter()
+    {
+        RenderExample();
+        var hcm = Hcm();
+
+        Assert.Equal("true", hcm.Str("normalize_path"));
+        Assert.Equal("true", hcm.Str("merge_slashes"));
+        Assert.Equal("UNESCAPE_AND_REDIRECT", hcm.Str("path_with_escaped_slashes_action"));
+        Assert.Equal(
+            ["envoy.filters.http.cors", "envoy.filters.http.ext_authz", "envoy.filters.http.ratelimit", "envoy.filters.http.router"],
+            hcm.Seq("http_filters").Select(f => f.Str("name")));
+        var authz = hcm.Seq("http_filters")[1];
+        Assert.Equal("legate_authz", authz.Str("typed_config", "grpc_service", "envoy_grpc", "cluster_name"));
+        Assert.Equal("0.25s", authz.Str("typed_config", "grpc_service", "timeout"));
+        Assert.Equal("false", authz.Str("typed_config", "failure_mode_allow"));
+        var ratelimit = hcm.Seq("http_filters")[2];
+        Assert.Equal("edge", ratelimit.Str("typed_config", "domain"));
+        Assert.Equal("0.1s", ratelimit.Str("typed_config", "timeout"));
+        Assert.Equal("false", ratelimit.Str("typed_config", "failure_mode_deny"));
+        Assert.Equal("DRAFT_VERSION_03", ratelimit.Str("typed_config", "enable_x_ratelimit_headers"));
+    }
+
+    [Fact]
+    public void Routes_CarryAuthzContext_CanarySplit_Rewrite_Retries_Cors_AndEndInACheckedCatchAll()
+    {
+        RenderExample();
+        const string authz = "envoy.filters.http.ext_authz";
+
+        Assert.Equal("true", Route("health").Str("typed_per_filter_config", authz, "disabled"));
+        Assert.Equal("public", Route("catalog").Str("typed_per_filter_config", authz, "check_settings", "context_extensions", "policy"));
+        Assert.Null(Route("catalog").Get("typed_per_filter_config", authz, "check_settings", "context_extensions", "tenant"));
+        var admin = Route("admin", "host_api.acme.example");
+        Assert.Equal("acme", admin.Str("typed_per_filter_config", authz, "check_settings", "context_extensions", "tenant"));
+        Assert.DoesNotContain(Routes("any_host"), r => r.Str("name") == "admin");
+
+        var orders = Route("orders");
+        Assert.Equal("/orders", orders.Str("match", "path_separated_prefix"));
+        Assert.Equal([("orders", "90"), ("orders-canary", "10")], orders.Seq("route", "weighted_clusters", "clusters").Select(c => (c.Str("name"), c.Str("weight"))));
+        Assert.Equal("/v1", orders.Str("route", "prefix_rewrite"));
+        Assert.Equal("3s", orders.Str("route", "timeout"));
+        Assert.Equal("connect-failure,refused-stream,gateway-error", orders.Str("route", "retry_policy", "retry_on"));
+        Assert.Equal("2", orders.Str("route", "retry_policy", "num_retries"));
+        Assert.Equal("https://app.acme.example", orders.Seq("typed_per_filter_config", "envoy.filters.http.cors", "allow_origin_string_match")[0].Str("exact"));
+        Assert.Equal("600", orders.Str("typed_per_filter_config", "envoy.filters.http.cors", "max_age"));
+        Assert.Equal("^(DELETE|POST|PUT)$", Route("orders-write").Seq("match", "headers")[0].Str("string_match", "safe_regex", "regex"));
+
+        foreach (var host in Hcm().Seq("route_config", "virtual_hosts"))
+        {
+            var last = host.Seq("routes")[^1];
+            Assert.Equal("legate_not_found", last.Str("name"));
+            Assert.Equal("/", last.Str("match", "prefix"));
+            Assert.Equal("404", last.Str("direct_response", "status"));
+            Assert.Equal("default", last.Str("typed_per_filter_config", authz, "check_settings", "context_extensions", "policy"));
+        }
+    }
+
+    [Fact]
+    public void RateLimitActions_BuildDescriptorsFromAuthzMetadata_GenericKeys_AndRemoteAddress()
+    {
+        RenderExample();
+
+        var actions = Route("orders").Seq("route", "rate_limits").Select(l => l.Seq("actions")).ToArray();
+        // (tenant), (tenant, client), (remote_address), (route), (route, tenant)
+        Assert.Equal(5, actions.Length);
+        var tenant = actions[0].Single();
+        Assert.Equal("tenant", tenant.Str("metadata", "descriptor_key"));
+        Assert.Equal("DYNAMIC", tenant.Str("metadata", "source"));
+        Assert.Equal("envoy.filters.http.ext_authz", tenant.Str("metadata", "metadata_key", "key"));
+        Assert.Equal("tenant", tenant.Seq("metadata", "metadata_key", "path")[0].Str("key"));
+        Assert.Equal("client", actions[1][1].Seq("metadata", "metadata_key", "path")[0].Str("key"));
+        Assert.NotNull(actions[2].Single().Get("remote_address"));
+        Assert.Equal(("route", "orders"), (actions[3].Single().Str("generic_key", "descriptor_key"), actions[3].Single().Str("generic_key", "descriptor_value")));
+
+        // auth: none: no authz metadata, so only address-based descriptors.
+        var health = Route("health").Seq("route", "rate_limits").Select(l => l.Seq("actions")).ToArray();
+        Assert.All(health, a => Assert.DoesNotContain(a, x => x.Get("metadata") is not null));
+        Assert.Equal(2, health.Length);
+    }
+
+    [Fact]
+    public void Render_IsDeterministic_AndRewritesNothingUnchanged()
+    {
+        RenderExample();
+        using var second = new TempDir();
+        var (exitCode, _, stderr) = Render(GatewayFiles.Example, second.Path);
+        Assert.True(exitCode == Cli.Ok, stderr);
+
+        foreach (var file in Directory.EnumerateFiles(_out.Path, "*", SearchOption.AllDirectories))
+        {
+            var relative = Path.GetRelativePath(_out.Path, file);
+            var a = File.ReadAllText(file).Replace(_out.Path, "OUT", StringComparison.Ordinal);
+            var b = File.ReadAllText(Path.Combine(second.Path, relative)).Replace(second.Path, "OUT", StringComparison.Ordinal);
+            Assert.True(a == b, relative);
+        }
+
+        // Same output folder again: byte-identical, and no temporary files left behind.
+        var before = Directory.EnumerateFiles(_out.Path, "*", SearchOption.AllDirectories).ToDictionary(f => f, File.ReadAllBytes);
+        RenderExample();
+        foreach (var (file, bytes) in before)
+            Assert.Equal(bytes, File.ReadAllBytes(file));
+        Assert.Equal(before.Count, Directory.EnumerateFiles(_out.Path, "*", SearchOption.AllDirectories).Count());
+    }
+
+    [Fact]
+    public async Task EnvoyCheck_AcceptsEveryRenderedEnvoyFile()
+    {
+        var tool = SharedTools.EnvoyCheckTool("envoy-check");
+        Assert.SkipWhen(tool is null, "../shared/tools/envoy-check is not beside this checkout");
+        RenderExample();
+        using var staticOut = new TempDir();
+        var (exitCode, _, stderr) = Render(GatewayFiles.Example, staticOut.Path, "--static");
+        Assert.True(exitCode == Cli.Ok, stderr);
+
+        // The bootstrap check follows its path_config_source files (cds.yaml, lds.yaml) and checks cross references.
+        foreach (var bootstrap in new[] { _out.File("envoy/envoy.yaml"), staticOut.File("envoy/envoy.yaml") })
+        {
+            var (code, output) = await SharedTools.RunAsync(tool!, bootstrap);
+            Assert.True(code == 0, output);
+            Assert.Contains(" 0 error(s), 0 warning(s)", output, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public void EveryDescriptorTheRoutesSend_IsMatchedByAGeneratedRatelimitRule()
+    {
+        RenderExample();
+        var rules = new RateLimitConfigLoader().Load(RulesFiles.Read(_out.File("ratelimit")));
+        var tenants = LoadAuthz().Tenants.Keys.ToArray();
+        var domain = Hcm().Seq("http_filters")[2].Str("typed_config", "domain")!;
+        Assert.Equal(["edge"], rules.Domains);
+
+        var checkedDescriptors = 0;
+        foreach (var host in Hcm().Seq("route_config", "virtual_hosts"))
+        {
+            foreach (var route in host.Seq("routes"))
+            {
+                foreach (var limit in route.Seq("route", "rate_limits"))
+                {
+                    foreach (var descriptor in Descriptors(limit.Seq("actions"), tenants))
+                    {
+                        Assert.True(rules.Match(domain, descriptor) is not null, $"{route.Str("name")}: no rule for {descriptor}");
+                        checkedDescriptors++;
+                    }
+                }
+            }
+        }
+        Assert.True(checkedDescriptors >= 20, $"only {checkedDescriptors} descriptors checked");
+    }
+
+    [Fact]
+    public void EveryPolicyAndTenantInContextExtensions_ExistsInTheGeneratedAuthzPolicy()
+    {
+        RenderExample();
+        using var set = LoadAuthz();
+
+        var contexts = Hcm().Seq("route_config", "virtual_hosts").SelectMany(h => h.Seq("routes"))
+            .Select(r => r.Get("typed_per_filter_config", "envoy.filters.http.ext_authz", "check_settings", "context_extensions"))
+            .OfType<YamlMappingNode>().ToArray();
+        Assert.NotEmpty(contexts);
+        foreach (var context in contexts)
+        {
+            Assert.True(set.Policies.ContainsKey(context.Str("policy")!), context.Str("policy"));
+            if (context.Str("tenant") is { } tenant)
+                Assert.True(set.Tenants.ContainsKey(tenant), tenant);
+        }
+        Assert.Contains(contexts, c => c.Str("tenant") is not null);
+    }
+
+    [Fact]
+    public void EveryClusterARouteNames_IsDefined()
+    {
+        RenderExample();
+        var defined = GatewayFiles.Load(_out.File("envoy/dynamic/cds.yaml")).Seq("resources").Select(c => c.Str("name"))
+            .Concat(GatewayFiles.Load(_out.File("envoy/envoy.yaml")).Seq("static_resources", "clusters").Select(c => c.Str("name")))
+            .ToHashSet();
+
+        var named = Hcm().Seq("route_config", "virtual_hosts").SelectMany(h => h.Seq("routes"))
+            .SelectMany(r => r.Seq("route", "weighted_clusters", "clusters").Select(c => c.Str("name")).Append(r.Str("route", "cluster")))
+            .Where(n => n is not null).ToArray();
+        Assert.NotEmpty(named);
+        Assert.All(named, n => Assert.Contains(n, defined));
+    }
+
+    [Fact]
+    public void InvalidFile_WritesNothing()
+    {
+        using var dir = GatewayFiles.Write(GatewayFiles.Minimal.Replace("backend: api }", "backend: nope }", StringComparison.Ordinal));
+
+        var (exitCode, _, stderr) = Render(dir.File("gateway.yaml"), _out.File("out"));
+
+        Assert.Equal(Cli.Invalid, exitCode);
+        Assert.Contains("nothing was written", stderr, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(_out.File("out")));
+    }
+
+    [Fact]
+    public void ANewDomain_ReplacesTheOldRatelimitFile()
+    {
+        using var dir = GatewayFiles.Write(GatewayFiles.Minimal + "\nquotas: { tenant: { requests: 5, per: second } }\n");
+        Assert.Equal(Cli.Ok, Render(dir.File("gateway.yaml"), _out.Path).ExitCode);
+        File.WriteAllText(dir.File("gateway.yaml"), GatewayFiles.Minimal + "\nquotas: { tenant: { requests: 5, per: second } }\nservices: { ratelimit: { domain: other } }\n");
+
+        Assert.Equal(Cli.Ok, Render(dir.File("gateway.yaml"), _out.Path).ExitCode);
+
+        Assert.Equal(["other.yaml"], Directory.GetFiles(_out.File("ratelimit")).Select(Path.GetFileName));
+    }
+
+    [Fact]
+    public void PerTenantQuotas_ReplaceTheDefault_AndTenantsWithoutQuotasGetIt()
+    {
+        RenderExample();
+        var rules = new RateLimitConfigLoader().Load(RulesFiles.Read(_out.File("ratelimit")));
+
+        Assert.Equal(6000u, rules.Match("edge", Descriptor(("tenant", "acme")))!.Value.Policy.RequestsPerUnit);
+        Assert.Equal(600u, rules.Match("edge", Descriptor(("tenant", "other")))!.Value.Policy.RequestsPerUnit);
+        Assert.Equal(100u, rules.Match("edge", Descriptor(("tenant", "acme"), ("client", "c1")))!.Value.Policy.RequestsPerUnit);
+        Assert.Equal(300u, rules.Match("edge", Descriptor(("route", "orders"), ("tenant", "acme")))!.Value.Policy.RequestsPerUnit);
+    }
+
+    private AuthzPolicySet LoadAuthz()
+    {
+        using var loader = new AuthzPolicyLoader(TimeProvider.System);
+        return loader.Load(RulesFiles.Read(_out.File("authz/policies.yaml")));
+    }
+
+    private static RateLimitDescriptor Descriptor(params (string Key, string Value)[] entries)
+    {
+        var descriptor = new RateLimitDescriptor();
+        foreach (var (key, value) in entries)
+            descriptor.Entries.Add(new RateLimitDescriptor.Types.Entry { Key = key, Value = value });
+        return descriptor;
+    }
+
+    /// <summary>
+    /// The descriptors one rate_limits entry can produce, read from Envoy's actions: generic keys as written, authz
+    /// metadata (only the keys authz emits) for every tenant and a few clients, a sample address.
+    /// </summary>
+    private static IEnumerable<RateLimitDescriptor> Descriptors(IReadOnlyList<YamlNode> actions, string[] tenants)
+    {
+        IEnumerable<List<(string, string)>> combos = [[]];
+        foreach (var action in actions)
+        {
+            (string Key, string[] Values) entry;
+            if (action.Get("generic_key") is { } generic)
+            {
+                entry = (generic.Str("descriptor_key")!, [generic.Str("descriptor_value")!]);
+            }
+            else if (action.Get("remote_address") is not null)
+            {
+                entry = ("remote_address", ["192.0.2.1", "2001:db8::1"]);
+            }
+            else
+            {
+                var metadata = action.Get("metadata")!;
+                Assert.Equal("envoy.filters.http.ext_authz", metadata.Str("metadata_key", "key"));
+                Assert.Equal("DYNAMIC", metadata.Str("source"));
+                var key = metadata.Seq("metadata_key", "path").Single().Str("key");
+                entry = (metadata.Str("descriptor_key")!, key switch
+                {
+                    "tenant" => tenants,
+                    "client" => ["anonymous", "demo-client", "alice"],
+                    _ => throw new InvalidOperationException($"authz emits no metadata '{key}'"),
+                });
+            }
+            combos = combos.SelectMany(c => entry.Values.Select(v => new List<(string, string)>(c) { (entry.Key, v) })).ToList();
+        }
+        return combos.Select(c => Descriptor([.. c]));
+    }
+}

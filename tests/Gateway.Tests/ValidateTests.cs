@@ -1,0 +1,201 @@
+using System.Text.RegularExpressions;
+
+namespace Legate.Gateway.Tests;
+
+/// <summary>legate validate: every error class, all errors at once, each with file:line:column, the field and a hint.</summary>
+public sealed partial class ValidateTests
+{
+    [Fact]
+    public void Minimal_IsValid()
+    {
+        Assert.Empty(GatewayFiles.Errors(GatewayFiles.Minimal));
+    }
+
+    [Fact]
+    public void Example_IsValid()
+    {
+        using var stdout = new StringWriter();
+        using var stderr = new StringWriter();
+
+        var exitCode = Cli.Run(["validate", GatewayFiles.Example], stdout, stderr);
+
+        Assert.True(exitCode == Cli.Ok, stderr.ToString());
+        Assert.Contains("OK (1 listener(s), 5 route(s)", stdout.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void UnknownFields_AreAllReportedWithPlaceAndSuggestion()
+    {
+        var errors = GatewayFiles.Errors(GatewayFiles.Minimal.Replace("api: { urls:", "api: { url_s: [x], urls:", StringComparison.Ordinal)
+            + "\nroute:\n  - x\n");
+
+        Assert.Equal(2, errors.Count);
+        Assert.Equal(("backends.api.url_s", 2, 10), (errors[0].Field, errors[0].Line, errors[0].Column));
+        Assert.Equal("did you mean 'urls'?", errors[0].Hint);
+        Assert.Equal(("route", 9, 1), (errors[1].Field, errors[1].Line, errors[1].Column));
+        Assert.Equal("did you mean 'routes'?", errors[1].Hint);
+    }
+
+    [Fact]
+    public void DanglingNames_AreErrorsNamingWhatExists()
+    {
+        var errors = GatewayFiles.Errors("""
+            backends:
+              api: { urls: [http://127.0.0.1:9999] }
+            tenants:
+              acme: { hosts: [api.acme.example], jwt: [idp] }
+            policies:
+              default: { credentials: [jwt] }
+            routes:
+              - { name: a, match: { prefix: /a }, backend: apx }
+              - { name: b, match: { prefix: /b }, backend: api, auth: strict }
+              - { name: c, match: { prefix: /c }, backend: api, tenant: acne }
+              - { name: d, match: { prefix: /d }, backends: [{ name: api, weight: 1 }, { name: web, weight: 1 }] }
+            """);
+
+        Assert.Equal(
+            [
+                "gw.yaml:4:44: tenants.acme.jwt: no jwt_providers entry named 'idp'",
+                "gw.yaml:8:48: routes[0].backend: no backend named 'apx'",
+                "gw.yaml:9:59: routes[1].auth: no policy named 'strict'",
+                "gw.yaml:10:61: routes[2].tenant: no tenant named 'acne'",
+                "gw.yaml:11:84: routes[3].backends[1].name: no backend named 'web'",
+            ],
+            errors.Select(e => e.ToString().Split('\n')[0]));
+        Assert.Equal("did you mean 'api'?", errors[1].Hint);
+        Assert.Equal("did you mean 'acme'?", errors[3].Hint);
+    }
+
+    [Fact]
+    public void ConflictingRoutes_AreErrors()
+    {
+        var errors = GatewayFiles.Errors(GatewayFiles.Minimal.Replace("  - { name: api, match: { prefix: / }, backend: api }", """
+              - { name: orders, match: { prefix: /orders }, backend: api }
+              - { name: items, match: { prefix: /orders/items }, backend: api }
+              - { name: orders2, match: { prefix: /orders/ }, backend: api }
+              - { name: get, match: { path: /x, methods: [GET] }, backend: api }
+              - { name: get2, match: { path: /x, methods: [GET, POST] }, backend: api }
+              - { name: other, match: { prefix: /ordersx }, backend: api }
+            """, StringComparison.Ordinal));
+
+        Assert.Equal(2, errors.Count);
+        Assert.Equal("routes[1].match", errors[0].Field);
+        Assert.Contains("never matches: route 'orders' above it", errors[0].Problem, StringComparison.Ordinal);
+        Assert.Equal("routes[2].match", errors[1].Field);
+        Assert.Contains("conflicts with route 'orders'", errors[1].Problem, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void ImpossibleQuotas_AreErrors()
+    {
+        var errors = GatewayFiles.Errors(GatewayFiles.Minimal.Replace("  - { name: api, match: { prefix: / }, backend: api }", """
+              - name: open
+                match: { path: /open }
+                backend: api
+                auth: none
+                rate_limits: [{ by: tenant, requests: 10, per: second }]
+              - name: api
+                match: { prefix: / }
+                backend: api
+                rate_limits:
+                  - { by: route, requests: 0, per: second }
+                  - { by: client, requests: 50, per: minute }
+                  - { by: tenant, requests: 20, per: minute }
+                  - { by: source, requests: 5, per: fortnight }
+            quotas:
+              tenant: { requests: 100, per: second }
+              client: { requests: 200, per: second }
+            """, StringComparison.Ordinal));
+
+        (string Field, string Problem)[] expected =
+        [
+            ("routes[0].rate_limits[0].by", "a per-tenant limit needs authz"),
+            ("routes[1].rate_limits[0].requests", "a quota of 0 requests can never be met"),
+            ("routes[1].rate_limits", "50 per minute can never be reached: the route's per-tenant limit is 20 per minute"),
+            ("routes[1].rate_limits[3].per", "unknown unit 'fortnight'"),
+            ("quotas.client", "200 per second can never be reached: the tenant's limit is 100 per second"),
+        ];
+        Assert.Equal(expected.Length, errors.Count);
+        foreach (var ((field, problem), error) in expected.Zip(errors))
+        {
+            Assert.Equal(field, error.Field);
+            Assert.StartsWith(problem, error.Problem, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public void BadValues_AreErrors()
+    {
+        var errors = GatewayFiles.Errors("""
+            services:
+              authz: { address: authz, timeout: 5 minutes, failure_mode: maybe }
+            backends:
+              api: { urls: [http://127.0.0.1:9999/v1, ftp://x:1] }
+            tenants:
+              acme: { hosts: [api.acme.example], api_keys: true }
+            policies:
+              default: { credentials: [jtw] }
+            routes:
+              - { name: API, match: { prefix: orders, regex: "(" }, backend: api }
+            """);
+
+        Assert.Equal(
+            [
+                "services.authz.address", "services.authz.timeout", "services.authz.failure_mode", "backends.api.urls", "backends.api.urls",
+                "tenants.acme.api_keys", "policies.default.credentials", "routes[0].name", "routes[0].match",
+            ],
+            errors.Select(e => e.Field));
+        Assert.Equal("did you mean 'jwt'?", errors[6].Hint);
+    }
+
+    [Fact]
+    public void EveryError_NamesFileLineColumnFieldAndHint_AndValidateExitsOne()
+    {
+        using var dir = GatewayFiles.Write(GatewayFiles.Minimal.Replace("backend: api }", "backend: apx, timeout: 3 s }", StringComparison.Ordinal));
+        using var stdout = new StringWriter();
+        using var stderr = new StringWriter();
+
+        var exitCode = Cli.Run(["validate", dir.File("gateway.yaml")], stdout, stderr);
+
+        Assert.Equal(Cli.Invalid, exitCode);
+        var lines = stderr.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var errors = lines.Where(l => ErrorLine().IsMatch(l)).ToArray();
+        Assert.Equal(2, errors.Length);
+        Assert.Contains(errors, e => e.Contains(": routes[0].backend: no backend named 'apx'", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.Contains(": routes[0].timeout: '3 s' is not a duration", StringComparison.Ordinal));
+        Assert.Equal(2, lines.Count(l => l.StartsWith("    hint: ", StringComparison.Ordinal)));
+        Assert.EndsWith("2 error(s)", lines[^1], StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void WhatAuthzRefuses_IsAValidateError()
+    {
+        var yaml = GatewayFiles.Minimal.Replace("acme: { hosts: [api.acme.example] }", "acme: { hosts: [api.acme.example], jwt: [idp] }", StringComparison.Ordinal) + """
+
+            jwt_providers:
+              idp: { issuer: https://idp.example, algorithms: [none], jwks_uri: https://idp.example/jwks }
+            """;
+        using var dir = GatewayFiles.Write(yaml);
+        using var stdout = new StringWriter();
+        using var stderr = new StringWriter();
+
+        var exitCode = Cli.Run(["validate", dir.File("gateway.yaml")], stdout, stderr);
+
+        Assert.Equal(Cli.Invalid, exitCode);
+        Assert.Contains("jwt_providers.idp", stderr.ToString(), StringComparison.Ordinal);
+        Assert.Contains("authz refuses it", stderr.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void MissingFile_IsAnError()
+    {
+        using var stdout = new StringWriter();
+        using var stderr = new StringWriter();
+
+        Assert.Equal(Cli.Invalid, Cli.Run(["validate", "/nonexistent/gateway.yaml"], stdout, stderr));
+        Assert.Contains("/nonexistent/gateway.yaml: no such file", stderr.ToString(), StringComparison.Ordinal);
+    }
+
+    [GeneratedRegex(@"^[^:]+:\d+:\d+: [a-z_\[\]0-9.]+: ")]
+    private static partial Regex ErrorLine();
+}
