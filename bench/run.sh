@@ -19,6 +19,9 @@ scenarios:
   authz-jwt-distinct Check allowed by an RS256 JWT with the token cache off: a signature check every call, as
                      with a new token each call; also measures 'openssl speed rsa2048' verify/s on the service's core
                      (credentials and payloads from bench/payloads/authz-tokens.sh, written to bench/out)
+  statsink-fleet [--envoys 50 --stats 5000 --interval 5 --duration 60 --peak-duration 15]
+                     statsink at fleet scale (bench/statsink-fleet.sh, no h2load): CPU share and memory of a fleet
+                     of simulated Envoys, peak samples/s, /metrics scrape time for the whole fleet; must come alone
   ratelimit-memory-N                     ShouldRateLimit, in-memory counters, every call within its limits
   ratelimit-redis-N                      ShouldRateLimit, counters in Redis, every call within its limits
   ratelimit-redis-overlimit-cached-N     ShouldRateLimit, Redis, every descriptor over its limit, LocalOverLimitCache=true
@@ -65,6 +68,7 @@ SCENARIOS=()
 while (($#)); do
     case "$1" in
         -h | --help) usage 0 ;;
+        statsink-fleet) shift; exec "$BENCH/statsink-fleet.sh" "$@" ;;
         --half-rate) HALF_RATE=1; shift; continue ;;
         --*) ;;
         baseline | authz-check | authz-apikey | authz-jwt-cached | authz-jwt-distinct | ratelimit-should | statsink-stream | \

@@ -5,7 +5,8 @@ namespace Legate.StatSink.Exposition;
 /// <summary>
 /// statsink's <c>/metrics</c>: its own series (prometheus-net: <c>legate_statsink_*</c>, gRPC, process) followed by
 /// every Envoy's series, so one scrape job gets both, as with statsd_exporter. OpenMetrics when the scraper's
-/// <c>Accept</c> asks for it (Prometheus does by default), text format 0.0.4 otherwise.
+/// <c>Accept</c> asks for it (Prometheus does by default), text format 0.0.4 otherwise. <c>?envoy=false</c> leaves
+/// the Envoy series out: a cheap scrape of statsink's health alone.
 /// </summary>
 internal static class MetricsEndpoint
 {
@@ -28,7 +29,8 @@ internal static class MetricsEndpoint
                 bytes = bytes[..^Eof.Length];
             await response.BodyWriter.WriteAsync(bytes, cancellationToken);
         }
-        await envoy.WriteAsync(response.BodyWriter, openMetrics, cancellationToken);
+        if (context.Request.Query["envoy"] != "false")
+            await envoy.WriteAsync(response.BodyWriter, openMetrics, cancellationToken);
         if (openMetrics)
             await response.BodyWriter.WriteAsync(Eof, cancellationToken);
         await response.BodyWriter.FlushAsync(cancellationToken);

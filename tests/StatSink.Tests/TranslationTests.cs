@@ -322,5 +322,10 @@ public sealed class TranslationTests : IDisposable
         Assert.EndsWith("# EOF\n", om, StringComparison.Ordinal);
         Assert.Equal(1, om.Split('\n').Count(l => l == "# EOF"));
         Assert.Contains("legate_statsink_streams", om, StringComparison.Ordinal);
+
+        using var client = _sink.Service.CreateClient();
+        var own = await client.GetStringAsync(new Uri("/metrics?envoy=false", UriKind.Relative), TestContext.Current.CancellationToken);
+        Assert.Contains("legate_statsink_series 5", own, StringComparison.Ordinal);
+        Assert.DoesNotContain("envoy_", own, StringComparison.Ordinal);
     }
 }
