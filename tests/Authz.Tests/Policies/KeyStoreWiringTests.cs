@@ -147,3 +147,25 @@ public sealed class RedisKeyStoreWiringTests(RedisFixture redis)
         Assert.Equal(Envoy.Type.V3.StatusCode.ServiceUnavailable, response.DeniedResponse.Status.Code);
     }
 }
+
+/// <summary><c>Legate:Authz:TokenCacheCapacity</c>: the validated-token cache on (default) or off.</summary>
+public sealed class TokenCacheSettingTests
+{
+    [Theory]
+    [InlineData(null, 1)]
+    [InlineData("0", 2)]
+    public async Task ARepeatedToken_IsVerifiedOnce_UnlessTheCacheIsOff(string? capacity, long verifications)
+    {
+        var settings = new Dictionary<string, string?>();
+        if (capacity is not null)
+            settings["Legate:Authz:TokenCacheCapacity"] = capacity;
+        using var host = new AuthzTestHost(settings: settings);
+        var request = AuthzTestHost.Request(headers: new Dictionary<string, string> { ["authorization"] = "Bearer " + AuthzTestHost.Token() });
+
+        Assert.Equal(0, (await host.CheckAsync(request)).Status.Code);
+        Assert.Equal(0, (await host.CheckAsync(request)).Status.Code);
+
+        var validator = Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<Legate.Authz.Jwt.JwtValidator>(host.Service.Services);
+        Assert.Equal(verifications, validator.Verifications);
+    }
+}
