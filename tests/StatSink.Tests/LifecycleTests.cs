@@ -301,6 +301,55 @@ public sealed class LifecycleTests
     }
 
     [Fact]
+    public async Task EnvoyGoneMidStream_Cancelled_IsAnOrdinaryDisconnect()
+    {
+        using var sink = new StatSinkHarness();
+        var envoy = new EnvoyFlushGenerator("envoy-1");
+        envoy.Count("http.downstream_rq_total", 4);
+        using (var cts = CancellationTokenSource.CreateLinkedTokenSource(Ct))
+        {
+            using var call = sink.Client.StreamMetrics(cancellationToken: cts.Token);
+            await call.RequestStream.WriteAsync(envoy.Flush(), Ct);
+            await sink.WaitForMessagesAsync(1);
+            await cts.CancelAsync();
+            await Assert.ThrowsAnyAsync<Exception>(() => call.ResponseAsync);
+        }
+        for (var i = 0; i < 200 && (await sink.ScrapeAsync())["legate_statsink_streams_active"] != 0; i++)
+            await Task.Delay(10, Ct);
+
+        var scrape = await sink.ScrapeAsync();
+        Assert.Equal(0, scrape["legate_statsink_streams_active"]);
+        Assert.Equal(4, scrape[Series("envoy-1")]);  // kept for the grace period
+        Assert.DoesNotContain("grpc_code=\"Unknown\"", scrape.Text, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task FieldsUnknownToStatSink_Ignored()
+    {
+        using var sink = new StatSinkHarness();
+        // A counter with an exemplar (field 2) and a histogram with native-histogram fields (schema, zero_threshold),
+        // none of which statsink's trimmed proto knows: parsed around, the values served.
+        var exemplar = Field(2, Concat(Field(1, Concat(Field(1, "trace_id"u8), Field(2, "abc"u8))), [0x11], BitConverter.GetBytes(1.0)));
+        var counter = Concat([0x09], BitConverter.GetBytes(5.0), exemplar);
+        var histogram = Concat([0x08, 0x02], [0x11], BitConverter.GetBytes(3.0), [0x28, 0x06], [0x31], BitConverter.GetBytes(0.001));
+        var counterFamily = Concat(Field(1, "with.exemplar"u8), [0x18, 0x00], Field(4, Field(3, counter)));
+        var histogramFamily = Concat(Field(1, "native.hist"u8), [0x18, 0x04], Field(4, Field(7, histogram)), Field(5, "seconds"u8));
+        var message = Concat(Field(1, Field(1, Field(1, "raw"u8))), Field(2, counterFamily), Field(2, histogramFamily));
+
+        var method = new Method<byte[], byte[]>(MethodType.ClientStreaming, "envoy.service.metrics.v3.MetricsService", "StreamMetrics",
+            Marshallers.Create(b => b, b => b), Marshallers.Create(b => b, b => b));
+        using var call = sink.Service.Channel.CreateCallInvoker().AsyncClientStreamingCall(method, null, new CallOptions(cancellationToken: Ct));
+        await call.RequestStream.WriteAsync(message, Ct);
+        await call.RequestStream.CompleteAsync();
+        await call.ResponseAsync;
+
+        var scrape = await sink.ScrapeAsync();
+        Assert.Equal(5, scrape["envoy_with_exemplar{envoy_node_id=\"raw\"}"]);
+        Assert.Equal(2, scrape["envoy_native_hist_count{envoy_node_id=\"raw\"}"]);
+        Assert.Equal(3, scrape["envoy_native_hist_sum{envoy_node_id=\"raw\"}"]);
+    }
+
+    [Fact]
     public async Task OldEnvoy_V2ServiceName_Unimplemented()
     {
         using var sink = new StatSinkHarness();

@@ -190,13 +190,17 @@ public sealed class TranslationTests : IDisposable
         await _sink.SendAsync(Identified(
             Fam("g", MetricType.Gauge, Gauge(1, labels: [("envoy.cluster_name", "q\"uo\\te\nnl"), ("envoy_cluster_name", "dup"), ("__reserved", "r"), ("envoy_node_id", "spoof"), ("empty", ""), ("9d", "x")])),
             Fam("hist", MetricType.Histogram, Labels(new Metric { Histogram = new Histogram { SampleCount = 0 }, TimestampMs = 1 }, [("le", "mine")])),
-            Fam("sum", MetricType.Summary, Labels(new Metric { Summary = new Summary { Quantile = { new Quantile { Quantile_ = 0.5, Value = 1 } } }, TimestampMs = 1 }, [("quantile", "mine")]))));
+            Fam("sum", MetricType.Summary, Labels(new Metric { Summary = new Summary { Quantile = { new Quantile { Quantile_ = 0.5, Value = 1 } } }, TimestampMs = 1 }, [("quantile", "mine")])),
+            Fam("huge", MetricType.Gauge, Gauge(1, labels: ("k", new string('v', 3000))))));
 
         var scrape = await _sink.ScrapeAsync();
         Assert.Equal(1, scrape[$"envoy_g{{envoy_cluster_name=\"q\\\"uo\\\\te\\nnl\",exported___reserved=\"r\",exported_envoy_node_id=\"spoof\",_9d=\"x\",{Node}}}"]);
         Assert.Equal(0, scrape[$"envoy_hist_count{{exported_le=\"mine\",{Node}}}"]);
         Assert.Equal(1, scrape[$"envoy_sum_quantiles{{exported_quantile=\"mine\",{Node},quantile=\"0.5\"}}"]);
         Assert.Equal(2, scrape["legate_statsink_labels_dropped_total"]);
+        // Longer than MaxLabelValueLength (2048): the series is refused.
+        Assert.Empty(scrape.SeriesOf("envoy_huge"));
+        Assert.Equal(1, scrape["legate_statsink_series_dropped_total{reason=\"invalid\"}"]);
     }
 
     [Fact]
