@@ -10,7 +10,7 @@ namespace Legate.Gateway.Loading;
 internal static class GatewayFields
 {
     public static readonly FrozenSet<string> Top = Set("services", "listeners", "backends", "routes", "tenants", "jwt_providers",
-        "policies", "api_keys", "identity_headers", "strip_credentials", "strip_authorization", "quotas", "default_policy");
+        "policies", "api_keys", "identity_headers", "strip_credentials", "strip_authorization", "client_address", "quotas", "default_policy");
     public static readonly FrozenSet<string> Services = Set("authz", "ratelimit", "statsink");
     public static readonly FrozenSet<string> AuthzService = Set("address", "timeout", "failure_mode");
     public static readonly FrozenSet<string> RateLimitService = Set("address", "timeout", "failure_mode", "domain");
@@ -30,10 +30,10 @@ internal static class GatewayFields
     public static readonly FrozenSet<string> Quota = Set("requests", "per");
     public static readonly FrozenSet<string> Quotas = Set("tenant", "client", "source");
     public static readonly FrozenSet<string> TenantQuotas = Set("tenant", "client");
-    public static readonly FrozenSet<string> Tenant = Set("hosts", "plan", "jwt", "api_keys", "quotas");
-    public static readonly FrozenSet<string> Policy = Set("credentials", "scopes", "methods");
-    public static readonly FrozenSet<string> JwtProvider = Set("issuer", "audiences", "algorithms", "jwks_uri", "jwks", "jwks_file", "clock_skew", "max_lifetime", "typ");
-    public static readonly FrozenSet<string> ApiKeys = Set("file", "header", "query");
+    public static readonly FrozenSet<string> Tenant = Set("hosts", "plan", "jwt", "api_keys", "tokens_from", "quotas");
+    public static readonly FrozenSet<string> Policy = Set("credentials", "scopes", "methods", "client_cidrs");
+    public static readonly FrozenSet<string> JwtProvider = Set("issuer", "audiences", "algorithms", "jwks_uri", "jwks", "jwks_file", "clock_skew", "max_lifetime", "typ", "tokens_from");
+    public static readonly FrozenSet<string> ApiKeys = Set("file", "redis", "cache_ttl", "header", "query");
     public static readonly FrozenSet<string> IdentityHeaders = Set("tenant", "subject", "client", "claims");
 
     /// <summary>Schema <c>$defs</c> name (<c>""</c> for the root) → the fields the loader accepts there.</summary>

@@ -92,6 +92,7 @@ internal static partial class GatewayLoader
                 y.CheckFields(identity, "identity_headers", GatewayFields.IdentityHeaders);
             var stripCredentials = y.Bool(root, "strip_credentials", "");
             var stripAuthorization = y.Bool(root, "strip_authorization", "");
+            var clientAddress = Field(root, "client_address") is { } ca && !IsNull(ca) ? ca : null;   // authz's to check
             var quotas = ReadQuotas(Field(root, "quotas"), "quotas", GatewayFields.Quotas);
             var tenants = ReadTenants(Field(root, "tenants"), root);
             var defaultPolicy = y.String(root, "default_policy", "") ?? DefaultPolicyName;
@@ -103,7 +104,7 @@ internal static partial class GatewayLoader
             CheckConflicts(routes);
 
             return new GatewayConfig(File.Path, services, listeners, backends, routes.Select(r => r.Route).ToArray(), tenants, providers, policies,
-                apiKeys, identity, stripCredentials, stripAuthorization, quotas, defaultPolicy);
+                apiKeys, identity, stripCredentials, stripAuthorization, quotas, defaultPolicy, clientAddress, root);
         }
 
         // ---- services ----------------------------------------------------------------------------------------------
@@ -361,7 +362,8 @@ internal static partial class GatewayLoader
                     if (!MethodPattern().IsMatch(m))
                         y.Add(mn, path + ".methods", $"'{m}' is not an HTTP method", "upper case, e.g. GET");
                 }
-                list.Add(new PolicyConfig(name, credentials.Select(c => c.Value).ToArray(), scopes.Select(s => s.Value).ToArray(), methods.Select(m => m.Value).ToArray()));
+                list.Add(new PolicyConfig(name, credentials.Select(c => c.Value).ToArray(), scopes.Select(s => s.Value).ToArray(), methods.Select(m => m.Value).ToArray(),
+                    Field(map, "client_cidrs")));
             }
             return [.. list];
         }
@@ -372,15 +374,21 @@ internal static partial class GatewayLoader
                 return null;
             y.CheckFields(map, "api_keys", GatewayFields.ApiKeys);
             var file = y.String(map, "file", "api_keys");
-            if (file is null)
+            var redis = y.Bool(map, "redis", "api_keys") ?? false;
+            var cacheTtl = y.Duration(map, "cache_ttl", "api_keys") is not null ? y.String(map, "cache_ttl", "api_keys") : null;
+            if ((file is null) == !redis)
             {
-                y.Add(map, "api_keys.file", "is required", "the API key store file (written by `legate keys create`), relative to the gateway file");
+                y.Add(map, "api_keys", "needs exactly one store", "file: keys.yaml (written by `legate keys create`, relative to the gateway file) or redis: true");
                 return null;
             }
-            var full = RelativeTo(File, file);
-            if (!System.IO.File.Exists(full))
-                y.Add(Field(map, "file"), "api_keys.file", $"'{file}' does not exist", "the path is relative to the gateway file; `legate keys create` makes one");
-            return new ApiKeysConfig(full, y.String(map, "header", "api_keys"), y.String(map, "query", "api_keys"));
+            string? full = null;
+            if (file is not null)
+            {
+                full = RelativeTo(File, file);
+                if (!System.IO.File.Exists(full))
+                    y.Add(Field(map, "file"), "api_keys.file", $"'{file}' does not exist", "the path is relative to the gateway file; `legate keys create` makes one");
+            }
+            return new ApiKeysConfig(full, y.String(map, "header", "api_keys"), y.String(map, "query", "api_keys"), redis, cacheTtl);
         }
 
         private TenantConfig[] ReadTenants(YamlNode? node, YamlMappingNode root)
@@ -417,7 +425,7 @@ internal static partial class GatewayLoader
                     jwt.Add(provider);
                 }
                 var quotas = ReadQuotas(Field(map, "quotas"), path + ".quotas", GatewayFields.TenantQuotas);
-                list.Add(new TenantConfig(name, hosts, y.String(map, "plan", path), jwt, y.Bool(map, "api_keys", path) ?? false, quotas));
+                list.Add(new TenantConfig(name, hosts, y.String(map, "plan", path), jwt, y.Bool(map, "api_keys", path) ?? false, quotas, Field(map, "tokens_from")));
             }
             if (list.Count == 0 && _tenantNodes.Count == 0)
                 y.Add(Field(root, "tenants") ?? root, "tenants", "at least one tenant is required", "authz denies requests of unknown tenants: without tenants it would deny everything");

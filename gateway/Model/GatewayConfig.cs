@@ -17,7 +17,9 @@ internal sealed record GatewayConfig(
     bool? StripCredentials,
     bool? StripAuthorization,
     QuotaSet Quotas,
-    string DefaultPolicy)
+    string DefaultPolicy,
+    YamlNode? ClientAddress = null,
+    YamlMappingNode? Root = null)
 {
     /// <summary>The route value that turns ext_authz off for a route.</summary>
     public const string NoAuth = "none";
@@ -122,15 +124,19 @@ internal sealed record QuotaSet(Quota? Tenant, Quota? Client, Quota? Source)
     public static QuotaSet None { get; } = new(null, null, null);
 }
 
-internal sealed record TenantConfig(string Name, IReadOnlyList<string> Hosts, string? Plan, IReadOnlyList<string> Jwt, bool ApiKeys, QuotaSet Quotas);
+/// <summary>A tenant; <paramref name="TokensFrom"/> is authz's <c>tokens_from</c>, carried over as written.</summary>
+internal sealed record TenantConfig(string Name, IReadOnlyList<string> Hosts, string? Plan, IReadOnlyList<string> Jwt, bool ApiKeys, QuotaSet Quotas,
+    YamlNode? TokensFrom = null);
 
 /// <summary>A JWT provider: the authz fields, carried over as written (authz validates their meaning).</summary>
 internal sealed record JwtProviderConfig(string Name, YamlMappingNode Node, string? JwksFile);
 
-internal sealed record PolicyConfig(string Name, IReadOnlyList<string> Credentials, IReadOnlyList<string> Scopes, IReadOnlyList<string> Methods);
+/// <summary>An access policy; <paramref name="ClientCidrs"/> is authz's <c>client_cidrs</c>, carried over as written.</summary>
+internal sealed record PolicyConfig(string Name, IReadOnlyList<string> Credentials, IReadOnlyList<string> Scopes, IReadOnlyList<string> Methods,
+    YamlNode? ClientCidrs = null);
 
-/// <summary>The API key store: a keys file (path resolved against the gateway file), header and query parameter.</summary>
-internal sealed record ApiKeysConfig(string File, string? Header, string? Query);
+/// <summary>The API key store: a keys file (path resolved against the gateway file) or the shared Redis, header and query parameter.</summary>
+internal sealed record ApiKeysConfig(string? File, string? Header, string? Query, bool Redis = false, string? CacheTtl = null);
 
 internal static class QuotaUnits
 {

@@ -22,7 +22,8 @@ internal static class AuthzPolicies
                 ("hosts", tenant.Hosts.Count == 0 ? null : tenant.Hosts.ToList()),
                 ("plan", tenant.Plan),
                 ("jwt", tenant.Jwt.Count == 0 ? null : tenant.Jwt.ToList()),
-                ("api_keys", tenant.ApiKeys ? true : null)));
+                ("api_keys", tenant.ApiKeys ? true : null),
+                ("tokens_from", tenant.TokensFrom is { } from ? Yaml.FromNode(from) : null)));
         }
 
         var providers = Yaml.Map();
@@ -40,17 +41,22 @@ internal static class AuthzPolicies
             policies.Add(policy.Name, Yaml.Map(
                 ("credentials", policy.Credentials.ToList()),
                 ("scopes", policy.Scopes.Count == 0 ? null : policy.Scopes.ToList()),
-                ("methods", policy.Methods.Count == 0 ? null : policy.Methods.ToList())));
+                ("methods", policy.Methods.Count == 0 ? null : policy.Methods.ToList()),
+                ("client_cidrs", policy.ClientCidrs is { } cidrs ? Yaml.FromNode(cidrs) : null)));
         }
 
         var document = Yaml.Map(
             ("tenants", tenants),
             ("jwt_providers", providers.Count == 0 ? null : providers),
             ("policies", policies),
-            ("api_keys", config.ApiKeys is { } keys ? Yaml.Map(("file", KeysFileName), ("header", keys.Header), ("query", keys.Query)) : null),
+            ("api_keys", config.ApiKeys is { } keys
+                ? Yaml.Map(("file", keys.File is null ? null : KeysFileName), ("redis", keys.Redis ? true : null), ("cache_ttl", keys.CacheTtl),
+                    ("header", keys.Header), ("query", keys.Query))
+                : null),
             ("identity_headers", config.IdentityHeaders is { } identity && !IsNull(identity) ? Yaml.FromNode(identity) : null),
             ("strip_credentials", config.StripCredentials),
-            ("strip_authorization", config.StripAuthorization));
+            ("strip_authorization", config.StripAuthorization),
+            ("client_address", config.ClientAddress is { } address ? Yaml.FromNode(address) : null));
         return header + Yaml.Serialize(document);
     }
 

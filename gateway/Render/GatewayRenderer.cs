@@ -43,8 +43,8 @@ internal static class GatewayRenderer
         var files = new List<RenderedFile>();
 
         // The services learn about new tenants, policies and limits before Envoy routes by them.
-        if (config.ApiKeys is { } keys)
-            files.Add(new RenderedFile("authz/" + AuthzPolicies.KeysFileName, File.ReadAllBytes(keys.File)));
+        if (config.ApiKeys is { File: { } keysFile })
+            files.Add(new RenderedFile("authz/" + AuthzPolicies.KeysFileName, File.ReadAllBytes(keysFile)));
         foreach (var provider in config.JwtProviders.Where(p => p.JwksFile is not null))
             files.Add(new RenderedFile("authz/" + AuthzPolicies.JwksFileName(provider.Name), File.ReadAllBytes(provider.JwksFile!)));
         files.Add(Text(AuthzPolicy, AuthzPolicies.Render(config, header)));

@@ -1,9 +1,11 @@
 using Envoy.Extensions.Common.Ratelimit.V3;
+using Legate.Authz.ApiKeys;
 using Legate.Authz.Policies;
 using Legate.Gateway.Loading;
 using Legate.Gateway.Model;
 using Legate.Hosting.Rules;
 using Legate.RateLimit.Config;
+using StackExchange.Redis;
 using YamlDotNet.RepresentationModel;
 
 namespace Legate.Gateway.Render;
@@ -37,7 +39,11 @@ internal static class SelfCheck
         {
             foreach (var file in result.Files.Where(f => f.Path.StartsWith("authz/", StringComparison.Ordinal)))
                 File.WriteAllBytes(Path.Combine(dir.FullName, Path.GetFileName(file.Path)), file.Content);
-            using var loader = new AuthzPolicyLoader(TimeProvider.System);
+            // With redis: true authz needs a Redis connection to build its store; none is made here (nothing is looked up).
+            ConnectionMultiplexer? unconnected = null;
+            using var _ = new Disposer(() => unconnected?.Dispose());
+            using var stores = new ApiKeyStores(TimeProvider.System, redis: config.ApiKeys is { Redis: true } ? () => unconnected ??= Unconnected() : null);
+            using var loader = new AuthzPolicyLoader(TimeProvider.System, stores: stores);
             AuthzPolicySet set;
             try
             {
@@ -61,6 +67,14 @@ internal static class SelfCheck
             dir.Delete(recursive: true);
         }
     }
+
+    private sealed class Disposer(Action dispose) : IDisposable
+    {
+        public void Dispose() => dispose();
+    }
+
+    private static ConnectionMultiplexer Unconnected()
+        => ConnectionMultiplexer.Connect(new ConfigurationOptions { EndPoints = { { "127.0.0.1", 1 } }, AbortOnConnectFail = false, ConnectTimeout = 1, ConnectRetry = 0 });
 
     /// <summary>The (route, policy, tenant) context_extensions Envoy sends to authz, catch-all included.</summary>
     public static IEnumerable<(string Route, string Policy, string? Tenant)> AuthzContexts(GatewayConfig config)
@@ -127,17 +141,47 @@ internal static class SelfCheck
         }
     }
 
-    /// <summary>A service's complaint about its generated file, pointed back at the gateway file where the field path allows.</summary>
+    /// <summary>A service's complaint about its generated file, pointed back at the gateway file by its field path.</summary>
     private static GatewayError FromService(GatewayConfig config, string service, RulesException e)
     {
-        YamlNode? node = null;
-        if (e.Field is { } field && field.StartsWith("jwt_providers.", StringComparison.Ordinal))
-        {
-            var parts = field.Split('.');
-            if (config.JwtProviders.FirstOrDefault(p => p.Name == parts[1]) is { } provider)
-                node = parts.Length > 2 ? YamlNodes.Field(provider.Node, parts[2]) ?? provider.Node : provider.Node;
-        }
+        var node = config.Root is { } root && e.Field is { Length: > 0 } field ? Find(root, field) : null;
         return new GatewayError(config.SourcePath, node is null ? null : (int)node.Start.Line, node is null ? null : (int)node.Start.Column,
             e.Field ?? "", $"{service} refuses it: {e.Problem}", $"checked by loading the generated file with the {service} service's own loader");
+    }
+
+    /// <summary>
+    /// The node at a field path such as <c>tenants.acme.tokens_from[1]</c> (names may contain dots: the longest key
+    /// that fits wins), or the deepest node found on the way. The authz sections keep authz's field names, so its
+    /// paths are the gateway file's.
+    /// </summary>
+    internal static YamlNode? Find(YamlNode root, string path)
+    {
+        ArgumentNullException.ThrowIfNull(root);
+        ArgumentNullException.ThrowIfNull(path);
+        var node = root;
+        var rest = path;
+        while (rest.Length > 0)
+        {
+            if (node is YamlSequenceNode seq && rest[0] == '[')
+            {
+                var end = rest.IndexOf(']', StringComparison.Ordinal);
+                if (end < 0 || !int.TryParse(rest.AsSpan(1, end - 1), out var index) || index >= seq.Children.Count)
+                    return node;
+                node = seq.Children[index];
+                rest = rest[(end + 1)..].TrimStart('.');
+                continue;
+            }
+            if (node is not YamlMappingNode map)
+                return node;
+            var next = map.Children
+                .Where(kv => kv.Key is YamlScalarNode { Value: { } k } && (rest == k || rest.StartsWith(k + ".", StringComparison.Ordinal) || rest.StartsWith(k + "[", StringComparison.Ordinal)))
+                .OrderByDescending(kv => ((YamlScalarNode)kv.Key).Value!.Length)
+                .FirstOrDefault();
+            if (next.Key is null)
+                return node;
+            node = next.Value;
+            rest = rest[((YamlScalarNode)next.Key).Value!.Length..].TrimStart('.');
+        }
+        return node;
     }
 }

@@ -187,6 +187,19 @@ public sealed partial class ValidateTests
     }
 
     [Fact]
+    public void WhatAuthzRefuses_PointsAtTheLineInTheGatewayFile()
+    {
+        var yaml = GatewayFiles.Minimal.Replace("acme: { hosts: [api.acme.example] }", "acme:\n    hosts: [api.acme.example]\n    tokens_from: [bearer, header:authorization]", StringComparison.Ordinal);
+        using var dir = GatewayFiles.Write(yaml);
+        using var stdout = new StringWriter();
+        using var stderr = new StringWriter();
+
+        Assert.Equal(Cli.Invalid, Cli.Run(["validate", dir.File("gateway.yaml")], stdout, stderr));
+
+        Assert.Contains("gateway.yaml:6:18: tenants.acme.tokens_from: authz refuses it: a token source is bearer, header:NAME", stderr.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void MissingFile_IsAnError()
     {
         using var stdout = new StringWriter();
