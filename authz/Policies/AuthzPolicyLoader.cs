@@ -120,7 +120,7 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
                 created.Add(provider);
                 providers.Add(name, provider);
                 if (Field(node, "tokens_from") is { } from)
-                    providerSources.Add(name, ReadTokenSources(file, from, $"jwt_providers.{name}.tokens_from", draft.ApiKeys));
+                    providerSources.Add(name, ReadTokenSources(file, from, $"jwt_providers.{name}.tokens_from", draft.ApiKeys, draft.Identity));
             }
 
             var tenants = new Dictionary<string, TenantPolicy>(StringComparer.Ordinal);
@@ -350,7 +350,7 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
         var apiKeys = Field(node, "api_keys") is { } ak && Bool(file, ak, path + ".api_keys");
         // The tenant's own list wins; else every place one of its providers reads from (in order); else Bearer.
         IReadOnlyList<TokenSource> sources = Field(node, "tokens_from") is { } from
-            ? ReadTokenSources(file, from, path + ".tokens_from", draft.ApiKeys)
+            ? ReadTokenSources(file, from, path + ".tokens_from", draft.ApiKeys, draft.Identity)
             : jwt.SelectMany(p => providerSources.GetValueOrDefault(p.Options.Name) ?? []).Distinct().ToArray() is { Length: > 0 } union ? union
             : [TokenSource.Bearer];
         var locator = sources is [{ Kind: TokenSourceKind.Bearer }] ? TokenLocator.Default : new TokenLocator(sources);
@@ -381,7 +381,7 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
     /// <c>tokens_from: [bearer, header:x-id-token, query:access_token, cookie:session]</c> (or <c>{header: x-id-token}</c>
     /// items). A place an API key is read from cannot also hold tokens: which credential was meant would be a guess.
     /// </summary>
-    private static TokenSource[] ReadTokenSources(RulesFile file, YamlNode value, string path, ApiKeySettings? apiKeys)
+    private static TokenSource[] ReadTokenSources(RulesFile file, YamlNode value, string path, ApiKeySettings? apiKeys, IdentityHeaders identity)
     {
         var sources = new List<TokenSource>();
         foreach (var item in Sequence(file, value, path))
@@ -412,6 +412,12 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
                 || source.Kind == TokenSourceKind.Query && source.Name == apiKeys?.Query)
             {
                 throw YamlRules.Error(file, item, path, $"'{source.Name}' is where API keys are read (api_keys); a token cannot be read there too");
+            }
+            // authz sets identity headers on allow; a token read from one of them would be overwritten or removed.
+            if (source.Kind == TokenSourceKind.Header
+                && (source.Name == identity.Tenant || source.Name == identity.Subject || source.Name == identity.Client || identity.Claims.Any(c => c.Value == source.Name)))
+            {
+                throw YamlRules.Error(file, item, path, $"'{source.Name}' is an identity header (identity_headers); a token cannot be read there");
             }
             if (!sources.Contains(source))
                 sources.Add(source);

@@ -157,6 +157,7 @@ public sealed class TokenSourceTests
     [InlineData("    tokens_from: [header:x-api-key]", "'x-api-key' is where API keys are read")]
     [InlineData("    tokens_from: [query:api_key]", "'api_key' is where API keys are read")]
     [InlineData("    tokens_from: []", "lists at least one place")]
+    [InlineData("    tokens_from: [header:x-legate-subject]", "'x-legate-subject' is an identity header")]
     [InlineData("    tokens_from: [{cookie: 'a b'}]", "a token source is bearer")]
     public void BadTokenSources_StopStartUp_NamingTheField(string providerFrom, string expected)
     {
