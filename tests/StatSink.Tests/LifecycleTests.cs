@@ -350,6 +350,22 @@ public sealed class LifecycleTests
     }
 
     [Fact]
+    public async Task Reflection_ListsTheMetricsService_BoundWithTheLenientMarshaller()
+    {
+        using var sink = new StatSinkHarness();
+        var reflection = new Grpc.Reflection.V1Alpha.ServerReflection.ServerReflectionClient(sink.Service.Channel);
+        using var call = reflection.ServerReflectionInfo(cancellationToken: Ct);
+        await call.RequestStream.WriteAsync(new Grpc.Reflection.V1Alpha.ServerReflectionRequest { ListServices = "" }, Ct);
+        await call.RequestStream.WriteAsync(new Grpc.Reflection.V1Alpha.ServerReflectionRequest { FileContainingSymbol = "envoy.service.metrics.v3.MetricsService" }, Ct);
+        await call.RequestStream.CompleteAsync();
+
+        Assert.True(await call.ResponseStream.MoveNext(Ct));
+        Assert.Contains("envoy.service.metrics.v3.MetricsService", call.ResponseStream.Current.ListServicesResponse.Service.Select(s => s.Name));
+        Assert.True(await call.ResponseStream.MoveNext(Ct));
+        Assert.NotEmpty(call.ResponseStream.Current.FileDescriptorResponse.FileDescriptorProto);
+    }
+
+    [Fact]
     public async Task OldEnvoy_V2ServiceName_Unimplemented()
     {
         using var sink = new StatSinkHarness();
