@@ -141,16 +141,26 @@ public sealed class ExampleGatewayTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Chart_RendersTheExampleAsItsInitContainerDoes_AndProbesTheRenderedListeners()
+    public async Task Chart_RendersTheExampleFromItsConfigMapAsTheInitContainerDoes_AndProbesTheRenderedListeners()
     {
-        var chart = await HelmChart.TemplateWithArgsAsync("--set-file", $"gateway={Path.Combine(Examples, "gateway.yaml")}");
+        // As the README installs it: the gateway file and the files it names.
+        var chart = await HelmChart.TemplateWithArgsAsync(
+            "--set-file", $"gateway={Path.Combine(Examples, "gateway.yaml")}",
+            "--set-file", $"gatewayFiles.keys\\.yaml={Path.Combine(Examples, "keys.yaml")}",
+            "--set-file", $"gatewayFiles.idp\\.jwks\\.json={Path.Combine(Examples, "idp.jwks.json")}");
         var deployment = chart.Deployment("envoy");
-        var args = HelmChart.Container(deployment, "render").Strs("args");
-        Assert.Equal(["render", "/etc/legate-gateway/gateway.yaml", "-o"], args.Take(3));
+        var render = HelmChart.Container(deployment, "render");
+        var args = render.Strs("args");
+        var mount = render.Seq("volumeMounts").Single(m => m.Str("name") == "gateway").Str("mountPath")!;
+        Assert.Equal(["render", $"{mount}/gateway.yaml", "-o"], args.Take(3));
+        // The ConfigMap's files as Kubernetes mounts them, and render run on them as the init container runs it.
+        var mounted = Directory.CreateTempSubdirectory("legate-chart-gateway-").FullName;
         var output = Directory.CreateTempSubdirectory("legate-chart-").FullName;
         try
         {
-            var (exitCode, stdout, stderr) = await LegateCli.RenderAsync(Path.Combine(Examples, "gateway.yaml"), output, args[5]);
+            foreach (var (name, content) in chart.Get("ConfigMap", HelmChart.Name("gateway")).Entries("data"))
+                await File.WriteAllTextAsync(Path.Combine(mounted, name), ((YamlDotNet.RepresentationModel.YamlScalarNode)content).Value, TestContext.Current.CancellationToken);
+            var (exitCode, stdout, stderr) = await LegateCli.RenderAsync(Path.Combine(mounted, Path.GetFileName(args[1])), output, args[5]);
             Assert.True(exitCode == 0, stdout + stderr);
 
             var envoy = HelmChart.Container(deployment, "envoy");
@@ -169,6 +179,7 @@ public sealed class ExampleGatewayTests : IAsyncLifetime
         finally
         {
             Directory.Delete(output, recursive: true);
+            Directory.Delete(mounted, recursive: true);
         }
     }
 }
