@@ -26,9 +26,12 @@ public sealed partial class AuthorizationDecider
     private readonly JwtValidator _jwt;
     private readonly AuthzMetrics _metrics;
     private readonly ILogger _logger;
+    private readonly FailureThrottle _throttle;
 
-    public AuthorizationDecider(RulesProvider<AuthzPolicySet> rules, JwtValidator jwt, AuthzMetrics metrics, ILogger<AuthorizationDecider> logger)
+    public AuthorizationDecider(RulesProvider<AuthzPolicySet> rules, JwtValidator jwt, AuthzMetrics metrics, ILogger<AuthorizationDecider> logger,
+        TimeProvider time)
     {
+        _throttle = new FailureThrottle(time);
         _rules = rules;
         _jwt = jwt;
         _metrics = metrics;
@@ -94,6 +97,12 @@ public sealed partial class AuthorizationDecider
                 return Deny(tenantLabel, policyLabel, Forbidden("client address not allowed"), "client_address");
             var challenge = Challenge(set, tenant, policy);
 
+            // An address that sent too many bad credentials is refused before any lookup or signature check (K10).
+            var throttle = set.FailureThrottle;
+            var clientAddress = throttle is null ? null : set.ClientAddress.Find(request, headers);
+            if (throttle is not null && _throttle.IsBlocked(clientAddress, throttle))
+                return Deny(tenantLabel, policyLabel, TooManyFailures(), "throttled");
+
             // Credentials: look in every place the policy accepts; two kinds at once are refused, never guessed.
             var keys = policy.AllowApiKey && tenant.ApiKeys ? set.ApiKeys : null;
             var keyLocation = keys?.Locator.Locate(headers, path) ?? default;
@@ -103,11 +112,11 @@ public sealed partial class AuthorizationDecider
 
             Identity identity;
             if (hasKey && hasToken)
-                return Deny(tenantLabel, policyLabel, Unauthorized(challenge, "more than one credential"), "ambiguous_credentials");
+                return CredentialFailure(clientAddress, throttle, tenantLabel, policyLabel, Unauthorized(challenge, "more than one credential"), "ambiguous_credentials");
             if (hasKey)
             {
                 if (keyLocation.Status != ApiKeyLocateStatus.Found)
-                    return Deny(tenantLabel, policyLabel, Unauthorized(challenge, "invalid API key"), "invalid_api_key");
+                    return CredentialFailure(clientAddress, throttle, tenantLabel, policyLabel, Unauthorized(challenge, "invalid API key"), "invalid_api_key");
                 var result = await keys!.Validator.ValidateAsync(keyLocation.Key!, cancellationToken, tenant.Name).ConfigureAwait(false);
                 if (!result.Succeeded)
                 {
@@ -115,7 +124,7 @@ public sealed partial class AuthorizationDecider
                     {
                         ApiKeyFailure.StoreUnavailable => Deny(tenantLabel, policyLabel, Unavailable("API key store unavailable"), "store_unavailable"),
                         ApiKeyFailure.WrongTenant => Deny(tenantLabel, policyLabel, Forbidden("API key not valid for this tenant"), "wrong_tenant"),
-                        _ => Deny(tenantLabel, policyLabel, Unauthorized(challenge, "invalid API key"), "invalid_api_key"),
+                        _ => CredentialFailure(clientAddress, throttle, tenantLabel, policyLabel, Unauthorized(challenge, "invalid API key"), "invalid_api_key"),
                     };
                 }
                 var record = result.Record!;
@@ -124,7 +133,7 @@ public sealed partial class AuthorizationDecider
             else if (hasToken)
             {
                 if (tokenLookup.Status != TokenLookupStatus.Found)
-                    return Deny(tenantLabel, policyLabel, Unauthorized(challenge, "invalid token"), "invalid_token");
+                    return CredentialFailure(clientAddress, throttle, tenantLabel, policyLabel, Unauthorized(challenge, "invalid token"), "invalid_token");
                 JwtResult? accepted = null;
                 var unavailable = 0;
                 foreach (var provider in tenant.JwtProviders)
@@ -142,7 +151,7 @@ public sealed partial class AuthorizationDecider
                 {
                     return unavailable == tenant.JwtProviders.Count
                         ? Deny(tenantLabel, policyLabel, Unavailable("signing keys unavailable"), "keys_unavailable")
-                        : Deny(tenantLabel, policyLabel, Unauthorized(challenge, "invalid token"), "invalid_token");
+                        : CredentialFailure(clientAddress, throttle, tenantLabel, policyLabel, Unauthorized(challenge, "invalid token"), "invalid_token");
                 }
                 var client = jwt.Claims.GetValueOrDefault("azp") ?? jwt.Claims.GetValueOrDefault("client_id");
                 identity = new Identity("jwt", jwt.Subject, client, jwt.Scopes, jwt.Claims, tenant.Plan, default);
@@ -338,6 +347,18 @@ public sealed partial class AuthorizationDecider
         }
         return false;
     }
+
+    /// <summary>A 401 for an invalid credential, counted against the client's address when the throttle is on.</summary>
+    private CheckResponse CredentialFailure(System.Net.IPAddress? client, FailureThrottleSettings? throttle, string tenant, string policy,
+        Denial denial, string metricReason)
+    {
+        if (throttle is not null)
+            _throttle.Failed(client, throttle);
+        return Deny(tenant, policy, denial, metricReason);
+    }
+
+    private static Denial TooManyFailures() =>
+        new(GrpcStatusCode.ResourceExhausted, HttpStatusCode.TooManyRequests, "too_many_requests", "too many invalid credentials", null);
 
     private static Denial BadRequest(string reason) => new(GrpcStatusCode.InvalidArgument, HttpStatusCode.BadRequest, "bad_request", reason, null);
 

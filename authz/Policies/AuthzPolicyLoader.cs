@@ -21,7 +21,7 @@ namespace Legate.Authz.Policies;
 public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, IDisposable
 {
     private static readonly FrozenSet<string> TopFields = FrozenSet.Create(StringComparer.Ordinal,
-        "tenants", "jwt_providers", "policies", "api_keys", "identity_headers", "strip_credentials", "strip_authorization", "client_address");
+        "tenants", "jwt_providers", "policies", "api_keys", "identity_headers", "strip_credentials", "strip_authorization", "client_address", "failure_throttle");
     private static readonly FrozenSet<string> TenantFields = FrozenSet.Create(StringComparer.Ordinal, "hosts", "plan", "jwt", "api_keys", "tokens_from", "routes");
     private static readonly FrozenSet<string> ProviderFields = FrozenSet.Create(StringComparer.Ordinal,
         "issuer", "audiences", "algorithms", "jwks_uri", "jwks", "jwks_file", "clock_skew", "max_lifetime", "typ", "tokens_from");
@@ -90,6 +90,7 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
         public bool StripCredentials = true;
         public bool StripAuthorization;
         public ClientAddressSettings ClientAddress = ClientAddressSettings.Default;
+        public FailureThrottleSettings? FailureThrottle;
     }
 
     private AuthzPolicySet Build(IEnumerable<RulesFile> files)
@@ -143,7 +144,7 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
 
             return new AuthzPolicySet(tenants.ToFrozenDictionary(StringComparer.Ordinal), byHost.ToFrozenDictionary(StringComparer.Ordinal),
                 draft.Policies.ToFrozenDictionary(StringComparer.Ordinal), created, draft.ApiKeys, draft.Identity,
-                draft.StripCredentials, draft.StripAuthorization, draft.ClientAddress);
+                draft.StripCredentials, draft.StripAuthorization, draft.ClientAddress, draft.FailureThrottle);
         }
         catch
         {
@@ -206,6 +207,9 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
                     break;
                 case "client_address":
                     draft.ClientAddress = ReadClientAddress(file, value);
+                    break;
+                case "failure_throttle":
+                    draft.FailureThrottle = ReadFailureThrottle(file, value);
                     break;
             }
         }
@@ -492,6 +496,19 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
         if (hops > 0 && source != ClientAddressSource.ForwardedFor)
             throw YamlRules.Error(file, value, "client_address.trusted_hops", "applies to x-forwarded-for only");
         return new ClientAddressSettings(source, hops);
+    }
+
+    /// <summary><c>failure_throttle: {max_failures: 20, window: 1m}</c>.</summary>
+    private static FailureThrottleSettings ReadFailureThrottle(RulesFile file, YamlNode value)
+    {
+        var map = Mapping(file, value, "failure_throttle", "is a mapping (max_failures, window)");
+        CheckFields(file, map, "failure_throttle", FrozenSet.Create(StringComparer.Ordinal, "max_failures", "window"));
+        var max = Field(map, "max_failures") ?? throw YamlRules.Error(file, map, "failure_throttle.max_failures", "is required");
+        var window = Field(map, "window") ?? throw YamlRules.Error(file, map, "failure_throttle.window", "is required");
+        var span = Duration(file, window, "failure_throttle.window");
+        if (span < TimeSpan.FromSeconds(1) || span > TimeSpan.FromHours(1))
+            throw YamlRules.Error(file, window, "failure_throttle.window", "is between 1s and 1h");
+        return new FailureThrottleSettings((int)WholeNumber(file, max, "failure_throttle.max_failures", 1, 1_000_000), span);
     }
 
     private static IdentityHeaders ReadIdentity(RulesFile file, YamlNode value)

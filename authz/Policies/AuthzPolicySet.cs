@@ -16,9 +16,11 @@ public sealed class AuthzPolicySet : IDisposable
         IdentityHeaders identityHeaders,
         bool stripCredentials,
         bool stripAuthorization,
-        ClientAddressSettings clientAddress)
+        ClientAddressSettings clientAddress,
+        FailureThrottleSettings? failureThrottle)
     {
         ClientAddress = clientAddress;
+        FailureThrottle = failureThrottle;
         Tenants = tenants;
         TenantsByHost = tenantsByHost;
         Policies = policies;
@@ -52,6 +54,9 @@ public sealed class AuthzPolicySet : IDisposable
 
     /// <summary>Where a client's address is read for <c>client_cidrs</c> rules.</summary>
     public ClientAddressSettings ClientAddress { get; }
+
+    /// <summary>Null when off (the default): then invalid credentials are not counted per address.</summary>
+    public FailureThrottleSettings? FailureThrottle { get; }
 
     internal void Start()
     {

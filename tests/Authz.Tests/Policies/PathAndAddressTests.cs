@@ -192,7 +192,7 @@ public sealed class PathAndAddressTests
         var factory = Metrics.WithCustomRegistry(registry);
         using var loader = new AuthzPolicyLoader(TimeProvider.System);
         using var rules = new RulesProvider<AuthzPolicySet>("authz", new RulesOptions { Path = "/nonexistent" }, loader, TimeProvider.System, NullLogger.Instance, factory);
-        var decider = new AuthorizationDecider(rules, new JwtValidator(TimeProvider.System), new AuthzMetrics(factory), NullLogger<AuthorizationDecider>.Instance);
+        var decider = new AuthorizationDecider(rules, new JwtValidator(TimeProvider.System), new AuthzMetrics(factory), NullLogger<AuthorizationDecider>.Instance, TimeProvider.System);
 
         var response = await decider.CheckAsync(WithKey("/orders"), TestContext.Current.CancellationToken);
 
