@@ -60,4 +60,17 @@ public sealed class ExamplesTests
 
         Assert.Equal(Records(Path.Combine(RepoPaths.Root, "authz", "rules", "keys.yaml")), Records(Path.Combine(Examples, "keys.yaml")));
     }
+
+    [Fact]
+    public void ExampleGateway_TrustsTheDemoIssuer_AndNamesTheDemoKeyStore()
+    {
+        var gateway = Yaml.Load(Path.Combine(Examples, "gateway.yaml"));
+
+        var provider = gateway.Map("jwt_providers", gateway.Strs("tenants", "acme", "jwt").Single());
+        Assert.Equal(DemoJwt.Issuer, provider.Str("issuer"));
+        Assert.Contains(DemoJwt.Audience, provider.Strs("audiences"));
+        Assert.Equal("idp.jwks.json", provider.Str("jwks_file"));
+        Assert.Equal("keys.yaml", gateway.Str("api_keys", "file"));
+        Assert.Contains("localhost", gateway.Strs("tenants", "acme", "hosts"));
+    }
 }
