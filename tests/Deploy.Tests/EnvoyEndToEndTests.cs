@@ -33,7 +33,8 @@ public sealed class EnvoyEndToEndTests
             foreach (var service in ServiceInfo.All)
             {
                 var image = new ImageFromDockerfileBuilder()
-                    .WithContextDirectory(RepoPaths.Root)
+                    // The build context is the repository root (and its .dockerignore), as for `docker build -f`.
+                    .WithDockerfileDirectory(RepoPaths.Root)
                     .WithDockerfile($"deploy/docker/{service.Name}.Dockerfile")
                     .WithName($"legate/{service.Name}:e2e")
                     .Build();
@@ -62,7 +63,7 @@ public sealed class EnvoyEndToEndTests
             Assert.Equal(HttpStatusCode.Unauthorized, await SendAsync(client, null, ct));
             Assert.Equal(HttpStatusCode.OK, await SendAsync(client, ("x-api-key", DemoApiKey), ct));
             Assert.Equal(HttpStatusCode.OK, await SendAsync(client, ("authorization", "Bearer " + DemoJwt.Mint()), ct));
-            // The example tenant's quota is small; well within this many calls the API key is refused with 429.
+            // The example allows one client address 50 calls a second: well within this many, one is refused with 429.
             var statuses = new List<HttpStatusCode>();
             for (var i = 0; i < 500 && !statuses.Contains(HttpStatusCode.TooManyRequests); i++)
                 statuses.Add(await SendAsync(client, ("x-api-key", DemoApiKey), ct));
