@@ -65,6 +65,14 @@ public sealed class PrometheusTests
         Assert.Equal(30, await prometheus.WaitForValueAsync("envoy_cluster_upstream_rq_time_quantiles{envoy_node_id=\"prom-envoy\",quantile=\"0.5\"}", v => v == 30));
         Assert.Equal(1, await prometheus.WaitForValueAsync("legate_statsink_streams_active", v => v == 1));
 
+        // An idle interval (NaN quantiles) and a label value needing escapes: Prometheus still parses every scrape.
+        envoy.Set("cluster.upstream_cx_active", 2, ("envoy.cluster_name", "we\"ird\\name"));
+        await call.RequestStream.WriteAsync(envoy.Flush(), Ct);
+        Assert.Equal(2, await prometheus.WaitForValueAsync("envoy_cluster_upstream_cx_active{envoy_cluster_name=\"we\\\"ird\\\\name\"}", v => v == 2));
+        Assert.True(double.IsNaN(await prometheus.WaitForValueAsync(
+            "envoy_cluster_upstream_rq_time_quantiles{envoy_node_id=\"prom-envoy\",quantile=\"0.99\"}", double.IsNaN)));
+        Assert.Equal(1, await prometheus.WaitForValueAsync("up{job=\"statsink\"}", v => v == 1));
+
         await call.RequestStream.CompleteAsync();
         await call.ResponseAsync;
     }
