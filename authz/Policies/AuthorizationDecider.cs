@@ -95,7 +95,8 @@ public sealed partial class AuthorizationDecider
 
             if (policy.ClientCidrs.Count > 0 && !IsAllowedAddress(set.ClientAddress.Find(request, headers), policy.ClientCidrs))
                 return Deny(tenantLabel, policyLabel, Forbidden("client address not allowed"), "client_address");
-            var challenge = Challenge(set, tenant, policy);
+            // The WWW-Authenticate value, built only when a 401 needs it (not on the allow path).
+            var challenge = new ChallengeSource(set, tenant, policy);
 
             // An address that sent too many bad credentials is refused before any lookup or signature check (K10).
             var throttle = set.FailureThrottle;
@@ -334,7 +335,10 @@ public sealed partial class AuthorizationDecider
 
     private readonly record struct Denial(GrpcStatusCode Code, HttpStatusCode Http, string Error, string Reason, string? Challenge);
 
-    private static Denial Unauthorized(string challenge, string reason) => new(GrpcStatusCode.Unauthenticated, HttpStatusCode.Unauthorized, "unauthorized", reason, challenge);
+    private readonly record struct ChallengeSource(AuthzPolicySet Set, TenantPolicy Tenant, AccessPolicy Policy);
+
+    private static Denial Unauthorized(in ChallengeSource challenge, string reason) =>
+        new(GrpcStatusCode.Unauthenticated, HttpStatusCode.Unauthorized, "unauthorized", reason, Challenge(challenge.Set, challenge.Tenant, challenge.Policy));
 
     private static bool IsAllowedAddress(System.Net.IPAddress? address, IReadOnlyList<System.Net.IPNetwork> networks)
     {
