@@ -196,7 +196,7 @@ internal static partial class GatewayLoader
                     y.Add(Field(map, "address"), path + ".address", $"'{address}' is not an IP address", "0.0.0.0 for every interface, 127.0.0.1 for loopback only");
                 var port = (int)(y.Number(map, "port", path, 1, 65535) ?? 8080);
                 if (!NamePattern().IsMatch(name) || !names.Add(name))
-                    y.Add(Field(map, "name") ?? map, path + ".name", $"listener name '{name}' is not valid or is used twice");
+                    y.Add(Field(map, "name") ?? map, path + ".name", $"listener name '{name}' is not valid or is used twice", "each listener needs its own lower-case name");
                 if (ReservedPorts.Contains(port) || !ports.Add(port))
                     y.Add(Field(map, "port") ?? map, path + ".port", $"port {port} is taken", $"ports {string.Join(", ", ReservedPorts)} are Envoy's admin, stats and ready ports; each listener needs its own port");
                 list.Add(new ListenerConfig(name, address, port));
@@ -220,7 +220,7 @@ internal static partial class GatewayLoader
                     continue;
                 if (name.StartsWith("legate_", StringComparison.Ordinal))
                 {
-                    y.Add(key, path, "names starting with 'legate_' are reserved for the services' own clusters");
+                    y.Add(key, path, "names starting with 'legate_' are reserved for the services' own clusters", "rename the backend");
                     continue;
                 }
                 _backendNodes[name] = key;
@@ -234,7 +234,7 @@ internal static partial class GatewayLoader
                 {
                     if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https") || uri.Host.Length == 0)
                     {
-                        y.Add(urlNode, path + ".urls", $"'{url}' is not an http:// or https:// URL");
+                        y.Add(urlNode, path + ".urls", $"'{url}' is not an http:// or https:// URL", "e.g. http://orders:8080");
                         continue;
                     }
                     if (uri.AbsolutePath != "/" || uri.Query.Length > 0 || uri.UserInfo.Length > 0)
@@ -657,12 +657,12 @@ internal static partial class GatewayLoader
                 if (name is null || weight is null)
                 {
                     if (Field(map, "name") is null || Field(map, "weight") is null)
-                        y.Add(map, p, "needs name and weight");
+                        y.Add(map, p, "needs name and weight", "e.g. {name: orders, weight: 90}");
                     continue;
                 }
                 CheckBackend(Field(map, "name")!, p + ".name", name);
                 if (list.Any(b => b.Name == name))
-                    y.Add(Field(map, "name"), p + ".name", $"backend '{name}' is listed twice");
+                    y.Add(Field(map, "name"), p + ".name", $"backend '{name}' is listed twice", "list each backend once and add up its weights");
                 list.Add(new WeightedBackend(name, (int)weight));
             }
             if (list.Count > 0 && list.Sum(b => b.Weight) == 0)

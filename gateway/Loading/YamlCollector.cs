@@ -19,12 +19,20 @@ internal sealed class YamlCollector(RulesFile file)
     public IReadOnlyList<GatewayError> Errors => _errors;
 
     public void Add(YamlNode? node, string field, string problem, string? hint = null)
-        => _errors.Add(new GatewayError(File.Path, node is null ? null : (int)node.Start.Line, node is null ? null : (int)node.Start.Column, field, problem, hint));
+        => _errors.Add(new GatewayError(File.Path, node is null ? null : (int)node.Start.Line, node is null ? null : (int)node.Start.Column, field, problem,
+            hint ?? SectionHint(field)));
 
     public void Add(RulesException e, string? hint = null)
     {
         ArgumentNullException.ThrowIfNull(e);
-        _errors.Add(new GatewayError(e.File, e.Line, e.Column, e.Field ?? "", e.Problem, hint));
+        _errors.Add(new GatewayError(e.File, e.Line, e.Column, e.Field ?? "", e.Problem, hint ?? SectionHint(e.Field ?? "")));
+    }
+
+    /// <summary>Where the field is documented, when there is nothing more specific to say.</summary>
+    private static string SectionHint(string field)
+    {
+        var section = field.Split('.', '[')[0];
+        return section.Length == 0 ? "see docs/gateway-file.md" : $"see '{section}' in docs/gateway-file.md";
     }
 
     /// <summary>Runs one YamlNodes read; a failure is recorded and answers default.</summary>

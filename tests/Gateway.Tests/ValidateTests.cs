@@ -64,6 +64,7 @@ public sealed partial class ValidateTests
             errors.Select(e => e.ToString().Split('\n')[0]));
         Assert.Equal("did you mean 'api'?", errors[1].Hint);
         Assert.Equal("did you mean 'acme'?", errors[3].Hint);
+        Assert.All(errors, e => Assert.False(string.IsNullOrEmpty(e.Hint), e.ToString()));
     }
 
     [Fact]
@@ -120,6 +121,7 @@ public sealed partial class ValidateTests
         {
             Assert.Equal(field, error.Field);
             Assert.StartsWith(problem, error.Problem, StringComparison.Ordinal);
+            Assert.False(string.IsNullOrEmpty(error.Hint), error.ToString());
         }
     }
 
@@ -146,6 +148,7 @@ public sealed partial class ValidateTests
             ],
             errors.Select(e => e.Field));
         Assert.Equal("did you mean 'jwt'?", errors[6].Hint);
+        Assert.All(errors, e => Assert.False(string.IsNullOrEmpty(e.Hint), e.ToString()));
     }
 
     [Fact]
