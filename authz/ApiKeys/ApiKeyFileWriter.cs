@@ -184,14 +184,18 @@ public static class ApiKeyFileWriter
         public static WriteLock Acquire(string path)
         {
             var full = Path.GetFullPath(path);
-            var lockPath = Path.Combine(Path.GetDirectoryName(full)!, "." + Path.GetFileName(full) + ".lock");
+            var directory = Path.GetDirectoryName(full)!;
+            // Only a lock held by another writer is worth waiting for.
+            if (!Directory.Exists(directory))
+                throw new DirectoryNotFoundException($"No folder {directory} for the keys file.");
+            var lockPath = Path.Combine(directory, "." + Path.GetFileName(full) + ".lock");
             for (var attempt = 0; ; attempt++)
             {
                 try
                 {
                     return new WriteLock(new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None));
                 }
-                catch (IOException) when (attempt < 100)
+                catch (IOException e) when (attempt < 100 && e is not (DirectoryNotFoundException or PathTooLongException))
                 {
                     Thread.Sleep(50);
                 }

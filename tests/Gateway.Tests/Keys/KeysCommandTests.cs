@@ -225,6 +225,19 @@ public sealed class KeysCommandTests : IDisposable
     }
 
     [Fact]
+    public void AMissingFolder_IsAClearErrorAtOnce()
+    {
+        var missing = Path.Combine(_dir, "no-such-folder", "keys.yaml");
+
+        var (exitCode, stdout, stderr) = Run("create", "--tenant", "acme", "--client", "billing", "--file", missing);
+
+        Assert.Equal(Cli.Invalid, exitCode);
+        Assert.Contains("cannot write", stderr, StringComparison.Ordinal);
+        Assert.Contains("no-such-folder", stderr, StringComparison.Ordinal);
+        Assert.Empty(stdout);
+    }
+
+    [Fact]
     public async Task ConcurrentCreates_LoseNoKey()
     {
         var keys = await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => Task.Run(() => Create())));
