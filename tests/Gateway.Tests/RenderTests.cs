@@ -320,6 +320,64 @@ public sealed class RenderTests : IDisposable
         Assert.False(File.Exists(_out.File("authz/keys.yaml")));
     }
 
+    private const string Varied = """
+        listeners:
+          - { name: public, address: 0.0.0.0, port: 8080 }
+          - { name: internal, address: 127.0.0.1, port: 8081 }
+        backends:
+          secure: { urls: [https://payments.internal:8443], tls: { sni: pay.internal, ca_file: ca.pem }, http2: true, connect_timeout: 250ms }
+          plain: { urls: ["http://10.0.0.1:80", "http://10.0.0.2:80"] }
+        tenants:
+          acme: { hosts: [api.acme.example] }
+        policies:
+          default: { credentials: [jwt] }
+        routes:
+          - { name: exact, match: { path: /status, query: { verbose: "1" }, headers: { x-debug: "yes" } }, backend: plain, rewrite: /health }
+          - { name: regex, match: { regex: "^/v[0-9]+/pay$", methods: [POST] }, backend: secure, timeout: 2s }
+          - { name: strip, match: { prefix: /api/ }, backend: plain, rewrite: /, cors: { origins: ["*"], max_age: 1m } }
+        """;
+
+    [Fact]
+    public async Task TlsBackends_ExactAndRegexMatches_AndSlashRewrites_RenderToValidEnvoyConfig()
+    {
+        using var dir = GatewayFiles.Write(Varied);
+        File.WriteAllText(dir.File("ca.pem"), "-----BEGIN CERTIFICATE-----\nnot checked by render\n-----END CERTIFICATE-----\n");
+
+        var (exitCode, _, stderr) = Render(dir.File("gateway.yaml"), _out.Path);
+
+        Assert.True(exitCode == Cli.Ok, stderr);
+        var cds = GatewayFiles.Load(_out.File("envoy/dynamic/cds.yaml")).Seq("resources");
+        var secure = cds.Single(c => c.Str("name") == "secure");
+        Assert.Equal("STRICT_DNS", secure.Str("type"));
+        Assert.Equal("0.25s", secure.Str("connect_timeout"));
+        Assert.Equal("pay.internal", secure.Str("transport_socket", "typed_config", "sni"));
+        Assert.Equal(Path.Combine(_out.Path, "envoy", "certs", "secure-ca.pem"),
+            secure.Str("transport_socket", "typed_config", "common_tls_context", "validation_context", "trusted_ca", "filename"));
+        Assert.True(File.Exists(_out.File("envoy/certs/secure-ca.pem")));
+        Assert.NotNull(secure.Get("typed_extension_protocol_options"));
+        Assert.Equal("STATIC", cds.Single(c => c.Str("name") == "plain").Str("type"));
+
+        Assert.Equal(["public", "internal"], Lds().Seq("resources").Select(l => l.Str("name")));
+        var exact = Route("exact");
+        Assert.Equal("/status", exact.Str("match", "path"));
+        Assert.Equal("verbose", exact.Seq("match", "query_parameters")[0].Str("name"));
+        Assert.Equal("x-debug", exact.Seq("match", "headers")[0].Str("name"));
+        Assert.Equal("/health", exact.Str("route", "prefix_rewrite"));
+        Assert.Equal("^/v[0-9]+/pay$", Route("regex").Str("match", "safe_regex", "regex"));
+        Assert.Equal("POST", Route("regex").Seq("match", "headers")[0].Str("string_match", "exact"));
+        var strip = Route("strip");
+        Assert.Equal("/api", strip.Str("match", "path_separated_prefix"));
+        Assert.Equal("^/api/?", strip.Str("route", "regex_rewrite", "pattern", "regex"));
+        Assert.Equal("/", strip.Str("route", "regex_rewrite", "substitution"));
+        Assert.Equal(".*", strip.Seq("typed_per_filter_config", "envoy.filters.http.cors", "allow_origin_string_match")[0].Str("safe_regex", "regex"));
+
+        var tool = SharedTools.EnvoyCheckTool("envoy-check");
+        Assert.SkipWhen(tool is null, "../shared/tools/envoy-check is not beside this checkout");
+        var (code, output) = await SharedTools.RunAsync(tool!, _out.File("envoy/envoy.yaml"));
+        Assert.True(code == 0, output);
+        Assert.Contains(" 0 error(s), 0 warning(s)", output, StringComparison.Ordinal);
+    }
+
     private AuthzPolicySet LoadAuthz()
     {
         using var loader = new AuthzPolicyLoader(TimeProvider.System);
