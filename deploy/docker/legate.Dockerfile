@@ -9,7 +9,9 @@ FROM mcr.microsoft.com/dotnet/sdk:10.0.401-noble AS build
 WORKDIR /src
 # The whole source (less what .dockerignore leaves out): the generator shares config models with the services.
 COPY . .
-RUN dotnet publish gateway/Legate.Gateway.csproj -c Release -o /app \
+# legate references the authz and ratelimit projects (render checks its output with their loaders), so both of their
+# appsettings.json would land in /app; the CLI reads neither, so which one stays does not matter.
+RUN dotnet publish gateway/Legate.Gateway.csproj -c Release -o /app -p:ErrorOnDuplicatePublishOutputFiles=false \
  && mkdir -p /out
 
 FROM mcr.microsoft.com/dotnet/aspnet:10.0.12-noble-chiseled
