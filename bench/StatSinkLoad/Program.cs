@@ -104,6 +104,7 @@ switch (mode)
         {
             var times = new List<double>();
             long bytes = 0;
+            var cpuBefore = Cpu();
             for (var i = 0; i < 5; i++)
             {
                 using var request = new HttpRequestMessage(HttpMethod.Get, "/metrics");
@@ -119,10 +120,11 @@ switch (mode)
                     bytes += n;
                 times.Add(clock.Elapsed.TotalMilliseconds);
             }
+            var cpuPerScrape = (Cpu() - cpuBefore) / times.Count * 1000;
             times.Sort();
             var series = await Metric("legate_statsink_series");
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"scrape ({(openMetrics ? "OpenMetrics" : "text 0.0.4")}): {series:F0} series, {bytes / 1048576.0:F1} MiB; min {times[0]:F0} ms, median {times[2]:F0} ms, max {times[^1]:F0} ms"));
+                $"scrape ({(openMetrics ? "OpenMetrics" : "text 0.0.4")}): {series:F0} series, {bytes / 1048576.0:F1} MiB; min {times[0]:F0} ms, median {times[2]:F0} ms, max {times[^1]:F0} ms; statsink CPU {cpuPerScrape:F0} ms a scrape"));
         }
         break;
     }

@@ -7,14 +7,14 @@ namespace Legate.StatSink.Exposition;
 /// <summary>
 /// Writes the Envoy series in Prometheus text format 0.0.4 or OpenMetrics 1.0, by hand: prometheus-net cannot express
 /// histograms whose buckets arrive already counted. Every line is built from bytes rendered when its series was
-/// created (name, labels, <c>le</c> values), so a scrape formats only the numbers. Written family by family and
-/// flushed as it goes, so a large fleet streams instead of being built in memory.
+/// created (name, labels, <c>le</c> values), so a scrape formats only the numbers. Written series by series and
+/// flushed every 256 KiB, so a large fleet streams instead of being built in memory.
 /// </summary>
 internal sealed class EnvoyExposition(SeriesStore store)
 {
     public const string TextContentType = "text/plain; version=0.0.4; charset=utf-8";
     public const string OpenMetricsContentType = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-    private const int FlushEvery = 64 * 1024;
+    private const int FlushEvery = 256 * 1024;
 
     public async Task WriteAsync(PipeWriter writer, bool openMetrics, CancellationToken cancellationToken)
     {
@@ -24,82 +24,89 @@ internal sealed class EnvoyExposition(SeriesStore store)
         var names = openMetrics ? Names(families) : null;
         foreach (var family in families)
         {
-            pending += WriteFamily(writer, family, names);
-            if (pending >= FlushEvery)
+            // The family's list is copied under its lock and written outside it, so one big family (every Envoy's
+            // request-time histograms) neither holds up new series nor sits whole in the response buffer.
+            var (series, count) = Snapshot(family);
+            try
             {
-                await writer.FlushAsync(cancellationToken);
-                pending = 0;
+                if (count == 0)
+                    continue;
+                pending += WriteType(writer, family, names);
+                for (var i = 0; i < count; i++)
+                {
+                    pending += WriteSeries(writer, family, series[i]);
+                    if (pending >= FlushEvery)
+                    {
+                        await writer.FlushAsync(cancellationToken);
+                        pending = 0;
+                    }
+                }
+            }
+            finally
+            {
+                ArrayPool<Series>.Shared.Return(series, clearArray: true);
             }
         }
-    }
-
-    /// <summary>The whole exposition as one string (tests, and tools that want it all at once).</summary>
-    public string WriteToString(bool openMetrics)
-    {
-        var buffer = new ArrayBufferWriter<byte>();
-        var families = store.SnapshotFamilies();
-        var names = openMetrics ? Names(families) : null;
-        foreach (var family in families)
-            WriteFamily(buffer, family, names);
-        return System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan);
     }
 
     private static HashSet<string> Names(Family[] families) => families.Select(f => f.Name).ToHashSet(StringComparer.Ordinal);
 
-    /// <param name="openMetricsNames">Every family name, when writing OpenMetrics; null for text format 0.0.4.</param>
-    internal static long WriteFamily(IBufferWriter<byte> writer, Family family, HashSet<string>? openMetricsNames)
+    private static (Series[] Series, int Count) Snapshot(Family family)
     {
-        long written = 0;
-        Span<byte> value = stackalloc byte[32];
         lock (family.Lock)
         {
-            if (family.Series.Count == 0)
-                return 0;
-            written += WriteType(writer, family, openMetricsNames);
-            var name = family.NameUtf8;
-            foreach (var series in family.Series)
-            {
-                // A series whose first sample was refused has nothing to show yet.
-                if (!Volatile.Read(ref series.HasValue))
-                    continue;
-                switch (family.Kind)
+            var list = family.Series;
+            var array = ArrayPool<Series>.Shared.Rent(Math.Max(1, list.Count));
+            list.CopyTo(array);
+            return (array, list.Count);
+        }
+    }
+
+    /// <summary>One series' lines. A series removed since the snapshot may be written once more: harmless.</summary>
+    internal static int WriteSeries(PipeWriter writer, Family family, Series series)
+    {
+        // A series whose first sample was refused has nothing to show yet.
+        if (!Volatile.Read(ref series.HasValue))
+            return 0;
+        var written = 0;
+        Span<byte> value = stackalloc byte[32];
+        var name = family.NameUtf8;
+        switch (family.Kind)
+        {
+            case SeriesKind.Counter:
+            case SeriesKind.Gauge:
+            case SeriesKind.Untyped:
+                written += Line(writer, name, default, series.Labels, default, value[..EnvoyNames.FormatValue(series.Value, value)]);
+                break;
+            case SeriesKind.Histogram:
+                lock (series.Lock)
                 {
-                    case SeriesKind.Counter:
-                    case SeriesKind.Gauge:
-                    case SeriesKind.Untyped:
-                        written += Line(writer, name, default, series.Labels, default, value[..EnvoyNames.FormatValue(series.Value, value)]);
-                        break;
-                    case SeriesKind.Histogram:
-                        lock (series.Lock)
-                        {
-                            var bounds = series.Bounds!;
-                            var buckets = series.Buckets!;
-                            for (var i = 0; i < buckets.Length; i++)
-                                written += Line(writer, name, "_bucket"u8, series.Labels, bounds.Le[i], value[..EnvoyNames.FormatValue(buckets[i], value)]);
-                            var count = value[..EnvoyNames.FormatValue(series.Count, value)];
-                            written += Line(writer, name, "_bucket"u8, series.Labels, "le=\"+Inf\""u8, count);
-                            written += Line(writer, name, "_count"u8, series.Labels, default, count);
-                            written += Line(writer, name, "_sum"u8, series.Labels, default, value[..EnvoyNames.FormatValue(series.Sum, value)]);
-                        }
-                        break;
-                    case SeriesKind.Summary:
-                        lock (series.Lock)
-                        {
-                            var quantiles = series.Quantiles!;
-                            var values = series.QuantileValues!;
-                            for (var i = 0; i < values.Length; i++)
-                                written += Line(writer, name, default, series.Labels, quantiles.Labels[i], value[..EnvoyNames.FormatValue(values[i], value)]);
-                            written += Line(writer, name, "_count"u8, series.Labels, default, value[..EnvoyNames.FormatValue(series.Count, value)]);
-                            written += Line(writer, name, "_sum"u8, series.Labels, default, value[..EnvoyNames.FormatValue(series.Sum, value)]);
-                        }
-                        break;
+                    var bounds = series.Bounds!;
+                    var buckets = series.Buckets!;
+                    for (var i = 0; i < buckets.Length; i++)
+                        written += Line(writer, name, "_bucket"u8, series.Labels, bounds.Le[i], value[..EnvoyNames.FormatValue(buckets[i], value)]);
+                    var count = value[..EnvoyNames.FormatValue(series.Count, value)];
+                    written += Line(writer, name, "_bucket"u8, series.Labels, "le=\"+Inf\""u8, count);
+                    written += Line(writer, name, "_count"u8, series.Labels, default, count);
+                    written += Line(writer, name, "_sum"u8, series.Labels, default, value[..EnvoyNames.FormatValue(series.Sum, value)]);
                 }
-            }
+                break;
+            case SeriesKind.Summary:
+                lock (series.Lock)
+                {
+                    var quantiles = series.Quantiles!;
+                    var values = series.QuantileValues!;
+                    for (var i = 0; i < values.Length; i++)
+                        written += Line(writer, name, default, series.Labels, quantiles.Labels[i], value[..EnvoyNames.FormatValue(values[i], value)]);
+                    written += Line(writer, name, "_count"u8, series.Labels, default, value[..EnvoyNames.FormatValue(series.Count, value)]);
+                    written += Line(writer, name, "_sum"u8, series.Labels, default, value[..EnvoyNames.FormatValue(series.Sum, value)]);
+                }
+                break;
         }
         return written;
     }
 
-    private static int WriteType(IBufferWriter<byte> writer, Family family, HashSet<string>? openMetricsNames)
+    private static int WriteType(PipeWriter writer, Family family, HashSet<string>? openMetricsNames)
     {
         var openMetrics = openMetricsNames is not null;
         ReadOnlySpan<byte> name = family.NameUtf8;
@@ -139,7 +146,7 @@ internal sealed class EnvoyExposition(SeriesStore store)
         return length;
     }
 
-    private static int Line(IBufferWriter<byte> writer, byte[] name, ReadOnlySpan<byte> suffix, byte[] labels, ReadOnlySpan<byte> extra, ReadOnlySpan<byte> value)
+    private static int Line(PipeWriter writer, byte[] name, ReadOnlySpan<byte> suffix, byte[] labels, ReadOnlySpan<byte> extra, ReadOnlySpan<byte> value)
     {
         var span = writer.GetSpan(name.Length + suffix.Length + labels.Length + extra.Length + value.Length + 5);
         name.CopyTo(span);
