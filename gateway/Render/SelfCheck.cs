@@ -51,7 +51,14 @@ internal static class SelfCheck
             }
             catch (RulesException e)
             {
-                errors.Add(FromService(config, "authz", e));
+                // Name the files the user wrote, not the temporary copies.
+                var error = FromService(config, "authz", e);
+                var problem = error.Problem;
+                if (config.ApiKeys?.File is { } keys)
+                    problem = problem.Replace(Path.Combine(dir.FullName, AuthzPolicies.KeysFileName), keys, StringComparison.Ordinal);
+                foreach (var provider in config.JwtProviders.Where(p => p.JwksFile is not null))
+                    problem = problem.Replace(Path.Combine(dir.FullName, AuthzPolicies.JwksFileName(provider.Name)), provider.JwksFile, StringComparison.Ordinal);
+                errors.Add(error with { Problem = problem.Replace(dir.FullName + Path.DirectorySeparatorChar, "", StringComparison.Ordinal) });
                 return;
             }
             foreach (var (route, policy, tenant) in AuthzContexts(config))
