@@ -1,8 +1,8 @@
-using Node = System.Collections.Generic.OrderedDictionary<string, object>;
 using System.Globalization;
 using System.Net;
 using System.Text.RegularExpressions;
 using Legate.Gateway.Model;
+using Node = System.Collections.Generic.OrderedDictionary<string, object>;
 
 namespace Legate.Gateway.Render;
 

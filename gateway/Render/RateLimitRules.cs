@@ -1,5 +1,5 @@
-using Node = System.Collections.Generic.OrderedDictionary<string, object>;
 using Legate.Gateway.Model;
+using Node = System.Collections.Generic.OrderedDictionary<string, object>;
 
 namespace Legate.Gateway.Render;
 
