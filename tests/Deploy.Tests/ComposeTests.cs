@@ -162,5 +162,7 @@ public sealed partial class ComposeTests
         Assert.Contains("127.0.0.1:9090:9090/tcp", Service(config, "prometheus").Strs("ports"));
         var provider = Yaml.Load(Path.Combine(grafana, "provisioning", "dashboards", "legate.yaml")).Seq("providers").Single();
         Assert.Contains($"{Path.Combine(grafana, "dashboards")}:{provider.Str("options", "path")}:ro", Service(config, "grafana").Strs("volumes"));
+        var home = Service(config, "grafana").Str("environment", "GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH")!;
+        Assert.True(File.Exists(Path.Combine(grafana, "dashboards", Path.GetRelativePath(provider.Str("options", "path")!, home))), home);
     }
 }
