@@ -36,6 +36,7 @@ public sealed partial class HelmChartTests
             var pod = HelmChart.PodSpec(deployment);
             Assert.Equal("true", pod.Str("securityContext", "runAsNonRoot"));
             Assert.Equal("RuntimeDefault", pod.Str("securityContext", "seccompProfile", "type"));
+            Assert.Equal("false", pod.Str("automountServiceAccountToken"));
             foreach (var container in HelmChart.Containers(deployment))
             {
                 var where = $"{deployment.Str("metadata", "name")}/{container.Str("name")}";
