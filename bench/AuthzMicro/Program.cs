@@ -1,0 +1,121 @@
+using System.Buffers.Text;
+using System.Diagnostics;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Legate.Authz.Jwt;
+
+// Rates of the JWT validation path, each also as a ratio of the bare RSA-2048 verify measured in the same run
+// (so a busy machine shifts both). Usage: legate-bench-authz-micro [seconds per measurement, default 3]
+var seconds = args.Length > 0 ? double.Parse(args[0], System.Globalization.CultureInfo.InvariantCulture) : 3;
+
+using var rsa = RSA.Create(2048);
+var p = rsa.ExportParameters(false);
+var jwks = JsonSerializer.Serialize(new { keys = new[] { new { kty = "RSA", kid = "k1", alg = "RS256", use = "sig", n = Base64Url.EncodeToString(p.Modulus), e = Base64Url.EncodeToString(p.Exponent) } } });
+var now = DateTimeOffset.UtcNow;
+var header = Base64Url.EncodeToString(Encoding.UTF8.GetBytes("""{"alg":"RS256","typ":"JWT","kid":"k1"}"""));
+var payload = Base64Url.EncodeToString(JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, object>
+{
+    ["iss"] = "https://issuer.example.com", ["aud"] = "orders-api", ["sub"] = "alice", ["scope"] = "orders:read orders:write",
+    ["iat"] = now.ToUnixTimeSeconds(), ["nbf"] = now.ToUnixTimeSeconds(), ["exp"] = now.AddHours(1).ToUnixTimeSeconds(),
+}));
+var signingInput = header + "." + payload;
+var signature = rsa.SignData(Encoding.ASCII.GetBytes(signingInput), HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+var token = signingInput + "." + Base64Url.EncodeToString(signature);
+
+var options = new JwtProviderOptions
+{
+    Name = "bench", Issuer = "https://issuer.example.com", Audiences = ["orders-api"], Algorithms = ["RS256"], InlineJwks = jwks,
+};
+var provider = new JwtProvider(options, new JwksSource(options, null, TimeProvider.System));
+var uncached = new JwtValidator(TimeProvider.System);
+var cached = new JwtValidator(TimeProvider.System, new ValidatedTokenCache(TimeProvider.System));
+if (!Validate(uncached))
+    throw new InvalidOperationException("the bench token does not validate");
+
+using var pub = RSA.Create();
+pub.ImportParameters(p);
+var hash = SHA256.HashData(Encoding.ASCII.GetBytes(signingInput));
+
+double rsaRate = 0;
+rsaRate = Measure("RSA.VerifyHash (reused key, in-run baseline)", () => pub.VerifyHash(hash, signature, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1));
+var signatureProvider = provider.Keys.Current!.Keys[0].Key.CryptoProviderFactory.CreateForVerifying(provider.Keys.Current!.Keys[0].Key, "RS256");
+var inputBytes = Encoding.ASCII.GetBytes(signingInput);
+Measure("IdentityModel SignatureProvider.Verify (cached)", () => signatureProvider.Verify(inputBytes, signature));
+var handler = new Microsoft.IdentityModel.JsonWebTokens.JsonWebTokenHandler { MapInboundClaims = false };
+var parameters = new Microsoft.IdentityModel.Tokens.TokenValidationParameters
+{
+    ValidIssuer = options.Issuer, ValidAudiences = options.Audiences, ValidAlgorithms = options.Algorithms,
+    IssuerSigningKey = provider.Keys.Current!.Keys[0].Key, LifetimeValidator = static (_, expires, _, _) => expires.HasValue,
+};
+Measure("JsonWebTokenHandler.ValidateTokenAsync alone", () => handler.ValidateTokenAsync(token, parameters).GetAwaiter().GetResult().IsValid);
+Measure("JwtValidator, cache off (distinct-token path)", () => Validate(uncached));
+Measure("JwtValidator, cache hit", () => Validate(cached));
+Measure("TokenCacheKey-sized work: SHA-256 of the token", () => SHA256.HashData(Encoding.UTF8.GetBytes(token)).Length == 32);
+
+// The whole decision in process on the harness's own policy and payloads (bench/run.sh authz writes them to bench/out),
+// beside the decider's cheapest answer, so gRPC and Kestrel are out of the picture.
+var outDir = Path.Combine(AppContext.BaseDirectory, "../../../../out");
+if (File.Exists(Path.Combine(outDir, "authz-jwt.pb")))
+{
+    var policy = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "../../../../rules/authz/policies.yaml"));
+    var registry = Prometheus.Metrics.NewCustomRegistry();
+    var factory = Prometheus.Metrics.WithCustomRegistry(registry);
+    using var loader = new Legate.Authz.Policies.AuthzPolicyLoader(TimeProvider.System);
+    using var rules = new Legate.Hosting.Rules.RulesProvider<Legate.Authz.Policies.AuthzPolicySet>("authz",
+        new Legate.Hosting.Rules.RulesOptions { Path = policy }, loader, TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, factory);
+    await ((Microsoft.Extensions.Hosting.IHostedLifecycleService)rules).StartingAsync(default);
+    var metrics = new Legate.Authz.Policies.AuthzMetrics(factory);
+    var logger = Microsoft.Extensions.Logging.Abstractions.NullLogger<Legate.Authz.Policies.AuthorizationDecider>.Instance;
+    var cachedDecider = new Legate.Authz.Policies.AuthorizationDecider(rules, cached, metrics, logger, TimeProvider.System);
+    var uncachedDecider = new Legate.Authz.Policies.AuthorizationDecider(rules, uncached, metrics, logger, TimeProvider.System);
+    Envoy.Service.Auth.V3.CheckRequest Load(string name) => Envoy.Service.Auth.V3.CheckRequest.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(outDir, name)));
+    var check = Load("authz-check.pb");
+    var jwt = Load("authz-jwt.pb");
+    // The API-key request: the JWT one with the key from authz-apikey.txt instead of the token (the .pb is written
+    // only when the apikey scenario runs, so it may be older than the keys file).
+    var apiKey = jwt.Clone();
+    var headers = apiKey.Attributes.Request.Http.Headers;
+    headers.Remove("authorization");
+    headers["x-api-key"] = System.Text.RegularExpressions.Regex.Match(File.ReadAllText(Path.Combine(outDir, "authz-apikey.txt")),
+        "key: \"x-api-key\" value: \"([^\"]+)\"").Groups[1].Value;
+    bool Decide(Legate.Authz.Policies.AuthorizationDecider decider, Envoy.Service.Auth.V3.CheckRequest request, bool allow)
+        => (decider.CheckAsync(request, default).GetAwaiter().GetResult().Status.Code == 0) == allow;
+    Measure("Decider, authz-check payload (no credentials: deny)", () => Decide(cachedDecider, check, allow: false));
+    Measure("Decider, API key", () => Decide(cachedDecider, apiKey, allow: true));
+    Measure("Decider, JWT cached", () => Decide(cachedDecider, jwt, allow: true));
+    Measure("Decider, JWT distinct (cache off)", () => Decide(uncachedDecider, jwt, allow: true));
+}
+else
+{
+    Console.WriteLine("(no bench/out/authz-jwt.pb: run bench/payloads/authz-tokens.sh bench/out or bench/run.sh authz first for the decider rows)");
+}
+
+bool Validate(JwtValidator validator)
+{
+    var pending = validator.ValidateAsync(provider, token, default);
+    return (pending.IsCompletedSuccessfully ? pending.Result : pending.AsTask().GetAwaiter().GetResult()).Succeeded;
+}
+
+double Measure(string name, Func<bool> call)
+{
+    for (var i = 0; i < 200; i++)
+        call();
+    var before = GC.GetAllocatedBytesForCurrentThread();
+    var watch = Stopwatch.StartNew();
+    long n = 0;
+    while (watch.Elapsed.TotalSeconds < seconds)
+    {
+        for (var i = 0; i < 100; i++)
+        {
+            if (!call())
+                throw new InvalidOperationException(name + " failed");
+        }
+        n += 100;
+    }
+    var rate = n / watch.Elapsed.TotalSeconds;
+    var bytes = (GC.GetAllocatedBytesForCurrentThread() - before) / (double)n;
+    var ratio = rsaRate > 0 ? $"{rate / rsaRate,6:F2}x RSA" : "";
+    Console.WriteLine($"{name,-50} {rate,12:N0}/s {bytes,8:N0} B/call {ratio}");
+    return rate;
+}
