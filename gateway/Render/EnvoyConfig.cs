@@ -80,7 +80,10 @@ internal static class EnvoyConfig
                         ("transport_api_version", "V3"),
                         // A long-lived client stream: no GrpcService timeout.
                         ("grpc_service", Yaml.Map(("envoy_grpc", Yaml.Map(("cluster_name", StatSinkCluster))))),
-                        ("report_counters_as_deltas", true),
+                        // Cumulative counters (Envoy's default, said explicitly because statsink's CounterMode must match):
+                        // a lost flush loses nothing, and a stream that reconnects to another statsink replica
+                        // carries the whole value there instead of restarting from zero.
+                        ("report_counters_as_deltas", false),
                         ("emit_tags_as_labels", true)))),
             }));
         return header + Yaml.Serialize(document);

@@ -45,7 +45,7 @@ public sealed class EnvoyEndToEndTests
                     .WithEnvironment("Legate__Rules__ratelimit__Path", "/etc/legate/ratelimit")
                     .WithEnvironment("Legate__RateLimit__Store", "redis")
                     .WithEnvironment("Legate__Redis__Configuration", "redis:6379")
-                    .WithEnvironment("Legate__StatSink__CounterMode", "delta")
+                    .WithEnvironment("Legate__StatSink__CounterMode", "cumulative")
                     .WithWaitStrategy(Wait.ForUnixContainer().UntilContainerIsHealthy()), ct));
             }
             containers.Add(await StartAsync(new ContainerBuilder(UpstreamImage).WithNetwork(network).WithNetworkAliases("upstream")
