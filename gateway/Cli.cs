@@ -18,6 +18,9 @@ internal static class Cli
                 [--envoy-dir DIR]           where Envoy will see OUT/envoy (default /etc/envoy)
                 [--static]                  listeners and clusters inside envoy.yaml instead of LDS/CDS files
         {Keys.KeysCommand.Help}
+          legate up [FILE]              render FILE (default: a bundled sample) and run authz, ratelimit and
+                [-o DIR]                    statsink on 127.0.0.1 until Ctrl+C; prints the command that starts Envoy
+                [--free-ports]              (rendered to DIR, default $TMPDIR/legate-up; free ports, not 9001-9013)
           legate version                print the version
           legate help                   print this text
         """;
@@ -41,6 +44,8 @@ internal static class Cli
                 return Commands.ValidateCommand.Run(args[1..], stdout, stderr);
             case ["render", ..]:
                 return Commands.RenderCommand.Run(args[1..], stdout, stderr);
+            case ["up", ..]:
+                return Up.UpCommand.Run(args[1..], stdout, stderr);
             default:
                 stderr.WriteLine($"legate: unknown command '{string.Join(' ', args)}'. Run 'legate help'.");
                 return Usage;
