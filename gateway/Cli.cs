@@ -17,6 +17,7 @@ internal static class Cli
           legate render FILE -o DIR     write Envoy's bootstrap and the authz/ratelimit configs to DIR
                 [--envoy-dir DIR]           where Envoy will see OUT/envoy (default /etc/envoy)
                 [--static]                  listeners and clusters inside envoy.yaml instead of LDS/CDS files
+        {Import.ImportCommand.Help}
         {Keys.KeysCommand.Help}
           legate up [FILE]              render FILE (default: a bundled sample) and run authz, ratelimit and
                 [-o DIR]                    statsink on 127.0.0.1 until Ctrl+C; prints the command that starts Envoy
@@ -44,6 +45,8 @@ internal static class Cli
                 return Commands.ValidateCommand.Run(args[1..], stdout, stderr);
             case ["render", ..]:
                 return Commands.RenderCommand.Run(args[1..], stdout, stderr);
+            case ["import", ..]:
+                return Import.ImportCommand.Run(args[1..], stdout, stderr);
             case ["up", ..]:
                 return Up.UpCommand.Run(args[1..], stdout, stderr);
             default:

@@ -1,0 +1,247 @@
+using Legate.Gateway.Import;
+using Legate.Gateway.Loading;
+using Legate.Gateway.Model;
+using Legate.Hosting.Rules;
+using Legate.Testing;
+
+namespace Legate.Gateway.Tests.Import;
+
+/// <summary>
+/// <c>legate import</c>: Ingress and HTTPRoute manifests shaped like the Kubernetes and Gateway API docs' examples to a
+/// gateway file; each mapping, each reported unmappable field (file:line:column and field), the output loading with the
+/// gateway loader, determinism, and the rendered output passing envoy-check.
+/// </summary>
+public sealed class ImportTests : IDisposable
+{
+    private static readonly string Manifests = Path.Combine(RepoPaths.Root, "tests", "Gateway.Tests", "Import", "manifests");
+    private static readonly string Fanout = Path.Combine(Manifests, "ingress-fanout.yaml");
+    private static readonly string Canary = Path.Combine(Manifests, "httproute-canary.yaml");
+    private static readonly string Unmappable = Path.Combine(Manifests, "unmappable.yaml");
+
+    private readonly TempDir _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    private static (int ExitCode, string Stdout, string Stderr) Run(params string[] args)
+    {
+        using var stdout = new StringWriter();
+        using var stderr = new StringWriter();
+        var code = Cli.Run(["import", .. args], stdout, stderr);
+        return (code, stdout.ToString(), stderr.ToString());
+    }
+
+    private static GatewayConfig Imported(params string[] files)
+    {
+        var (code, yaml, stderr) = Run(files);
+        Assert.True(code == Cli.Ok, stderr);
+        return GatewayLoader.Load(new RulesFile("imported.yaml", yaml));
+    }
+
+    private static RouteConfig Route(GatewayConfig config, string name) => config.Routes.Single(r => r.Name == name);
+
+    private static string Url(GatewayConfig config, string backend)
+    {
+        var b = config.Backends.Single(x => x.Name == backend);
+        return $"{b.Endpoints.Single()}";
+    }
+
+    [Fact]
+    public void Ingress_SimpleFanout_VirtualHosts_AndDefaultBackend()
+    {
+        var config = Imported(Fanout);
+
+        var foo = Route(config, "default.simple-fanout-example.0.0");
+        Assert.Equal((PathMatchKind.Prefix, "/foo"), (foo.Match.Kind, foo.Match.Path));
+        Assert.Equal(["foo.bar.com"], foo.Match.Hosts);
+        Assert.Equal("default.service1.4200", foo.Backends.Single().Name);
+        Assert.Equal("service1.default.svc.cluster.local:4200", Url(config, "default.service1.4200"));
+        Assert.Equal(config.DefaultPolicy, foo.Auth);   // secure by default
+        Assert.Equal(["foo.bar.com"], Route(config, "default.simple-fanout-example.0.1").Match.Hosts);
+
+        // Name based virtual hosting: one route per host, in namespace web; the host-less rule serves every host.
+        Assert.Equal(["first.bar.com"], Route(config, "web.name-virtual-host-ingress-no-third-host.0.0").Match.Hosts);
+        Assert.Equal("web.service2.80", Route(config, "web.name-virtual-host-ingress-no-third-host.1.0").Backends.Single().Name);
+        var health = Route(config, "web.name-virtual-host-ingress-no-third-host.2.0");
+        Assert.Equal((PathMatchKind.Exact, "/healthz"), (health.Match.Kind, health.Match.Path));
+        Assert.Empty(health.Match.Hosts);
+        Assert.Equal(ManifestImporter.TenantName, health.Tenant);
+
+        // ImplementationSpecific reads as a prefix; the default backend is a catch-all after everything else; the
+        // annotation legate.dev/auth: none turns authz off for the manifest's routes.
+        var icons = Route(config, "web.ingress-resource-backend.0.0");
+        Assert.Equal((PathMatchKind.Prefix, "/icons"), (icons.Match.Kind, icons.Match.Path));
+        Assert.True(icons.AuthDisabled);
+        var fallback = config.Routes[^1];
+        Assert.Equal("web.ingress-resource-backend.default", fallback.Name);
+        Assert.Equal((PathMatchKind.Prefix, "/"), (fallback.Match.Kind, fallback.Match.Path));
+        Assert.True(fallback.AuthDisabled);
+        Assert.Equal("static-site.web.svc.cluster.local:8080", Url(config, "web.static-site.8080"));
+
+        // Host routes come before host-less ones, exact before prefix, longer prefixes first.
+        Assert.True(config.Routes.ToList().FindIndex(r => r.Match.Hosts.Count == 0) > config.Routes.ToList().FindLastIndex(r => r.Match.Hosts.Count > 0));
+    }
+
+    [Fact]
+    public void HttpRoute_HeaderCanary_WeightedSplit_ExactWithMethodAndQuery_Regex_Rewrite_Timeout()
+    {
+        var config = Imported(Canary);
+
+        var forced = Route(config, "shop.foo-route.0.0");
+        Assert.Equal([new KeyValuePair<string, string>("traffic", "test")], forced.Match.Headers);
+        Assert.Equal("shop.foo-v2.8080", forced.Backends.Single().Name);
+        var split = Route(config, "shop.foo-route.1.0");
+        Assert.Equal([new WeightedBackend("shop.foo-v1.8080", 90), new WeightedBackend("shop.foo-v2.8080", 10)], split.Backends);
+        Assert.Equal(["foo.example.com"], split.Match.Hosts);
+        Assert.True(config.Routes.ToList().IndexOf(forced) < config.Routes.ToList().IndexOf(split));   // the header route first
+
+        var status = Route(config, "shop.api.0.0");
+        Assert.Equal((PathMatchKind.Exact, "/v1/status"), (status.Match.Kind, status.Match.Path));
+        Assert.Equal(["GET"], status.Match.Methods);
+        Assert.Equal([new KeyValuePair<string, string>("verbose", "1")], status.Match.Query);
+
+        var store = Route(config, "shop.api.1.0");
+        Assert.Equal("/v2/store", store.Rewrite);
+        Assert.Equal(TimeSpan.FromSeconds(90), store.Timeout);
+
+        var orders = Route(config, "shop.api.2.0");
+        Assert.Equal((PathMatchKind.Regex, "^/v[0-9]+/orders$"), (orders.Match.Kind, orders.Match.Path));
+        Assert.Equal("orders.orders.svc.cluster.local:8080", Url(config, orders.Backends.Single().Name));   // backendRef namespace
+    }
+
+    [Fact]
+    public void Unmappable_IsReportedWithFileLineAndField_AndTheRestIsImported()
+    {
+        var (code, yaml, stderr) = Run(Unmappable);
+        Assert.Equal(Cli.Ok, code);
+        string[] expected =
+        [
+            "unmappable.yaml:7:5: metadata.annotations.nginx.ingress.kubernetes.io/rewrite-target: has no equivalent in a gateway file: not applied (Ingress default/tls-example-ingress)",
+            "unmappable.yaml:11:5: spec.tls[0]: TLS with secret 'testsecret-tls' is not imported",
+            "unmappable.yaml:25:11: spec.rules[1].host: wildcard host '*.foo.com' has no equivalent: not imported",
+            "unmappable.yaml:44:21: spec.rules[2].http.paths[0].backend.service.port.name: port 'http' is named",
+            "unmappable.yaml:58:13: spec.rules[0].filters[0]: filter RequestHeaderModifier has no equivalent in a gateway file: not applied (HTTPRoute default/header-filters)",
+            "unmappable.yaml:68:15: spec.rules[1].matches[0].headers[0]: RegularExpression match on 'x-version' has no equivalent",
+            "unmappable.yaml:79:7: spec.rules[2].filters[0]: RequestRedirect has no equivalent in a gateway file: rule not imported",
+            "unmappable.yaml:87:7: kind: Service default/echo is not imported",
+        ];
+        foreach (var line in expected)
+            Assert.Contains(Path.Combine(Manifests, line), stderr, StringComparison.Ordinal);
+        Assert.Contains("8 thing(s) not imported", stderr, StringComparison.Ordinal);
+
+        var config = GatewayLoader.Load(new RulesFile("imported.yaml", yaml));
+        Assert.Equal(["default.header-filters.0.0", "default.tls-example-ingress.0.0"], config.Routes.Select(r => r.Name).Order(StringComparer.Ordinal));
+        Assert.DoesNotContain(config.Routes, r => r.Match.Hosts.Contains("named.foo.com"));
+    }
+
+    [Fact]
+    public void Rewrites_Timeouts_AndConflicts_WithoutAnEquivalent_AreReported()
+    {
+        File.WriteAllText(_dir.File("routes.yaml"), """
+            apiVersion: v1
+            kind: List
+            items:
+            - apiVersion: gateway.networking.k8s.io/v1
+              kind: HTTPRoute
+              metadata: { name: a, namespace: ns }
+              spec:
+                rules:
+                - matches: [{ path: { type: PathPrefix, value: /full } }]
+                  filters: [{ type: URLRewrite, urlRewrite: { hostname: x.example, path: { type: ReplaceFullPath, replaceFullPath: /y } } }]
+                  timeouts: { request: 0s, backendRequest: 2s }
+                  backendRefs: [{ name: svc, port: 80, weight: 0 }, { name: svc2, port: 80 }]
+                - matches: [{ path: { type: PathPrefix, value: /web } }]
+                  backendRefs: [{ name: www, port: 80 }]
+                - matches: [{ path: { type: PathPrefix, value: /web/ } }]
+                  backendRefs: [{ name: other, port: 80 }]
+                - matches: [{ path: { type: PathPrefix, value: /zero } }]
+                  backendRefs: [{ name: svc, port: 80, weight: 0 }]
+            - apiVersion: extensions/v1beta1
+              kind: Ingress
+              metadata: { name: old }
+              spec: {}
+            """);
+        var (code, yaml, stderr) = Run(_dir.File("routes.yaml"));
+        Assert.True(code == Cli.Ok, stderr);
+        var file = _dir.File("routes.yaml");
+        Assert.Contains($"{file}:10:78: spec.rules[0].filters[0].urlRewrite.path: ReplaceFullPath on a prefix match has no equivalent", stderr, StringComparison.Ordinal);
+        Assert.Contains($"{file}:10:61: spec.rules[0].filters[0].urlRewrite.hostname: has no equivalent", stderr, StringComparison.Ordinal);
+        Assert.Contains($"{file}:11:28: spec.rules[0].timeouts.request: '0s' cannot be carried over", stderr, StringComparison.Ordinal);
+        Assert.Contains($"{file}:11:48: spec.rules[0].timeouts.backendRequest: has no equivalent", stderr, StringComparison.Ordinal);
+        Assert.Contains($"{file}:15:17: spec.rules[2].matches[0]: matches only requests that HTTPRoute ns/a ({file}:13) already matches: not imported", stderr, StringComparison.Ordinal);
+        Assert.Contains($"{file}:18:20: spec.rules[3].backendRefs: every weight is 0: rule not imported", stderr, StringComparison.Ordinal);
+        Assert.Contains($"{file}:19:15: apiVersion: Ingress of apiVersion 'extensions/v1beta1' is not imported", stderr, StringComparison.Ordinal);
+
+        var config = GatewayLoader.Load(new RulesFile("imported.yaml", yaml));
+        Assert.Equal(["ns.a.0.0", "ns.a.1.0"], config.Routes.Select(r => r.Name));
+        var full = config.Routes[0];
+        Assert.Null(full.Rewrite);
+        Assert.Null(full.Timeout);
+        Assert.Equal([new WeightedBackend("ns.svc.80", 0), new WeightedBackend("ns.svc2.80", 1)], full.Backends);
+    }
+
+    [Fact]
+    public void Output_IsDeterministic_CommentsNameTheSources_AndOWritesTheFile()
+    {
+        var (_, first, _) = Run(Fanout, Canary, Unmappable);
+        var (_, second, _) = Run(Fanout, Canary, Unmappable);
+        Assert.Equal(first, second);
+        Assert.Contains($"# {Fanout}:11: Ingress default/simple-fanout-example spec.rules[0].http.paths[0]", first, StringComparison.Ordinal);
+        Assert.Contains("# Auth is required by default", first, StringComparison.Ordinal);
+
+        var (code, stdout, stderr) = Run(Fanout, Canary, Unmappable, "-o", _dir.File("gateway.yaml"));
+        Assert.True(code == Cli.Ok, stderr);
+        Assert.Empty(stdout);
+        Assert.Equal(first, File.ReadAllText(_dir.File("gateway.yaml")));
+        Assert.Contains("written to", stderr, StringComparison.Ordinal);
+
+        using var validateOut = new StringWriter();
+        using var validateErr = new StringWriter();
+        Assert.True(Cli.Run(["validate", _dir.File("gateway.yaml")], validateOut, validateErr) == Cli.Ok, validateErr.ToString());
+    }
+
+    [Fact]
+    public void BadInput_IsAnError()
+    {
+        File.WriteAllText(_dir.File("broken.yaml"), "kind: Ingress\nspec: [\n");
+        var (code, _, stderr) = Run(_dir.File("broken.yaml"));
+        Assert.Equal(Cli.Invalid, code);
+        Assert.Contains(_dir.File("broken.yaml") + ":", stderr, StringComparison.Ordinal);
+
+        File.WriteAllText(_dir.File("service.yaml"), "apiVersion: v1\nkind: Service\nmetadata: { name: s }\n");
+        (code, _, stderr) = Run(_dir.File("service.yaml"));
+        Assert.Equal(Cli.Invalid, code);
+        Assert.Contains("no route could be imported", stderr, StringComparison.Ordinal);
+
+        Assert.Equal(Cli.Invalid, Run(_dir.File("missing.yaml")).ExitCode);
+        Assert.Equal(Cli.Usage, Run().ExitCode);
+        Assert.Equal(Cli.Usage, Run("--bogus", Fanout).ExitCode);
+    }
+
+    [Theory]
+    [InlineData("10s", "10s")]
+    [InlineData("1m30s", "90s")]
+    [InlineData("2h", "2h")]
+    [InlineData("1500ms", "1500ms")]
+    [InlineData("1h0m", "1h")]
+    [InlineData("0s", null)]
+    [InlineData("ten", null)]
+    [InlineData("10sx", null)]
+    public void GatewayApiDurations_BecomeOneUnit(string input, string? expected) => Assert.Equal(expected, ManifestImporter.Duration(input));
+
+    [Fact]
+    public async Task ImportedExamples_Render_AndPassEnvoyCheck()
+    {
+        var (code, _, stderr) = Run(Fanout, Canary, Unmappable, "-o", _dir.File("gateway.yaml"));
+        Assert.True(code == Cli.Ok, stderr);
+        using var stdout = new StringWriter();
+        using var renderErr = new StringWriter();
+        Assert.True(Cli.Run(["render", _dir.File("gateway.yaml"), "-o", _dir.File("out"), "--envoy-dir", _dir.File("out/envoy")], stdout, renderErr) == Cli.Ok, renderErr.ToString());
+        Assert.True(File.Exists(_dir.File("out/envoy/dynamic/lds.yaml")));
+
+        var tool = SharedTools.EnvoyCheckTool("envoy-check");
+        Assert.SkipWhen(tool is null, "../shared/tools/envoy-check is not beside this checkout");
+        var (exit, output) = await SharedTools.RunAsync(tool!, _dir.File("out/envoy/envoy.yaml"));
+        Assert.True(exit == 0, output);
+        Assert.Contains(" 0 error(s), 0 warning(s)", output, StringComparison.Ordinal);
+    }
+}
