@@ -8,10 +8,15 @@ using Microsoft.IdentityModel.Tokens;
 
 namespace Legate.Authz.Jwt;
 
-/// <summary>One usable verification key from a JWKS, with the validation parameters that pin it.</summary>
+/// <summary>One usable verification key from a JWKS, with its signature providers.</summary>
 public sealed class JwksKey
 {
-    private TokenValidationParameters? _parameters;
+    // No factory-wide cache: providers live as long as their key (see VerifierFor).
+    private static readonly CryptoProviderFactory Factory = new() { CacheSignatureProviders = false };
+
+    // Copy-on-write, one entry per alg this key has verified (at most the provider's few algorithms).
+    private Dictionary<string, SignatureProvider>? _verifiers;
+    private readonly int _rsaSignatureBytes;
 
     internal JwksKey(string? kid, string? alg, JwtKeyKind kind, SecurityKey key, string fingerprint)
     {
@@ -20,6 +25,7 @@ public sealed class JwksKey
         Kind = kind;
         Key = key;
         Fingerprint = fingerprint;
+        _rsaSignatureBytes = kind == JwtKeyKind.Rsa ? (key.KeySize + 7) / 8 : 0;
     }
 
     public string? Kid { get; }
@@ -33,19 +39,41 @@ public sealed class JwksKey
 
     internal string Fingerprint { get; }
 
-    /// <summary>Built once per key and provider, then shared: TokenValidationParameters is not mutated after this.</summary>
-    internal TokenValidationParameters ParametersFor(TokenValidationParameters template)
+    /// <summary>
+    /// The only signature length <paramref name="alg"/> produces with this key (RSA: the modulus size; ECDSA: r || s;
+    /// HMAC: the full hash, never a truncated one). Anything else is refused before the provider sees it.
+    /// </summary>
+    internal int SignatureLength(string alg) => Kind switch
     {
-        var built = Volatile.Read(ref _parameters);
-        if (built is not null)
-            return built;
-        built = template.Clone();
-        SecurityKey[] only = [Key];
-        built.IssuerSigningKey = Key;
-        // Returns the key we selected from the provider's JWKS and nothing the token names (jku, x5u, jwk, x5c).
-        built.IssuerSigningKeyResolver = (_, _, _, _) => only;
-        Interlocked.CompareExchange(ref _parameters, built, null);
-        return Volatile.Read(ref _parameters)!;
+        JwtKeyKind.Rsa => _rsaSignatureBytes,
+        JwtKeyKind.EcP256 => 64,
+        JwtKeyKind.EcP384 => 96,
+        JwtKeyKind.EcP521 => 132,
+        JwtKeyKind.Symmetric => alg switch { "HS256" => 32, "HS384" => 48, "HS512" => 64, _ => -1 },
+        _ => -1,
+    };
+
+    /// <summary>
+    /// IdentityModel's signature provider for this key and alg, made once and shared (thread-safe; it pools its hash
+    /// and key adapters). Cached here rather than in a factory-wide cache, so a key that rotates out of the JWKS takes
+    /// its providers with it.
+    /// </summary>
+    internal SignatureProvider VerifierFor(string alg)
+    {
+        var verifiers = Volatile.Read(ref _verifiers);
+        if (verifiers is not null && verifiers.TryGetValue(alg, out var cached))
+            return cached;
+        var created = Factory.CreateForVerifying(Key, alg);
+        while (true)
+        {
+            var before = Volatile.Read(ref _verifiers);
+            if (before is not null && before.TryGetValue(alg, out var raced))
+                return raced;
+            var after = before is null ? new Dictionary<string, SignatureProvider>(StringComparer.Ordinal) : new Dictionary<string, SignatureProvider>(before, StringComparer.Ordinal);
+            after[alg] = created;
+            if (Interlocked.CompareExchange(ref _verifiers, after, before) == before)
+                return created;
+        }
     }
 }
 

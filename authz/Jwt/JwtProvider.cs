@@ -1,11 +1,11 @@
 using System.Collections.Frozen;
-using Microsoft.IdentityModel.Tokens;
 
 namespace Legate.Authz.Jwt;
 
 /// <summary>
-/// A validated provider configuration with its keys and the IdentityModel parameters built once from it. Every
-/// permissive IdentityModel default is overridden here (research c.4); nothing is left to the library's defaults.
+/// A validated provider configuration with its keys. IdentityModel is used only for signature providers
+/// (<see cref="JwksKey"/>); every claim check is <see cref="JwtValidator"/>'s own, so no permissive library default
+/// (research c.4) is in play.
 /// </summary>
 public sealed class JwtProvider
 {
@@ -23,36 +23,6 @@ public sealed class JwtProvider
         Id = Interlocked.Increment(ref s_nextId);
         Algorithms = options.Algorithms.ToFrozenSet(StringComparer.Ordinal);
         Audiences = options.Audiences.ToFrozenSet(StringComparer.Ordinal);
-        Template = new TokenValidationParameters
-        {
-            ValidateIssuer = true,
-            ValidIssuer = options.Issuer,
-            ValidIssuers = null,
-            ValidateAudience = true,
-            RequireAudience = true,
-            ValidAudiences = options.Audiences.ToArray(),
-            IgnoreTrailingSlashWhenValidatingAudience = false,
-            IgnoreCaseWhenValidatingAudience = false,
-            ValidateLifetime = true,
-            RequireExpirationTime = true,
-            ClockSkew = options.ClockSkew,
-            // IdentityModel would compare exp/nbf with the wall clock; this validator only demands exp, and
-            // JwtValidator checks exp/nbf/iat against the injected TimeProvider after the signature.
-            LifetimeValidator = static (_, expires, _, _) => expires.HasValue,
-            RequireSignedTokens = true,
-            ValidAlgorithms = options.Algorithms.ToArray(),
-            ValidateIssuerSigningKey = true,
-            TryAllIssuerSigningKeys = false,
-            ConfigurationManager = null,
-            RefreshBeforeValidation = false,
-            ValidateWithLKG = false,
-            ValidateActor = false,
-            ValidateTokenReplay = false,
-            SaveSigninToken = false,
-            LogTokenId = false,
-            LogValidationExceptions = false,
-            IncludeTokenOnFailedValidation = false,
-        };
     }
 
     public JwtProviderOptions Options { get; }
@@ -66,6 +36,4 @@ public sealed class JwtProvider
     internal FrozenSet<string> Algorithms { get; }
 
     internal FrozenSet<string> Audiences { get; }
-
-    internal TokenValidationParameters Template { get; }
 }

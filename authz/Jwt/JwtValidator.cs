@@ -1,7 +1,8 @@
+using System.Buffers;
 using System.Buffers.Text;
+using System.Security.Cryptography;
+using System.Text;
 using System.Text.Json;
-using Microsoft.IdentityModel.JsonWebTokens;
-using Microsoft.IdentityModel.Tokens;
 
 namespace Legate.Authz.Jwt;
 
@@ -15,8 +16,9 @@ namespace Legate.Authz.Jwt;
 /// only from the provider's JWKS, and <c>kid</c> is only a dictionary key;</item>
 /// <item>key selection: by <c>kid</c> (one throttled JWKS re-fetch on an unknown kid); without a kid only when the JWKS
 /// holds exactly one key; the key's type (and its own <c>alg</c>) must fit the token's alg;</item>
-/// <item>JsonWebTokenHandler with that one key: signature, issuer, audience, exp/nbf (TimeProvider, provider skew);</item>
-/// <item><c>iat</c> not in the future, max lifetime.</item>
+/// <item>the signature, by IdentityModel's signature provider for that one key and alg (cached on the key);</item>
+/// <item>the payload, parsed once: exp required, exp/nbf/iat against the TimeProvider with the provider's skew, max
+/// lifetime, exact issuer, an audience of the provider's.</item>
 /// </list>
 /// </summary>
 public sealed class JwtValidator
@@ -30,12 +32,6 @@ public sealed class JwtValidator
 
     private readonly TimeProvider _time;
     private readonly ValidatedTokenCache? _cache;
-    private readonly JsonWebTokenHandler _handler = new()
-    {
-        // Our per-provider cap (MaxTokenBytes, at most 64 KiB) is checked first; this is a backstop.
-        MaximumTokenSizeInBytes = 64 * 1024,
-        MapInboundClaims = false,
-    };
 
     private long _verifications;
 
@@ -74,10 +70,11 @@ public sealed class JwtValidator
             return new ValueTask<JwtResult>(JwtResult.Fail(headerResult));
         if (payloadEnd == token.Length - 1)
             return new ValueTask<JwtResult>(JwtResult.Fail(JwtFailureReason.BadSignature));
-        return ValidateSignedAsync(provider, token, alg!, kid, cancellationToken);
+        return ValidateSignedAsync(provider, token, alg!, kid, headerEnd, payloadEnd, cancellationToken);
     }
 
-    private async ValueTask<JwtResult> ValidateSignedAsync(JwtProvider provider, string token, string alg, string? kid, CancellationToken cancellationToken)
+    private async ValueTask<JwtResult> ValidateSignedAsync(JwtProvider provider, string token, string alg, string? kid, int headerEnd, int payloadEnd,
+        CancellationToken cancellationToken)
     {
         var keys = provider.Keys.Current ?? await provider.Keys.GetAsync(cancellationToken).ConfigureAwait(false);
         if (keys is null)
@@ -98,24 +95,16 @@ public sealed class JwtValidator
             return JwtResult.Fail(reason);
 
         Interlocked.Increment(ref _verifications);
-        TokenValidationResult validation;
-        try
-        {
-            validation = await _handler.ValidateTokenAsync(token, selected.ParametersFor(provider.Template)).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is ArgumentException or JsonException or FormatException or OverflowException or SecurityTokenException)
-        {
-            return JwtResult.Fail(JwtFailureReason.Malformed);
-        }
-        if (!validation.IsValid || validation.SecurityToken is not JsonWebToken jwt)
-            return JwtResult.Fail(MapFailure(validation.Exception));
+        var signature = VerifySignature(selected, alg, token, payloadEnd);
+        if (signature != JwtFailureReason.None)
+            return JwtResult.Fail(signature);
 
         JwtResult result;
         try
         {
-            result = CheckTimesAndBuild(provider, jwt);
+            result = CheckClaimsAndBuild(provider, token.AsSpan(headerEnd + 1, payloadEnd - headerEnd - 1));
         }
-        catch (Exception e) when (e is ArgumentException or JsonException or FormatException or OverflowException or SecurityTokenException or InvalidOperationException)
+        catch (Exception e) when (e is ArgumentException or JsonException or FormatException or OverflowException or InvalidOperationException)
         {
             return JwtResult.Fail(JwtFailureReason.Malformed);
         }
@@ -124,41 +113,41 @@ public sealed class JwtValidator
         return result;
     }
 
-    private JwtResult CheckTimesAndBuild(JwtProvider provider, JsonWebToken jwt)
+    /// <summary>
+    /// The JWS signature over the ASCII signing input, by the selected key's cached IdentityModel signature provider
+    /// (alg already checked against the allow-list and the key). Done here rather than through JsonWebTokenHandler,
+    /// whose token parsing and claim validation this class does anyway: that pipeline cost as much as the RSA verify.
+    /// </summary>
+    private static JwtFailureReason VerifySignature(JwksKey key, string alg, string token, int payloadEnd)
     {
-        var options = provider.Options;
-        var now = _time.GetUtcNow();
-        var expires = new DateTimeOffset(DateTime.SpecifyKind(jwt.ValidTo, DateTimeKind.Utc));
-        var issuedAt = jwt.IssuedAt == DateTime.MinValue ? (DateTimeOffset?)null : new DateTimeOffset(DateTime.SpecifyKind(jwt.IssuedAt, DateTimeKind.Utc));
-        var notBefore = jwt.ValidFrom == DateTime.MinValue ? (DateTimeOffset?)null : new DateTimeOffset(DateTime.SpecifyKind(jwt.ValidFrom, DateTimeKind.Utc));
-
-        // Boundaries: exp = now - skew is still accepted, one tick later is not (Envoy's and IdentityModel's convention).
-        if (now > expires + options.ClockSkew)
-            return JwtResult.Fail(JwtFailureReason.Expired);
-        if (notBefore > now + options.ClockSkew)
-            return JwtResult.Fail(JwtFailureReason.NotYetValid);
-        if (issuedAt > now + options.ClockSkew)
-            return JwtResult.Fail(JwtFailureReason.IssuedInFuture);
-        if (options.MaxLifetime is { } max)
+        var encodedSignature = token.AsSpan(payloadEnd + 1);
+        var input = ArrayPool<byte>.Shared.Rent(payloadEnd);
+        var signature = ArrayPool<byte>.Shared.Rent(Base64Url.GetMaxDecodedLength(encodedSignature.Length));
+        try
         {
-            var start = issuedAt ?? notBefore;
-            if ((start is { } s && expires - s > max) || expires - now > max + options.ClockSkew)
-                return JwtResult.Fail(JwtFailureReason.LifetimeTooLong);
+            // CheckShape admitted only base64url characters and dots: the signing input is ASCII.
+            var inputLength = Encoding.ASCII.GetBytes(token.AsSpan(0, payloadEnd), input);
+            if (!Base64Url.TryDecodeFromChars(encodedSignature, signature, out var signatureLength) || signatureLength != key.SignatureLength(alg))
+                return JwtFailureReason.BadSignature;
+            return key.VerifierFor(alg).Verify(input, 0, inputLength, signature, 0, signatureLength)
+                ? JwtFailureReason.None
+                : JwtFailureReason.BadSignature;
         }
-
-        string? audience = null;
-        foreach (var aud in jwt.Audiences)
+        catch (Exception e) when (e is FormatException or ArgumentException or CryptographicException)
         {
-            if (provider.Audiences.Contains(aud))
-            {
-                audience = aud;
-                break;
-            }
+            return JwtFailureReason.BadSignature;
         }
-        if (audience is null)
-            return JwtResult.Fail(JwtFailureReason.WrongAudience);
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(input);
+            ArrayPool<byte>.Shared.Return(signature);
+        }
+    }
 
-        var payload = Base64Url.DecodeFromChars(jwt.EncodedPayload);
+    /// <summary>The payload, parsed once: iss, aud, exp (required), nbf, iat, max lifetime, then the identity.</summary>
+    private JwtResult CheckClaimsAndBuild(JwtProvider provider, ReadOnlySpan<char> encodedPayload)
+    {
+        var payload = Base64Url.DecodeFromChars(encodedPayload);
         using var document = JsonDocument.Parse(payload, PayloadOptions);
         if (document.RootElement.ValueKind != JsonValueKind.Object)
             return JwtResult.Fail(JwtFailureReason.Malformed);
@@ -166,6 +155,7 @@ public sealed class JwtValidator
         var names = new HashSet<string>(StringComparer.Ordinal);
         List<string>? scopes = null;
         JsonElement? scp = null;
+        JsonElement? iss = null, aud = null, exp = null, nbf = null, iat = null;
         foreach (var claim in document.RootElement.EnumerateObject())
         {
             // Duplicate members are ambiguous (parsers disagree on which wins): refuse rather than guess.
@@ -181,11 +171,65 @@ public sealed class JwtValidator
                     claims[claim.Name] = value.GetRawText();
                     break;
             }
-            if (claim.NameEquals("scope") && value.ValueKind == JsonValueKind.String)
-                scopes = [.. value.GetString()!.Split(' ', StringSplitOptions.RemoveEmptyEntries)];
-            else if (claim.NameEquals("scp"))
-                scp = value.Clone();
+            switch (claim.Name)
+            {
+                case "iss": iss = value; break;
+                case "aud": aud = value; break;
+                case "exp": exp = value; break;
+                case "nbf": nbf = value; break;
+                case "iat": iat = value; break;
+                case "scope" when value.ValueKind == JsonValueKind.String:
+                    scopes = [.. value.GetString()!.Split(' ', StringSplitOptions.RemoveEmptyEntries)];
+                    break;
+                case "scp": scp = value; break;
+            }
         }
+
+        // exp is required (RFC 8725 §3.10 advice; a token without it never expires).
+        if (exp is null)
+            return JwtResult.Fail(JwtFailureReason.Expired);
+        if (!TryReadTime(exp.Value, out var expires) || !TryReadOptionalTime(nbf, out var notBefore) || !TryReadOptionalTime(iat, out var issuedAt))
+            return JwtResult.Fail(JwtFailureReason.Malformed);
+
+        var options = provider.Options;
+        var now = _time.GetUtcNow();
+        // Boundaries: exp = now - skew is still accepted, one tick later is not (Envoy's and IdentityModel's convention).
+        if (now > expires + options.ClockSkew)
+            return JwtResult.Fail(JwtFailureReason.Expired);
+        if (notBefore > now + options.ClockSkew)
+            return JwtResult.Fail(JwtFailureReason.NotYetValid);
+        if (issuedAt > now + options.ClockSkew)
+            return JwtResult.Fail(JwtFailureReason.IssuedInFuture);
+        if (options.MaxLifetime is { } max)
+        {
+            var start = issuedAt ?? notBefore;
+            if ((start is { } s && expires - s > max) || expires - now > max + options.ClockSkew)
+                return JwtResult.Fail(JwtFailureReason.LifetimeTooLong);
+        }
+
+        // Exact, case-sensitive issuer; no trailing-slash or case folding.
+        if (iss is not { ValueKind: JsonValueKind.String } issuer || !issuer.ValueEquals(options.Issuer))
+            return JwtResult.Fail(JwtFailureReason.WrongIssuer);
+
+        string? audience = null;
+        if (aud is { ValueKind: JsonValueKind.String } single)
+        {
+            audience = provider.Audiences.Contains(single.GetString()!) ? single.GetString() : null;
+        }
+        else if (aud is { ValueKind: JsonValueKind.Array } several)
+        {
+            foreach (var element in several.EnumerateArray())
+            {
+                if (element.ValueKind == JsonValueKind.String && element.GetString() is { } candidate && provider.Audiences.Contains(candidate))
+                {
+                    audience = candidate;
+                    break;
+                }
+            }
+        }
+        if (audience is null)
+            return JwtResult.Fail(JwtFailureReason.WrongAudience);
+
         if (scopes is null && scp is { } scpValue)
         {
             scopes = scpValue.ValueKind switch
@@ -196,10 +240,43 @@ public sealed class JwtValidator
             };
         }
 
-        var subject = string.IsNullOrEmpty(jwt.Subject) ? null : jwt.Subject;
-        return JwtResult.Success(new JwtIdentity(subject, jwt.Issuer, audience, expires,
+        var subject = claims.GetValueOrDefault("sub") is { Length: > 0 } sub ? sub : null;
+        return JwtResult.Success(new JwtIdentity(subject, options.Issuer, audience, expires,
             scopes?.AsReadOnly() ?? (IReadOnlyList<string>)[], claims.AsReadOnly()));
     }
+
+    // NumericDate (RFC 7519 §2): seconds since the epoch, possibly fractional (truncated, as IdentityModel does).
+    private static bool TryReadTime(JsonElement value, out DateTimeOffset time)
+    {
+        time = default;
+        if (value.ValueKind != JsonValueKind.Number)
+            return false;
+        long seconds;
+        if (!value.TryGetInt64(out seconds))
+        {
+            if (!value.TryGetDouble(out var fractional) || !double.IsFinite(fractional) || Math.Abs(fractional) > 1e15)
+                return false;
+            seconds = (long)Math.Truncate(fractional);
+        }
+        if (seconds < MinUnixSeconds || seconds > MaxUnixSeconds)
+            return false;
+        time = DateTimeOffset.FromUnixTimeSeconds(seconds);
+        return true;
+    }
+
+    private static bool TryReadOptionalTime(JsonElement? value, out DateTimeOffset? time)
+    {
+        time = null;
+        if (value is null)
+            return true;
+        if (!TryReadTime(value.Value, out var read))
+            return false;
+        time = read;
+        return true;
+    }
+
+    private static readonly long MinUnixSeconds = DateTimeOffset.MinValue.ToUnixTimeSeconds();
+    private static readonly long MaxUnixSeconds = DateTimeOffset.MaxValue.ToUnixTimeSeconds();
 
     private static JwtFailureReason CheckShape(string token, out int headerEnd, out int payloadEnd)
     {
@@ -378,18 +455,4 @@ public sealed class JwtValidator
         reason = JwtFailureReason.None;
         return key;
     }
-
-    private static JwtFailureReason MapFailure(Exception? exception) => exception switch
-    {
-        SecurityTokenExpiredException or SecurityTokenNoExpirationException => JwtFailureReason.Expired,
-        SecurityTokenNotYetValidException => JwtFailureReason.NotYetValid,
-        SecurityTokenInvalidLifetimeException => JwtFailureReason.Expired,
-        SecurityTokenInvalidIssuerException => JwtFailureReason.WrongIssuer,
-        SecurityTokenInvalidAudienceException => JwtFailureReason.WrongAudience,
-        SecurityTokenInvalidAlgorithmException => JwtFailureReason.BadAlgorithm,
-        SecurityTokenSignatureKeyNotFoundException => JwtFailureReason.UnknownKey,
-        SecurityTokenInvalidSignatureException => JwtFailureReason.BadSignature,
-        SecurityTokenInvalidTypeException => JwtFailureReason.WrongType,
-        _ => JwtFailureReason.Malformed,
-    };
 }
