@@ -111,6 +111,12 @@ internal static class UpCommand
         text.AppendLine();
         text.AppendLine("Start Envoy against the rendered configuration (in another terminal):");
         text.AppendLine($"  {gateway.EnvoyCommand}");
+        if (file is null)
+        {
+            // Envoy checks and limits before it routes, so the sample shows 401/403/429 even with no backend running.
+            text.AppendLine("The sample routes to http://upstream:8080 (the compose echo server); give `legate up` your own");
+            text.AppendLine("gateway file to route to your services. Demo API key: see deploy/examples/keys.yaml.");
+        }
         text.AppendLine();
         text.AppendLine("Press Ctrl+C to stop.");
         return text.ToString();
