@@ -88,7 +88,7 @@ if (File.Exists(Path.Combine(outDir, "authz-jwt.pb")))
 }
 else
 {
-    Console.WriteLine("(no bench/out/authz-jwt.pb: run bench/payloads/authz-tokens.sh bench/out or bench/run.sh authz first for the decider rows)");
+    Console.WriteLine("(no bench/out/authz-jwt.pb: run an authz scenario of bench/run.sh first for the decider rows)");
 }
 
 bool Validate(JwtValidator validator)
