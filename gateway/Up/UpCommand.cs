@@ -69,7 +69,7 @@ internal static class UpCommand
         catch (IOException e)
         {
             // Also a port already taken (Kestrel's AddressInUseException is an IOException).
-            stderr.WriteLine($"legate up: {e.Message}");
+            stderr.WriteLine($"legate up: {e.Message} (--free-ports lets the system choose the ports)");
             return Cli.Invalid;
         }
         catch (OperationCanceledException)
@@ -115,7 +115,7 @@ internal static class UpCommand
         {
             // Envoy checks and limits before it routes, so the sample shows 401/403/429 even with no backend running.
             text.AppendLine("The sample routes to http://upstream:8080 (the compose echo server); give `legate up` your own");
-            text.AppendLine("gateway file to route to your services. Demo API key: see deploy/examples/keys.yaml.");
+            text.AppendLine($"gateway file to route to your services. The demo API key is in {Path.Combine(gateway.OutputDir, "sample", "keys.yaml")}.");
         }
         text.AppendLine();
         text.AppendLine("Press Ctrl+C to stop.");
