@@ -56,14 +56,10 @@ public sealed partial class LegateUpTests : IDisposable
             Assert.NotEqual(0, (await check.CheckAsync(CheckRequest("default", null), cancellationToken: Ct)).Status.Code);
             Assert.Equal(0, (await check.CheckAsync(CheckRequest("public", null), cancellationToken: Ct)).Status.Code);
 
-            // ratelimit in the rendered domain: the health route's 10 a second per source address, the 11th over.
+            // ratelimit in the rendered domain: the health route's 10 a second per source address; 11 at once are over.
             var limits = new RateLimitClient(ratelimit);
-            var codes = new List<RateLimitResponse.Types.Code>();
-            for (var i = 0; i < 11; i++)
-                codes.Add((await limits.ShouldRateLimitAsync(RateLimitRequest("route", "health", "remote_address", "10.0.0.7"), cancellationToken: Ct)).OverallCode);
-            Assert.All(codes.Take(10), c => Assert.Equal(RateLimitResponse.Types.Code.Ok, c));
-            // Within one second of the first call, unless the machine stalled: then the window rolled and it is Ok again.
-            Assert.Contains(codes[10], new[] { RateLimitResponse.Types.Code.OverLimit, RateLimitResponse.Types.Code.Ok });
+            for (var i = 0; i < 10; i++)
+                Assert.Equal(RateLimitResponse.Types.Code.Ok, (await limits.ShouldRateLimitAsync(RateLimitRequest("route", "health", "remote_address", "10.0.0.7"), cancellationToken: Ct)).OverallCode);
             var burst = (await limits.ShouldRateLimitAsync(new RateLimitRequest
             {
                 Domain = "edge",
