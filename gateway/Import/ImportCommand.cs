@@ -4,7 +4,7 @@ using Legate.Hosting.Rules;
 namespace Legate.Gateway.Import;
 
 /// <summary>
-/// <c>legate import FILE... [-o gateway.yaml]</c>: Ingress and HTTPRoute manifests to a gateway file, on stdout or in a
+/// <c>legate import FILE... [-o gateway.yaml]</c>: Ingress, HTTPRoute and GRPCRoute manifests to a gateway file, on stdout or in a
 /// file. What cannot be carried over is listed on stderr (file:line:column and field); exit 0 with such a list, since
 /// the file is still valid. The output is checked like <c>legate validate</c> before it is written.
 /// </summary>
@@ -14,8 +14,8 @@ internal static class ImportCommand
 
     public const string Help = """
           legate import FILE... [-o OUT]
-                                        Kubernetes Ingress (networking.k8s.io/v1) and Gateway API HTTPRoute manifests to a
-                                        gateway file (stdout without -o); what cannot be mapped is listed on stderr
+                                        Kubernetes Ingress (networking.k8s.io/v1) and Gateway API HTTPRoute and GRPCRoute
+                                        manifests to a gateway file (stdout without -o); what cannot be mapped is listed on stderr
         """;
 
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr, TextReader? stdin = null)

@@ -12,7 +12,7 @@ namespace Legate.Gateway.Import;
 internal sealed record ImportResult(string Yaml, IReadOnlyList<GatewayError> Unmapped, int Routes, int Backends);
 
 /// <summary>
-/// Turns Kubernetes Ingress (networking.k8s.io/v1) and Gateway API HTTPRoute (gateway.networking.k8s.io/v1) manifests
+/// Turns Kubernetes Ingress (networking.k8s.io/v1) and Gateway API HTTPRoute and GRPCRoute (gateway.networking.k8s.io/v1) manifests
 /// into a gateway file. Anything without an equivalent is reported with the manifest's file:line:column and field, never
 /// dropped silently; a match that would become broader without it (a regex header, a wildcard host) drops its route,
 /// since serving more than the manifest asked for is worse than serving less. Output is deterministic.
@@ -38,7 +38,7 @@ internal sealed partial class ManifestImporter
         public string Id => $"{Kind} {Namespace}/{Name}";
     }
 
-    private sealed record Backend(string Name, string Url, string Source);
+    private sealed record Backend(string Name, string Url, string Source, bool Http2);
 
     private sealed record Route(
         string Name,
@@ -56,7 +56,8 @@ internal sealed partial class ManifestImporter
         int Order,
         Manifest Manifest,
         YamlNode Node,
-        string Field)
+        string Field,
+        int Rank)
     {
         public int Conditions => (Methods.Count > 0 ? 1 : 0) + Headers.Count + Query.Count;
     }
@@ -111,7 +112,7 @@ internal sealed partial class ManifestImporter
         switch (kind, api)
         {
             case ("Ingress", IngressApi):
-            case ("HTTPRoute", _) when api.StartsWith(GatewayApiGroup, StringComparison.Ordinal):
+            case ("HTTPRoute" or "GRPCRoute", _) when api.StartsWith(GatewayApiGroup, StringComparison.Ordinal):
                 break;
             case ("Ingress", _):
                 Report(file, Get(map, "apiVersion") ?? map, "apiVersion", $"Ingress of apiVersion '{api}' is not imported",
@@ -119,7 +120,7 @@ internal sealed partial class ManifestImporter
                 return;
             default:
                 Report(file, Get(map, "kind") ?? map, "kind", $"{(kind.Length == 0 ? "an object without kind" : kind)} {ns}/{name} is not imported",
-                    "legate import reads Ingress (networking.k8s.io/v1) and HTTPRoute (gateway.networking.k8s.io/v1)");
+                    "legate import reads Ingress (networking.k8s.io/v1), HTTPRoute and GRPCRoute (gateway.networking.k8s.io/v1)");
                 return;
         }
         var noAuth = false;
@@ -147,7 +148,7 @@ internal sealed partial class ManifestImporter
         if (kind == "Ingress")
             Ingress(manifest, spec);
         else
-            HttpRoute(manifest, spec);
+            HttpRoute(manifest, spec, grpc: kind == "GRPCRoute");
     }
 
     // ---- Ingress ---------------------------------------------------------------------------------------------------
@@ -256,7 +257,7 @@ internal sealed partial class ManifestImporter
 
     // ---- HTTPRoute -------------------------------------------------------------------------------------------------
 
-    private void HttpRoute(Manifest m, YamlMappingNode spec)
+    private void HttpRoute(Manifest m, YamlMappingNode spec, bool grpc)
     {
         var hosts = new List<string>();
         if (Get(spec, "hostnames") is YamlSequenceNode hostnames)
@@ -282,11 +283,11 @@ internal sealed partial class ManifestImporter
         for (var i = 0; i < rules.Children.Count; i++)
         {
             if (rules.Children[i] is YamlMappingNode rule)
-                HttpRule(m, rule, $"spec.rules[{i}]", hosts, i);
+                HttpRule(m, rule, $"spec.rules[{i}]", hosts, i, grpc);
         }
     }
 
-    private void HttpRule(Manifest m, YamlMappingNode rule, string field, List<string> hosts, int index)
+    private void HttpRule(Manifest m, YamlMappingNode rule, string field, List<string> hosts, int index, bool grpc)
     {
         foreach (var unsupported in new[] { "retry", "sessionPersistence" })
         {
@@ -356,7 +357,7 @@ internal sealed partial class ManifestImporter
         {
             for (var b = 0; b < refs.Children.Count; b++)
             {
-                if (refs.Children[b] is YamlMappingNode r && BackendRef(m, r, $"{field}.backendRefs[{b}]") is { } backend)
+                if (refs.Children[b] is YamlMappingNode r && BackendRef(m, r, $"{field}.backendRefs[{b}]", grpc) is { } backend)
                 {
                     var weight = Str(r, "weight") is { } w && int.TryParse(w, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : 1;
                     if (weight > 10000)
@@ -381,6 +382,14 @@ internal sealed partial class ManifestImporter
         }
 
         var matches = Get(rule, "matches") as YamlSequenceNode;
+        if (grpc)
+        {
+            if (matches is null || matches.Children.Count == 0)
+                GrpcMatch(m, rule, field, hosts, index, 0, null, backends);
+            for (var k = 0; k < (matches?.Children.Count ?? 0); k++)
+                GrpcMatch(m, matches!.Children[k], $"{field}.matches[{k}]", hosts, index, k, matches.Children[k] as YamlMappingNode, backends);
+            return;
+        }
         if (matches is null || matches.Children.Count == 0)
         {
             HttpMatch(m, rule, field, hosts, index, 0, null, backends, (rewrite, rewriteKind, rewriteField, rewriteNode), timeout);
@@ -412,11 +421,22 @@ internal sealed partial class ManifestImporter
                     break;
                 case "RegularExpression":
                     kind = "regex";
+                    if (!IsRegex(path))
+                    {
+                        Report(m, Get(p, "value") ?? p, field + ".path.value", $"'{path}' is not a regular expression legate can check: match not imported",
+                            "Envoy uses RE2 syntax (no look-around or back-references)");
+                        return;
+                    }
                     break;
                 default:
                     Report(m, Get(p, "type") ?? p, field + ".path.type", $"path type '{type}' is not known: match not imported");
                     return;
             }
+        }
+        if (kind != "regex" && !path.StartsWith('/'))
+        {
+            Report(m, node, field + ".path.value", $"'{path}' does not start with '/': match not imported");
+            return;
         }
         var methods = new List<string>();
         var headers = new List<KeyValuePair<string, string>>();
@@ -441,6 +461,39 @@ internal sealed partial class ManifestImporter
         AddRoute(m, node, field, $"{rule}.{index}", kind, path, methods, headers, query, hosts, backends, routeRewrite, timeout);
     }
 
+    /// <summary>A GRPCRoute match: the gRPC path is <c>/service/method</c>; no match means every call.</summary>
+    private void GrpcMatch(Manifest m, YamlNode node, string field, List<string> hosts, int rule, int index, YamlMappingNode? match,
+        List<KeyValuePair<string, int>> backends)
+    {
+        var (kind, path) = ("prefix", "/");
+        if (match is not null && Get(match, "method") is YamlMappingNode method)
+        {
+            var type = Str(method, "type") ?? "Exact";
+            var service = Str(method, "service");
+            var name = Str(method, "method");
+            (kind, path) = (type, service, name) switch
+            {
+                ("Exact", { } s, { } n) => ("path", $"/{s}/{n}"),
+                ("Exact", { } s, null) => ("prefix", $"/{s}"),
+                ("Exact", null, { } n) => ("regex", $"^/[^/]+/{Regex.Escape(n)}$"),
+                ("Exact", null, null) => ("prefix", "/"),
+                ("RegularExpression", _, _) => ("regex", $"^/{service ?? "[^/]+"}/{name ?? "[^/]+"}$"),
+                _ => ("", ""),
+            };
+            if (kind.Length == 0 || (kind == "regex" && !IsRegex(path)))
+            {
+                Report(m, method, field + ".method", $"method match of type '{type}' cannot be imported: match not imported");
+                return;
+            }
+        }
+        var headers = new List<KeyValuePair<string, string>>();
+        if (match is not null && !ExactPairs(m, match, "headers", field, headers, lowerNames: true))
+            return;
+        // GRPCRoute ranks a matching service above a matching method: a method of any service comes after the prefixes.
+        var anyService = match is not null && Get(match, "method") is YamlMappingNode mm && Str(mm, "service") is null && kind == "regex";
+        AddRoute(m, node, field, $"{rule}.{index}", kind, path, [], headers, [], hosts, backends, null, null, anyService ? 3 : null);
+    }
+
     /// <summary>Exact header or query matches; a regex one would be lost, and the match broadened, so the whole match is dropped.</summary>
     private bool ExactPairs(Manifest m, YamlMappingNode match, string key, string field, List<KeyValuePair<string, string>> into, bool lowerNames)
     {
@@ -458,12 +511,18 @@ internal sealed partial class ManifestImporter
                     "without it the route would match more requests than the manifest says; list the values as separate matches");
                 return false;
             }
+            if (lowerNames && !HeaderPattern().IsMatch(name.ToLowerInvariant()))
+            {
+                Report(m, Get(h, "name") ?? h, $"{field}.{key}[{i}].name", $"'{name}' cannot be matched as a header in a gateway file: match not imported",
+                    "pseudo-headers and the host are matched with the route's hosts, not headers");
+                return false;
+            }
             into.Add(new(lowerNames ? name.ToLowerInvariant() : name, Str(h, "value") ?? ""));
         }
         return true;
     }
 
-    private string? BackendRef(Manifest m, YamlMappingNode r, string field)
+    private string? BackendRef(Manifest m, YamlMappingNode r, string field, bool http2)
     {
         var group = Str(r, "group") ?? "";
         var kind = Str(r, "kind") ?? "Service";
@@ -479,7 +538,7 @@ internal sealed partial class ManifestImporter
             Report(m, r, field, "needs name and port: not imported");
             return null;
         }
-        return AddBackend(m, r, field, Str(r, "namespace") ?? m.Namespace, name, port);
+        return AddBackend(m, r, field, Str(r, "namespace") ?? m.Namespace, name, port, http2);
     }
 
     // ---- shared ----------------------------------------------------------------------------------------------------
@@ -498,7 +557,7 @@ internal sealed partial class ManifestImporter
         return true;
     }
 
-    private string? AddBackend(Manifest m, YamlNode node, string field, string ns, string service, string port)
+    private string? AddBackend(Manifest m, YamlNode node, string field, string ns, string service, string port, bool http2 = false)
     {
         if (!int.TryParse(port, NumberStyles.None, CultureInfo.InvariantCulture, out var number) || number is < 1 or > 65535)
         {
@@ -510,25 +569,27 @@ internal sealed partial class ManifestImporter
             Report(m, node, field + ".name", $"'{ns}/{service}' is not a Service name: not imported");
             return null;
         }
-        var name = Name($"{ns}.{service}.{number.ToString(CultureInfo.InvariantCulture)}");
+        // gRPC backends speak HTTP/2 upstream: a cluster of their own, so one Service can serve both kinds of route.
+        var name = Name($"{ns}.{service}.{number.ToString(CultureInfo.InvariantCulture)}{(http2 ? ".grpc" : "")}");
         if (!_backends.ContainsKey(name))
         {
             _backends.Add(name, new Backend(name, $"http://{service}.{ns}.svc.cluster.local:{number.ToString(CultureInfo.InvariantCulture)}",
-                $"Service {ns}/{service} port {number.ToString(CultureInfo.InvariantCulture)}, first named at {Where(m.File, node)}"));
+                $"Service {ns}/{service} port {number.ToString(CultureInfo.InvariantCulture)}{(http2 ? " (gRPC)" : "")}, first named at {Where(m.File, node)}", http2));
         }
         return name;
     }
 
     private void AddRoute(Manifest m, YamlNode node, string field, string suffix, string kind, string path, IReadOnlyList<string> methods,
         IReadOnlyList<KeyValuePair<string, string>> headers, IReadOnlyList<KeyValuePair<string, string>> query, IReadOnlyList<string> hosts,
-        IReadOnlyList<KeyValuePair<string, int>> backends, string? rewrite, string? timeout)
+        IReadOnlyList<KeyValuePair<string, int>> backends, string? rewrite, string? timeout, int? rank = null)
     {
         if (kind == "prefix" && path.Length > 1)
             path = path.TrimEnd('/');
         var sortedHosts = hosts.Order(StringComparer.Ordinal).ToArray();
         _routes.Add(new Route(Name($"{m.Namespace}.{m.Name}.{suffix}"), $"{Where(m.File, node)}: {m.Id} {field}", kind, path, methods,
             headers.OrderBy(h => h.Key, StringComparer.Ordinal).ToArray(), query.OrderBy(q => q.Key, StringComparer.Ordinal).ToArray(), sortedHosts,
-            backends.ToArray(), rewrite, timeout, m.NoAuth, _routes.Count, m, node, field));
+            backends.ToArray(), rewrite, timeout, m.NoAuth, _routes.Count, m, node, field,
+            rank ?? kind switch { "path" => 0, "regex" => 1, _ => 2 }));
     }
 
     private ImportResult Finish()
@@ -538,7 +599,7 @@ internal sealed partial class ManifestImporter
         // prefixes first, more conditions first, fewer hosts first, then the input order.
         var ordered = _routes
             .OrderBy(r => r.Hosts.Count == 0)
-            .ThenBy(r => r.Kind switch { "path" => 0, "regex" => 1, _ => 2 })
+            .ThenBy(r => r.Rank)
             .ThenByDescending(r => r.Path.Length)
             .ThenByDescending(r => r.Conditions)
             .ThenBy(r => r.Hosts.Count)
@@ -604,7 +665,7 @@ internal sealed partial class ManifestImporter
         foreach (var backend in _backends.Values.Where(b => routes.Any(r => r.Backends.Any(x => x.Key == b.Name))))
         {
             w.Append("  # ").Append(backend.Source).Append('\n');
-            w.Append("  ").Append(backend.Name).Append(": { urls: [").Append(backend.Url).Append("] }\n");
+            w.Append("  ").Append(backend.Name).Append(": { urls: [").Append(backend.Url).Append(backend.Http2 ? "], http2: true }\n" : "] }\n");
         }
         w.Append("\nroutes:\n");
         foreach (var r in routes)
@@ -679,6 +740,19 @@ internal sealed partial class ManifestImporter
         return value.ToString(CultureInfo.InvariantCulture) + unit;
     }
 
+    private static bool IsRegex(string pattern)
+    {
+        try
+        {
+            _ = new Regex(pattern, RegexOptions.None, TimeSpan.FromSeconds(1));
+            return true;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+    }
+
     private static string List(IEnumerable<string> items) => "[" + string.Join(", ", items.Select(Scalar)) + "]";
 
     private static string Pairs(IEnumerable<KeyValuePair<string, string>> pairs)
@@ -695,6 +769,9 @@ internal sealed partial class ManifestImporter
 
     [GeneratedRegex("^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")]
     private static partial Regex HostPattern();
+
+    [GeneratedRegex("^[a-z0-9!#$%&'*+.^_`|~-]{1,128}$")]
+    private static partial Regex HeaderPattern();
 
     [GeneratedRegex("[\\^$()\\[\\]{}|+?\\\\]")]
     private static partial Regex RegexChars();

@@ -180,6 +180,50 @@ public sealed class ImportTests : IDisposable
     }
 
     [Fact]
+    public void GrpcRoute_ServiceAndMethodMatches_ToHttp2Backends()
+    {
+        var config = Imported(Path.Combine(Manifests, "grpcroute.yaml"));
+        Assert.Equal(["grpc.grpc-app-1.0.0", "grpc.grpc-app-1.1.0", "grpc.grpc-app-1.2.0"], config.Routes.Select(r => r.Name));
+        var login = config.Routes[0];
+        Assert.Equal((PathMatchKind.Exact, "/com.example.User/Login"), (login.Match.Kind, login.Match.Path));
+        Assert.Equal([new KeyValuePair<string, string>("version", "2")], login.Match.Headers);
+        Assert.Equal(["my.example.com"], login.Match.Hosts);
+        Assert.Equal((PathMatchKind.Prefix, "/com.example.User"), (config.Routes[1].Match.Kind, config.Routes[1].Match.Path));
+        // A method of any service ranks below a matching service, as GRPCRoute's precedence says.
+        Assert.Equal((PathMatchKind.Regex, "^/[^/]+/Check$"), (config.Routes[2].Match.Kind, config.Routes[2].Match.Path));
+        var backend = config.Backends.Single(b => b.Name == "grpc.user-v2.50051.grpc");
+        Assert.True(backend.Http2);
+        Assert.Equal("user-v2.grpc.svc.cluster.local:50051", backend.Endpoints.Single().ToString());
+    }
+
+    [Fact]
+    public void MatchesTheGatewayFileCannotExpress_AreLeftOut_NotBroadened()
+    {
+        File.WriteAllText(_dir.File("odd.yaml"), """
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: HTTPRoute
+            metadata: { name: odd }
+            spec:
+              hostnames: ["*.example.com", "api.example.com"]
+              rules:
+              - matches:
+                - path: { type: RegularExpression, value: "^/(?<=x)[" }
+                - headers: [{ name: ":authority", value: x }]
+                - path: { type: PathPrefix, value: /ok }
+                backendRefs: [{ name: api, port: 80 }]
+            """);
+        var (code, yaml, stderr) = Run(_dir.File("odd.yaml"));
+        Assert.True(code == Cli.Ok, stderr);
+        var file = _dir.File("odd.yaml");
+        Assert.Contains($"{file}:5:15: spec.hostnames[0]: wildcard host '*.example.com' has no equivalent: not imported (HTTPRoute default/odd)", stderr, StringComparison.Ordinal);
+        Assert.Contains($"{file}:8:47: spec.rules[0].matches[0].path.value: '^/(?<=x)[' is not a regular expression", stderr, StringComparison.Ordinal);
+        Assert.Contains($"{file}:9:25: spec.rules[0].matches[1].headers[0].name: ':authority' cannot be matched as a header", stderr, StringComparison.Ordinal);
+        var route = GatewayLoader.Load(new RulesFile("imported.yaml", yaml)).Routes.Single();
+        Assert.Equal("/ok", route.Match.Path);
+        Assert.Equal(["api.example.com"], route.Match.Hosts);
+    }
+
+    [Fact]
     public void Output_IsDeterministic_CommentsNameTheSources_AndOWritesTheFile()
     {
         var (_, first, _) = Run(Fanout, Canary, Unmappable);
