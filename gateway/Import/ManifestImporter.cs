@@ -57,7 +57,8 @@ internal sealed partial class ManifestImporter
         Manifest Manifest,
         YamlNode Node,
         string Field,
-        int Rank)
+        int Rank,
+        string? Cors)
     {
         public int Conditions => (Methods.Count > 0 ? 1 : 0) + Headers.Count + Query.Count;
     }
@@ -312,6 +313,7 @@ internal sealed partial class ManifestImporter
 
         // Filters: URLRewrite with ReplacePrefixMatch is the gateway file's rewrite; the rest has no equivalent.
         string? rewrite = null;
+        string? cors = null;
         var rewriteKind = "";
         var rewriteField = "";
         YamlNode? rewriteNode = null;
@@ -336,6 +338,11 @@ internal sealed partial class ManifestImporter
                     }
                     continue;
                 }
+                if (type == "CORS" && Get(filter, "cors") is YamlMappingNode c)
+                {
+                    cors = Cors(m, c, ff + ".cors");
+                    continue;
+                }
                 if (type == "RequestRedirect")
                 {
                     Report(m, filter, ff, "RequestRedirect has no equivalent in a gateway file: rule not imported",
@@ -345,7 +352,6 @@ internal sealed partial class ManifestImporter
                 Report(m, Get(filter, "type") ?? filter, ff, $"filter {(type.Length == 0 ? "without type" : type)} has no equivalent in a gateway file: not applied",
                     type switch
                     {
-                        "CORS" => "set the route's cors: in the generated file",
                         "RequestHeaderModifier" or "ResponseHeaderModifier" => "set the headers in the backend, or add them to the rendered lds.yaml",
                         _ => null,
                     });
@@ -392,18 +398,18 @@ internal sealed partial class ManifestImporter
         }
         if (matches is null || matches.Children.Count == 0)
         {
-            HttpMatch(m, rule, field, hosts, index, 0, null, backends, (rewrite, rewriteKind, rewriteField, rewriteNode), timeout);
+            HttpMatch(m, rule, field, hosts, index, 0, null, backends, (rewrite, rewriteKind, rewriteField, rewriteNode), timeout, cors);
             return;
         }
         for (var k = 0; k < matches.Children.Count; k++)
         {
             if (matches.Children[k] is YamlMappingNode match)
-                HttpMatch(m, match, $"{field}.matches[{k}]", hosts, index, k, match, backends, (rewrite, rewriteKind, rewriteField, rewriteNode), timeout);
+                HttpMatch(m, match, $"{field}.matches[{k}]", hosts, index, k, match, backends, (rewrite, rewriteKind, rewriteField, rewriteNode), timeout, cors);
         }
     }
 
     private void HttpMatch(Manifest m, YamlMappingNode node, string field, List<string> hosts, int rule, int index, YamlMappingNode? match,
-        List<KeyValuePair<string, int>> backends, (string? Value, string Kind, string Field, YamlNode? Node) rewriteFilter, string? timeout)
+        List<KeyValuePair<string, int>> backends, (string? Value, string Kind, string Field, YamlNode? Node) rewriteFilter, string? timeout, string? cors)
     {
         var (rewrite, rewriteKind, rewriteField, rewriteNode) = rewriteFilter;
         var (kind, path) = ("prefix", "/");
@@ -458,8 +464,55 @@ internal sealed partial class ManifestImporter
             else
                 routeRewrite = rewrite;
         }
-        AddRoute(m, node, field, $"{rule}.{index}", kind, path, methods, headers, query, hosts, backends, routeRewrite, timeout);
+        AddRoute(m, node, field, $"{rule}.{index}", kind, path, methods, headers, query, hosts, backends, routeRewrite, timeout, cors: cors);
     }
+
+    /// <summary>The CORS filter as the gateway file's <c>cors:</c> (flow YAML); origins with wildcards and <c>*</c> methods are reported.</summary>
+    private string? Cors(Manifest m, YamlMappingNode c, string field)
+    {
+        var origins = new List<string>();
+        var all = Get(c, "allowOrigins") as YamlSequenceNode;
+        for (var i = 0; i < (all?.Children.Count ?? 0); i++)
+        {
+            var o = (all!.Children[i] as YamlScalarNode)?.Value ?? "";
+            if (o == "*" || (!o.Contains('*', StringComparison.Ordinal) && Uri.TryCreate(o, UriKind.Absolute, out var u) && u.AbsolutePath == "/" && !o.EndsWith('/')))
+                origins.Add(o);
+            else
+                Report(m, all.Children[i], $"{field}.allowOrigins[{i}]", $"origin '{o}' has no equivalent (exact origins or * only): not allowed", "list the origins it stands for");
+        }
+        if (origins.Count == 0)
+        {
+            Report(m, c, field, "no origin can be imported: CORS not applied");
+            return null;
+        }
+        var methods = Strings(c, "allowMethods");
+        if (methods.Contains("*"))
+        {
+            Report(m, Get(c, "allowMethods")!, field + ".allowMethods", "'*' has no equivalent: only the listed methods are allowed", "list the methods");
+            methods.Remove("*");
+        }
+        var credentials = Str(c, "allowCredentials") == "true";
+        if (credentials && origins.Contains("*"))
+        {
+            Report(m, Get(c, "allowCredentials")!, field + ".allowCredentials", "browsers refuse credentials with origin *: not applied");
+            credentials = false;
+        }
+        var maxAge = Str(c, "maxAge") is { } a && int.TryParse(a, NumberStyles.None, CultureInfo.InvariantCulture, out var seconds) && seconds > 0 ? seconds : 5;
+        var parts = new List<string> { "origins: " + List(origins) };
+        if (methods.Count > 0)
+            parts.Add("methods: " + List(methods));
+        if (Strings(c, "allowHeaders") is { Count: > 0 } headers)
+            parts.Add("headers: " + List(headers.Select(h => h.ToLowerInvariant())));
+        if (Strings(c, "exposeHeaders") is { Count: > 0 } expose)
+            parts.Add("expose_headers: " + List(expose.Select(h => h.ToLowerInvariant())));
+        parts.Add($"max_age: {maxAge.ToString(CultureInfo.InvariantCulture)}s");
+        if (credentials)
+            parts.Add("credentials: true");
+        return "{ " + string.Join(", ", parts) + " }";
+    }
+
+    private static List<string> Strings(YamlMappingNode map, string key)
+        => Get(map, key) is YamlSequenceNode seq ? seq.Children.OfType<YamlScalarNode>().Select(x => x.Value ?? "").ToList() : [];
 
     /// <summary>A GRPCRoute match: the gRPC path is <c>/service/method</c>; no match means every call.</summary>
     private void GrpcMatch(Manifest m, YamlNode node, string field, List<string> hosts, int rule, int index, YamlMappingNode? match,
@@ -581,7 +634,7 @@ internal sealed partial class ManifestImporter
 
     private void AddRoute(Manifest m, YamlNode node, string field, string suffix, string kind, string path, IReadOnlyList<string> methods,
         IReadOnlyList<KeyValuePair<string, string>> headers, IReadOnlyList<KeyValuePair<string, string>> query, IReadOnlyList<string> hosts,
-        IReadOnlyList<KeyValuePair<string, int>> backends, string? rewrite, string? timeout, int? rank = null)
+        IReadOnlyList<KeyValuePair<string, int>> backends, string? rewrite, string? timeout, int? rank = null, string? cors = null)
     {
         if (kind == "prefix" && path.Length > 1)
             path = path.TrimEnd('/');
@@ -589,7 +642,7 @@ internal sealed partial class ManifestImporter
         _routes.Add(new Route(Name($"{m.Namespace}.{m.Name}.{suffix}"), $"{Where(m.File, node)}: {m.Id} {field}", kind, path, methods,
             headers.OrderBy(h => h.Key, StringComparer.Ordinal).ToArray(), query.OrderBy(q => q.Key, StringComparer.Ordinal).ToArray(), sortedHosts,
             backends.ToArray(), rewrite, timeout, m.NoAuth, _routes.Count, m, node, field,
-            rank ?? kind switch { "path" => 0, "regex" => 1, _ => 2 }));
+            rank ?? kind switch { "path" => 0, "regex" => 1, _ => 2 }, cors));
     }
 
     private ImportResult Finish()
@@ -696,6 +749,8 @@ internal sealed partial class ManifestImporter
                 w.Append("    rewrite: ").Append(Scalar(r.Rewrite)).Append('\n');
             if (r.Timeout is not null)
                 w.Append("    timeout: ").Append(r.Timeout).Append('\n');
+            if (r.Cors is not null)
+                w.Append("    cors: ").Append(r.Cors).Append('\n');
             if (r.NoAuth)
                 w.Append($"    auth: none   # {AuthAnnotation}: none\n");
             else if (r.Hosts.Count == 0)

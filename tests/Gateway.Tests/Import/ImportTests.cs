@@ -103,6 +103,15 @@ public sealed class ImportTests : IDisposable
         Assert.Equal("/v2/store", store.Rewrite);
         Assert.Equal(TimeSpan.FromSeconds(90), store.Timeout);
 
+        var cors = Route(config, "shop.cors.0.0").Cors!;
+        Assert.Equal(["https://app.example.com"], cors.Origins);
+        Assert.Equal(["GET", "POST"], cors.Methods);
+        Assert.Equal(["content-type"], cors.Headers);
+        Assert.Equal(["x-ratelimit-remaining"], cors.ExposeHeaders);
+        Assert.Equal((TimeSpan.FromMinutes(10), true), (cors.MaxAge, cors.Credentials));
+        var (_, _, stderr) = Run(Canary);
+        Assert.Contains($"{Canary}:92:51: spec.rules[0].filters[0].cors.allowOrigins[1]: origin 'https://*.example.com' has no equivalent", stderr, StringComparison.Ordinal);
+
         var orders = Route(config, "shop.api.2.0");
         Assert.Equal((PathMatchKind.Regex, "^/v[0-9]+/orders$"), (orders.Match.Kind, orders.Match.Path));
         Assert.Equal("orders.orders.svc.cluster.local:8080", Url(config, orders.Backends.Single().Name));   // backendRef namespace
