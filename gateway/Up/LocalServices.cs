@@ -36,7 +36,12 @@ internal sealed class LocalServices : IAsyncDisposable
         try
         {
             running.Add(Path.Combine(outputDir, "authz"), ports[0],
-                new() { ["Legate:Rules:authz:Path"] = Path.Combine(outputDir, "authz", "policies.yaml") },
+                // A CheckRequest carries the request headers (Envoy allows up to 8 MiB of them): the authz service's own default.
+                new()
+                {
+                    ["Legate:Rules:authz:Path"] = Path.Combine(outputDir, "authz", "policies.yaml"),
+                    ["Legate:MaxReceiveMessageSize"] = (16 * 1024 * 1024).ToString(System.Globalization.CultureInfo.InvariantCulture),
+                },
                 b =>
                 {
                     b.AddLegateHosting("authz", AuthzExtensions.GrpcServiceName);

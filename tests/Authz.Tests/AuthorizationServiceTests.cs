@@ -4,7 +4,7 @@ using AuthorizationClient = Envoy.Service.Auth.V3.Authorization.AuthorizationCli
 
 namespace Legate.Authz.Tests;
 
-/// <summary>The service on its shipped sample policy (authz/rules/policies.yaml), as ./run.sh starts it.</summary>
+/// <summary>The service on its shipped sample policy and settings (authz/rules/policies.yaml, authz/appsettings.json).</summary>
 public sealed class AuthorizationServiceTests : IDisposable
 {
     // The demo key printed in authz/rules/keys.yaml (a local sample, not a secret).
@@ -66,6 +66,24 @@ public sealed class AuthorizationServiceTests : IDisposable
 
         Assert.NotEqual(0, response.Status.Code);
         Assert.NotEqual(CheckResponse.HttpResponseOneofCase.OkResponse, response.HttpResponseCase);
+    }
+
+    [Fact]
+    public async Task E10_AFiveMegabyteCheckRequest_IsDecided_NotRefusedByTheTransport()
+    {
+        // Envoy sends up to 8 MiB of request headers, and a body when with_request_body asks: over gRPC's 4 MiB
+        // default the call would fail RESOURCE_EXHAUSTED and Envoy would take its error path instead of our answer.
+        var client = new AuthorizationClient(_service.Channel);
+        var allowed = Request("localhost:10000", new Dictionary<string, string> { ["x-api-key"] = DemoKey });
+        allowed.Attributes.Request.Http.Body = new string('x', 5 * 1024 * 1024);
+        var anonymous = Request("localhost:10000");
+        anonymous.Attributes.Request.Http.Headers["x-padding"] = new string('y', 5 * 1024 * 1024);
+
+        var allow = await client.CheckAsync(allowed, cancellationToken: Ct);
+        var deny = await client.CheckAsync(anonymous, cancellationToken: Ct);
+
+        Assert.Equal(0, allow.Status.Code);
+        Assert.Equal(Envoy.Type.V3.StatusCode.Unauthorized, deny.DeniedResponse.Status.Code);
     }
 
     [Fact]
