@@ -46,6 +46,7 @@ internal static class RenderCommand
         try
         {
             var config = GatewayLoader.Load(file);
+            GatewayLint.Print(config, file, stderr);
             var result = GatewayRenderer.Render(config, new RenderOptions(envoyDir, isStatic));
             SelfCheck.Run(config, result);
             OutputWriter.Write(output, result.Files);

@@ -17,6 +17,7 @@ internal static class ValidateCommand
         try
         {
             var config = GatewayLoader.Load(path);
+            GatewayLint.Print(config, path, stderr);
             // The generated files are loaded with the services' own loaders too: what they refuse is an error here.
             var rendered = Render.GatewayRenderer.Render(config, new Render.RenderOptions());
             Render.SelfCheck.Run(config, rendered);

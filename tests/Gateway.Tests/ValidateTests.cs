@@ -23,6 +23,33 @@ public sealed partial class ValidateTests
         Assert.Contains("OK (1 listener(s), 5 route(s)", stdout.ToString(), StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("validate")]
+    [InlineData("render")]
+    public void AuthzFailingOpen_IsValidButWarnedAboutLoudly_E12(string command)
+    {
+        using var dir = GatewayFiles.Write(GatewayFiles.Minimal + "\nservices:\n  authz: { failure_mode: allow }\n");
+        var path = Path.Combine(dir.Path, "gateway.yaml");
+        using var stdout = new StringWriter();
+        using var stderr = new StringWriter();
+
+        var exitCode = Cli.Run(command == "render" ? ["render", path, "-o", Path.Combine(dir.Path, "out")] : ["validate", path], stdout, stderr);
+
+        Assert.True(exitCode == Cli.Ok, stderr.ToString());
+        Assert.Contains($"{path}: services.authz.failure_mode: warning: 'allow' sends every request to the backends unchecked", stderr.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void AuthzFailingClosed_TheDefault_IsNotWarnedAbout()
+    {
+        using var dir = GatewayFiles.Write(GatewayFiles.Minimal);
+        using var stdout = new StringWriter();
+        using var stderr = new StringWriter();
+
+        Assert.Equal(Cli.Ok, Cli.Run(["validate", Path.Combine(dir.Path, "gateway.yaml")], stdout, stderr));
+        Assert.DoesNotContain("warning", stderr.ToString(), StringComparison.Ordinal);
+    }
+
     [Fact]
     public void UnknownFields_AreAllReportedWithPlaceAndSuggestion()
     {
