@@ -22,7 +22,8 @@ namespace Legate.RateLimit;
 /// </summary>
 public sealed class RateLimiter
 {
-    private const string UnitCodes = "?smhdMyw";
+    // Window unit codes in counter keys, by LimitUnit: s, m, h, d, M(onth), y, w.
+    private static readonly string[] UnitCodes = ["?", "s", "m", "h", "d", "M", "y", "w"];
 
     private static readonly DescriptorStatus NoLimit = new() { Code = Code.Ok };
     private static readonly DescriptorStatus Unlimited = new() { Code = Code.Ok, LimitRemaining = uint.MaxValue };
@@ -162,7 +163,7 @@ public sealed class RateLimiter
         var unitMs = unitSeconds * 1000;
         var windowStart = nowMs / unitMs * unitSeconds;
         var remainingMs = unitMs - nowMs % unitMs;
-        var unit = UnitCodes[(int)policy.Unit].ToString();
+        var unit = UnitCodes[(int)policy.Unit];
         var key = match.CounterEntries is { } shared
             ? CounterKey.Build(_options.KeyPrefix, domain, new ListEntries(shared), unit, windowStart)
             : CounterKey.Build(_options.KeyPrefix, domain, new ProtoEntries(descriptor.Entries), unit, windowStart);

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Globalization;
 using System.Text;
 
@@ -38,16 +39,23 @@ public static class CounterKey
             builder.Append('=');
             AppendEscaped(builder, entries[i].Value);
         }
-        builder.Append("}:").Append(unit).Append(':').Append(windowStart.ToString(CultureInfo.InvariantCulture));
+        builder.Append("}:").Append(unit).Append(':').Append(CultureInfo.InvariantCulture, $"{windowStart}");
         var key = builder.ToString();
         if (builder.Capacity > 1024)
             _builder = null; // do not keep a huge buffer alive for one odd request
         return key;
     }
 
+    private static readonly SearchValues<char> Delimiters = SearchValues.Create("%|={}:");
+
     // Percent-encodes the delimiters (and '%' itself), so no value can imitate a boundary.
     private static void AppendEscaped(StringBuilder builder, string text)
     {
+        if (!text.AsSpan().ContainsAny(Delimiters))
+        {
+            builder.Append(text); // the usual case: nothing to escape
+            return;
+        }
         foreach (var c in text)
         {
             switch (c)
