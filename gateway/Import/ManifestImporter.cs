@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.RegularExpressions;
 using Legate.Gateway.Loading;
+using Legate.Gateway.Model;
 using Legate.Hosting.Rules;
 using YamlDotNet.RepresentationModel;
 
@@ -61,6 +62,14 @@ internal sealed partial class ManifestImporter
         string? Cors)
     {
         public int Conditions => (Methods.Count > 0 ? 1 : 0) + Headers.Count + Query.Count;
+
+        /// <summary>What the route matches, as the gateway file's model states it.</summary>
+        public RouteMatch Match => new(Kind switch
+        {
+            "path" => PathMatchKind.Exact,
+            "regex" => PathMatchKind.Regex,
+            _ => PathMatchKind.Prefix,
+        }, Path, Methods, Headers, Query, Hosts);
     }
 
     /// <summary>Imports the manifests of the given files, in order.</summary>
@@ -678,23 +687,8 @@ internal sealed partial class ManifestImporter
         return new ImportResult(Write(kept), _unmapped, kept.Count, used);
     }
 
-    /// <summary>True when every request <paramref name="b"/> matches is matched by <paramref name="a"/> (the loader's shadowing rule).</summary>
-    private static bool Covers(Route a, Route b)
-    {
-        if (a.Hosts.Count > 0 && (b.Hosts.Count == 0 || b.Hosts.Except(a.Hosts).Any()))
-            return false;
-        if (a.Methods.Count > 0 && (b.Methods.Count == 0 || b.Methods.Except(a.Methods).Any()))
-            return false;
-        if (a.Headers.Except(b.Headers).Any() || a.Query.Except(b.Query).Any())
-            return false;
-        return (a.Kind, b.Kind) switch
-        {
-            ("prefix", "prefix" or "path") => a.Path == "/" || b.Path == a.Path || b.Path.StartsWith(a.Path + "/", StringComparison.Ordinal),
-            ("prefix", "regex") => a.Path == "/",
-            ("path", "path") or ("regex", "regex") => a.Path == b.Path,
-            _ => false,
-        };
-    }
+    /// <summary>True when every request <paramref name="b"/> matches is matched by <paramref name="a"/>: the loader's shadowing rule.</summary>
+    private static bool Covers(Route a, Route b) => a.Match.Covers(b.Match);
 
     private string Write(List<Route> routes)
     {

@@ -828,7 +828,7 @@ internal static partial class GatewayLoader
                 for (var i = 0; i < j; i++)
                 {
                     var (a, b) = (routes[i].Route, routes[j].Route);
-                    if (!Covers(a.Match, b.Match))
+                    if (!a.Match.Covers(b.Match))
                         continue;
                     var same = a.Match == b.Match || (SameConditions(a.Match, b.Match) && a.Match.Kind == b.Match.Kind && a.Match.Path == b.Match.Path);
                     y.Add(Field((YamlMappingNode)routes[j].Node, "match") ?? routes[j].Node, $"routes[{j}].match",
@@ -842,28 +842,6 @@ internal static partial class GatewayLoader
         private static bool SameConditions(RouteMatch a, RouteMatch b)
             => a.Methods.SequenceEqual(b.Methods) && a.Hosts.SequenceEqual(b.Hosts)
             && a.Headers.Order().SequenceEqual(b.Headers.Order()) && a.Query.Order().SequenceEqual(b.Query.Order());
-
-        /// <summary>True when every request <paramref name="b"/> matches is also matched by <paramref name="a"/>.</summary>
-        private static bool Covers(RouteMatch a, RouteMatch b)
-        {
-            if (a.Hosts.Count > 0 && (b.Hosts.Count == 0 || b.Hosts.Except(a.Hosts).Any()))
-                return false;
-            if (a.Methods.Count > 0 && (b.Methods.Count == 0 || b.Methods.Except(a.Methods).Any()))
-                return false;
-            if (a.Headers.Except(b.Headers).Any() || a.Query.Except(b.Query).Any())
-                return false;
-            return (a.Kind, b.Kind) switch
-            {
-                (PathMatchKind.Prefix, PathMatchKind.Prefix or PathMatchKind.Exact) => UnderPrefix(a.Path, b.Path),
-                (PathMatchKind.Prefix, PathMatchKind.Regex) => a.Path == "/",
-                (PathMatchKind.Exact, PathMatchKind.Exact) => a.Path == b.Path,
-                (PathMatchKind.Regex, PathMatchKind.Regex) => a.Path == b.Path,
-                _ => false,
-            };
-
-            static bool UnderPrefix(string prefix, string path)
-                => prefix == "/" || path == prefix || path.StartsWith(prefix + "/", StringComparison.Ordinal);
-        }
 
         // ---- helpers -----------------------------------------------------------------------------------------------
 

@@ -73,7 +73,27 @@ internal sealed record RouteMatch(
     IReadOnlyList<string> Methods,
     IReadOnlyList<KeyValuePair<string, string>> Headers,
     IReadOnlyList<KeyValuePair<string, string>> Query,
-    IReadOnlyList<string> Hosts);
+    IReadOnlyList<string> Hosts)
+{
+    /// <summary>True when every request <paramref name="other"/> matches is also matched by this one (it shadows <paramref name="other"/>).</summary>
+    public bool Covers(RouteMatch other)
+    {
+        if (Hosts.Count > 0 && (other.Hosts.Count == 0 || other.Hosts.Except(Hosts).Any()))
+            return false;
+        if (Methods.Count > 0 && (other.Methods.Count == 0 || other.Methods.Except(Methods).Any()))
+            return false;
+        if (Headers.Except(other.Headers).Any() || Query.Except(other.Query).Any())
+            return false;
+        return (Kind, other.Kind) switch
+        {
+            (PathMatchKind.Prefix, PathMatchKind.Prefix or PathMatchKind.Exact) =>
+                Path == "/" || other.Path == Path || other.Path.StartsWith(Path + "/", StringComparison.Ordinal),
+            (PathMatchKind.Prefix, PathMatchKind.Regex) => Path == "/",
+            (PathMatchKind.Exact, PathMatchKind.Exact) or (PathMatchKind.Regex, PathMatchKind.Regex) => Path == other.Path,
+            _ => false,
+        };
+    }
+}
 
 internal sealed record WeightedBackend(string Name, int Weight);
 
