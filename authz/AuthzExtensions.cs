@@ -22,6 +22,10 @@ public static class AuthzExtensions
     /// <summary>How many validated JWTs are remembered (default 10 000; 0 = none).</summary>
     public const string TokenCacheCapacityKey = "Legate:Authz:TokenCacheCapacity";
 
+    /// <summary>Whether RS256/RS384/RS512 signatures are verified through OpenSSL with reused contexts (default true;
+    /// false: .NET's RSA for every signature). Without a usable libcrypto.so.3 .NET's RSA is used either way.</summary>
+    public const string NativeRsaKey = "Legate:Authz:NativeRsa";
+
     public static WebApplicationBuilder AddAuthz(this WebApplicationBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
@@ -42,8 +46,13 @@ public static class AuthzExtensions
         var capacity = builder.Configuration.GetValue(TokenCacheCapacityKey, 10_000);
         if (capacity < 0)
             throw new InvalidOperationException($"{TokenCacheCapacityKey} must be 0 (off) or more; was {capacity}.");
+        var nativeRsaText = builder.Configuration[NativeRsaKey];
+        var nativeRsa = true;
+        if (!string.IsNullOrEmpty(nativeRsaText) && !bool.TryParse(nativeRsaText, out nativeRsa))
+            throw new InvalidOperationException($"{NativeRsaKey} must be true or false; was '{nativeRsaText}'.");
         services.TryAddSingleton(sp => new JwtValidator(sp.GetRequiredService<TimeProvider>(),
-            capacity == 0 ? null : new ValidatedTokenCache(sp.GetRequiredService<TimeProvider>(), capacity)));
+            capacity == 0 ? null : new ValidatedTokenCache(sp.GetRequiredService<TimeProvider>(), capacity),
+            nativeRsa, sp.GetRequiredService<ILogger<JwtValidator>>()));
         services.TryAddSingleton(sp => new AuthzMetrics(sp.GetRequiredService<IMetricFactory>()));
         services.TryAddSingleton<AuthorizationDecider>();
         return builder;

@@ -14,9 +14,14 @@ public sealed class JwksKey
     // No factory-wide cache: providers live as long as their key (see VerifierFor).
     private static readonly CryptoProviderFactory Factory = new() { CacheSignatureProviders = false };
 
+    // Stands for "OpenSSL cannot verify with this key" in _nativeRsa, so that is found out once.
+    private static readonly object NoNativeRsa = new();
+
     // Copy-on-write, one entry per alg this key has verified (at most the provider's few algorithms).
     private Dictionary<string, SignatureProvider>? _verifiers;
     private readonly int _rsaSignatureBytes;
+    // null until first asked: an OpenSslRsaVerifier, or NoNativeRsa.
+    private object? _nativeRsa;
 
     internal JwksKey(string? kid, string? alg, JwtKeyKind kind, SecurityKey key, string fingerprint)
     {
@@ -75,6 +80,28 @@ public sealed class JwksKey
                 return created;
         }
     }
+
+    /// <summary>
+    /// The OpenSSL verifier of an RSA key (RS256/RS384/RS512), made on first use so a JWKS re-read with unchanged keys
+    /// costs no native allocation; null for other keys or where libcrypto.so.3 is not usable. It lives as long as the
+    /// key: when the key leaves the key set and is no longer referenced, its SafeHandles free the native key and contexts.
+    /// </summary>
+    internal OpenSslRsaVerifier? NativeRsaVerifier()
+    {
+        var native = Volatile.Read(ref _nativeRsa);
+        if (native is null)
+        {
+            var created = Kind == JwtKeyKind.Rsa && Key is RsaSecurityKey { Rsa: { } rsa } ? OpenSslRsaVerifier.TryCreate(rsa) : null;
+            if (!UseNativeRsa(created))
+                created?.Dispose();
+            native = Volatile.Read(ref _nativeRsa);
+        }
+        return native as OpenSslRsaVerifier;
+    }
+
+    /// <summary>Sets the key's OpenSSL verifier (null: none) unless one was set already (a racing first use, or a test's).</summary>
+    internal bool UseNativeRsa(OpenSslRsaVerifier? verifier)
+        => Interlocked.CompareExchange(ref _nativeRsa, (object?)verifier ?? NoNativeRsa, null) is null;
 }
 
 /// <summary>An immutable snapshot of a provider's keys. <see cref="Version"/> changes only when the key material does.</summary>

@@ -3,6 +3,8 @@ using System.Buffers.Text;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Legate.Authz.Jwt;
 
@@ -16,7 +18,9 @@ namespace Legate.Authz.Jwt;
 /// only from the provider's JWKS, and <c>kid</c> is only a dictionary key;</item>
 /// <item>key selection: by <c>kid</c> (one throttled JWKS re-fetch on an unknown kid); without a kid only when the JWKS
 /// holds exactly one key; the key's type (and its own <c>alg</c>) must fit the token's alg;</item>
-/// <item>the signature, by IdentityModel's signature provider for that one key and alg (cached on the key);</item>
+/// <item>the signature: RS256/RS384/RS512 by the key's OpenSSL verifier (reused contexts) where libcrypto.so.3 is usable,
+/// everything else (and any internal OpenSSL error) by IdentityModel's signature provider for that one key and alg
+/// (cached on the key);</item>
 /// <item>the payload, parsed once: exp required, exp/nbf/iat against the TimeProvider with the provider's skew, max
 /// lifetime, exact issuer, an audience of the provider's.</item>
 /// </list>
@@ -32,18 +36,36 @@ public sealed class JwtValidator
 
     private readonly TimeProvider _time;
     private readonly ValidatedTokenCache? _cache;
+    private readonly bool _nativeRsa;
+    private readonly ILogger _logger;
 
     private long _verifications;
+    private long _nativeRsaFallbacks;
 
-    public JwtValidator(TimeProvider time, ValidatedTokenCache? cache = null)
+    /// <param name="time">The clock for exp, nbf and iat.</param>
+    /// <param name="cache">Validated tokens by hash, or null for none.</param>
+    /// <param name="nativeRsa">Verify RS256/RS384/RS512 through OpenSSL with reused contexts where libcrypto.so.3 is usable
+    /// (<see cref="OpenSslRsaVerifier"/>); false keeps every signature on .NET's RSA via IdentityModel.</param>
+    /// <param name="logger">Where an unusable or failing OpenSSL is reported (once).</param>
+    public JwtValidator(TimeProvider time, ValidatedTokenCache? cache = null, bool nativeRsa = true, ILogger<JwtValidator>? logger = null)
     {
         ArgumentNullException.ThrowIfNull(time);
         _time = time;
         _cache = cache;
+        _logger = (ILogger?)logger ?? NullLogger.Instance;
+        _nativeRsa = nativeRsa && OpenSslRsaVerifier.IsSupported;
+        if (nativeRsa && !_nativeRsa)
+            NativeRsaLog.Unavailable(_logger);
     }
 
     /// <summary>Signature verifications performed (cache misses that reached the handler).</summary>
     public long Verifications => Interlocked.Read(ref _verifications);
+
+    /// <summary>Whether RS256/RS384/RS512 signatures go to OpenSSL (asked for, and libcrypto.so.3 usable).</summary>
+    public bool NativeRsa => _nativeRsa;
+
+    /// <summary>Native verifies that failed internally and were redone by .NET's RSA (the first one is logged).</summary>
+    public long NativeRsaFallbacks => Interlocked.Read(ref _nativeRsaFallbacks);
 
     public ValueTask<JwtResult> ValidateAsync(JwtProvider provider, string? token, CancellationToken cancellationToken)
     {
@@ -114,11 +136,14 @@ public sealed class JwtValidator
     }
 
     /// <summary>
-    /// The JWS signature over the ASCII signing input, by the selected key's cached IdentityModel signature provider
-    /// (alg already checked against the allow-list and the key). Done here rather than through JsonWebTokenHandler,
+    /// The JWS signature over the ASCII signing input (alg already checked against the allow-list and the key), of the
+    /// one length the key and alg produce. RS256/RS384/RS512 go to the key's OpenSSL verifier, whose reused context
+    /// saves .NET's per-call EVP_PKEY_CTX set-up; only its "valid" allows and its "bad signature" denies, while an
+    /// internal error (or a verifier disposed by a key rotation) leaves the call to the managed path. Everything else is
+    /// verified by the key's cached IdentityModel signature provider. Done here rather than through JsonWebTokenHandler,
     /// whose token parsing and claim validation this class does anyway: that pipeline cost as much as the RSA verify.
     /// </summary>
-    private static JwtFailureReason VerifySignature(JwksKey key, string alg, string token, int payloadEnd)
+    private JwtFailureReason VerifySignature(JwksKey key, string alg, string token, int payloadEnd)
     {
         var encodedSignature = token.AsSpan(payloadEnd + 1);
         var input = ArrayPool<byte>.Shared.Rent(payloadEnd);
@@ -129,6 +154,21 @@ public sealed class JwtValidator
             var inputLength = Encoding.ASCII.GetBytes(token.AsSpan(0, payloadEnd), input);
             if (!Base64Url.TryDecodeFromChars(encodedSignature, signature, out var signatureLength) || signatureLength != key.SignatureLength(alg))
                 return JwtFailureReason.BadSignature;
+            var hash = _nativeRsa ? OpenSslRsaVerifier.HashOf(alg) : -1;
+            if (hash >= 0 && key.NativeRsaVerifier() is { } native)
+            {
+                switch (native.Verify(hash, input.AsSpan(0, inputLength), signature.AsSpan(0, signatureLength)))
+                {
+                    case NativeVerifyResult.Valid:
+                        return JwtFailureReason.None;
+                    case NativeVerifyResult.Invalid:
+                        return JwtFailureReason.BadSignature;
+                    case NativeVerifyResult.Error:
+                        if (Interlocked.Increment(ref _nativeRsaFallbacks) == 1)
+                            NativeRsaLog.Failed(_logger, alg);
+                        break;
+                }
+            }
             return key.VerifierFor(alg).Verify(input, 0, inputLength, signature, 0, signatureLength)
                 ? JwtFailureReason.None
                 : JwtFailureReason.BadSignature;
