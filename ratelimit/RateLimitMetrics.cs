@@ -24,6 +24,10 @@ public sealed class RateLimitMetrics
     private readonly Histogram _storeLatency;
     private readonly ConcurrentDictionary<(string Domain, string Rule), RuleSeries> _rules = new();
 
+    // The usual match's metric path is its rule's own: the rule object finds its series without hashing two strings.
+    // Weak, so the rules a reload replaced are not kept alive.
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<RateLimitPolicy, RuleSeries> _byPolicy = [];
+
     public RateLimitMetrics(IMetricFactory metrics)
     {
         ArgumentNullException.ThrowIfNull(metrics);
@@ -43,9 +47,7 @@ public sealed class RateLimitMetrics
     {
         if (hits == 0)
             return;
-        var series = _rules.TryGetValue((match.Policy.Domain, match.MetricPath), out var found)
-            ? found
-            : _rules.GetOrAdd((match.Policy.Domain, match.MetricPath), key => new RuleSeries(this, key.Domain, key.Rule));
+        var series = SeriesOf(match);
 
         var before = after >= hits ? after - hits : 0;
         var over = after > limit ? after - Math.Max(before, limit) : 0;
@@ -65,6 +67,20 @@ public sealed class RateLimitMetrics
         }
         if (near > 0)
             series.NearLimit.Inc(near);
+    }
+
+    private RuleSeries SeriesOf(in DescriptorMatch match)
+    {
+        var policy = match.Policy;
+        var own = !policy.IsOverride && ReferenceEquals(match.MetricPath, policy.MetricPath); // an override is a new rule per call
+        if (own && _byPolicy.TryGetValue(policy, out var cached))
+            return cached;
+        var series = _rules.TryGetValue((policy.Domain, match.MetricPath), out var found)
+            ? found
+            : _rules.GetOrAdd((policy.Domain, match.MetricPath), key => new RuleSeries(this, key.Domain, key.Rule));
+        if (own)
+            _byPolicy.TryAdd(policy, series);
+        return series;
     }
 
     public void DomainNotFound(string domain) => _domainNotFound.WithLabels(domain).Inc();

@@ -1,4 +1,3 @@
-using System.Buffers;
 using Envoy.Config.Core.V3;
 using Envoy.Extensions.Common.Ratelimit.V3;
 using Envoy.Service.Ratelimit.V3;
@@ -67,7 +66,7 @@ public sealed class RateLimiter
             return new ValueTask<RateLimitResponse>(AllWithoutLimit(descriptors.Count));
         }
 
-        var call = new Call(descriptors.Count);
+        var call = Call.Rent(descriptors.Count);
         var requestHits = Math.Max(1u, request.HitsAddend);
         var nowMs = _time.GetUtcNow().ToUnixTimeMilliseconds();
         for (var i = 0; i < descriptors.Count; i++)
@@ -133,7 +132,8 @@ public sealed class RateLimiter
         }
         catch (TimeoutException)
         {
-            call.Return();
+            // The store may still write this call's results after the deadline: its arrays must not go back to the pool.
+            call.Abandon();
             _metrics.StoreError("timeout");
             throw StoreUnavailable($"the {_store.Name} counter store did not answer within {_options.StoreTimeout.TotalMilliseconds} ms");
         }
@@ -145,8 +145,8 @@ public sealed class RateLimiter
         }
         catch (OperationCanceledException)
         {
-            // Envoy gave up on the call: nothing to answer.
-            call.Return();
+            // Envoy gave up on the call: nothing to answer (and, as on a timeout, the store may not be done with it).
+            call.Abandon();
             throw;
         }
         finally
@@ -254,10 +254,18 @@ public sealed class RateLimiter
             Code = over && !policy.ShadowMode ? Code.OverLimit : Code.Ok,
             CurrentLimit = policy.CurrentLimit,
             LimitRemaining = over ? 0 : (uint)(limit - after),
-            DurationUntilReset = new Duration { Seconds = unitSeconds - nowMs / 1000 % unitSeconds },
+            DurationUntilReset = UntilReset(unitSeconds - nowMs / 1000 % unitSeconds),
         };
         return status;
     }
+
+    // Statuses only ever read these, and gRPC only serialises them: one shared instance per value up to an hour.
+    private static readonly Duration?[] Durations = new Duration?[3601];
+
+    private static Duration UntilReset(long seconds) =>
+        (ulong)seconds < (ulong)Durations.Length
+            ? Durations[seconds] ??= new Duration { Seconds = seconds }
+            : new Duration { Seconds = seconds };
 
     private void AddHeaders(RepeatedField<HeaderValue> headers, DescriptorStatus tightest)
     {
@@ -361,16 +369,25 @@ public sealed class RateLimiter
 
     private static RpcException StoreUnavailable(string message) => new(new Status(StatusCode.Unavailable, message));
 
-    /// <summary>The per-call scratch arrays, rented from the shared pool and returned when the answer is built.</summary>
+    /// <summary>
+    /// A call's scratch arrays. Each thread keeps the last one it returned, so a call on a warm thread allocates none;
+    /// one that may still be written by the store after its caller gave up is abandoned to the GC instead.
+    /// </summary>
     private sealed class Call
     {
-        public Call(int count)
+        [ThreadStatic]
+        private static Call? _spare;
+
+        private int _used;
+        private int _returned;
+
+        private Call(int capacity)
         {
-            Matches = ArrayPool<DescriptorMatch?>.Shared.Rent(count);
-            Hits = ArrayPool<ulong>.Shared.Rent(count);
-            UpdateIndex = ArrayPool<int>.Shared.Rent(count);
-            Updates = ArrayPool<CounterUpdate>.Shared.Rent(count);
-            Results = ArrayPool<CounterResult>.Shared.Rent(count);
+            Matches = new DescriptorMatch?[capacity];
+            Hits = new ulong[capacity];
+            UpdateIndex = new int[capacity];
+            Updates = new CounterUpdate[capacity];
+            Results = new CounterResult[capacity];
         }
 
         public DescriptorMatch?[] Matches { get; }
@@ -383,18 +400,30 @@ public sealed class RateLimiter
 
         public CounterResult[] Results { get; }
 
-        private int _returned;
+        public static Call Rent(int count)
+        {
+            var call = _spare;
+            if (call is not null && call.Matches.Length >= count)
+                _spare = null;
+            else
+                call = new Call(Math.Max(count, 8));
+            call._used = count;
+            call._returned = 0;
+            return call;
+        }
 
         public void Return()
         {
             if (Interlocked.Exchange(ref _returned, 1) != 0)
                 return;
-            ArrayPool<DescriptorMatch?>.Shared.Return(Matches, clearArray: true);
-            ArrayPool<ulong>.Shared.Return(Hits);
-            ArrayPool<int>.Shared.Return(UpdateIndex);
-            ArrayPool<CounterUpdate>.Shared.Return(Updates, clearArray: true);
-            ArrayPool<CounterResult>.Shared.Return(Results);
+            // Drop the references (rules, keys) so a spare keeps nothing alive; values need no clearing.
+            Array.Clear(Matches, 0, _used);
+            Array.Clear(Updates, 0, _used);
+            if (Matches.Length <= 64)
+                _spare = this;
         }
+
+        public void Abandon() => Interlocked.Exchange(ref _returned, 1);
     }
 
     /// <summary>A descriptor's proto entries seen as key/value pairs, without copying.</summary>

@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Globalization;
-using System.Text;
 
 namespace Legate.RateLimit.Stores;
 
@@ -13,9 +12,6 @@ namespace Legate.RateLimit.Stores;
 /// </summary>
 public static class CounterKey
 {
-    [ThreadStatic]
-    private static StringBuilder? _builder;
-
     /// <summary>The key of one counter window.</summary>
     /// <param name="prefix">Namespace for every key of this deployment (e.g. <c>legate:rl:</c>); not escaped.</param>
     /// <param name="domain">The rate limit domain.</param>
@@ -28,46 +24,89 @@ public static class CounterKey
         ArgumentNullException.ThrowIfNull(prefix);
         ArgumentNullException.ThrowIfNull(domain);
         ArgumentNullException.ThrowIfNull(unit);
-        var builder = _builder ??= new StringBuilder(128);
-        builder.Clear();
-        builder.Append(prefix).Append('{');
-        AppendEscaped(builder, domain);
+        // Measured first and written once into the string: no builder, no copy (this runs per descriptor per call).
+        var length = prefix.Length + 1 + EscapedLength(domain) + 2 + unit.Length + 1 + Digits(windowStart);
         for (var i = 0; i < entries.Count; i++)
         {
-            builder.Append('|');
-            AppendEscaped(builder, entries[i].Key);
-            builder.Append('=');
-            AppendEscaped(builder, entries[i].Value);
+            var entry = entries[i];
+            length += 2 + EscapedLength(entry.Key) + EscapedLength(entry.Value);
         }
-        builder.Append("}:").Append(unit).Append(':').Append(CultureInfo.InvariantCulture, $"{windowStart}");
-        var key = builder.ToString();
-        if (builder.Capacity > 1024)
-            _builder = null; // do not keep a huge buffer alive for one odd request
-        return key;
+        return string.Create(length, (prefix, domain, entries, unit, windowStart), static (span, state) =>
+        {
+            var at = Write(span, 0, state.prefix);
+            span[at++] = '{';
+            at = WriteEscaped(span, at, state.domain);
+            for (var i = 0; i < state.entries.Count; i++)
+            {
+                var entry = state.entries[i];
+                span[at++] = '|';
+                at = WriteEscaped(span, at, entry.Key);
+                span[at++] = '=';
+                at = WriteEscaped(span, at, entry.Value);
+            }
+            span[at++] = '}';
+            span[at++] = ':';
+            at = Write(span, at, state.unit);
+            span[at++] = ':';
+            state.windowStart.TryFormat(span[at..], out _, default, CultureInfo.InvariantCulture);
+        });
     }
 
     private static readonly SearchValues<char> Delimiters = SearchValues.Create("%|={}:");
 
-    // Percent-encodes the delimiters (and '%' itself), so no value can imitate a boundary.
-    private static void AppendEscaped(StringBuilder builder, string text)
+    private static int Digits(long value)
+    {
+        if (value < 0)
+            return value.ToString(CultureInfo.InvariantCulture).Length;
+        var digits = 1;
+        for (; value >= 10; value /= 10)
+            digits++;
+        return digits;
+    }
+
+    // A delimiter (or '%' itself) takes three characters: percent-encoded, so no value can imitate a boundary.
+    private static int EscapedLength(string text)
+    {
+        var span = text.AsSpan();
+        var first = span.IndexOfAny(Delimiters);
+        if (first < 0)
+            return text.Length; // the usual case: nothing to escape
+        var length = text.Length;
+        foreach (var c in span[first..])
+        {
+            if (Delimiters.Contains(c))
+                length += 2;
+        }
+        return length;
+    }
+
+    private static int Write(Span<char> span, int at, string text)
+    {
+        text.CopyTo(span[at..]);
+        return at + text.Length;
+    }
+
+    private static int WriteEscaped(Span<char> span, int at, string text)
     {
         if (!text.AsSpan().ContainsAny(Delimiters))
-        {
-            builder.Append(text); // the usual case: nothing to escape
-            return;
-        }
+            return Write(span, at, text);
         foreach (var c in text)
         {
-            switch (c)
+            var code = c switch
             {
-                case '%': builder.Append("%25"); break;
-                case '|': builder.Append("%7C"); break;
-                case '=': builder.Append("%3D"); break;
-                case '{': builder.Append("%7B"); break;
-                case '}': builder.Append("%7D"); break;
-                case ':': builder.Append("%3A"); break;
-                default: builder.Append(c); break;
-            }
+                '%' => "%25",
+                '|' => "%7C",
+                '=' => "%3D",
+                '{' => "%7B",
+                '}' => "%7D",
+                ':' => "%3A",
+                _ => null,
+            };
+            if (code is null)
+                span[at++] = c;
+            else
+                at = Write(span, at, code);
         }
+        return at;
     }
 }

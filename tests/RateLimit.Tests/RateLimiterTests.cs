@@ -387,6 +387,38 @@ public sealed class RateLimiterTests : IDisposable
     }
 
     [Fact]
+    public async Task StoreAnsweringAfterTheDeadline_DoesNotCorruptLaterCalls()
+    {
+        var store = new LateStore(new MemoryCounterStore(_time));
+        var service = Service(new Dictionary<string, string?> { ["Legate:RateLimit:StoreTimeout"] = "00:00:00.050" },
+            configure: services => services.AddSingleton<ICounterStore>(store));
+        var limiter = service.Services.GetRequiredService<RateLimiter>();
+
+        var first = limiter.ShouldRateLimitAsync(Request(D("tenant", "acme")), Ct).AsTask();
+        for (var i = 0; i < 500 && !first.IsCompleted; i++)
+        {
+            _time.Advance(TimeSpan.FromMilliseconds(10));
+            await Task.Delay(1, Ct);
+        }
+        var error = await Assert.ThrowsAsync<RpcException>(() => first.WaitAsync(TimeSpan.FromSeconds(10), Ct));
+        // Later calls on many threads (the abandoned call's arrays sit with whichever thread timed it out); the first
+        // call's store writes its huge count late, during each of them.
+        var later = await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => Task.Run(async () =>
+        {
+            var answers = new List<RateLimitResponse>();
+            for (var i = 0; i < 10; i++)
+                answers.Add(await limiter.ShouldRateLimitAsync(Request(D("tenant", "acme")), Ct));
+            return answers;
+        }, Ct)));
+        var all = later.SelectMany(a => a).ToList();
+
+        Assert.Equal(StatusCode.Unavailable, error.StatusCode);
+        Assert.True(store.LateWrites > 0);
+        Assert.All(all, r => Assert.Equal(Code.Ok, r.OverallCode));
+        Assert.Equal(Enumerable.Range(20, 80).Select(n => (uint)n), all.Select(r => r.Statuses[0].LimitRemaining).Order());
+    }
+
+    [Fact]
     public async Task JsonEndpoint_Answers200Or429LikeTheReference()
     {
         var service = Service();
@@ -468,6 +500,34 @@ public sealed class RateLimiterTests : IDisposable
         {
             Interlocked.Add(ref _updates, updates.Length);
             return inner.UpdateAsync(updates, results, cancellationToken);
+        }
+    }
+
+    /// <summary>
+    /// Never answers its first update; on every later one, after answering it, writes an over-limit count into the
+    /// first one's result slots, as a store answering after the caller's deadline would.
+    /// </summary>
+    private sealed class LateStore(ICounterStore inner) : ICounterStore
+    {
+        private Memory<CounterResult> _abandoned;
+        private int _calls;
+
+        private int _lateWrites;
+
+        public int LateWrites => Volatile.Read(ref _lateWrites);
+
+        public string Name => "late";
+
+        public async ValueTask UpdateAsync(ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results, CancellationToken cancellationToken)
+        {
+            if (Interlocked.Increment(ref _calls) == 1)
+            {
+                _abandoned = results;
+                await Task.Delay(Timeout.Infinite, cancellationToken);
+            }
+            await inner.UpdateAsync(updates, results, cancellationToken);
+            _abandoned.Span.Fill(new CounterResult(ulong.MaxValue, 0, true));
+            Interlocked.Increment(ref _lateWrites);
         }
     }
 

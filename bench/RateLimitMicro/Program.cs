@@ -1,0 +1,79 @@
+using System.Diagnostics;
+using Envoy.Service.Ratelimit.V3;
+using Google.Protobuf;
+using Legate.Hosting.Rules;
+using Legate.RateLimit;
+using Legate.RateLimit.Config;
+using Legate.RateLimit.Stores;
+using Microsoft.Extensions.Logging.Abstractions;
+
+// Per-call cost of a ShouldRateLimit decision in process (no gRPC, no Kestrel): the harness's payloads
+// (bench/run.sh writes bench/out/ratelimit-{1,3}.pb) against bench/rules/ratelimit/within.yaml with the in-memory
+// store, each answer serialised as gRPC would, beside the no-op server's constant answer serialised the same way.
+// Usage: legate-bench-ratelimit-micro [seconds per measurement, default 3]
+var seconds = args.Length > 0 ? double.Parse(args[0], System.Globalization.CultureInfo.InvariantCulture) : 3;
+var bench = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "../../../.."));
+var registry = Prometheus.Metrics.NewCustomRegistry();
+var factory = Prometheus.Metrics.WithCustomRegistry(registry);
+factory.ExemplarBehavior = Prometheus.ExemplarBehavior.NoExemplars();
+var options = Microsoft.Extensions.Options.Options.Create(new RateLimitOptions());
+using var rules = new RulesProvider<RateLimitConfig>("ratelimit", new RulesOptions { Path = Path.Combine(bench, "rules/ratelimit/within.yaml") },
+    new RateLimitConfigLoader(mergeDomains: false), TimeProvider.System, NullLogger.Instance, factory);
+await ((Microsoft.Extensions.Hosting.IHostedLifecycleService)rules).StartingAsync(default);
+using var store = new MemoryCounterStore(TimeProvider.System);
+var limiter = new RateLimiter(rules, store, TimeProvider.System, options, new RateLimitMetrics(factory));
+var buffer = new byte[4096];
+
+foreach (var name in (string[])["ratelimit-1", "ratelimit-3"])
+{
+    var file = Path.Combine(bench, "out", name + ".pb");
+    if (!File.Exists(file))
+    {
+        Console.WriteLine($"(no {file}: run a ratelimit-memory scenario of bench/run.sh first)");
+        continue;
+    }
+    var request = RateLimitRequest.Parser.ParseFrom(File.ReadAllBytes(file));
+    var bytes = request.ToByteArray();
+    var noop = new RateLimitResponse { OverallCode = RateLimitResponse.Types.Code.Ok };
+    for (var i = 0; i < request.Descriptors.Count; i++)
+        noop.Statuses.Add(new RateLimitResponse.Types.DescriptorStatus { Code = RateLimitResponse.Types.Code.Ok });
+    Measure($"{name}: parse + no-op answer", () => Serialize(Parse(bytes) is not null ? noop : noop));
+    Measure($"{name}: parse + decide + serialise", () => Serialize(Decide(Parse(bytes))));
+    Measure($"{name}: decide only (parsed once)", () => Decide(request).OverallCode == RateLimitResponse.Types.Code.Ok);
+}
+
+RateLimitRequest Parse(byte[] bytes) => RateLimitRequest.Parser.ParseFrom(bytes);
+
+RateLimitResponse Decide(RateLimitRequest request)
+{
+    var pending = limiter.ShouldRateLimitAsync(request, default);
+    return pending.IsCompletedSuccessfully ? pending.Result : pending.AsTask().GetAwaiter().GetResult();
+}
+
+bool Serialize(RateLimitResponse response)
+{
+    var size = response.CalculateSize();
+    response.WriteTo(buffer.AsSpan(0, size));
+    return response.OverallCode == RateLimitResponse.Types.Code.Ok;
+}
+
+void Measure(string name, Func<bool> call)
+{
+    for (var i = 0; i < 20_000; i++)
+        call();
+    var before = GC.GetAllocatedBytesForCurrentThread();
+    var watch = Stopwatch.StartNew();
+    long n = 0;
+    while (watch.Elapsed.TotalSeconds < seconds)
+    {
+        for (var i = 0; i < 1000; i++)
+        {
+            if (!call())
+                throw new InvalidOperationException(name + " failed");
+        }
+        n += 1000;
+    }
+    var nsPerCall = watch.Elapsed.TotalMilliseconds * 1e6 / n;
+    var bytesPerCall = (GC.GetAllocatedBytesForCurrentThread() - before) / (double)n;
+    Console.WriteLine($"{name,-45} {nsPerCall,9:N0} ns/call {bytesPerCall,8:N0} B/call");
+}
