@@ -42,7 +42,8 @@ public static class RateLimitExtensions
                 var time = sp.GetRequiredService<TimeProvider>();
                 // In degraded mode Redis gets half the deadline, so the local counters can still answer within it.
                 var redisTimeout = o.DegradedMode ? o.StoreTimeout / 2 : o.StoreTimeout;
-                ICounterStore store = new RedisCounterStore(sp.GetRequiredService<LegateRedis>().Multiplexer, timeout: redisTimeout, timeProvider: time);
+                var batching = new RedisBatchOptions(o.RedisBatching, o.RedisBatchMaxCounters, o.RedisBatchesInFlight);
+                ICounterStore store = new RedisCounterStore(sp.GetRequiredService<LegateRedis>().Multiplexer, timeout: redisTimeout, timeProvider: time, batching: batching);
                 if (o.LocalOverLimitCache)
                     store = new OverLimitCachingStore(store, time);
                 if (o.DegradedMode)

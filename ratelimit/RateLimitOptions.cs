@@ -1,3 +1,4 @@
+using Legate.RateLimit.Stores;
 using Microsoft.Extensions.Options;
 
 namespace Legate.RateLimit;
@@ -49,6 +50,18 @@ public sealed class RateLimitOptions
     /// <summary>Whether <c>/readyz</c> and the gRPC health service report not-ready while the Redis store is unreachable.</summary>
     public bool ReadinessRequiresStore { get; set; } = true;
 
+    /// <summary>
+    /// Group commit on a standalone Redis or a Sentinel's primary: the counter updates of concurrent calls go to Redis
+    /// together, in one script run, instead of one script per counter. A Redis Cluster always gets one script per counter.
+    /// </summary>
+    public bool RedisBatching { get; set; } = true;
+
+    /// <summary>A batch closes once it holds this many counters (1..4096).</summary>
+    public int RedisBatchMaxCounters { get; set; } = RedisBatchOptions.DefaultMaxCounters;
+
+    /// <summary>Batches sent and not yet answered at once (1..64); while all are out, calls gather for the next one.</summary>
+    public int RedisBatchesInFlight { get; set; } = RedisBatchOptions.DefaultMaxInFlight;
+
     /// <summary>Most counters the in-memory store keeps; beyond it the ones closest to expiry go first.</summary>
     public int MaxMemoryCounters { get; set; } = 1_000_000;
 
@@ -82,6 +95,10 @@ internal sealed class RateLimitOptionsValidator : IValidateOptions<RateLimitOpti
             errors.Add($"{S}:DegradedRetryInterval must be positive (was {options.DegradedRetryInterval}).");
         if (options.NearLimitRatio is <= 0 or > 1)
             errors.Add($"{S}:NearLimitRatio must be in (0, 1] (was {options.NearLimitRatio}).");
+        if (options.RedisBatchMaxCounters is < 1 or > RedisBatchOptions.MaxCountersLimit)
+            errors.Add($"{S}:RedisBatchMaxCounters must be 1..{RedisBatchOptions.MaxCountersLimit} (was {options.RedisBatchMaxCounters}).");
+        if (options.RedisBatchesInFlight is < 1 or > RedisBatchOptions.MaxInFlightLimit)
+            errors.Add($"{S}:RedisBatchesInFlight must be 1..{RedisBatchOptions.MaxInFlightLimit} (was {options.RedisBatchesInFlight}).");
         if (options.MaxMemoryCounters < 1000)
             errors.Add($"{S}:MaxMemoryCounters must be at least 1000 (was {options.MaxMemoryCounters}).");
         foreach (var (key, value) in new[] { ("LimitHeader", options.LimitHeader), ("RemainingHeader", options.RemainingHeader), ("ResetHeader", options.ResetHeader) })

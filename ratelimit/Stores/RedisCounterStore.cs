@@ -4,10 +4,13 @@ using StackExchange.Redis;
 namespace Legate.RateLimit.Stores;
 
 /// <summary>
-/// Counters in Redis, shared by every ratelimit replica. Each update is one Lua script run on the counter's key and,
-/// for a sliding window, its previous window's key; <see cref="CounterKey"/> gives both the same hash tag, so the
-/// script never spans slots and works on Redis Cluster. A call's scripts are all queued before any is awaited, so
-/// StackExchange.Redis writes them in one pipeline: one round trip (per shard on a cluster).
+/// Counters in Redis, shared by every ratelimit replica. On a standalone Redis or a Sentinel's primary, the updates of
+/// concurrent calls are coalesced into one run of a script that applies them in turn (group commit, see
+/// <see cref="RedisBatcher"/> and <see cref="RedisBatchOptions"/>). On a Redis Cluster, each update is one Lua script
+/// run on the counter's key and, for a sliding window, its previous window's key; <see cref="CounterKey"/> gives both
+/// the same hash tag, so the script never spans slots. A call's scripts are all queued before any is awaited, so
+/// StackExchange.Redis writes them in one pipeline: one round trip per shard. Which path applies is decided once, when
+/// the multiplexer first reports a connected server.
 /// StackExchange.Redis loads the script on each server and runs it by SHA; after a Redis restart or SCRIPT FLUSH the
 /// NOSCRIPT reply makes it send the body again, so no handling is needed here.
 /// A call waits at most <see cref="Timeout"/>, then fails with <see cref="CounterStoreException"/>. Redis commands
@@ -41,21 +44,39 @@ public sealed class RedisCounterStore : ICounterStore
         return {count, prev, 1}
         """;
 
+    private const int Undecided = 0;
+    private const int Batched = 1;
+    private const int PerCounter = 2;
+
+    private readonly IConnectionMultiplexer _multiplexer;
     private readonly IDatabaseAsync _database;
     private readonly TimeSpan _timeout;
     private readonly TimeProvider _time;
+    private readonly RedisBatcher? _batcher;
+    private int _mode;
 
     /// <param name="multiplexer">The process's shared multiplexer (<c>LegateRedis.Multiplexer</c>).</param>
     /// <param name="database">Database number; -1 for the configured default (a cluster has only 0).</param>
     /// <param name="timeout">The most one call waits for Redis; <see cref="DefaultTimeout"/> when null.</param>
     /// <param name="timeProvider">Clock for the timeout; the system clock when null.</param>
-    public RedisCounterStore(IConnectionMultiplexer multiplexer, int database = -1, TimeSpan? timeout = null, TimeProvider? timeProvider = null)
+    /// <param name="batching">Group commit on a non-cluster Redis; <see cref="RedisBatchOptions.Default"/> when null.</param>
+    public RedisCounterStore(IConnectionMultiplexer multiplexer, int database = -1, TimeSpan? timeout = null, TimeProvider? timeProvider = null, RedisBatchOptions? batching = null)
     {
         ArgumentNullException.ThrowIfNull(multiplexer);
         _timeout = timeout ?? DefaultTimeout;
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(_timeout, TimeSpan.Zero, nameof(timeout));
+        batching ??= RedisBatchOptions.Default;
+        ArgumentOutOfRangeException.ThrowIfLessThan(batching.MaxCounters, 1, nameof(batching));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(batching.MaxCounters, RedisBatchOptions.MaxCountersLimit, nameof(batching));
+        ArgumentOutOfRangeException.ThrowIfLessThan(batching.MaxInFlight, 1, nameof(batching));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(batching.MaxInFlight, RedisBatchOptions.MaxInFlightLimit, nameof(batching));
+        _multiplexer = multiplexer;
         _database = multiplexer.GetDatabase(database);
         _time = timeProvider ?? TimeProvider.System;
+        if (batching.Enabled)
+            _batcher = new RedisBatcher(_database, _timeout, _time, batching.MaxCounters, batching.MaxInFlight);
+        else
+            _mode = PerCounter;
     }
 
     public string Name => "redis";
@@ -63,13 +84,47 @@ public sealed class RedisCounterStore : ICounterStore
     /// <summary>The most one call waits for Redis.</summary>
     public TimeSpan Timeout => _timeout;
 
+    /// <summary>
+    /// Whether calls are coalesced: batching is enabled and the multiplexer has shown a connected server that is not
+    /// part of a cluster (nor a proxy). False until a server is connected, and for good on a cluster.
+    /// </summary>
+    public bool IsBatching => Volatile.Read(ref _mode) == Batched || (Volatile.Read(ref _mode) == Undecided && Decide());
+
+    /// <summary>Batch scripts sent so far (0 without batching): with <see cref="BatchedCounters"/>, how much batching happens.</summary>
+    public long BatchScripts => _batcher?.Scripts ?? 0;
+
+    /// <summary>Counter updates sent in batch scripts so far.</summary>
+    public long BatchedCounters => _batcher?.Counters ?? 0;
+
     public ValueTask UpdateAsync(ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results, CancellationToken cancellationToken)
     {
         if (results.Length < updates.Length)
             throw new ArgumentException("There must be a result slot for every update.", nameof(results));
         if (updates.IsEmpty)
             return ValueTask.CompletedTask;
-        return UpdateCoreAsync(updates, results, cancellationToken);
+        return IsBatching ? _batcher!.UpdateAsync(updates, results, cancellationToken) : UpdateCoreAsync(updates, results, cancellationToken);
+    }
+
+    // Multi-key scripts work only where every key is on one server: a standalone Redis (a Sentinel's primary is one).
+    // Until a server is connected its type is unknown, and the per-counter path, which works everywhere, is used.
+    private bool Decide()
+    {
+        var connected = false;
+        foreach (var server in _multiplexer.GetServers())
+        {
+            // Sentinels only name the primary; they never hold counters.
+            if (!server.IsConnected || server.ServerType == ServerType.Sentinel)
+                continue;
+            if (server.ServerType != ServerType.Standalone)
+            {
+                Interlocked.CompareExchange(ref _mode, PerCounter, Undecided);
+                return false;
+            }
+            connected = true;
+        }
+        if (connected)
+            Interlocked.CompareExchange(ref _mode, Batched, Undecided);
+        return Volatile.Read(ref _mode) == Batched;
     }
 
     private async ValueTask UpdateCoreAsync(ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results, CancellationToken cancellationToken)
@@ -148,22 +203,25 @@ public sealed class RedisCounterStore : ICounterStore
         return new CounterResult(applied ? count : CounterMath.Add(count, hits), previous, applied);
     }
 
-    private static void ObserveLater(Task task) =>
+    internal static void ObserveLater(Task task) =>
         task.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
 
     // Client-side messages of StackExchange.Redis can name the key (includeDetailInExceptions), and keys carry descriptor
     // values such as API keys, so only the failure kind goes into the message and those exceptions are not kept as
     // the inner one. A server error's text comes from Redis (CLUSTERDOWN, LOADING, READONLY, OOM ...) and names no key.
-    private static bool IsRedisFailure(Exception exception) =>
+    internal static bool IsRedisFailure(Exception exception) =>
         exception is RedisException or RedisTimeoutException or RedisCommandException;
 
-    private static CounterStoreException Translate(Exception exception) => exception switch
+    internal static CounterStoreException Translate(Exception exception) => exception switch
     {
         RedisTimeoutException => new CounterStoreException("Redis timed out on the counter update."),
         RedisConnectionException connection => new CounterStoreException($"Redis is unreachable ({connection.FailureType})."),
         RedisServerException server => new CounterStoreException("Redis refused the counter update: " + FirstLine(server.Message), server),
         _ => new CounterStoreException($"Redis failed the counter update ({exception.GetType().Name})."),
     };
+
+    /// <summary>A server error returned for one update of a batch (its text comes from Redis and names no key).</summary>
+    internal static CounterStoreException Refused(string error) => new("Redis refused the counter update: " + FirstLine(error));
 
     private static string FirstLine(string message)
     {

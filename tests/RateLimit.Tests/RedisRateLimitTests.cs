@@ -30,7 +30,7 @@ public sealed class RedisRateLimitTests : IDisposable
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    private LegateServiceFactory<Program> Service(string redisConfiguration, bool degraded = false, string? keyPrefix = null)
+    private LegateServiceFactory<Program> Service(string redisConfiguration, bool degraded = false, string? keyPrefix = null, bool batching = true)
     {
         var service = new LegateServiceFactory<Program>(new Dictionary<string, string?>
         {
@@ -39,6 +39,7 @@ public sealed class RedisRateLimitTests : IDisposable
             ["Legate:RateLimit:KeyPrefix"] = keyPrefix ?? "test:" + Guid.NewGuid().ToString("N") + ":",
             ["Legate:RateLimit:StoreTimeout"] = "00:00:02",
             ["Legate:RateLimit:DegradedMode"] = degraded ? "true" : "false",
+            ["Legate:RateLimit:RedisBatching"] = batching ? "true" : "false",
             ["Legate:Redis:Configuration"] = redisConfiguration,
         });
         _services.Add(service);
@@ -67,6 +68,31 @@ public sealed class RedisRateLimitTests : IDisposable
         Assert.Equal([Code.Ok, Code.Ok, Code.Ok, Code.OverLimit], codes);
         var keys = _redis.Multiplexer.GetServers()[0].Keys(pattern: sharedPrefix + "*").ToList();
         Assert.Single(keys);
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task ParallelCalls_AdmitExactlyTheLimit_WithAndWithoutGroupCommit(bool batching)
+    {
+        _redis.RequireRedis();
+        var service = Service(_redis.Configuration!, batching: batching);
+        var client = new RateLimitClient(service.Channel);
+        // The service connects to Redis on first use; the burst is about counting, not a cold start.
+        Assert.Equal(Code.Ok, (await client.ShouldRateLimitAsync(Request("warm-up"), cancellationToken: Ct)).OverallCode);
+        var start = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        var calls = Enumerable.Range(0, 40).Select(i => Task.Run(async () =>
+        {
+            await start.Task;
+            return (await client.ShouldRateLimitAsync(Request("parallel-" + (i % 2)), cancellationToken: Ct)).OverallCode;
+        }, Ct)).ToArray();
+        start.SetResult();
+        var codes = await Task.WhenAll(calls);
+
+        // Two tenants with 3 each.
+        Assert.Equal(6, codes.Count(c => c == Code.Ok));
+        Assert.Equal(34, codes.Count(c => c == Code.OverLimit));
     }
 
     [Fact]

@@ -31,6 +31,16 @@ public sealed class RedisClusterCounterStoreTests(RedisClusterFixture cluster) :
     }
 
     [Fact]
+    public async Task ScriptsNeverSpanCounters_NoBatching()
+    {
+        var results = await UpdateAsync(Enumerable.Range(0, 20).Select(i => Add(Key("unbatched-" + i), 1)).ToArray());
+
+        Assert.All(results, r => Assert.Equal(new CounterResult(1, 0, true), r));
+        Assert.False(_store!.IsBatching);
+        Assert.Equal(0, _store.BatchScripts);
+    }
+
+    [Fact]
     public async Task NoScriptOnEveryNode_IsRecovered()
     {
         var updates = Enumerable.Range(0, 30).Select(i => Add(Key("noscript-" + i), 1)).ToArray();

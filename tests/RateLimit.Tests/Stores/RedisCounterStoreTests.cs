@@ -60,6 +60,17 @@ public sealed class RedisCounterStoreTests(RedisFixture redis) : CounterStoreCon
     public void Name_IsRedis() => Assert.Equal("redis", Store.Name);
 
     [Fact]
+    public async Task Standalone_GetsBatches()
+    {
+        await UpdateAsync(Add(Key("batched"), 1), Add(Key("batched"), 2), Add(Key("other"), 1));
+
+        var store = (RedisCounterStore)Store;
+        Assert.True(store.IsBatching);
+        Assert.Equal(1, store.BatchScripts);
+        Assert.Equal(3, store.BatchedCounters);
+    }
+
+    [Fact]
     public async Task ReadsAndRefusals_CreateNoKey()
     {
         var key = Key("absent");

@@ -29,6 +29,17 @@ public sealed class RedisSentinelCounterStoreTests(RedisSentinelFixture sentinel
         Assert.Equal(sentinel.Primary.Port, await sentinel.PrimaryPortAsync());
         Assert.Equal(3, (long)await primary.GetDatabase().StringGetAsync(key));
     }
+
+    [Fact]
+    public async Task ThePrimary_GetsBatches()
+    {
+        await UpdateAsync(Add(Key("batched"), 1), Add(Key("batched"), 2));
+
+        var store = (RedisCounterStore)Store;
+        Assert.True(store.IsBatching);
+        Assert.Equal(1, store.BatchScripts);
+        Assert.Equal(2, store.BatchedCounters);
+    }
 }
 
 /// <summary>A Sentinel failover while the store is in use: counting goes on, on the new primary, with the replicated counts.</summary>

@@ -1,0 +1,399 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using StackExchange.Redis;
+
+namespace Legate.RateLimit.Stores;
+
+/// <summary>
+/// Group commit for <see cref="RedisCounterStore"/> on a standalone Redis (or a Sentinel's primary): the updates of
+/// concurrent calls go to Redis together, as one run of a script that applies them one after another. A script's
+/// fixed cost (the command, the round trip, the client's and Redis's per-command work) is then paid once per batch
+/// instead of once per counter. The script runs atomically, so each counter stays atomic and updates of one counter
+/// inside a batch act exactly as if applied in turn.
+/// No timer and no added latency: a call queues its updates and, while fewer than <c>maxInFlight</c> batches are out,
+/// sends the queue itself; a batch that completes sends what queued up meanwhile. So a lone call goes out at once, and
+/// under load calls gather while a batch is in flight.
+/// A call owns copies of its updates and its own result slots: the caller's (pooled) buffers are written only by the
+/// caller, after the batch answered and only if it is still waiting, never by the batch.
+/// </summary>
+internal sealed class RedisBatcher
+{
+    // KEYS: per update its counter, then its previous window when it has one.
+    // ARGV: per update four values: hits, TTL in ms, limit ('' = add unconditionally), previous window weight 0..1
+    // ('' = no previous window key).
+    // Returns three values per update, {count, previous, applied}, as the single-counter script; an update Redis refuses
+    // (WRONGTYPE ...) returns its error in place of the count and leaves the other updates unaffected.
+    internal const string Script = """
+        local out = {}
+        local n = 0
+        local k = 1
+        for i = 1, #ARGV, 4 do
+          local key = KEYS[k]
+          local hits = ARGV[i]
+          local limit = ARGV[i + 2]
+          local prev = 0
+          local weight = 0
+          local failed = nil
+          if ARGV[i + 3] ~= '' then
+            local p = redis.pcall('GET', KEYS[k + 1])
+            if type(p) == 'table' and p.err then failed = p else prev = tonumber(p or '0') end
+            weight = tonumber(ARGV[i + 3])
+            k = k + 2
+          else
+            k = k + 1
+          end
+          local count = nil
+          local applied = 1
+          if not failed and (hits == '0' or limit ~= '') then
+            local c = redis.pcall('GET', key)
+            if type(c) == 'table' and c.err then
+              failed = c
+            else
+              c = tonumber(c or '0')
+              if limit ~= '' and c + tonumber(hits) + math.floor(prev * weight) > tonumber(limit) then
+                count = c
+                applied = 0
+              elseif hits == '0' then
+                count = c
+              end
+            end
+          end
+          if not failed and count == nil then
+            local c = redis.pcall('INCRBY', key, hits)
+            if type(c) == 'table' and c.err then
+              failed = c
+            else
+              count = c
+              if c == tonumber(hits) or redis.call('PTTL', key) == -1 then
+                redis.call('PEXPIRE', key, ARGV[i + 1])
+              end
+            end
+          end
+          if failed then out[n + 1] = failed else out[n + 1] = count end
+          out[n + 2] = prev
+          out[n + 3] = applied
+          n = n + 3
+        end
+        return out
+        """;
+
+    [ThreadStatic]
+    private static RedisBatcher? t_draining;
+
+    private readonly IDatabaseAsync _database;
+    private readonly TimeSpan _timeout;
+    private readonly TimeProvider _time;
+    private readonly int _maxCounters;
+    private readonly int _maxInFlight;
+    private readonly ConcurrentQueue<PendingCall> _queue = new();
+    private int _inFlight;
+    private long _scripts;
+    private long _counters;
+
+    public RedisBatcher(IDatabaseAsync database, TimeSpan timeout, TimeProvider time, int maxCounters, int maxInFlight)
+    {
+        _database = database;
+        _timeout = timeout;
+        _time = time;
+        _maxCounters = maxCounters;
+        _maxInFlight = maxInFlight;
+    }
+
+    /// <summary>Scripts sent so far.</summary>
+    public long Scripts => Interlocked.Read(ref _scripts);
+
+    /// <summary>Counter updates sent so far.</summary>
+    public long Counters => Interlocked.Read(ref _counters);
+
+    public async ValueTask UpdateAsync(ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        var call = new PendingCall(updates.Span);
+        _queue.Enqueue(call);
+        Drain();
+        try
+        {
+            await call.Task.WaitAsync(_timeout, _time, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException e) when (e is not RedisTimeoutException)
+        {
+            // Not sent yet: it never will be. Sent: its batch may still write the call's own slots, never the caller's.
+            call.Abandon();
+            throw new CounterStoreException($"Redis did not answer within {_timeout.TotalMilliseconds:F0} ms.");
+        }
+        catch (OperationCanceledException) when (!call.Task.IsCompleted)
+        {
+            call.Abandon();
+            throw;
+        }
+        catch (CounterStoreException)
+        {
+            call.Release();
+            throw;
+        }
+        call.CopyResultsTo(results.Span);
+        call.Release();
+    }
+
+    /// <summary>
+    /// Sends queued calls while a batch slot is free. Enqueuers call it after enqueueing and completions after freeing
+    /// their slot, so a queued call is never left without a batch to come: whoever finds the slots full leaves the call
+    /// to a batch in flight, which drains again when it frees its slot.
+    /// </summary>
+    private void Drain()
+    {
+        // A batch that completes synchronously inside this loop (a send that failed at once) only frees its slot: this
+        // loop goes on draining, instead of recursing once per queued call.
+        if (t_draining == this)
+            return;
+        var outer = t_draining;
+        t_draining = this;
+        try
+        {
+            // Bounded, so that while sends fail at once (Redis down) and callers keep coming, no caller's thread is kept
+            // here sending everyone else's calls; what is left goes on on the thread pool.
+            for (var sent = 0; !_queue.IsEmpty;)
+            {
+                var inFlight = Volatile.Read(ref _inFlight);
+                if (inFlight >= _maxInFlight)
+                    return;
+                if (sent == _maxInFlight)
+                {
+                    ThreadPool.UnsafeQueueUserWorkItem(static batcher => batcher.Drain(), this, preferLocal: false);
+                    return;
+                }
+                if (Interlocked.CompareExchange(ref _inFlight, inFlight + 1, inFlight) != inFlight)
+                    continue;
+                var batch = Take();
+                if (batch is null)
+                {
+                    Interlocked.Decrement(ref _inFlight);
+                    continue;
+                }
+                sent++;
+                _ = RunAsync(batch);
+            }
+        }
+        finally
+        {
+            t_draining = outer;
+        }
+    }
+
+    /// <summary>Dequeues calls until the batch holds at least the maximum of counters; null when none is waiting.</summary>
+    private Batch? Take()
+    {
+        Batch? batch = null;
+        while (batch is null || batch.Counters < _maxCounters)
+        {
+            if (!_queue.TryDequeue(out var call))
+                break;
+            if (call.IsAbandoned)
+                continue;
+            batch ??= new Batch();
+            batch.Add(call);
+        }
+        return batch;
+    }
+
+    private async Task RunAsync(Batch batch)
+    {
+        try
+        {
+            Task<RedisResult> pending;
+            try
+            {
+                pending = Send(batch);
+            }
+            catch (Exception e) when (RedisCounterStore.IsRedisFailure(e))
+            {
+                batch.Fail(e);
+                return;
+            }
+            RedisResult reply;
+            try
+            {
+                // Every call in the batch has given up by then; the slot is not held longer for Redis's own timeout.
+                reply = await pending.WaitAsync(_timeout, _time).ConfigureAwait(false);
+            }
+            catch (TimeoutException e) when (e is not RedisTimeoutException)
+            {
+                RedisCounterStore.ObserveLater(pending);
+                batch.Fail(null);
+                return;
+            }
+            catch (Exception e) when (RedisCounterStore.IsRedisFailure(e))
+            {
+                batch.Fail(e);
+                return;
+            }
+            batch.Complete(reply);
+        }
+        catch (Exception e)
+        {
+            // A bug here must not leave callers waiting for their timeout without a reason.
+            batch.Fail(e);
+        }
+        finally
+        {
+            batch.Return();
+            Interlocked.Decrement(ref _inFlight);
+            Drain();
+        }
+    }
+
+    private Task<RedisResult> Send(Batch batch)
+    {
+        var keyCount = 0;
+        var calls = batch.Calls;
+        for (var c = 0; c < batch.Count; c++)
+        {
+            var call = calls[c];
+            for (var i = 0; i < call.Count; i++)
+                keyCount += call.Updates[i].PreviousWindowKey is null ? 1 : 2;
+        }
+        var keys = new RedisKey[keyCount];
+        var values = new RedisValue[batch.Counters * 4];
+        int k = 0, v = 0;
+        for (var c = 0; c < batch.Count; c++)
+        {
+            var call = calls[c];
+            for (var i = 0; i < call.Count; i++)
+            {
+                ref readonly var update = ref call.Updates[i];
+                keys[k++] = update.Key;
+                // Redis counts in signed 64 bits; a larger addend would only make INCRBY fail.
+                values[v++] = Math.Min(update.Hits, long.MaxValue);
+                values[v++] = CounterMath.TtlMilliseconds(update.Ttl);
+                values[v++] = update.OnlyIfWithinLimit ? update.Limit : RedisValue.EmptyString;
+                if (update.PreviousWindowKey is { } previous)
+                {
+                    keys[k++] = previous;
+                    values[v++] = CounterMath.Weight(update);
+                }
+                else
+                {
+                    values[v++] = RedisValue.EmptyString;
+                }
+            }
+        }
+        Interlocked.Increment(ref _scripts);
+        Interlocked.Add(ref _counters, batch.Counters);
+        return _database.ScriptEvaluateAsync(Script, keys, values);
+    }
+
+    /// <summary>One caller's updates and result slots, owned by the batcher (never the caller's buffers).</summary>
+    private sealed class PendingCall : TaskCompletionSource
+    {
+        private int _abandoned;
+
+        public PendingCall(ReadOnlySpan<CounterUpdate> updates)
+            : base(TaskCreationOptions.RunContinuationsAsynchronously)
+        {
+            foreach (ref readonly var update in updates)
+                ArgumentNullException.ThrowIfNull(update.Key, nameof(updates));
+            Count = updates.Length;
+            Updates = ArrayPool<CounterUpdate>.Shared.Rent(Count);
+            Results = ArrayPool<CounterResult>.Shared.Rent(Count);
+            updates.CopyTo(Updates);
+        }
+
+        public int Count { get; }
+
+        public CounterUpdate[] Updates { get; }
+
+        public CounterResult[] Results { get; }
+
+        public bool IsAbandoned => Volatile.Read(ref _abandoned) == 1;
+
+        /// <summary>The caller stopped waiting: a batch not yet sent skips the call; its arrays are left to the GC, as a batch in flight may still write them.</summary>
+        public void Abandon() => Volatile.Write(ref _abandoned, 1);
+
+        public void CopyResultsTo(Span<CounterResult> target) => Results.AsSpan(0, Count).CopyTo(target);
+
+        /// <summary>Back to the pool, once the call completed (its batch no longer touches it).</summary>
+        public void Release()
+        {
+            ArrayPool<CounterUpdate>.Shared.Return(Updates, clearArray: true);
+            ArrayPool<CounterResult>.Shared.Return(Results);
+        }
+    }
+
+    private sealed class Batch
+    {
+        private PendingCall[] _calls = ArrayPool<PendingCall>.Shared.Rent(16);
+
+        public PendingCall[] Calls => _calls;
+
+        public int Count { get; private set; }
+
+        public int Counters { get; private set; }
+
+        public void Add(PendingCall call)
+        {
+            if (Count == _calls.Length)
+            {
+                var larger = ArrayPool<PendingCall>.Shared.Rent(Count * 2);
+                _calls.AsSpan(0, Count).CopyTo(larger);
+                ArrayPool<PendingCall>.Shared.Return(_calls, clearArray: true);
+                _calls = larger;
+            }
+            _calls[Count++] = call;
+            Counters += call.Count;
+        }
+
+        /// <summary>Fills each call's slots from the flat reply and completes it; a call with a refused update fails alone.</summary>
+        public void Complete(RedisResult reply)
+        {
+            if (reply.Resp2Type != ResultType.Array || reply.Length != Counters * 3)
+            {
+                Fail(new CounterStoreException("Redis answered the counter script with an unexpected reply."));
+                return;
+            }
+            var r = 0;
+            for (var c = 0; c < Count; c++)
+            {
+                var call = _calls[c];
+                string? error = null;
+                for (var i = 0; i < call.Count; i++, r += 3)
+                {
+                    var count = reply[r];
+                    if (count.Resp2Type == ResultType.Error)
+                    {
+                        error ??= count.ToString();
+                        continue;
+                    }
+                    var applied = (long)reply[r + 2] == 1;
+                    var value = (ulong)Math.Max(0, (long)count);
+                    call.Results[i] = new CounterResult(applied ? value : CounterMath.Add(value, call.Updates[i].Hits), (ulong)Math.Max(0, (long)reply[r + 1]), applied);
+                }
+                if (error is null)
+                    call.TrySetResult();
+                else
+                    call.TrySetException(RedisCounterStore.Refused(error));
+            }
+        }
+
+        /// <summary>Fails every call of the batch (each with its own exception); null means Redis did not answer in time.</summary>
+        public void Fail(Exception? failure)
+        {
+            for (var c = 0; c < Count; c++)
+            {
+                _calls[c].TrySetException(failure switch
+                {
+                    null => new CounterStoreException("Redis did not answer the counter update in time."),
+                    CounterStoreException e => new CounterStoreException(e.Message),
+                    _ when RedisCounterStore.IsRedisFailure(failure) => RedisCounterStore.Translate(failure),
+                    _ => new CounterStoreException($"The Redis counter batch failed ({failure.GetType().Name})."),
+                });
+            }
+        }
+
+        public void Return()
+        {
+            ArrayPool<PendingCall>.Shared.Return(_calls, clearArray: true);
+            _calls = [];
+            Count = 0;
+        }
+    }
+}
