@@ -54,8 +54,10 @@ internal sealed class OpenSslRsaVerifier : IDisposable
         _key = key;
         SignatureLength = signatureLength;
         _initialiseContexts = initialiseContexts;
-        // About one context per thread that verifies at the same time; more are made on demand and freed on return.
-        var slots = Math.Clamp(Environment.ProcessorCount * 2, 4, 64);
+        // Room for every thread that may verify at once (thread-pool threads can outnumber cores), so contexts are not
+        // made and freed under load (a context is small: the key is shared, not copied); beyond that, more are made on
+        // demand and freed on return.
+        var slots = Math.Clamp(Environment.ProcessorCount * 4, 16, 64);
         _pools = [new EvpPKeyCtxHandle?[slots], new EvpPKeyCtxHandle?[slots], new EvpPKeyCtxHandle?[slots]];
     }
 

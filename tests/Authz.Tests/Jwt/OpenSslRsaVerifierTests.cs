@@ -232,8 +232,8 @@ public sealed class OpenSslRsaVerifierTests
 
         Assert.Equal(Threads * PerThread, answered);
         Assert.Equal(0, wrong);
-        // Contexts are reused, not made per call: at most one per thread verifying at once (plus pool overflow).
-        Assert.InRange(verifier.ContextsCreated, 1, Threads * 2);
+        // Contexts are reused, not made per call: at most one per thread (the pool has room for 16 or more).
+        Assert.InRange(verifier.ContextsCreated, 1, Threads);
     }
 
     [Fact]
