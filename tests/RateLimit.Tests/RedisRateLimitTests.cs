@@ -2,6 +2,7 @@ using Envoy.Extensions.Common.Ratelimit.V3;
 using Envoy.Service.Ratelimit.V3;
 using Grpc.Core;
 using Legate.Testing;
+using Microsoft.Extensions.Options;
 using Code = Envoy.Service.Ratelimit.V3.RateLimitResponse.Types.Code;
 using RateLimitClient = Envoy.Service.Ratelimit.V3.RateLimitService.RateLimitServiceClient;
 
@@ -30,9 +31,9 @@ public sealed class RedisRateLimitTests : IDisposable
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    private LegateServiceFactory<Program> Service(string redisConfiguration, bool degraded = false, string? keyPrefix = null, bool batching = true)
+    private LegateServiceFactory<Program> Service(string redisConfiguration, bool degraded = false, string? keyPrefix = null, bool batching = true, (string Key, string Value)? extra = null)
     {
-        var service = new LegateServiceFactory<Program>(new Dictionary<string, string?>
+        var settings = new Dictionary<string, string?>
         {
             ["Legate:Rules:ratelimit:Path"] = _dir,
             ["Legate:RateLimit:Store"] = "redis",
@@ -41,7 +42,10 @@ public sealed class RedisRateLimitTests : IDisposable
             ["Legate:RateLimit:DegradedMode"] = degraded ? "true" : "false",
             ["Legate:RateLimit:RedisBatching"] = batching ? "true" : "false",
             ["Legate:Redis:Configuration"] = redisConfiguration,
-        });
+        };
+        if (extra is { } setting)
+            settings[setting.Key] = setting.Value;
+        var service = new LegateServiceFactory<Program>(settings);
         _services.Add(service);
         return service;
     }
@@ -93,6 +97,20 @@ public sealed class RedisRateLimitTests : IDisposable
         // Two tenants with 3 each.
         Assert.Equal(6, codes.Count(c => c == Code.Ok));
         Assert.Equal(34, codes.Count(c => c == Code.OverLimit));
+    }
+
+    [Theory]
+    [InlineData("Legate:RateLimit:RedisBatchMaxCounters", "0")]
+    [InlineData("Legate:RateLimit:RedisBatchMaxCounters", "4097")]
+    [InlineData("Legate:RateLimit:RedisBatchesInFlight", "0")]
+    [InlineData("Legate:RateLimit:RedisBatchesInFlight", "65")]
+    public void BadBatchSetting_StopsTheStart_NamingTheKey(string key, string value)
+    {
+        // Validation comes before any connection: nothing listens on this port.
+        var service = Service($"127.0.0.1:{FreePort.Next()},connectTimeout=200", extra: (key, value));
+
+        var error = Assert.Throws<OptionsValidationException>(() => service.Server);
+        Assert.Contains(key + " must be", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]
