@@ -109,11 +109,13 @@ internal sealed class RedisBatcher
     {
         cancellationToken.ThrowIfCancellationRequested();
         var call = new PendingCall(updates.Span);
+        // The deadline runs from here, not from after this caller's turn at sending batches.
+        var completion = call.Task.WaitAsync(_timeout, _time, cancellationToken);
         _queue.Enqueue(call);
         Drain();
         try
         {
-            await call.Task.WaitAsync(_timeout, _time, cancellationToken).ConfigureAwait(false);
+            await completion.ConfigureAwait(false);
         }
         catch (TimeoutException e) when (e is not RedisTimeoutException)
         {
