@@ -29,9 +29,9 @@ internal enum NativeVerifyResult
 /// <summary>
 /// RS256/RS384/RS512 (RSASSA-PKCS1-v1_5) verification of one public key through the system OpenSSL (libcrypto.so.3,
 /// the library .NET's own RSA uses on Linux), with verification contexts kept and reused. .NET's RSA.VerifyHash builds
-/// and initialises a new EVP_PKEY_CTX on every call, which in OpenSSL 3 (provider lookup, key export to the provider)
-/// costs a large part of an RSA-2048 verify; a context initialised once (verify_init, PKCS#1 padding, the digest) can
-/// verify any number of signatures. The signing input is hashed by .NET (SHA256.HashData etc.) and OpenSSL checks the
+/// and initialises a new EVP_PKEY_CTX on every call (OpenSSL 3 looks the algorithm up in its provider each time); a
+/// context initialised once (verify_init, PKCS#1 padding, the digest) can verify any number of signatures. Measured on
+/// the development machine (OpenSSL 3.0, RSA-2048): 1.13–1.21× .NET's rate, about `openssl speed rsa2048`'s verify rate. The signing input is hashed by .NET (SHA256.HashData etc.) and OpenSSL checks the
 /// DigestInfo and padding strictly, as it does for .NET.
 /// <para>A context is never used by two threads at once: each call takes one from a small per-digest pool of slots
 /// (lock-free exchange) or makes one, and puts it back afterwards. Key and contexts are SafeHandles, so a verifier
