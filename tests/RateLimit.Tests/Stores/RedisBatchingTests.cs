@@ -352,6 +352,24 @@ public sealed class RedisBatchingTests(RedisFixture redis)
         Assert.Equal(Enumerable.Range(1, 32).Select(i => first.Count + (ulong)i), again.Select(r => r[0].Count).Order());
     }
 
+    [Fact]
+    public async Task RedisDownAtStart_UsesTheScriptPerCounterPath_ThenBatchesOnceAServerIsConnected()
+    {
+        using var server = new RedisServerProcess(FreePort.Next());
+        await using var multiplexer = await ConnectAsync(server);
+        var store = new RedisCounterStore(multiplexer, timeout: TimeSpan.FromMilliseconds(500));
+
+        await Assert.ThrowsAsync<CounterStoreException>(() => UpdateAsync(store, Add(Key("cold"), 1)));
+        Assert.False(store.IsBatching);
+        Assert.Equal(0, store.BatchScripts);
+
+        await server.StartAsync(Ct);
+        await EventuallyAsync(store, Add(Key("cold"), 1));
+        Assert.True(store.IsBatching);
+        Assert.Equal([new CounterResult(1, 0, true)], await UpdateAsync(store, Add(Key("warm"), 1)));
+        Assert.InRange(store.BatchScripts, 1, long.MaxValue);
+    }
+
     private static async Task<CounterResult> EventuallyAsync(ICounterStore store, CounterUpdate update)
     {
         var deadline = DateTime.UtcNow.AddSeconds(30);
