@@ -175,23 +175,19 @@ public sealed class TokenLocator
     /// Exactly one RFC 6750 b64token (letters, digits, "-._~+/", trailing "="): a comma means merged duplicates;
     /// anything else (whitespace, '%'-escapes, '!' from Envoy's non-UTF-8 substitution) is refused, never decoded or repaired.
     /// </summary>
+    // RFC 6750 token68: base64url / base64 characters, then '=' padding only at the end.
+    private static readonly System.Buffers.SearchValues<char> Token68 =
+        System.Buffers.SearchValues.Create("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/");
+
     private static TokenLookup Single(ReadOnlySpan<char> value)
     {
         if (value.IsEmpty)
             return TokenLookup.Malformed;
         if (value.Contains(','))
             return TokenLookup.Ambiguous;
-        var padding = false;
-        foreach (var c in value)
-        {
-            if (c == '=')
-            {
-                padding = true;
-                continue;
-            }
-            if (padding || !(char.IsAsciiLetterOrDigit(c) || c is '-' or '.' or '_' or '~' or '+' or '/'))
-                return TokenLookup.Malformed;
-        }
+        var end = value.IndexOfAnyExcept(Token68);
+        if (end >= 0 && value[end..].ContainsAnyExcept('='))
+            return TokenLookup.Malformed;
         return new TokenLookup(TokenLookupStatus.Found, value.ToString());
     }
 }

@@ -1,3 +1,5 @@
+using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 using Envoy.Config.Core.V3;
 using Envoy.Service.Auth.V3;
@@ -129,7 +131,7 @@ public sealed partial class AuthorizationDecider
                     };
                 }
                 var record = result.Record!;
-                identity = new Identity("api_key", null, record.ClientId, record.Scopes, null, record.Plan ?? tenant.Plan, keyLocation);
+                identity = new Identity("api_key", null, record.ClientId, record.Scopes, null, record.Plan ?? tenant.Plan, keyLocation, record);
             }
             else if (hasToken)
             {
@@ -155,11 +157,11 @@ public sealed partial class AuthorizationDecider
                         : CredentialFailure(clientAddress, throttle, tenantLabel, policyLabel, Unauthorized(challenge, "invalid token"), "invalid_token");
                 }
                 var client = jwt.Claims.GetValueOrDefault("azp") ?? jwt.Claims.GetValueOrDefault("client_id");
-                identity = new Identity("jwt", jwt.Subject, client, jwt.Scopes, jwt.Claims, tenant.Plan, default);
+                identity = new Identity("jwt", jwt.Subject, client, jwt.Scopes, jwt.Claims, tenant.Plan, default, jwt);
             }
             else if (policy.AllowNone)
             {
-                identity = new Identity("none", null, null, [], null, tenant.Plan, default);
+                identity = new Identity("none", null, null, [], null, tenant.Plan, default, null);
             }
             else
             {
@@ -176,7 +178,7 @@ public sealed partial class AuthorizationDecider
             }
 
             _metrics.Decided(tenantLabel, policyLabel, allowed: true, identity.Kind == "none" ? Anonymous : "ok");
-            return Allow(set, tenant, policy, identity, headers);
+            return AllowCached(set, tenant, policy, identity, headers);
         }
 #pragma warning disable CA1031 // Fail closed: whatever went wrong, Envoy gets an explicit deny, never an empty (= allow) answer.
         catch (Exception e)
@@ -207,8 +209,42 @@ public sealed partial class AuthorizationDecider
         return h.TrimEnd('.').ToLowerInvariant();
     }
 
+    /// <param name="Source">The API key record or validated token the identity comes from; the same object for every
+    /// call with that key (until its store refreshes) or that cached token, so it can key the answer cache.</param>
     private sealed record Identity(string Kind, string? Subject, string? Client, IReadOnlyList<string> Scopes,
-        IReadOnlyDictionary<string, string>? Claims, string? Plan, ApiKeyLocation Key);
+        IReadOnlyDictionary<string, string>? Claims, string? Plan, ApiKeyLocation Key, object? Source);
+
+    /// <summary>The allow answer last built for one identity source, and what it was built from.</summary>
+    private sealed record CachedAllow(AuthzPolicySet Set, TenantPolicy Tenant, AccessPolicy Policy, ApiKeySource KeySource, string? KeyName, CheckResponse Response);
+
+    // An allow answer depends on the policy set, tenant, policy and identity only (not on the request), except when a
+    // token is stripped from a cookie, so a repeated caller gets the answer built for it last time: nothing in it is
+    // ever changed after it is built, and gRPC only serialises it. Weak keys: entries go with their key or token.
+    private readonly ConditionalWeakTable<object, CachedAllow> _allowed = [];
+
+    private CheckResponse AllowCached(AuthzPolicySet set, TenantPolicy tenant, AccessPolicy policy, Identity identity, IReadOnlyDictionary<string, string> headers)
+    {
+        if (identity.Source is not { } source || (identity.Kind == "jwt" && set.StripAuthorization && ReadsCookies(tenant)))
+            return Allow(set, tenant, policy, identity, headers);
+        if (_allowed.TryGetValue(source, out var cached) && ReferenceEquals(cached.Set, set) && ReferenceEquals(cached.Tenant, tenant)
+            && ReferenceEquals(cached.Policy, policy) && cached.KeySource == identity.Key.Source && cached.KeyName == identity.Key.Name)
+        {
+            return cached.Response;
+        }
+        var response = Allow(set, tenant, policy, identity, headers);
+        _allowed.AddOrUpdate(source, new CachedAllow(set, tenant, policy, identity.Key.Source, identity.Key.Name, response));
+        return response;
+    }
+
+    private static bool ReadsCookies(TenantPolicy tenant)
+    {
+        foreach (var source in tenant.TokenSources)
+        {
+            if (source.Kind == TokenSourceKind.Cookie)
+                return true;
+        }
+        return false;
+    }
 
     private static string Challenge(AuthzPolicySet set, TenantPolicy tenant, AccessPolicy policy)
     {
@@ -376,7 +412,7 @@ public sealed partial class AuthorizationDecider
         var denied = new DeniedHttpResponse
         {
             Status = new Envoy.Type.V3.HttpStatus { Code = denial.Http },
-            Body = JsonSerializer.Serialize(new Dictionary<string, string> { ["error"] = denial.Error, ["reason"] = denial.Reason }),
+            Body = DenyBody(denial),
             Headers = { Header("content-type", "application/json") },
         };
         if (denial.Challenge is not null)
@@ -387,6 +423,15 @@ public sealed partial class AuthorizationDecider
             DeniedResponse = denied,
         };
     }
+
+    // Errors and reasons are constants of this class: a body is serialised once per pair.
+    private static readonly ConcurrentDictionary<(string Error, string Reason), string> DenyBodies = new();
+
+    private static string DenyBody(in Denial denial) =>
+        DenyBodies.TryGetValue((denial.Error, denial.Reason), out var body)
+            ? body
+            : DenyBodies.GetOrAdd((denial.Error, denial.Reason),
+                static key => JsonSerializer.Serialize(new Dictionary<string, string> { ["error"] = key.Error, ["reason"] = key.Reason }));
 
     private static HeaderValueOption Header(string key, string value) => new()
     {
