@@ -77,6 +77,7 @@ if (File.Exists(Path.Combine(outDir, "authz-jwt.pb")))
     var logger = Microsoft.Extensions.Logging.Abstractions.NullLogger<Legate.Authz.Policies.AuthorizationDecider>.Instance;
     var cachedDecider = new Legate.Authz.Policies.AuthorizationDecider(rules, cached, metrics, logger, TimeProvider.System);
     var uncachedDecider = new Legate.Authz.Policies.AuthorizationDecider(rules, uncached, metrics, logger, TimeProvider.System);
+    var uncachedManagedDecider = new Legate.Authz.Policies.AuthorizationDecider(rules, uncachedManaged, metrics, logger, TimeProvider.System);
     Envoy.Service.Auth.V3.CheckRequest Load(string name) => Envoy.Service.Auth.V3.CheckRequest.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(outDir, name)));
     var check = Load("authz-check.pb");
     var jwt = Load("authz-jwt.pb");
@@ -92,6 +93,7 @@ if (File.Exists(Path.Combine(outDir, "authz-jwt.pb")))
     Measure("Decider, authz-check payload (no credentials: deny)", () => Decide(cachedDecider, check, allow: false));
     Measure("Decider, API key", () => Decide(cachedDecider, apiKey, allow: true));
     Measure("Decider, JWT cached", () => Decide(cachedDecider, jwt, allow: true));
+    Measure("Decider, JWT distinct (cache off), NativeRsa off", () => Decide(uncachedManagedDecider, jwt, allow: true));
     Measure("Decider, JWT distinct (cache off)", () => Decide(uncachedDecider, jwt, allow: true));
 }
 else
