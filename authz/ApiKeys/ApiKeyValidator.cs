@@ -136,12 +136,12 @@ public sealed class ApiKeyValidator
 /// <summary>Log events of the API key component. Only key ids (public) are logged, never keys or hashes.</summary>
 internal static partial class ApiKeysLog
 {
-    [LoggerMessage(EventId = 300, EventName = "ApiKeyRejected", Level = LogLevel.Debug, Message = "API key rejected: {Reason} (key id {KeyId})")]
+    [LoggerMessage(EventId = 320, EventName = "ApiKeyRejected", Level = LogLevel.Debug, Message = "API key rejected: {Reason} (key id {KeyId})")]
     public static partial void KeyRejected(ILogger logger, ApiKeyFailure reason, string? keyId);
 
-    [LoggerMessage(EventId = 301, EventName = "ApiKeyStoreUnavailable", Level = LogLevel.Warning, Message = "API key store unavailable while looking up key id {KeyId}; refusing")]
+    [LoggerMessage(EventId = 321, EventName = "ApiKeyStoreUnavailable", Level = LogLevel.Warning, Message = "API key store unavailable while looking up key id {KeyId}; refusing")]
     public static partial void StoreUnavailable(ILogger logger, string keyId);
 
-    [LoggerMessage(EventId = 302, EventName = "ApiKeyRecordInvalid", Level = LogLevel.Error, Message = "Stored API key record {KeyId} is invalid: {Problem}; refusing")]
+    [LoggerMessage(EventId = 322, EventName = "ApiKeyRecordInvalid", Level = LogLevel.Error, Message = "Stored API key record {KeyId} is invalid: {Problem}; refusing")]
     public static partial void RecordInvalid(ILogger logger, string keyId, string problem);
 }

@@ -350,7 +350,8 @@ public sealed class JwtValidator
         alg = kid = typ = null;
         if (encoded.Length > MaxHeaderChars)
             return JwtFailureReason.Malformed;
-        Span<byte> json = stackalloc byte[MaxHeaderChars * 3 / 4 + 3];
+        // Sized to this header (a few dozen bytes), not the cap: a stackalloc is zeroed, and 3 KB of zeroing per call showed.
+        Span<byte> json = stackalloc byte[Base64Url.GetMaxDecodedLength(encoded.Length)];
         int length;
         try
         {

@@ -127,6 +127,8 @@ internal readonly record struct TokenCacheKey(int Provider, ulong A, ulong B, ul
 {
     private const int StackLimit = 8 * 1024;
 
+    // The buffers are written before they are read: skip zeroing up to 8 KB per call.
+    [System.Runtime.CompilerServices.SkipLocalsInit]
     public static TokenCacheKey Compute(int provider, string token)
     {
         Span<byte> hash = stackalloc byte[32];
