@@ -120,12 +120,12 @@ internal sealed class RedisBatcher
         catch (TimeoutException e) when (e is not RedisTimeoutException)
         {
             // Not sent yet: it never will be. Sent: its batch may still write the call's own slots, never the caller's.
-            call.Abandon();
+            Abandon(call);
             throw new CounterStoreException($"Redis did not answer within {_timeout.TotalMilliseconds:F0} ms.");
         }
         catch (OperationCanceledException) when (!call.Task.IsCompleted)
         {
-            call.Abandon();
+            Abandon(call);
             throw;
         }
         catch (CounterStoreException)
@@ -190,12 +190,36 @@ internal sealed class RedisBatcher
         {
             if (!_queue.TryDequeue(out var call))
                 break;
-            if (call.IsAbandoned)
-                continue;
             batch ??= new Batch();
+            if (!call.TryTake(batch))
+                continue;
             batch.Add(call);
         }
+        if (batch is { Count: 0 })
+        {
+            batch.Return();
+            return null;
+        }
         return batch;
+    }
+
+    /// <summary>
+    /// The caller stopped waiting. A call still queued is dropped from it; the last caller of a batch in flight to give
+    /// up frees the batch's slot: nobody waits for that batch any more, so the calls queued behind it go now instead of
+    /// when Redis (or the multiplexer's own timeout) finally answers it. No timer per batch is needed for that.
+    /// </summary>
+    private void Abandon(PendingCall call)
+    {
+        if (call.Abandon() is { } batch && batch.ReleaseWaiter())
+            FreeSlot(batch);
+    }
+
+    private void FreeSlot(Batch batch)
+    {
+        if (!batch.TryFreeSlot())
+            return;
+        Interlocked.Decrement(ref _inFlight);
+        Drain();
     }
 
     private async Task RunAsync(Batch batch)
@@ -212,17 +236,14 @@ internal sealed class RedisBatcher
                 batch.Fail(e);
                 return;
             }
+            // Sent: from now on the batch's slot is held only while one of its callers still waits (see Abandon).
+            if (batch.ReleaseWaiter())
+                FreeSlot(batch);
             RedisResult reply;
             try
             {
-                // Every call in the batch has given up by then; the slot is not held longer for Redis's own timeout.
-                reply = await pending.WaitAsync(_timeout, _time).ConfigureAwait(false);
-            }
-            catch (TimeoutException e) when (e is not RedisTimeoutException)
-            {
-                RedisCounterStore.ObserveLater(pending);
-                batch.Fail(null);
-                return;
+                // The multiplexer completes every command, at the latest after its own timeout.
+                reply = await pending.ConfigureAwait(false);
             }
             catch (Exception e) when (RedisCounterStore.IsRedisFailure(e))
             {
@@ -238,9 +259,11 @@ internal sealed class RedisBatcher
         }
         finally
         {
+            // The next batch goes out before any caller resumes. The last caller resumes on this thread, unless this is a
+            // send that failed inside a drain: one thread hop less per call at light load (a batch of one).
+            FreeSlot(batch);
+            batch.Finish(inlineLast: t_draining is null);
             batch.Return();
-            Interlocked.Decrement(ref _inFlight);
-            Drain();
         }
     }
 
@@ -287,10 +310,15 @@ internal sealed class RedisBatcher
     /// <summary>One caller's updates and result slots, owned by the batcher (never the caller's buffers).</summary>
     private sealed class PendingCall : TaskCompletionSource
     {
-        private int _abandoned;
+        private const int Queued = 0;
+        private const int Taken = 1;
+        private const int Abandoned = 2;
+
+        private int _state;
+        private Batch? _batch;
 
         public PendingCall(ReadOnlySpan<CounterUpdate> updates)
-            : base(TaskCreationOptions.RunContinuationsAsynchronously)
+            : base(TaskCreationOptions.None)
         {
             foreach (ref readonly var update in updates)
                 ArgumentNullException.ThrowIfNull(update.Key, nameof(updates));
@@ -306,10 +334,34 @@ internal sealed class RedisBatcher
 
         public CounterResult[] Results { get; }
 
-        public bool IsAbandoned => Volatile.Read(ref _abandoned) == 1;
+        /// <summary>Puts the call into <paramref name="batch"/>, which then holds a waiter for it; false when its caller already gave up.</summary>
+        public bool TryTake(Batch batch)
+        {
+            _batch = batch;
+            batch.AddWaiter();
+            if (Interlocked.CompareExchange(ref _state, Taken, Queued) == Queued)
+                return true;
+            batch.ReleaseWaiter(); // never the last: the batch's builder holds one
+            return false;
+        }
 
-        /// <summary>The caller stopped waiting: a batch not yet sent skips the call; its arrays are left to the GC, as a batch in flight may still write them.</summary>
-        public void Abandon() => Volatile.Write(ref _abandoned, 1);
+        /// <summary>
+        /// The caller stopped waiting: a batch not yet built skips the call. Returns the batch the call is in, if any,
+        /// whose waiter the caller then releases. The call's arrays are left to the GC, as that batch may still write them.
+        /// </summary>
+        public Batch? Abandon() => Interlocked.Exchange(ref _state, Abandoned) == Taken ? _batch : null;
+
+        /// <summary>Why the call failed, once its batch answered; null when it succeeded.</summary>
+        public Exception? Failure { get; set; }
+
+        /// <summary>Resumes the caller, on this thread (see <see cref="Batch.Finish"/>).</summary>
+        public void Finish()
+        {
+            if (Failure is null)
+                TrySetResult();
+            else
+                TrySetException(Failure);
+        }
 
         public void CopyResultsTo(Span<CounterResult> target) => Results.AsSpan(0, Count).CopyTo(target);
 
@@ -325,11 +377,23 @@ internal sealed class RedisBatcher
     {
         private PendingCall[] _calls = ArrayPool<PendingCall>.Shared.Rent(16);
 
+        // Callers still waiting, plus one for the batcher until the batch is sent; the slot goes at 0 or on completion.
+        private int _waiters = 1;
+        private int _slotFreed;
+
         public PendingCall[] Calls => _calls;
 
         public int Count { get; private set; }
 
         public int Counters { get; private set; }
+
+        public void AddWaiter() => Interlocked.Increment(ref _waiters);
+
+        /// <summary>True for the last waiter.</summary>
+        public bool ReleaseWaiter() => Interlocked.Decrement(ref _waiters) == 0;
+
+        /// <summary>True once: the batch's in-flight slot is to be freed.</summary>
+        public bool TryFreeSlot() => Interlocked.Exchange(ref _slotFreed, 1) == 0;
 
         public void Add(PendingCall call)
         {
@@ -369,26 +433,37 @@ internal sealed class RedisBatcher
                     var value = (ulong)Math.Max(0, (long)count);
                     call.Results[i] = new CounterResult(applied ? value : CounterMath.Add(value, call.Updates[i].Hits), (ulong)Math.Max(0, (long)reply[r + 1]), applied);
                 }
-                if (error is null)
-                    call.TrySetResult();
-                else
-                    call.TrySetException(RedisCounterStore.Refused(error));
+                if (error is not null)
+                    call.Failure = RedisCounterStore.Refused(error);
             }
         }
 
-        /// <summary>Fails every call of the batch (each with its own exception); null means Redis did not answer in time.</summary>
-        public void Fail(Exception? failure)
+        /// <summary>Fails every call of the batch, each with its own exception.</summary>
+        public void Fail(Exception failure)
         {
             for (var c = 0; c < Count; c++)
             {
-                _calls[c].TrySetException(failure switch
+                _calls[c].Failure = failure switch
                 {
-                    null => new CounterStoreException("Redis did not answer the counter update in time."),
                     CounterStoreException e => new CounterStoreException(e.Message),
                     _ when RedisCounterStore.IsRedisFailure(failure) => RedisCounterStore.Translate(failure),
                     _ => new CounterStoreException($"The Redis counter batch failed ({failure.GetType().Name})."),
-                });
+                };
             }
+        }
+
+        /// <summary>
+        /// Resumes the callers: each on the thread pool, as their continuations would run with
+        /// <see cref="TaskCreationOptions.RunContinuationsAsynchronously"/>, except the last when
+        /// <paramref name="inlineLast"/>, which resumes on this thread.
+        /// </summary>
+        public void Finish(bool inlineLast)
+        {
+            var pooled = inlineLast ? Count - 1 : Count;
+            for (var c = 0; c < pooled; c++)
+                ThreadPool.UnsafeQueueUserWorkItem(static call => call.Finish(), _calls[c], preferLocal: false);
+            if (inlineLast && Count > 0)
+                _calls[Count - 1].Finish();
         }
 
         public void Return()

@@ -306,6 +306,33 @@ public sealed class RedisBatchingTests(RedisFixture redis)
     }
 
     [Fact]
+    public async Task ABatchNobodyWaitsForAnyMore_NoLongerHoldsItsSlot()
+    {
+        using var server = new RedisServerProcess(FreePort.Next());
+        await server.StartAsync(Ct);
+        await using var multiplexer = await ConnectAsync(server);
+        var store = new RedisCounterStore(multiplexer, timeout: TimeSpan.FromMilliseconds(300), batching: new RedisBatchOptions(MaxInFlight: 1));
+        await UpdateAsync(store, Add(Key("warm-up"), 1));
+
+        server.Freeze();
+        try
+        {
+            await Assert.ThrowsAsync<CounterStoreException>(() => UpdateAsync(store, Add(Key("hung"), 1)));
+            Assert.Equal(2, store.BatchScripts);
+
+            // The hung batch's only caller gave up, so the next call goes out at once instead of queueing behind it
+            // until Redis answers (it then times out too: Redis is still frozen).
+            await Assert.ThrowsAsync<CounterStoreException>(() => UpdateAsync(store, Add(Key("next"), 1)));
+            Assert.Equal(3, store.BatchScripts);
+        }
+        finally
+        {
+            server.Thaw();
+        }
+        Assert.True((await EventuallyAsync(store, Add(Key("next"), 1))).Applied);
+    }
+
+    [Fact]
     public async Task RedisKilledUnderLoad_CallersFailWithinTheTimeout_AndTheStoreRecovers()
     {
         var timeout = TimeSpan.FromMilliseconds(750);
