@@ -112,6 +112,9 @@ internal sealed class RedisBatcher
         // The deadline runs from here, not from after this caller's turn at sending batches.
         var completion = call.Task.WaitAsync(_timeout, _time, cancellationToken);
         _queue.Enqueue(call);
+        // Dekker-style hand-off with a completing batch (which frees its slot, a full fence, then looks at the queue):
+        // the enqueue must be visible before this caller reads the in-flight count, or both could miss the call.
+        Interlocked.MemoryBarrier();
         Drain();
         try
         {
