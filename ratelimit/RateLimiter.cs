@@ -128,7 +128,11 @@ public sealed class RateLimiter
         var started = _time.GetTimestamp();
         try
         {
-            await pending.AsTask().WaitAsync(_options.StoreTimeout, _time, cancellationToken);
+            // A store that bounds its own calls within our deadline (Redis does) needs no timer per call from us.
+            if (_store.Deadline is { } bound && bound <= _options.StoreTimeout)
+                await pending;
+            else
+                await pending.AsTask().WaitAsync(_options.StoreTimeout, _time, cancellationToken);
         }
         catch (TimeoutException)
         {
@@ -136,6 +140,12 @@ public sealed class RateLimiter
             call.Abandon();
             _metrics.StoreError("timeout");
             throw StoreUnavailable($"the {_store.Name} counter store did not answer within {_options.StoreTimeout.TotalMilliseconds} ms");
+        }
+        catch (CounterStoreException e) when (e.TimedOut)
+        {
+            call.Abandon(); // as above: a store that gave up may not be done with the call's arrays
+            _metrics.StoreError("timeout");
+            throw StoreUnavailable(e.Message);
         }
         catch (CounterStoreException e)
         {

@@ -38,6 +38,9 @@ public sealed partial class FailoverCounterStore : ICounterStore
 
     public string Name => _primary.Name;
 
+    /// <summary>The primary's wait, after which the fallback (in memory) answers at once.</summary>
+    public TimeSpan? Deadline => _primaryTimeout;
+
     /// <summary>While degraded, how often a call tries the primary again.</summary>
     public TimeSpan RetryInterval { get; }
 
@@ -72,7 +75,11 @@ public sealed partial class FailoverCounterStore : ICounterStore
     {
         try
         {
-            await primary.AsTask().WaitAsync(_primaryTimeout, _time, cancellationToken);
+            // A primary that bounds its own calls within our wait needs no timer of ours (and fails with CounterStoreException).
+            if (_primary.Deadline is { } bound && bound <= _primaryTimeout)
+                await primary;
+            else
+                await primary.AsTask().WaitAsync(_primaryTimeout, _time, cancellationToken);
             Recover();
             return;
         }

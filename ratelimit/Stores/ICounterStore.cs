@@ -40,11 +40,21 @@ public interface ICounterStore
     /// sends them all in one round trip. Throws <see cref="CounterStoreException"/> when the store cannot answer.
     /// </summary>
     ValueTask UpdateAsync(ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// The longest an <see cref="UpdateAsync"/> call can take: past it the store fails the call by itself, with a
+    /// <see cref="CounterStoreException"/> whose <see cref="CounterStoreException.TimedOut"/> is set. Null when the store
+    /// promises no bound; the caller then sets its own deadline (a timer per call, which a bounded store spares it).
+    /// </summary>
+    TimeSpan? Deadline => null;
 }
 
 /// <summary>The counter store could not answer (unreachable, timed out, refused).</summary>
 public sealed class CounterStoreException : Exception
 {
+    /// <summary>The store gave up waiting (as opposed to being refused or unreachable).</summary>
+    public bool TimedOut { get; init; }
+
     public CounterStoreException()
     {
     }

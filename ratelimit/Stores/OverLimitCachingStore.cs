@@ -35,6 +35,8 @@ public sealed class OverLimitCachingStore : ICounterStore
     /// <summary>The inner store's name: the cache is not a store of its own.</summary>
     public string Name => _inner.Name;
 
+    public TimeSpan? Deadline => _inner.Deadline;
+
     /// <summary>The store the uncached updates go to.</summary>
     public ICounterStore Inner => _inner;
 

@@ -124,7 +124,7 @@ internal sealed class RedisBatcher
         {
             // Not sent yet: it never will be. Sent: its batch may still write the call's own slots, never the caller's.
             Abandon(call);
-            throw new CounterStoreException($"Redis did not answer within {_timeout.TotalMilliseconds:F0} ms.");
+            throw new CounterStoreException($"Redis did not answer within {_timeout.TotalMilliseconds:F0} ms.") { TimedOut = true };
         }
         catch (OperationCanceledException) when (!call.Task.IsCompleted)
         {

@@ -84,6 +84,8 @@ public sealed class RedisCounterStore : ICounterStore
     /// <summary>The most one call waits for Redis.</summary>
     public TimeSpan Timeout => _timeout;
 
+    public TimeSpan? Deadline => _timeout;
+
     /// <summary>
     /// Whether calls are coalesced: batching is enabled and the multiplexer has shown a connected server that is not
     /// part of a cluster (nor a proxy). False until a server is connected, and for good on a cluster.
@@ -155,7 +157,7 @@ public sealed class RedisCounterStore : ICounterStore
             catch (TimeoutException e) when (e is not RedisTimeoutException)
             {
                 ObserveLater(all);
-                throw new CounterStoreException($"Redis did not answer within {_timeout.TotalMilliseconds:F0} ms.");
+                throw new CounterStoreException($"Redis did not answer within {_timeout.TotalMilliseconds:F0} ms.") { TimedOut = true };
             }
             catch (OperationCanceledException) when (!all.IsCompleted)
             {
@@ -214,7 +216,7 @@ public sealed class RedisCounterStore : ICounterStore
 
     internal static CounterStoreException Translate(Exception exception) => exception switch
     {
-        RedisTimeoutException => new CounterStoreException("Redis timed out on the counter update."),
+        RedisTimeoutException => new CounterStoreException("Redis timed out on the counter update.") { TimedOut = true },
         RedisConnectionException connection => new CounterStoreException($"Redis is unreachable ({connection.FailureType})."),
         RedisServerException server => new CounterStoreException("Redis refused the counter update: " + FirstLine(server.Message), server),
         _ => new CounterStoreException($"Redis failed the counter update ({exception.GetType().Name})."),

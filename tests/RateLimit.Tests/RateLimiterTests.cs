@@ -387,6 +387,37 @@ public sealed class RateLimiterTests : IDisposable
     }
 
     [Fact]
+    public async Task StoreThatTimesOutOnItsOwn_AnswersUnavailable_CountedAsTimeout()
+    {
+        var service = Service(configure: services => services.AddSingleton<ICounterStore>(new SelfTimingStore(TimeSpan.FromMilliseconds(5))));
+        var client = new RateLimitClient(service.Channel);
+
+        var error = await Assert.ThrowsAsync<RpcException>(() => client.ShouldRateLimitAsync(Request(D("tenant", "acme")), cancellationToken: Ct).ResponseAsync);
+
+        Assert.Equal(StatusCode.Unavailable, error.StatusCode);
+        Assert.Contains("legate_ratelimit_store_errors_total{kind=\"timeout\"} 1", await service.ScrapeAsync(Ct), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task StoreWhoseOwnBoundIsLongerThanTheDeadline_IsStillCutOffAtTheDeadline()
+    {
+        var service = Service(new Dictionary<string, string?> { ["Legate:RateLimit:StoreTimeout"] = "00:00:00.050" },
+            configure: services => services.AddSingleton<ICounterStore>(new HangingStore(TimeSpan.FromHours(1))));
+        var client = new RateLimitClient(service.Channel);
+
+        var call = client.ShouldRateLimitAsync(Request(D("tenant", "acme")), cancellationToken: Ct).ResponseAsync;
+        for (var i = 0; i < 500 && !call.IsCompleted; i++)
+        {
+            _time.Advance(TimeSpan.FromMilliseconds(10));
+            await Task.Delay(10, Ct);
+        }
+        var error = await Assert.ThrowsAsync<RpcException>(() => call.WaitAsync(TimeSpan.FromSeconds(10), Ct));
+
+        Assert.Equal(StatusCode.Unavailable, error.StatusCode);
+        Assert.Contains("legate_ratelimit_store_errors_total{kind=\"timeout\"} 1", await service.ScrapeAsync(Ct), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task StoreAnsweringAfterTheDeadline_DoesNotCorruptLaterCalls()
     {
         var store = new LateStore(new MemoryCounterStore(_time));
@@ -531,9 +562,25 @@ public sealed class RateLimiterTests : IDisposable
         }
     }
 
-    private sealed class HangingStore : ICounterStore
+    /// <summary>Bounds its own calls (as the Redis store does) and fails each one as timed out, after a hop.</summary>
+    private sealed class SelfTimingStore(TimeSpan deadline) : ICounterStore
+    {
+        public string Name => "self-timing";
+
+        public TimeSpan? Deadline => deadline;
+
+        public async ValueTask UpdateAsync(ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results, CancellationToken cancellationToken)
+        {
+            await Task.Yield();
+            throw new CounterStoreException("the store gave up") { TimedOut = true };
+        }
+    }
+
+    private sealed class HangingStore(TimeSpan? deadline = null) : ICounterStore
     {
         public string Name => "hanging";
+
+        public TimeSpan? Deadline => deadline;
 
         public async ValueTask UpdateAsync(ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results, CancellationToken cancellationToken) =>
             await Task.Delay(Timeout.Infinite, cancellationToken);
