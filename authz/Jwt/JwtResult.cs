@@ -102,4 +102,11 @@ public sealed class JwtIdentity
 
     /// <summary>Top-level claims with a scalar value, as text (strings as-is, numbers and booleans as JSON text); arrays, objects and nulls are left out.</summary>
     public IReadOnlyDictionary<string, string> Claims { get; }
+
+    /// <summary>
+    /// The authorization decider's last answer for this identity (its own type; this class never reads it). A field
+    /// rather than a weak table: with the token cache off every call brings a new identity, and a weak-table entry
+    /// (a GC dependent handle) per call cost more than the answer it saved.
+    /// </summary>
+    internal object? AnswerCache;
 }

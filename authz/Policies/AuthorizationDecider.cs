@@ -219,20 +219,27 @@ public sealed partial class AuthorizationDecider
 
     // An allow answer depends on the policy set, tenant, policy and identity only (not on the request), except when a
     // token is stripped from a cookie, so a repeated caller gets the answer built for it last time: nothing in it is
-    // ever changed after it is built, and gRPC only serialises it. Weak keys: entries go with their key or token.
+    // ever changed after it is built, and gRPC only serialises it. A validated token keeps its answer itself; API key
+    // records (one per key, long-lived) are keys of a weak table, so entries go with their key.
     private readonly ConditionalWeakTable<object, CachedAllow> _allowed = [];
 
     private CheckResponse AllowCached(AuthzPolicySet set, TenantPolicy tenant, AccessPolicy policy, Identity identity, IReadOnlyDictionary<string, string> headers)
     {
         if (identity.Source is not { } source || (identity.Kind == "jwt" && set.StripAuthorization && ReadsCookies(tenant)))
             return Allow(set, tenant, policy, identity, headers);
-        if (_allowed.TryGetValue(source, out var cached) && ReferenceEquals(cached.Set, set) && ReferenceEquals(cached.Tenant, tenant)
+        var token = source as JwtIdentity;
+        var cached = token is not null ? Volatile.Read(ref token.AnswerCache) as CachedAllow : _allowed.TryGetValue(source, out var found) ? found : null;
+        if (cached is not null && ReferenceEquals(cached.Set, set) && ReferenceEquals(cached.Tenant, tenant)
             && ReferenceEquals(cached.Policy, policy) && cached.KeySource == identity.Key.Source && cached.KeyName == identity.Key.Name)
         {
             return cached.Response;
         }
         var response = Allow(set, tenant, policy, identity, headers);
-        _allowed.AddOrUpdate(source, new CachedAllow(set, tenant, policy, identity.Key.Source, identity.Key.Name, response));
+        var entry = new CachedAllow(set, tenant, policy, identity.Key.Source, identity.Key.Name, response);
+        if (token is not null)
+            Volatile.Write(ref token.AnswerCache, entry);
+        else
+            _allowed.AddOrUpdate(source, entry);
         return response;
     }
 
