@@ -76,6 +76,17 @@ public sealed class RateLimiterTests : IDisposable
         return service;
     }
 
+    /// <summary>Moves the clock until the call fails (however long it takes to reach the store), bounded in steps and time.</summary>
+    private async Task<RpcException> FailsAfterTheDeadlineAsync<T>(Task<T> call)
+    {
+        for (var i = 0; i < 500 && !call.IsCompleted; i++)
+        {
+            _time.Advance(TimeSpan.FromMilliseconds(10));
+            await Task.Delay(5, Ct);
+        }
+        return await Assert.ThrowsAsync<RpcException>(() => call.WaitAsync(TimeSpan.FromSeconds(10), Ct));
+    }
+
     private static RateLimitDescriptor D(params string[] keyValues)
     {
         var descriptor = new RateLimitDescriptor();
@@ -375,13 +386,7 @@ public sealed class RateLimiterTests : IDisposable
         var client = new RateLimitClient(service.Channel);
 
         var call = client.ShouldRateLimitAsync(Request(D("tenant", "acme")), cancellationToken: Ct).ResponseAsync;
-        // Move the clock until the deadline passes, however long the call takes to reach the store.
-        for (var i = 0; i < 500 && !call.IsCompleted; i++)
-        {
-            _time.Advance(TimeSpan.FromMilliseconds(10));
-            await Task.Delay(10, Ct);
-        }
-        var error = await Assert.ThrowsAsync<RpcException>(() => call.WaitAsync(TimeSpan.FromSeconds(10), Ct));
+        var error = await FailsAfterTheDeadlineAsync(call);
 
         Assert.Equal(StatusCode.Unavailable, error.StatusCode);
     }
@@ -406,12 +411,7 @@ public sealed class RateLimiterTests : IDisposable
         var client = new RateLimitClient(service.Channel);
 
         var call = client.ShouldRateLimitAsync(Request(D("tenant", "acme")), cancellationToken: Ct).ResponseAsync;
-        for (var i = 0; i < 500 && !call.IsCompleted; i++)
-        {
-            _time.Advance(TimeSpan.FromMilliseconds(10));
-            await Task.Delay(10, Ct);
-        }
-        var error = await Assert.ThrowsAsync<RpcException>(() => call.WaitAsync(TimeSpan.FromSeconds(10), Ct));
+        var error = await FailsAfterTheDeadlineAsync(call);
 
         Assert.Equal(StatusCode.Unavailable, error.StatusCode);
         Assert.Contains("legate_ratelimit_store_errors_total{kind=\"timeout\"} 1", await service.ScrapeAsync(Ct), StringComparison.Ordinal);
@@ -426,12 +426,7 @@ public sealed class RateLimiterTests : IDisposable
         var limiter = service.Services.GetRequiredService<RateLimiter>();
 
         var first = limiter.ShouldRateLimitAsync(Request(D("tenant", "acme")), Ct).AsTask();
-        for (var i = 0; i < 500 && !first.IsCompleted; i++)
-        {
-            _time.Advance(TimeSpan.FromMilliseconds(10));
-            await Task.Delay(1, Ct);
-        }
-        var error = await Assert.ThrowsAsync<RpcException>(() => first.WaitAsync(TimeSpan.FromSeconds(10), Ct));
+        var error = await FailsAfterTheDeadlineAsync(first);
         // Later calls on many threads (the abandoned call's arrays sit with whichever thread timed it out); the first
         // call's store writes its huge count late, during each of them.
         var later = await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => Task.Run(async () =>
