@@ -9,31 +9,16 @@ using static Legate.Authz.Tests.Jwt.JwtTestKit;
 namespace Legate.Authz.Tests.Jwt;
 
 /// <summary>Research c.1, J1–J25: each pitfall as a bad-input test at the validator (or locator / key source) level.</summary>
-public sealed class JwtPitfallTests
+public sealed class JwtPitfallTests : JwtValidatorTestBase
 {
     private static readonly string[] ScpArray = ["a", "b"];
     private static readonly string[] CritExp = ["exp"];
     private static readonly string[] CritUrn = ["urn:x"];
 
-    private readonly FakeTimeProvider _time = new(Now);
-    private readonly JwtValidator _validator;
-    private readonly JwtProvider _provider;
-
-    public JwtPitfallTests()
-    {
-        _validator = new JwtValidator(_time);
-        _provider = Provider(Options(DefaultJwks), _time);
-    }
-
-    private static CancellationToken Ct => TestContext.Current.CancellationToken;
-
-    private async Task<JwtFailureReason> FailureAsync(string token, JwtProvider? provider = null)
-        => (await _validator.ValidateAsync(provider ?? _provider, token, Ct)).Failure;
-
     [Fact]
     public async Task Baseline_ValidRs256AndEs256_Succeed()
     {
-        var result = await _validator.ValidateAsync(_provider, Token(Now), Ct);
+        var result = await Validator.ValidateAsync(DefaultProvider, Token(Now), Ct);
         Assert.True(result.Succeeded, result.ToString());
         Assert.Equal("alice", result.Identity!.Subject);
         Assert.Equal(Issuer, result.Identity.Issuer);
@@ -43,7 +28,7 @@ public sealed class JwtPitfallTests
         Assert.Equal(Unix(Now).ToString(System.Globalization.CultureInfo.InvariantCulture), result.Identity.Claims["iat"]);
 
         var ec = SignEc(Ec1, Header("ES256", "e1"), Payload(Now, c => { c.Remove("scope"); c["scp"] = ScpArray; }));
-        var ecResult = await _validator.ValidateAsync(_provider, ec, Ct);
+        var ecResult = await Validator.ValidateAsync(DefaultProvider, ec, Ct);
         Assert.True(ecResult.Succeeded, ecResult.ToString());
         Assert.Equal(["a", "b"], ecResult.Identity!.Scopes);
     }
@@ -54,7 +39,7 @@ public sealed class JwtPitfallTests
         var token = B64(Header("none", "k1")) + "." + B64(Payload(Now)) + ".";
         Assert.Equal(JwtFailureReason.BadAlgorithm, await FailureAsync(token));
         Assert.Equal(JwtFailureReason.BadAlgorithm, await FailureAsync(B64(Header("None", "k1")) + "." + B64(Payload(Now)) + "."));
-        Assert.Equal(0, _validator.Verifications);
+        Assert.Equal(0, Validator.Verifications);
     }
 
     [Fact]
@@ -64,11 +49,11 @@ public sealed class JwtPitfallTests
         var der = Rsa1.ExportSubjectPublicKeyInfo();
         Assert.Equal(JwtFailureReason.BadAlgorithm, await FailureAsync(SignHmac(pem, Header("HS256", "k1"), Payload(Now))));
         Assert.Equal(JwtFailureReason.BadAlgorithm, await FailureAsync(SignHmac(der, Header("HS256", "k1"), Payload(Now))));
-        Assert.DoesNotContain(_provider.Options.Algorithms, a => a.StartsWith("HS", StringComparison.Ordinal));
+        Assert.DoesNotContain(DefaultProvider.Options.Algorithms, a => a.StartsWith("HS", StringComparison.Ordinal));
 
         var mixed = Options(DefaultJwks) with { Algorithms = ["RS256", "HS256"] };
         Assert.Contains(JwtProviderOptionsValidator.Validate(mixed, "providers[0]"), e => e.StartsWith("providers[0].algorithms:", StringComparison.Ordinal));
-        Assert.Throws<ArgumentException>(() => Provider(mixed, _time));
+        Assert.Throws<ArgumentException>(() => Provider(mixed, Time));
     }
 
     [Fact]
@@ -80,7 +65,7 @@ public sealed class JwtPitfallTests
         Assert.Equal(JwtFailureReason.BadAlgorithm, await FailureAsync(ps256));
         // An allowed alg that does not fit the key the kid names (RSA key, ES256 token) is refused too.
         Assert.Equal(JwtFailureReason.BadAlgorithm, await FailureAsync(SignEc(Ec1, Header("ES256", "k1"), Payload(Now))));
-        Assert.Equal(0, _validator.Verifications);
+        Assert.Equal(0, Validator.Verifications);
     }
 
     // J4 (unknown-kid storm and rotation against a real endpoint) is in JwksSourceTests.
@@ -89,14 +74,14 @@ public sealed class JwtPitfallTests
     public async Task J5_NoKidWithSeveralKeys_IsRejectedWithoutTryingEveryKey()
     {
         var keys = Enumerable.Range(0, 10).Select(i => Rsa(i == 0 ? Rsa1 : Rsa2, $"k{i}")).ToArray();
-        var provider = Provider(Options(Jwks(keys)), _time);
+        var provider = Provider(Options(Jwks(keys)), Time);
         var token = Token(Now, kid: null);
         Assert.Equal(JwtFailureReason.UnknownKey, await FailureAsync(token, provider));
-        Assert.Equal(0, _validator.Verifications);
+        Assert.Equal(0, Validator.Verifications);
 
         // With exactly one key a missing kid is unambiguous.
-        var single = Provider(Options(Jwks(Rsa(Rsa1, "k1"))), _time);
-        Assert.True((await _validator.ValidateAsync(single, token, Ct)).Succeeded);
+        var single = Provider(Options(Jwks(Rsa(Rsa1, "k1"))), Time);
+        Assert.True((await Validator.ValidateAsync(single, token, Ct)).Succeeded);
     }
 
     [Theory]
@@ -114,9 +99,9 @@ public sealed class JwtPitfallTests
     {
         var handler = new RecordingHandler(_ => new HttpResponseMessage(HttpStatusCode.OK) { Content = new StringContent(DefaultJwks) });
         var options = Options(DefaultJwks) with { InlineJwks = null, JwksUri = new Uri("https://issuer.example.com/jwks"), MaxTokenBytes = 64 * 1024 };
-        var provider = Provider(options, _time, new HttpClient(handler));
+        var provider = Provider(options, Time, new HttpClient(handler));
         await provider.Keys.RefreshAsync(Ct);
-        _time.Advance(TimeSpan.FromMinutes(1));
+        Time.Advance(TimeSpan.FromMinutes(1));
 
         // A 10 KB kid makes the header too long to parse; a 300-character one can name no key. Neither triggers a fetch.
         Assert.Equal(JwtFailureReason.Malformed, await FailureAsync(Token(Now, kid: new string('a', 10_000)), provider));
@@ -129,9 +114,9 @@ public sealed class JwtPitfallTests
     {
         var handler = new RecordingHandler(_ => new HttpResponseMessage(HttpStatusCode.OK) { Content = new StringContent(DefaultJwks) });
         var options = Options(DefaultJwks) with { InlineJwks = null, JwksUri = new Uri("https://issuer.example.com/jwks") };
-        var provider = Provider(options, _time, new HttpClient(handler));
+        var provider = Provider(options, Time, new HttpClient(handler));
         await provider.Keys.RefreshAsync(Ct);
-        _time.Advance(TimeSpan.FromMinutes(1));
+        Time.Advance(TimeSpan.FromMinutes(1));
 
         var attackerJwk = Rsa(Attacker, "evil");
         var evil = Token(Now, key: Attacker, kid: "k1", header: h =>
@@ -158,9 +143,9 @@ public sealed class JwtPitfallTests
     public async Task J9_ClockSkewBoundary()
     {
         var token = Token(Now - TimeSpan.FromMinutes(10), c => c["exp"] = Unix(Now));
-        _time.Advance(TimeSpan.FromSeconds(59));
+        Time.Advance(TimeSpan.FromSeconds(59));
         Assert.Equal(JwtFailureReason.None, await FailureAsync(token));
-        _time.Advance(TimeSpan.FromSeconds(2));
+        Time.Advance(TimeSpan.FromSeconds(2));
         Assert.Equal(JwtFailureReason.Expired, await FailureAsync(token));
     }
 
@@ -191,7 +176,7 @@ public sealed class JwtPitfallTests
     [Fact]
     public async Task J13_LifetimeOverTheMaximum_IsRejected()
     {
-        var provider = Provider(Options(DefaultJwks) with { MaxLifetime = TimeSpan.FromHours(24) }, _time);
+        var provider = Provider(Options(DefaultJwks) with { MaxLifetime = TimeSpan.FromHours(24) }, Time);
         Assert.Equal(JwtFailureReason.LifetimeTooLong, await FailureAsync(Token(Now, c => c["exp"] = Unix(Now + TimeSpan.FromDays(30))), provider));
         // Without iat/nbf, exp - now is what counts.
         Assert.Equal(JwtFailureReason.LifetimeTooLong, await FailureAsync(Token(Now, c =>
@@ -217,7 +202,7 @@ public sealed class JwtPitfallTests
         Assert.Equal(JwtFailureReason.WrongAudience, await FailureAsync(Token(Now, c => c["aud"] = "other-api")));
         Assert.Equal(JwtFailureReason.WrongAudience, await FailureAsync(Token(Now, c => c["aud"] = Audience + "/")));
         Assert.Equal(JwtFailureReason.WrongAudience, await FailureAsync(Token(Now, c => c.Remove("aud"))));
-        var both = await _validator.ValidateAsync(_provider, Token(Now, c => c["aud"] = new[] { "other", Audience }), Ct);
+        var both = await Validator.ValidateAsync(DefaultProvider, Token(Now, c => c["aud"] = new[] { "other", Audience }), Ct);
         Assert.True(both.Succeeded);
         Assert.Equal(Audience, both.Identity!.Audience);
     }
@@ -225,7 +210,7 @@ public sealed class JwtPitfallTests
     [Fact]
     public async Task J16_TokenTypeConfusion()
     {
-        var provider = Provider(Options(DefaultJwks) with { RequireTyp = "at+jwt" }, _time);
+        var provider = Provider(Options(DefaultJwks) with { RequireTyp = "at+jwt" }, Time);
         Assert.Equal(JwtFailureReason.WrongType, await FailureAsync(Token(Now), provider));
         Assert.Equal(JwtFailureReason.WrongType, await FailureAsync(Token(Now, header: h => h.Remove("typ")), provider));
         Assert.Equal(JwtFailureReason.None, await FailureAsync(Token(Now, header: h => h["typ"] = "at+jwt"), provider));
@@ -240,7 +225,7 @@ public sealed class JwtPitfallTests
         for (var i = 0; i < 1000; i++)
             Assert.Equal(JwtFailureReason.TooLarge, await FailureAsync(token));
         watch.Stop();
-        Assert.Equal(0, _validator.Verifications);
+        Assert.Equal(0, Validator.Verifications);
         // 1000 rejections: generous bound (CI machines vary), still far below one decode of 64 KiB each.
         Assert.True(watch.Elapsed < TimeSpan.FromMilliseconds(500), watch.Elapsed.ToString());
     }
@@ -272,7 +257,7 @@ public sealed class JwtPitfallTests
         ];
         foreach (var token in bad)
         {
-            var result = await _validator.ValidateAsync(_provider, token, Ct);
+            var result = await Validator.ValidateAsync(DefaultProvider, token, Ct);
             Assert.False(result.Succeeded, token);
         }
         Assert.Equal(JwtFailureReason.Malformed, await FailureAsync(parts[0] + "." + parts[1]));
@@ -290,9 +275,9 @@ public sealed class JwtPitfallTests
         var dupClaim = SignRsa(Rsa1, Header("RS256", "k1"), Payload(Now).TrimEnd('}') + ",\"sub\":\"admin\"}");
         Assert.Equal(JwtFailureReason.Malformed, await FailureAsync(dupClaim));
 
-        var deepProvider = Provider(Options(DefaultJwks) with { MaxTokenBytes = 64 * 1024 }, _time);
+        var deepProvider = Provider(Options(DefaultJwks) with { MaxTokenBytes = 64 * 1024 }, Time);
         var deep = Payload(Now).TrimEnd('}') + ",\"deep\":" + new string('[', 10_000) + new string(']', 10_000) + "}";
-        Assert.False((await _validator.ValidateAsync(deepProvider, SignRsa(Rsa1, Header("RS256", "k1"), deep), Ct)).Succeeded);
+        Assert.False((await Validator.ValidateAsync(deepProvider, SignRsa(Rsa1, Header("RS256", "k1"), deep), Ct)).Succeeded);
         var deepHeader = "{\"alg\":\"RS256\",\"kid\":\"k1\",\"x\":" + new string('[', 1000) + new string(']', 1000) + "}";
         Assert.Equal(JwtFailureReason.Malformed, await FailureAsync(SignRsa(Rsa1, deepHeader, Payload(Now)), deepProvider));
 
@@ -300,9 +285,9 @@ public sealed class JwtPitfallTests
         Assert.Equal(JwtFailureReason.TooLarge, await FailureAsync(huge));
 
         var bigExp = SignRsa(Rsa1, Header("RS256", "k1"), Payload(Now, c => c.Remove("exp")).TrimEnd('}') + ",\"exp\":1e999}");
-        Assert.False((await _validator.ValidateAsync(_provider, bigExp, Ct)).Succeeded);
+        Assert.False((await Validator.ValidateAsync(DefaultProvider, bigExp, Ct)).Succeeded);
         var stringExp = Token(Now, c => c["exp"] = "tomorrow");
-        Assert.False((await _validator.ValidateAsync(_provider, stringExp, Ct)).Succeeded);
+        Assert.False((await Validator.ValidateAsync(DefaultProvider, stringExp, Ct)).Succeeded);
     }
 
     [Fact]
@@ -335,7 +320,7 @@ public sealed class JwtPitfallTests
             Rsa(weak, "weak"),
             Rsa(Rsa2, "enc", use: "enc"),
             Rsa(Rsa2, "ps-only", alg: "PS512"));
-        var provider = Provider(Options(jwks), _time);
+        var provider = Provider(Options(jwks), Time);
         Assert.Equal(["good"], provider.Keys.Current!.Keys.Select(k => k.Kid));
 
         Assert.Equal(JwtFailureReason.BadAlgorithm, await FailureAsync(SignHmac(new byte[32], Header("HS256", "oct"), Payload(Now)), provider));
@@ -345,7 +330,7 @@ public sealed class JwtPitfallTests
         Assert.Equal(JwtFailureReason.None, await FailureAsync(Token(Now, kid: "good"), provider));
 
         // A JWKS with no usable key is a configuration error, not an empty key set.
-        Assert.Throws<ArgumentException>(() => Provider(Options(Jwks(Rsa(weak, "weak"))), _time));
+        Assert.Throws<ArgumentException>(() => Provider(Options(Jwks(Rsa(weak, "weak"))), Time));
     }
 
     [Theory]
@@ -387,7 +372,7 @@ public sealed class JwtPitfallTests
     {
         var handler = new RecordingHandler(_ => new HttpResponseMessage(HttpStatusCode.ServiceUnavailable));
         var options = Options(DefaultJwks) with { InlineJwks = null, JwksUri = new Uri("https://issuer.example.com/jwks") };
-        var provider = Provider(options, _time, new HttpClient(handler));
+        var provider = Provider(options, Time, new HttpClient(handler));
         Assert.Equal(JwtFailureReason.KeysUnavailable, await FailureAsync(Token(Now), provider));
         Assert.Equal(JwtFailureReason.KeysUnavailable, await FailureAsync(Token(Now), provider));
         // The second request within MinRefetchInterval did not hit the endpoint again.
@@ -399,7 +384,7 @@ public sealed class JwtPitfallTests
     public async Task FailureDescriptions_NeverContainTokenMaterial()
     {
         var token = Token(Now, c => c["iss"] = "https://secret-issuer.internal");
-        var result = await _validator.ValidateAsync(_provider, token, Ct);
+        var result = await Validator.ValidateAsync(DefaultProvider, token, Ct);
         Assert.Equal(JwtFailureReason.WrongIssuer, result.Failure);
         Assert.DoesNotContain("secret-issuer", result.Description, StringComparison.Ordinal);
         Assert.DoesNotContain(token.Split('.')[1][..10], result.ToString(), StringComparison.Ordinal);

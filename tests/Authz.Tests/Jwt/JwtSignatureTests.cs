@@ -9,23 +9,8 @@ namespace Legate.Authz.Tests.Jwt;
 /// The validator's own signature and claim checks (it verifies through the key's cached IdentityModel signature
 /// provider and parses the payload itself, not through JsonWebTokenHandler).
 /// </summary>
-public sealed class JwtSignatureTests
+public sealed class JwtSignatureTests : JwtValidatorTestBase
 {
-    private readonly FakeTimeProvider _time = new(Now);
-    private readonly JwtValidator _validator;
-    private readonly JwtProvider _provider;
-
-    public JwtSignatureTests()
-    {
-        _validator = new JwtValidator(_time);
-        _provider = Provider(Options(DefaultJwks), _time);
-    }
-
-    private static CancellationToken Ct => TestContext.Current.CancellationToken;
-
-    private async Task<JwtFailureReason> FailureAsync(string token, JwtProvider? provider = null)
-        => (await _validator.ValidateAsync(provider ?? _provider, token, Ct)).Failure;
-
     private static string WithSignature(string token, byte[] signature) => token[..(token.LastIndexOf('.') + 1)] + B64(signature);
 
     private static byte[] SignatureOf(string token) => System.Buffers.Text.Base64Url.DecodeFromChars(token.AsSpan(token.LastIndexOf('.') + 1));
@@ -34,7 +19,7 @@ public sealed class JwtSignatureTests
     public async Task Rsa_TruncatedOrExtendedSignature_IsRejected()
     {
         var valid = Token(Now);
-        Assert.True((await _validator.ValidateAsync(_provider, valid, Ct)).Succeeded);
+        Assert.True((await Validator.ValidateAsync(DefaultProvider, valid, Ct)).Succeeded);
         var signature = SignatureOf(valid);
         Assert.Equal(JwtFailureReason.BadSignature, await FailureAsync(WithSignature(valid, signature[..^1])));
         Assert.Equal(JwtFailureReason.BadSignature, await FailureAsync(WithSignature(valid, [0, .. signature])));
@@ -45,9 +30,9 @@ public sealed class JwtSignatureTests
     [Fact]
     public async Task Rsa_SignedByAnotherKeyOfTheSet_IsRejected()
     {
-        var provider = Provider(Options(Jwks(Rsa(Rsa1, "k1"), Rsa(Rsa2, "k2"))), _time);
-        Assert.True((await _validator.ValidateAsync(provider, Token(Now, kid: "k2", key: Rsa2), Ct)).Succeeded);
-        Assert.True((await _validator.ValidateAsync(provider, Token(Now), Ct)).Succeeded);
+        var provider = Provider(Options(Jwks(Rsa(Rsa1, "k1"), Rsa(Rsa2, "k2"))), Time);
+        Assert.True((await Validator.ValidateAsync(provider, Token(Now, kid: "k2", key: Rsa2), Ct)).Succeeded);
+        Assert.True((await Validator.ValidateAsync(provider, Token(Now), Ct)).Succeeded);
         // Each key's cached verifier is its own: a k1 signature under kid k2 fails, in either order.
         Assert.Equal(JwtFailureReason.BadSignature, await FailureAsync(Token(Now, kid: "k2", key: Rsa1), provider));
         Assert.Equal(JwtFailureReason.BadSignature, await FailureAsync(Token(Now, kid: "k1", key: Rsa2), provider));
@@ -59,9 +44,9 @@ public sealed class JwtSignatureTests
         var secret = new byte[32];
         RandomNumberGenerator.Fill(secret);
         var jwks = Jwks(new Dictionary<string, object?> { ["kty"] = "oct", ["kid"] = "s1", ["k"] = B64(secret) });
-        var provider = Provider(Options(jwks) with { Algorithms = ["HS256"] }, _time);
+        var provider = Provider(Options(jwks) with { Algorithms = ["HS256"] }, Time);
         var valid = SignHmac(secret, Header("HS256", "s1"), Payload(Now));
-        var result = await _validator.ValidateAsync(provider, valid, Ct);
+        var result = await Validator.ValidateAsync(provider, valid, Ct);
         Assert.True(result.Succeeded, result.ToString());
 
         var signature = SignatureOf(valid);
@@ -89,7 +74,7 @@ public sealed class JwtSignatureTests
         Assert.Equal(JwtFailureReason.Malformed, await FailureAsync(Token(Now, c => c["iat"] = null)));
 
         // A fractional NumericDate is allowed and truncated.
-        var fractional = await _validator.ValidateAsync(_provider, Token(Now, c => c["exp"] = Unix(Now) + 600.75), Ct);
+        var fractional = await Validator.ValidateAsync(DefaultProvider, Token(Now, c => c["exp"] = Unix(Now) + 600.75), Ct);
         Assert.True(fractional.Succeeded, fractional.ToString());
         Assert.Equal(Now.AddSeconds(600), fractional.Identity!.ExpiresAt);
     }
@@ -97,19 +82,19 @@ public sealed class JwtSignatureTests
     [Fact]
     public async Task ManyThreads_ShareTheCachedVerifiers()
     {
-        var provider = Provider(Options(Jwks(Rsa(Rsa1, "k1"), Rsa(Rsa2, "k2"))), _time);
+        var provider = Provider(Options(Jwks(Rsa(Rsa1, "k1"), Rsa(Rsa2, "k2"))), Time);
         var good = new[] { Token(Now), Token(Now, kid: "k2", key: Rsa2) };
         var bad = new[] { Token(Now, kid: "k2", key: Rsa1), Token(Now, kid: "k1", key: Rsa2) };
         var failures = 0;
         await Parallel.ForAsync(0, 400, new ParallelOptions { MaxDegreeOfParallelism = 8, CancellationToken = Ct }, async (i, ct) =>
         {
             var token = i % 2 == 0 ? good[i / 2 % 2] : bad[i / 2 % 2];
-            var result = await _validator.ValidateAsync(provider, token, ct);
+            var result = await Validator.ValidateAsync(provider, token, ct);
             if (result.Succeeded != (i % 2 == 0))
                 Interlocked.Increment(ref failures);
         });
         Assert.Equal(0, failures);
-        Assert.Equal(400, _validator.Verifications);
+        Assert.Equal(400, Validator.Verifications);
     }
 
     [Fact]
@@ -118,6 +103,6 @@ public sealed class JwtSignatureTests
         var token = Token(Now);
         var dot = token.IndexOf('.', StringComparison.Ordinal);
         Assert.Equal(JwtFailureReason.Malformed, await FailureAsync(token[..dot] + "\u00e9" + token[dot..]));
-        Assert.Equal(0, _validator.Verifications);
+        Assert.Equal(0, Validator.Verifications);
     }
 }
