@@ -37,6 +37,9 @@ dotnet test --solution Services.sln --no-build 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 
+# Failed tests again at the end, each with the first lines of its message: a run's log is long (services under test log
+# to the console) and CI shows only its tail.
+awk '/^failed /{n=14; print "---"} n>0 {print; n--}' "$log" | sed -n '1,200p' | { grep . && echo "---"; } || true
 # One plain summary line over all test assemblies.
 awk '/^  total:/{t=$2} /^  failed:/{f=$2} /^  succeeded:/{p=$2} /^  skipped:/{s=$2}
      END { if (t != "") printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
