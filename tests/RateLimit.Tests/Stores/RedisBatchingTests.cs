@@ -72,18 +72,21 @@ public sealed class RedisBatchingTests(RedisFixture redis)
     }
 
     /// <summary>Script runs (EVAL and EVALSHA) the server has counted since its start or the last CONFIG RESETSTAT.</summary>
-    private static async Task<long> ScriptCallsAsync(IServer server)
+    private static async Task<long> ScriptCallsAsync(IServer server) =>
+        await CommandCallsAsync(server, "evalsha") + await CommandCallsAsync(server, "eval");
+
+    /// <summary>Calls of one command (e.g. "incrby") the server has counted since its start or the last CONFIG RESETSTAT.</summary>
+    private static async Task<long> CommandCallsAsync(IServer server, string command)
     {
-        var calls = 0L;
         foreach (var group in await server.InfoAsync("commandstats"))
         {
             foreach (var (name, value) in group)
             {
-                if (name is "cmdstat_evalsha" or "cmdstat_eval")
-                    calls += long.Parse(value.Split(',')[0]["calls=".Length..], CultureInfo.InvariantCulture);
+                if (name == "cmdstat_" + command)
+                    return long.Parse(value.Split(',')[0]["calls=".Length..], CultureInfo.InvariantCulture);
             }
         }
-        return calls;
+        return 0;
     }
 
     /// <summary>Waits until the store has sent <paramref name="scripts"/> batch scripts (bounded by count and time).</summary>
@@ -192,6 +195,71 @@ public sealed class RedisBatchingTests(RedisFixture redis)
         // Hits of 1 and 2 against 300: it fills up to the limit, or one short when only 2-hit calls were left.
         Assert.InRange(limitedTotal, Limit - 1, Limit);
         Assert.Contains(seen, s => s.Key == limited && !s.Result.Applied);
+    }
+
+    [Fact]
+    public async Task HotCounterInOneBatch_IsWrittenOnce_AndEachUpdateSeesTheOnesBeforeIt()
+    {
+        using var server = new RedisServerProcess(FreePort.Next());
+        await server.StartAsync(Ct);
+        await using var multiplexer = await ConnectAsync(server);
+        var store = new RedisCounterStore(multiplexer, timeout: TimeSpan.FromSeconds(10));
+        var admin = multiplexer.GetServer(server.Endpoint);
+        await UpdateAsync(store, Add(Key("warm-up"), 1));
+        await admin.ConfigResetStatisticsAsync();
+        var hot = Key("hot");
+        var limited = Key("hot-limited");
+        var updates = new List<CounterUpdate>();
+        for (var i = 0; i < 40; i++)
+        {
+            updates.Add(Add(hot, (ulong)(1 + (i % 3))));
+            updates.Add(AddWithin(limited, 2, limit: 25));
+        }
+
+        var results = await UpdateAsync(store, [.. updates]);
+
+        var count = 0ul;
+        var limitedCount = 0ul;
+        for (var i = 0; i < 40; i++)
+        {
+            count += (ulong)(1 + (i % 3));
+            Assert.Equal(new CounterResult(count, 0, true), results[2 * i]);
+            var admitted = limitedCount + 2 <= 25;
+            if (admitted)
+                limitedCount += 2;
+            Assert.Equal(new CounterResult(admitted ? limitedCount : limitedCount + 2, 0, admitted), results[2 * i + 1]);
+        }
+        // Per distinct counter: the hot one is added to at once, then its other 39 additions in one INCRBY; the limited
+        // one is read once and its additions written in one INCRBY. Both got their expiry from the adds that created them.
+        Assert.Equal(3, await CommandCallsAsync(admin, "incrby"));
+        Assert.Equal(1, await CommandCallsAsync(admin, "get"));
+        Assert.Equal(2, await CommandCallsAsync(admin, "pexpire"));
+        var database = multiplexer.GetDatabase();
+        Assert.Equal((long)count, (long)await database.StringGetAsync(hot));
+        Assert.Equal(24, (long)await database.StringGetAsync(limited));
+        Assert.InRange(await RedisCounterStoreTests.PttlAsync(database, hot), TimeSpan.FromMilliseconds(1), TimeSpan.FromMinutes(2));
+        Assert.InRange(await RedisCounterStoreTests.PttlAsync(database, limited), TimeSpan.FromMilliseconds(1), TimeSpan.FromMinutes(2));
+    }
+
+    [Fact]
+    public async Task CountsNearRedisLimits_InOneBatch_StayExact_AndAnOverflowFailsItsCall()
+    {
+        redis.RequireRedis();
+        var store = new RedisCounterStore(redis.Multiplexer, timeout: TimeSpan.FromSeconds(10));
+        var key = Key("large");
+        const ulong Large = 1ul << 52;
+
+        // Past 2^50 the script no longer counts in Lua's doubles but lets Redis add each update exactly.
+        var results = await UpdateAsync(store, Add(key, 3), Add(key, Large), Add(key, 5), Add(key, 1));
+
+        Assert.Equal([new(3, 0, true), new(Large + 3, 0, true), new(Large + 8, 0, true), new(Large + 9, 0, true)], results);
+        Assert.Equal((long)(Large + 9), (long)await redis.Multiplexer.GetDatabase().StringGetAsync(key));
+
+        // An addition that would overflow Redis's signed 64 bits is refused by Redis, and fails its call.
+        var overflow = Key("overflow");
+        await UpdateAsync(store, Add(overflow, long.MaxValue - 1));
+        await Assert.ThrowsAsync<CounterStoreException>(() => UpdateAsync(store, Add(overflow, 1), Add(overflow, 1)));
+        Assert.Equal(long.MaxValue, (long)await redis.Multiplexer.GetDatabase().StringGetAsync(overflow));
     }
 
     [Fact]
