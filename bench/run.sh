@@ -31,7 +31,7 @@ scenarios:
   ratelimit          the eight ratelimit-{memory,redis,redis-overlimit-cached,redis-overlimit-uncached}-{1,3}
   authz              authz-apikey authz-jwt-cached authz-jwt-distinct
 
-options (defaults):  --duration 20  --connections 4  --streams 32  --warmup 60   (seconds; warmup 0 skips it; .NET needs ~40 s of load on one core to finish tiering up)
+options (defaults):  --duration 20  --connections 4  --streams 32  --warmup 90   (seconds; warmup 0 skips it; .NET needs 60-90 s of load on one core to finish tiering up)
   --rate R           measure at a fixed R requests/s in all instead of as fast as possible (h2load --rps per connection)
   --half-rate        after the usual (maximum rate) measurements, measure the service again at half of its maximum
                      req/s, and the noop at that same rate: p50/p99 at a load the server can keep up with
@@ -52,7 +52,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="$ROOT/bench"
 OUT="$BENCH/out"
 
-DURATION=20 CONNECTIONS=4 STREAMS=32 WARMUP=60 RATE="" HALF_RATE=0 RATE_CONNECTIONS=10
+DURATION=20 CONNECTIONS=4 STREAMS=32 WARMUP=90 RATE="" HALF_RATE=0 RATE_CONNECTIONS=10
 NOOP_PORT="${BENCH_NOOP_PORT:-50050}"
 GRPC_PORT="${BENCH_GRPC_PORT:-50051}"
 HTTP_PORT="${BENCH_HTTP_PORT:-50052}"
