@@ -1,3 +1,6 @@
+using System.IO.Compression;
+using System.IO.Pipelines;
+using Microsoft.Net.Http.Headers;
 using Prometheus;
 
 namespace Legate.StatSink.Exposition;
@@ -6,7 +9,8 @@ namespace Legate.StatSink.Exposition;
 /// statsink's <c>/metrics</c>: its own series (prometheus-net: <c>legate_statsink_*</c>, gRPC, process) followed by
 /// every Envoy's series, so one scrape job gets both, as with statsd_exporter. OpenMetrics when the scraper's
 /// <c>Accept</c> asks for it (Prometheus does by default), text format 0.0.4 otherwise. <c>?envoy=false</c> leaves
-/// the Envoy series out: a cheap scrape of statsink's health alone.
+/// the Envoy series out: a cheap scrape of statsink's health alone. Gzip when the scraper accepts it (Prometheus
+/// does): a fleet's exposition is large and repetitive (label sets repeat on every line), and shrinks about tenfold.
 /// </summary>
 internal static class MetricsEndpoint
 {
@@ -19,7 +23,27 @@ internal static class MetricsEndpoint
         var response = context.Response;
         response.ContentType = openMetrics ? EnvoyExposition.OpenMetricsContentType : EnvoyExposition.TextContentType;
         response.Headers.CacheControl = "no-store";
+        response.Headers.Vary = HeaderNames.AcceptEncoding;
+        if (!AcceptsGzip(context.Request.Headers.AcceptEncoding))
+        {
+            await WriteAsync(response.BodyWriter, context, registry, envoy, openMetrics, cancellationToken);
+            return;
+        }
 
+        response.Headers.ContentEncoding = "gzip";
+        // Fastest: the scrape's CPU stays small beside the flushes; the text compresses well at any level.
+        var gzip = new GZipStream(response.Body, CompressionLevel.Fastest, leaveOpen: true);
+        await using (gzip.ConfigureAwait(false))
+        {
+            var writer = PipeWriter.Create(gzip, new StreamPipeWriterOptions(leaveOpen: true));
+            await WriteAsync(writer, context, registry, envoy, openMetrics, cancellationToken);
+            await writer.CompleteAsync();
+        }
+    }
+
+    private static async Task WriteAsync(PipeWriter body, HttpContext context, CollectorRegistry registry, EnvoyExposition envoy, bool openMetrics,
+        CancellationToken cancellationToken)
+    {
         using (var own = new MemoryStream())
         {
             await registry.CollectAndExportAsTextAsync(own, openMetrics ? ExpositionFormat.OpenMetricsText : ExpositionFormat.PrometheusText, cancellationToken);
@@ -27,13 +51,26 @@ internal static class MetricsEndpoint
             // prometheus-net ends OpenMetrics with "# EOF"; the Envoy series still follow, so it moves to the end.
             if (openMetrics && bytes.Span.EndsWith(Eof))
                 bytes = bytes[..^Eof.Length];
-            await response.BodyWriter.WriteAsync(bytes, cancellationToken);
+            await body.WriteAsync(bytes, cancellationToken);
         }
         if (context.Request.Query["envoy"] != "false")
-            await envoy.WriteAsync(response.BodyWriter, openMetrics, cancellationToken);
+            await envoy.WriteAsync(body, openMetrics, cancellationToken);
         if (openMetrics)
-            await response.BodyWriter.WriteAsync(Eof, cancellationToken);
-        await response.BodyWriter.FlushAsync(cancellationToken);
+            await body.WriteAsync(Eof, cancellationToken);
+        await body.FlushAsync(cancellationToken);
+    }
+
+    /// <summary>gzip listed in Accept-Encoding with a q-value above 0 (or none).</summary>
+    internal static bool AcceptsGzip(Microsoft.Extensions.Primitives.StringValues acceptEncoding)
+    {
+        if (!StringWithQualityHeaderValue.TryParseList(acceptEncoding, out var codings))
+            return false;
+        foreach (var coding in codings)
+        {
+            if (coding.Value.Equals("gzip", StringComparison.OrdinalIgnoreCase) && (coding.Quality ?? 1) > 0)
+                return true;
+        }
+        return false;
     }
 
     internal static bool AcceptsOpenMetrics(Microsoft.Extensions.Primitives.StringValues accept)

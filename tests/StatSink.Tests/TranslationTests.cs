@@ -332,4 +332,46 @@ public sealed class TranslationTests : IDisposable
         Assert.Contains("legate_statsink_series 5", own, StringComparison.Ordinal);
         Assert.DoesNotContain("envoy_", own, StringComparison.Ordinal);
     }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Gzip_WhenTheScraperAcceptsIt_TheSameExposition(bool openMetrics)
+    {
+        var families = Enumerable.Range(0, 200).Select(i => Fam($"cluster.service_{i}.upstream_rq_total", MetricType.Counter, Counter(i))).ToArray();
+        await _sink.SendAsync(Identified(families));
+        var plain = await _sink.ScrapeTextAsync(openMetrics);
+
+        using var client = _sink.Service.CreateClient();
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/metrics");
+        request.Headers.TryAddWithoutValidation("Accept-Encoding", "gzip");
+        if (openMetrics)
+            request.Headers.TryAddWithoutValidation("Accept", "application/openmetrics-text;version=1.0.0");
+        using var response = await client.SendAsync(request, TestContext.Current.CancellationToken);
+        response.EnsureSuccessStatusCode();
+        Assert.Equal(["gzip"], response.Content.Headers.ContentEncoding);
+        Assert.Contains("Accept-Encoding", response.Headers.Vary);
+        var compressed = await response.Content.ReadAsByteArrayAsync(TestContext.Current.CancellationToken);
+        using var gzip = new System.IO.Compression.GZipStream(new MemoryStream(compressed), System.IO.Compression.CompressionMode.Decompress);
+        using var reader = new StreamReader(gzip);
+        var unzipped = await reader.ReadToEndAsync(TestContext.Current.CancellationToken);
+
+        // The Envoy series and the format are the same; statsink's own counters (scrapes, bytes) may have moved on.
+        static string[] Envoy(string text) => [.. text.Split('\n').Where(l => l.Contains("envoy_", StringComparison.Ordinal))];
+        Assert.Equal(Envoy(plain), Envoy(unzipped));
+        Assert.Equal(200, Envoy(unzipped).Count(l => l.StartsWith("envoy_cluster_service_", StringComparison.Ordinal)));
+        Assert.Equal(openMetrics, unzipped.EndsWith("# EOF\n", StringComparison.Ordinal));
+        Assert.True(compressed.Length * 4 < System.Text.Encoding.UTF8.GetByteCount(unzipped), $"{compressed.Length} bytes compressed");
+    }
+
+    [Theory]
+    [InlineData("gzip", true)]
+    [InlineData("br, GZIP", true)]
+    [InlineData("gzip;q=0.5, identity", true)]
+    [InlineData("gzip;q=0", false)]
+    [InlineData("identity", false)]
+    [InlineData("deflate, br", false)]
+    [InlineData("", false)]
+    public void AcceptsGzip_ReadsAcceptEncoding(string acceptEncoding, bool expected) =>
+        Assert.Equal(expected, Legate.StatSink.Exposition.MetricsEndpoint.AcceptsGzip(acceptEncoding));
 }
