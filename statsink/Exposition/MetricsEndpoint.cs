@@ -10,7 +10,7 @@ namespace Legate.StatSink.Exposition;
 /// every Envoy's series, so one scrape job gets both, as with statsd_exporter. OpenMetrics when the scraper's
 /// <c>Accept</c> asks for it (Prometheus does by default), text format 0.0.4 otherwise. <c>?envoy=false</c> leaves
 /// the Envoy series out: a cheap scrape of statsink's health alone. Gzip when the scraper accepts it (Prometheus
-/// does): a fleet's exposition is large and repetitive (label sets repeat on every line), and shrinks about tenfold.
+/// does): a fleet's exposition is large and repetitive (label sets repeat on every line), and shrinks several times.
 /// </summary>
 internal static class MetricsEndpoint
 {
