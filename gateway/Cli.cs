@@ -21,7 +21,7 @@ internal static class Cli
         {Keys.KeysCommand.Help}
           legate up [FILE]              render FILE (default: a bundled sample) and run authz, ratelimit and
                 [-o DIR]                    statsink on 127.0.0.1 until Ctrl+C; prints the command that starts Envoy
-                [--free-ports]              (rendered to DIR, default $TMPDIR/legate-up; free ports, not 9001-9013)
+                [--free-ports]              (rendered to DIR, default $TMPDIR/legate-up; free ports, not 9001-9013, 9080)
           legate version                print the version
           legate help                   print this text
         """;

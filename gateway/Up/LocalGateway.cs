@@ -20,12 +20,16 @@ internal sealed class LocalGateway : IAsyncDisposable
 
     private readonly LocalServices _services;
 
-    private LocalGateway(LocalServices services, string outputDir, string summary)
+    private LocalGateway(LocalServices services, EchoUpstream? echo, string outputDir, string summary)
     {
         _services = services;
+        Echo = echo;
         OutputDir = outputDir;
         Summary = summary;
     }
+
+    /// <summary>The sample's backend (null for a gateway file of the user's own, whose backends are theirs).</summary>
+    public EchoUpstream? Echo { get; }
 
     public string OutputDir { get; }
 
@@ -55,8 +59,12 @@ internal sealed class LocalGateway : IAsyncDisposable
         SelfCheck.Run(config, first);
         OutputWriter.Write(outputDir, [.. first.Files.Where(f => !f.Path.StartsWith("envoy/", StringComparison.Ordinal))]);
         var services = await LocalServices.StartAsync(outputDir, freePorts ? FreePorts : DefaultPorts, cancellationToken).ConfigureAwait(false);
+        EchoUpstream? echo = null;
         try
         {
+            // The sample's backends are compose's upstream:8080, unknown on this machine: an echo server stands in.
+            if (gatewayFile is null)
+                echo = await EchoUpstream.StartAsync(freePorts ? 0 : EchoUpstream.DefaultPort, cancellationToken).ConfigureAwait(false);
             // Envoy's bootstrap last, once the ports are known: the services block replaced by where they really listen.
             var local = config with
             {
@@ -66,14 +74,17 @@ internal sealed class LocalGateway : IAsyncDisposable
                     RateLimit = Local(services.Services[1]),
                     StatSink = Local(services.Services[2]),
                 },
+                Backends = echo is null ? config.Backends : [.. config.Backends.Select(b => b with { Endpoints = [new ServiceAddress("127.0.0.1", echo.Port)] })],
             };
             var result = GatewayRenderer.Render(local, options);
             SelfCheck.Run(local, result);
             OutputWriter.Write(outputDir, result.Files);
-            return new LocalGateway(services, outputDir, result[GatewayRenderer.SummaryFile].Text);
+            return new LocalGateway(services, echo, outputDir, result[GatewayRenderer.SummaryFile].Text);
         }
         catch
         {
+            if (echo is not null)
+                await echo.DisposeAsync().ConfigureAwait(false);
             await services.DisposeAsync().ConfigureAwait(false);
             throw;
         }
@@ -95,6 +106,11 @@ internal sealed class LocalGateway : IAsyncDisposable
         return Path.Combine(dir, SampleFiles[0]);
     }
 
-    /// <summary>Stops the three services together, each draining first.</summary>
-    public ValueTask DisposeAsync() => _services.DisposeAsync();
+    /// <summary>Stops the three services together, each draining first, then the sample's backend.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await _services.DisposeAsync().ConfigureAwait(false);
+        if (Echo is not null)
+            await Echo.DisposeAsync().ConfigureAwait(false);
+    }
 }

@@ -125,7 +125,8 @@ internal sealed class LocalServices : IAsyncDisposable
         _stopping?.Dispose();
     }
 
-    private sealed class EmbeddedLifetime : IHostLifetime
+    /// <summary>No signal handling of its own: <c>legate up</c> handles Ctrl+C and SIGTERM once for everything it runs.</summary>
+    internal sealed class EmbeddedLifetime : IHostLifetime
     {
         public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 

@@ -111,11 +111,11 @@ internal static class UpCommand
         text.AppendLine();
         text.AppendLine("Start Envoy against the rendered configuration (in another terminal):");
         text.AppendLine($"  {gateway.EnvoyCommand}");
-        if (file is null)
+        if (gateway.Echo is { } echo)
         {
-            // Envoy checks and limits before it routes, so the sample shows 401/403/429 even with no backend running.
-            text.AppendLine("The sample routes to http://upstream:8080 (the compose echo server); give `legate up` your own");
-            text.AppendLine($"gateway file to route to your services. The demo API key is in {Path.Combine(gateway.OutputDir, "sample", "keys.yaml")}.");
+            text.AppendLine($"The sample's backend is an echo server at {echo.Address} that answers each request with what it");
+            text.AppendLine("received, so through Envoy you see the identity headers authz adds. Give `legate up` your own gateway");
+            text.AppendLine($"file to route to your services. The demo API key is in {Path.Combine(gateway.OutputDir, "sample", "keys.yaml")}.");
         }
         text.AppendLine();
         text.AppendLine("Press Ctrl+C to stop.");

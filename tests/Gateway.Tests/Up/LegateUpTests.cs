@@ -101,6 +101,25 @@ public sealed partial class LegateUpTests : IDisposable
                 Assert.Contains($"{service.Name,-11} {service.Grpc.Authority}", printed, StringComparison.Ordinal);
                 Assert.Equal(("127.0.0.1", service.Grpc.Port), clusters["legate_" + service.Name]);
             }
+            // The sample's backends are the echo server, which answers with what it received.
+            var echo = gateway.Echo;
+            Assert.NotNull(echo);
+            Assert.Contains(echo.Address.ToString(), printed, StringComparison.Ordinal);
+            var cds = File.ReadAllText(Path.Combine(_out.Path, "envoy", "dynamic", "cds.yaml"));
+            Assert.DoesNotContain("address: upstream", cds, StringComparison.Ordinal);
+            Assert.NotEqual(0, Regex.Count(cds, "socket_address:"));
+            Assert.Equal(Regex.Count(cds, "socket_address:"), Regex.Count(cds, $"address: 127.0.0.1\\s+port_value: {echo.Port}\\n"));
+            using (var request = new HttpRequestMessage(HttpMethod.Post, new Uri(echo.Address, "/orders/7?view=full")))
+            {
+                request.Headers.Add("x-legate-tenant", "acme");
+                using var response = await http.SendAsync(request, Ct);
+                response.EnsureSuccessStatusCode();
+                using var echoed = System.Text.Json.JsonDocument.Parse(await response.Content.ReadAsStringAsync(Ct));
+                Assert.Equal("POST", echoed.RootElement.GetProperty("method").GetString());
+                Assert.Equal("/orders/7?view=full", echoed.RootElement.GetProperty("path").GetString());
+                Assert.Equal("acme", echoed.RootElement.GetProperty("headers").GetProperty("x-legate-tenant").GetString());
+            }
+
             // Its dynamic resources are read from the rendered folder itself, so the command works as printed.
             Assert.Contains($"path: {Path.Combine(_out.Path, "envoy", "dynamic", "lds.yaml")}", File.ReadAllText(bootstrap), StringComparison.Ordinal);
 
@@ -112,13 +131,13 @@ public sealed partial class LegateUpTests : IDisposable
             }
         }
 
-        // Stopped: nothing listens on any of the six ports any more.
-        foreach (var port in services.SelectMany(s => new[] { s.Grpc.Port, s.Http.Port }))
+        // Stopped: nothing listens on any of the six ports, nor on the echo server's, any more.
+        foreach (var port in services.SelectMany(s => new[] { s.Grpc.Port, s.Http.Port }).Append(gateway.Echo!.Port))
             Assert.False(await IsListeningAsync(port), $"port {port} still listens after stop");
     }
 
     [Fact]
-    public async Task AsAProcess_SigtermStopsAllThreeServicesAndExitsZero()
+    public async Task AsAProcess_SigtermStopsAllThreeServicesAndTheEchoServer_AndExitsZero()
     {
         Assert.SkipUnless(OperatingSystem.IsLinux() || OperatingSystem.IsMacOS(), "SIGTERM needs a Unix system");
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
@@ -144,8 +163,11 @@ public sealed partial class LegateUpTests : IDisposable
             Assert.True(rows.Count == 3, printed + await ReadIfExited(process, stderr));
             var httpPorts = rows.Select(r => int.Parse(r.Groups[3].Value, System.Globalization.CultureInfo.InvariantCulture)).ToList();
             var grpcPorts = rows.Select(r => int.Parse(r.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture)).ToList();
+            var echo = Regex.Match(printed.ToString(), @"echo server at http://127\.0\.0\.1:(\d+)/");
+            Assert.True(echo.Success, printed.ToString());
+            var echoPort = int.Parse(echo.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
             using var http = new HttpClient();
-            foreach (var port in httpPorts)
+            foreach (var port in httpPorts.Append(echoPort))
                 Assert.Equal(System.Net.HttpStatusCode.OK, (await http.GetAsync(new Uri($"http://127.0.0.1:{port}/readyz"), Ct)).StatusCode);
 
             using (var kill = Process.Start("kill", ["-TERM", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
@@ -154,7 +176,7 @@ public sealed partial class LegateUpTests : IDisposable
             await process.WaitForExitAsync(Ct).WaitAsync(TimeSpan.FromSeconds(60), Ct);
             Assert.True(process.ExitCode == 0, rest + await stderr);
             Assert.Contains("Stopping", rest, StringComparison.Ordinal);
-            foreach (var port in grpcPorts.Concat(httpPorts))
+            foreach (var port in grpcPorts.Concat(httpPorts).Append(echoPort))
                 Assert.False(await IsListeningAsync(port), $"port {port} still listens after SIGTERM");
         }
         finally
