@@ -67,10 +67,14 @@ public sealed class JwtValidator
     /// <summary>Native verifies that failed internally and were redone by .NET's RSA (the first one is logged).</summary>
     public long NativeRsaFallbacks => Interlocked.Read(ref _nativeRsaFallbacks);
 
-    public ValueTask<JwtResult> ValidateAsync(JwtProvider provider, string? token, CancellationToken cancellationToken)
+    public ValueTask<JwtResult> ValidateAsync(JwtProvider provider, string? token, CancellationToken cancellationToken) =>
+        ValidateAsync(provider, token.AsMemory(), cancellationToken);
+
+    /// <param name="token">The token, as found in the request (a slice of its header: validating it copies nothing).</param>
+    public ValueTask<JwtResult> ValidateAsync(JwtProvider provider, ReadOnlyMemory<char> token, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(provider);
-        if (string.IsNullOrEmpty(token))
+        if (token.IsEmpty)
             return new ValueTask<JwtResult>(JwtResult.Fail(JwtFailureReason.Missing));
         if (token.Length > provider.Options.MaxTokenBytes)
             return new ValueTask<JwtResult>(JwtResult.Fail(JwtFailureReason.TooLarge));
@@ -78,13 +82,13 @@ public sealed class JwtValidator
         // Cache hit: one SHA-256 and one lookup, no signature check and no allocation.
         var keys = provider.Keys.Current;
         if (_cache is not null && keys is not null
-            && _cache.TryGet(TokenCacheKey.Compute(provider.Id, token), keys.Version, out var hit))
+            && _cache.TryGet(TokenCacheKey.Compute(provider.Id, token.Span), keys.Version, out var hit))
             return new ValueTask<JwtResult>(hit!);
 
-        var shape = CheckShape(token, out var headerEnd, out var payloadEnd);
+        var shape = CheckShape(token.Span, out var headerEnd, out var payloadEnd);
         if (shape != JwtFailureReason.None)
             return new ValueTask<JwtResult>(JwtResult.Fail(shape));
-        var header = ReadHeader(token.AsSpan(0, headerEnd), out var alg, out var kid, out var typ);
+        var header = ReadHeader(token.Span[..headerEnd], out var alg, out var kid, out var typ);
         if (header != JwtFailureReason.None)
             return new ValueTask<JwtResult>(JwtResult.Fail(header));
         var headerResult = CheckHeader(provider, alg, typ);
@@ -95,7 +99,7 @@ public sealed class JwtValidator
         return ValidateSignedAsync(provider, token, alg!, kid, headerEnd, payloadEnd, cancellationToken);
     }
 
-    private async ValueTask<JwtResult> ValidateSignedAsync(JwtProvider provider, string token, string alg, string? kid, int headerEnd, int payloadEnd,
+    private async ValueTask<JwtResult> ValidateSignedAsync(JwtProvider provider, ReadOnlyMemory<char> token, string alg, string? kid, int headerEnd, int payloadEnd,
         CancellationToken cancellationToken)
     {
         var keys = provider.Keys.Current ?? await provider.Keys.GetAsync(cancellationToken).ConfigureAwait(false);
@@ -117,21 +121,21 @@ public sealed class JwtValidator
             return JwtResult.Fail(reason);
 
         Interlocked.Increment(ref _verifications);
-        var signature = VerifySignature(selected, alg, token, payloadEnd);
+        var signature = VerifySignature(selected, alg, token.Span, payloadEnd);
         if (signature != JwtFailureReason.None)
             return JwtResult.Fail(signature);
 
         JwtResult result;
         try
         {
-            result = CheckClaimsAndBuild(provider, token.AsSpan(headerEnd + 1, payloadEnd - headerEnd - 1));
+            result = CheckClaimsAndBuild(provider, token.Span.Slice(headerEnd + 1, payloadEnd - headerEnd - 1));
         }
         catch (Exception e) when (e is ArgumentException or JsonException or FormatException or OverflowException or InvalidOperationException)
         {
             return JwtResult.Fail(JwtFailureReason.Malformed);
         }
         if (result.Succeeded && _cache is not null)
-            _cache.Add(TokenCacheKey.Compute(provider.Id, token), keys.Version, result, result.Identity!.ExpiresAt);
+            _cache.Add(TokenCacheKey.Compute(provider.Id, token.Span), keys.Version, result, result.Identity!.ExpiresAt);
         return result;
     }
 
@@ -143,15 +147,15 @@ public sealed class JwtValidator
     /// verified by the key's cached IdentityModel signature provider. Done here rather than through JsonWebTokenHandler,
     /// whose token parsing and claim validation this class does anyway: that pipeline cost as much as the RSA verify.
     /// </summary>
-    private JwtFailureReason VerifySignature(JwksKey key, string alg, string token, int payloadEnd)
+    private JwtFailureReason VerifySignature(JwksKey key, string alg, ReadOnlySpan<char> token, int payloadEnd)
     {
-        var encodedSignature = token.AsSpan(payloadEnd + 1);
+        var encodedSignature = token[(payloadEnd + 1)..];
         var input = ArrayPool<byte>.Shared.Rent(payloadEnd);
         var signature = ArrayPool<byte>.Shared.Rent(Base64Url.GetMaxDecodedLength(encodedSignature.Length));
         try
         {
             // CheckShape admitted only base64url characters and dots: the signing input is ASCII.
-            var inputLength = Encoding.ASCII.GetBytes(token.AsSpan(0, payloadEnd), input);
+            var inputLength = Encoding.ASCII.GetBytes(token[..payloadEnd], input);
             if (!Base64Url.TryDecodeFromChars(encodedSignature, signature, out var signatureLength) || signatureLength != key.SignatureLength(alg))
                 return JwtFailureReason.BadSignature;
             var hash = _nativeRsa ? OpenSslRsaVerifier.HashOf(alg) : -1;
@@ -318,7 +322,7 @@ public sealed class JwtValidator
     private static readonly long MinUnixSeconds = DateTimeOffset.MinValue.ToUnixTimeSeconds();
     private static readonly long MaxUnixSeconds = DateTimeOffset.MaxValue.ToUnixTimeSeconds();
 
-    private static JwtFailureReason CheckShape(string token, out int headerEnd, out int payloadEnd)
+    private static JwtFailureReason CheckShape(ReadOnlySpan<char> token, out int headerEnd, out int payloadEnd)
     {
         headerEnd = payloadEnd = -1;
         var dots = 0;

@@ -27,13 +27,17 @@ public enum TokenLookupStatus
     Malformed,
 }
 
-public readonly record struct TokenLookup(TokenLookupStatus Status, string? Token)
+/// <param name="Value">The token where it was found: a slice of the header, path or cookie (no copy); empty unless found.</param>
+public readonly record struct TokenLookup(TokenLookupStatus Status, ReadOnlyMemory<char> Value)
 {
-    public static TokenLookup Missing => new(TokenLookupStatus.Missing, null);
+    public static TokenLookup Missing => new(TokenLookupStatus.Missing, default);
 
-    public static TokenLookup Ambiguous => new(TokenLookupStatus.Ambiguous, null);
+    public static TokenLookup Ambiguous => new(TokenLookupStatus.Ambiguous, default);
 
-    public static TokenLookup Malformed => new(TokenLookupStatus.Malformed, null);
+    public static TokenLookup Malformed => new(TokenLookupStatus.Malformed, default);
+
+    /// <summary>The token as a string (a copy), or null when none was found.</summary>
+    public string? Token => Status == TokenLookupStatus.Found ? Value.ToString() : null;
 }
 
 /// <summary>
@@ -66,7 +70,7 @@ public sealed class TokenLocator
     public TokenLookup Locate(IReadOnlyDictionary<string, string> headers, string? path)
     {
         ArgumentNullException.ThrowIfNull(headers);
-        string? found = null;
+        TokenLookup? found = null;
         foreach (var source in _sources)
         {
             var lookup = source.Kind switch
@@ -82,15 +86,15 @@ public sealed class TokenLocator
                 case TokenLookupStatus.Missing:
                     continue;
                 case TokenLookupStatus.Found:
-                    if (found is not null && !string.Equals(found, lookup.Token, StringComparison.Ordinal))
+                    if (found is { } earlier && !earlier.Value.Span.SequenceEqual(lookup.Value.Span))
                         return TokenLookup.Ambiguous;
-                    found = lookup.Token;
+                    found = lookup;
                     break;
                 default:
                     return lookup;
             }
         }
-        return found is null ? TokenLookup.Missing : new TokenLookup(TokenLookupStatus.Found, found);
+        return found ?? TokenLookup.Missing;
     }
 
     private static TokenLookup FromBearer(IReadOnlyDictionary<string, string> headers)
@@ -107,11 +111,11 @@ public sealed class TokenLocator
         }
         if (space < 0)
             return TokenLookup.Malformed;
-        return Single(span[(space + 1)..].TrimStart(' '));
+        return Single(value, span[(space + 1)..].TrimStart(' '));
     }
 
     private static TokenLookup FromHeader(IReadOnlyDictionary<string, string> headers, string name)
-        => headers.TryGetValue(name, out var value) && value.Length > 0 ? Single(value.AsSpan().Trim(' ')) : TokenLookup.Missing;
+        => headers.TryGetValue(name, out var value) && value.Length > 0 ? Single(value, value.AsSpan().Trim(' ')) : TokenLookup.Missing;
 
     private static TokenLookup FromQuery(string? path, string name)
     {
@@ -124,7 +128,7 @@ public sealed class TokenLocator
         var fragment = query.IndexOf('#');
         if (fragment >= 0)
             query = query[..fragment];
-        string? found = null;
+        TokenLookup? found = null;
         foreach (var range in query.Split('&'))
         {
             var pair = query[range];
@@ -135,21 +139,21 @@ public sealed class TokenLocator
             if (equals < 0)
                 return TokenLookup.Malformed;
             // Tokens are base64url and need no escaping; an escaped or otherwise odd value is not decoded but refused.
-            var lookup = Single(pair[(equals + 1)..]);
+            var lookup = Single(path, pair[(equals + 1)..]);
             if (lookup.Status != TokenLookupStatus.Found)
                 return lookup;
-            if (found is not null && found != lookup.Token)
+            if (found is { } earlier && !earlier.Value.Span.SequenceEqual(lookup.Value.Span))
                 return TokenLookup.Ambiguous;
-            found = lookup.Token;
+            found = lookup;
         }
-        return found is null ? TokenLookup.Missing : new TokenLookup(TokenLookupStatus.Found, found);
+        return found ?? TokenLookup.Missing;
     }
 
     private static TokenLookup FromCookie(IReadOnlyDictionary<string, string> headers, string name)
     {
         if (!headers.TryGetValue("cookie", out var value))
             return TokenLookup.Missing;
-        string? found = null;
+        TokenLookup? found = null;
         var span = value.AsSpan();
         // Envoy joins several cookie headers with "; " or ","; both separate cookie pairs here.
         foreach (var range in span.SplitAny(';', ','))
@@ -161,14 +165,14 @@ public sealed class TokenLocator
             var raw = pair[(equals + 1)..].Trim(' ');
             if (raw.Length >= 2 && raw[0] == '"' && raw[^1] == '"')
                 raw = raw[1..^1];
-            var lookup = Single(raw);
+            var lookup = Single(value, raw);
             if (lookup.Status != TokenLookupStatus.Found)
                 return lookup;
-            if (found is not null && found != lookup.Token)
+            if (found is { } earlier && !earlier.Value.Span.SequenceEqual(lookup.Value.Span))
                 return TokenLookup.Ambiguous;
-            found = lookup.Token;
+            found = lookup;
         }
-        return found is null ? TokenLookup.Missing : new TokenLookup(TokenLookupStatus.Found, found);
+        return found ?? TokenLookup.Missing;
     }
 
     /// <summary>
@@ -179,7 +183,8 @@ public sealed class TokenLocator
     private static readonly System.Buffers.SearchValues<char> Token68 =
         System.Buffers.SearchValues.Create("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/");
 
-    private static TokenLookup Single(ReadOnlySpan<char> value)
+    /// <param name="source">The string <paramref name="value"/> is a slice of: the token refers into it instead of being copied.</param>
+    private static TokenLookup Single(string source, ReadOnlySpan<char> value)
     {
         if (value.IsEmpty)
             return TokenLookup.Malformed;
@@ -188,6 +193,8 @@ public sealed class TokenLocator
         var end = value.IndexOfAnyExcept(Token68);
         if (end >= 0 && value[end..].ContainsAnyExcept('='))
             return TokenLookup.Malformed;
-        return new TokenLookup(TokenLookupStatus.Found, value.ToString());
+        if (!source.AsSpan().Overlaps(value, out var offset))
+            throw new ArgumentException("the token must be a slice of its source", nameof(value));
+        return new TokenLookup(TokenLookupStatus.Found, source.AsMemory(offset, value.Length));
     }
 }

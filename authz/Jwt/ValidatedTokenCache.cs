@@ -129,7 +129,7 @@ internal readonly record struct TokenCacheKey(int Provider, ulong A, ulong B, ul
 
     // The buffers are written before they are read: skip zeroing up to 8 KB per call.
     [System.Runtime.CompilerServices.SkipLocalsInit]
-    public static TokenCacheKey Compute(int provider, string token)
+    public static TokenCacheKey Compute(int provider, ReadOnlySpan<char> token)
     {
         Span<byte> hash = stackalloc byte[32];
         var count = Encoding.UTF8.GetByteCount(token);

@@ -141,7 +141,7 @@ public sealed partial class AuthorizationDecider
                 var unavailable = 0;
                 foreach (var provider in tenant.JwtProviders)
                 {
-                    var result = await _jwt.ValidateAsync(provider, tokenLookup.Token, cancellationToken).ConfigureAwait(false);
+                    var result = await _jwt.ValidateAsync(provider, tokenLookup.Value, cancellationToken).ConfigureAwait(false);
                     if (result.Succeeded)
                     {
                         accepted = result;

@@ -71,4 +71,31 @@ public sealed class JwtOptionsAndLocatorTests
         Assert.Equal(TokenLookupStatus.Missing, locator.Locate(new Dictionary<string, string> { ["cookie"] = "jwtx=a.b.c" }, "/?access_tokenx=1").Status);
         Assert.Equal(TokenLookupStatus.Missing, TokenLocator.Default.Locate(new Dictionary<string, string>(), "/").Status);
     }
+
+    [Theory]
+    [InlineData(TokenSourceKind.Bearer, "authorization", "Bearer  a.b.c ")]
+    [InlineData(TokenSourceKind.Header, "x-token", " a.b.c")]
+    [InlineData(TokenSourceKind.Cookie, "cookie", "x=1; jwt=\"a.b.c\"")]
+    public void Locator_FoundToken_IsASliceOfTheHeader_NotACopy(TokenSourceKind kind, string header, string value)
+    {
+        var locator = new TokenLocator([new TokenSource(kind, kind == TokenSourceKind.Cookie ? "jwt" : header)]);
+
+        var lookup = locator.Locate(new Dictionary<string, string> { [header] = value }, "/");
+
+        Assert.Equal(TokenLookupStatus.Found, lookup.Status);
+        Assert.True(System.Runtime.InteropServices.MemoryMarshal.TryGetString(lookup.Value, out var source, out var start, out var length));
+        Assert.Same(value, source);
+        Assert.Equal("a.b.c", source.Substring(start, length));
+    }
+
+    [Fact]
+    public void Locator_QueryToken_IsASliceOfThePath()
+    {
+        const string Path = "/x?y=1&access_token=a.b.c";
+        var lookup = new TokenLocator([new TokenSource(TokenSourceKind.Query, "access_token")]).Locate(new Dictionary<string, string>(), Path);
+
+        Assert.True(System.Runtime.InteropServices.MemoryMarshal.TryGetString(lookup.Value, out var source, out _, out _));
+        Assert.Same(Path, source);
+        Assert.Equal("a.b.c", lookup.Token);
+    }
 }
