@@ -147,6 +147,22 @@ public abstract class CounterStoreContractTests
     }
 
     [Fact]
+    public async Task SlidingWindow_InOneCall_SeesAddsToThePreviousWindowMadeBeforeIt()
+    {
+        // A call that spans a window boundary (or a batch of calls from both sides of one): the previous window is
+        // another update's counter in the same call, and each update sees the ones before it.
+        var previous = Key("sliding-one-call", Window);
+        var current = Key("sliding-one-call", Window + 60);
+
+        var results = await UpdateAsync(Add(previous, 4), AddWithin(current, 5, 10, previous, 0.5), Add(previous, 6), AddWithin(current, 1, 10, previous, 0.5));
+
+        // 0 + 5 + floor(4 × 0.5) = 7 ≤ 10; then 5 + 1 + floor(10 × 0.5) = 11 > 10.
+        Assert.Equal([new(4, 0, true), new(5, 4, true), new(10, 0, true), new(6, 10, false)], results);
+        Assert.Equal(10ul, await ReadAsync(previous));
+        Assert.Equal(5ul, await ReadAsync(current));
+    }
+
+    [Fact]
     public async Task SlidingWindow_MissingPreviousWindow_ReadsZero()
     {
         var previous = Key("sliding-missing", Window);
