@@ -13,7 +13,7 @@ namespace Legate.Gateway.Up;
 /// <summary>
 /// The sample's backend under <c>legate up</c>: an HTTP server on 127.0.0.1 that answers every request with what it
 /// received (method, path with query, headers) as JSON. Through Envoy it shows what an upstream gets: the identity
-/// headers authz added, and the credentials it stripped. HTTP/1.1 and cleartext HTTP/2, as Envoy may speak either.
+/// headers authz added, and the credentials it stripped. Plain HTTP/1.1: the backends it stands in for are made so.
 /// </summary>
 internal sealed class EchoUpstream : IAsyncDisposable
 {
@@ -41,7 +41,7 @@ internal sealed class EchoUpstream : IAsyncDisposable
         builder.Logging.ClearProviders();
         builder.Services.AddSingleton<IHostLifetime, LocalServices.EmbeddedLifetime>();
         builder.WebHost.ConfigureKestrel(kestrel =>
-            kestrel.Listen(IPAddress.Loopback, port, listen => listen.Protocols = HttpProtocols.Http1AndHttp2));
+            kestrel.Listen(IPAddress.Loopback, port, listen => listen.Protocols = HttpProtocols.Http1));
         var app = builder.Build();
         app.Run(EchoAsync);
         await app.StartAsync(cancellationToken).ConfigureAwait(false);

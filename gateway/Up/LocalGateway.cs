@@ -74,7 +74,11 @@ internal sealed class LocalGateway : IAsyncDisposable
                     RateLimit = Local(services.Services[1]),
                     StatSink = Local(services.Services[2]),
                 },
-                Backends = echo is null ? config.Backends : [.. config.Backends.Select(b => b with { Endpoints = [new ServiceAddress("127.0.0.1", echo.Port)] })],
+                Backends = echo is null ? config.Backends : [.. config.Backends.Select(b => b with
+                {
+                    Endpoints = [new ServiceAddress("127.0.0.1", echo.Port)],
+                    Tls = false, Sni = null, CaFile = null, Http2 = false,
+                })],
             };
             var result = GatewayRenderer.Render(local, options);
             SelfCheck.Run(local, result);

@@ -513,16 +513,16 @@ internal sealed class RedisBatcher
         }
 
         /// <summary>
-        /// Resumes the callers in chunks of <see cref="ResumeChunk"/>, each chunk one after another on one thread: all but
-        /// the last chunk on the thread pool, the last on this thread when <paramref name="inlineLast"/>.
+        /// Resumes the callers in chunks of <see cref="ResumeChunk"/>, each chunk one after another on one thread: the last
+        /// <see cref="ResumeChunk"/> on this thread when <paramref name="inlineLast"/>, the others on the thread pool.
         /// </summary>
         public void Finish(bool inlineLast)
         {
             var count = Count;
-            var start = 0;
-            for (; count - start > ResumeChunk || (!inlineLast && start < count); start += ResumeChunk)
-                ThreadPool.UnsafeQueueUserWorkItem(new ResumeChunkItem(_calls.AsSpan(start, Math.Min(ResumeChunk, count - start)).ToArray()), preferLocal: false);
-            for (var c = start; c < count; c++)
+            var inlineFrom = inlineLast ? Math.Max(0, count - ResumeChunk) : count;
+            for (var start = 0; start < inlineFrom; start += ResumeChunk)
+                ThreadPool.UnsafeQueueUserWorkItem(new ResumeChunkItem(_calls.AsSpan(start, Math.Min(ResumeChunk, inlineFrom - start)).ToArray()), preferLocal: false);
+            for (var c = inlineFrom; c < count; c++)
                 _calls[c].Finish();
         }
 
