@@ -120,10 +120,11 @@ public sealed class RateLimiter
             pending.GetAwaiter().GetResult();
             return new ValueTask<RateLimitResponse>(Respond(request, call, nowMs, updates));
         }
-        return AwaitStore(pending, request, call, nowMs, updates, cancellationToken);
+        return new ValueTask<RateLimitResponse>(AwaitStore(pending, request, call, nowMs, updates, cancellationToken));
     }
 
-    private async ValueTask<RateLimitResponse> AwaitStore(ValueTask pending, RateLimitRequest request, Call call, long nowMs, int updates, CancellationToken cancellationToken)
+    // A Task, not a ValueTask: gRPC wants a Task, and a ValueTask made from this one hands it over without a wrapper.
+    private async Task<RateLimitResponse> AwaitStore(ValueTask pending, RateLimitRequest request, Call call, long nowMs, int updates, CancellationToken cancellationToken)
     {
         var started = _time.GetTimestamp();
         try

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
+using System.Threading.Tasks.Sources;
 using StackExchange.Redis;
 
 namespace Legate.RateLimit.Stores;
@@ -11,11 +12,13 @@ namespace Legate.RateLimit.Stores;
 /// fixed cost (the command, the round trip, the client's and Redis's per-command work) is then paid once per batch
 /// instead of once per counter. The script runs atomically, so each counter stays atomic and updates of one counter
 /// inside a batch act exactly as if applied in turn.
-/// No timer and no added latency: a call queues its updates and, while fewer than <c>maxInFlight</c> batches are out,
-/// sends the queue itself; a batch that completes sends what queued up meanwhile. So a lone call goes out at once, and
-/// under load calls gather while a batch is in flight.
-/// A call owns copies of its updates and its own result slots: the caller's (pooled) buffers are written only by the
-/// caller, after the batch answered and only if it is still waiting, never by the batch.
+/// No added latency: a call queues its updates and, while fewer than <c>maxInFlight</c> batches are out, sends the
+/// queue itself; a batch that completes sends what queued up meanwhile. So a lone call goes out at once, and under load
+/// calls gather while a batch is in flight.
+/// Nothing per call but a pooled call object: it is the caller's task, and one timer per batch in flight keeps its
+/// callers' deadlines (calls queue in order, so a queued call's deadline never comes before those of the batches out).
+/// A call owns a copy of its updates; the caller's result slots are written only by whoever settles the call first —
+/// its batch, or its deadline or cancellation, which write nothing — so never after the caller stopped waiting.
 /// </summary>
 internal sealed class RedisBatcher
 {
@@ -117,10 +120,13 @@ internal sealed class RedisBatcher
 
     private readonly IDatabaseAsync _database;
     private readonly TimeSpan _timeout;
+    private readonly long _timeoutTicks;
     private readonly TimeProvider _time;
     private readonly int _maxCounters;
     private readonly int _maxInFlight;
     private readonly ConcurrentQueue<PendingCall> _queue = new();
+    private readonly ConcurrentQueue<PendingCall> _pool = new();
+    private int _pooled;
     private int _inFlight;
     private long _scripts;
     private long _counters;
@@ -130,6 +136,7 @@ internal sealed class RedisBatcher
         _database = database;
         _timeout = timeout;
         _time = time;
+        _timeoutTicks = (long)Math.Ceiling(timeout.TotalSeconds * time.TimestampFrequency);
         _maxCounters = maxCounters;
         _maxInFlight = maxInFlight;
     }
@@ -140,39 +147,46 @@ internal sealed class RedisBatcher
     /// <summary>Counter updates sent so far.</summary>
     public long Counters => Interlocked.Read(ref _counters);
 
-    public async ValueTask UpdateAsync(ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results, CancellationToken cancellationToken)
+    /// <summary>
+    /// Queues the updates and returns a task that the call itself completes (a pooled <see cref="IValueTaskSource"/>):
+    /// no task, timer or async state machine per call. The deadline is kept by one timer per batch in flight.
+    /// </summary>
+    public ValueTask UpdateAsync(ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        var call = new PendingCall(updates.Span);
+        var call = Rent();
         // The deadline runs from here, not from after this caller's turn at sending batches.
-        var completion = call.Task.WaitAsync(_timeout, _time, cancellationToken);
+        call.Start(updates.Span, results, _time.GetTimestamp() + _timeoutTicks);
+        if (cancellationToken.CanBeCanceled)
+            call.CancelWith(cancellationToken);
         _queue.Enqueue(call);
         // Dekker-style hand-off with a completing batch (which frees its slot, a full fence, then looks at the queue):
         // the enqueue must be visible before this caller reads the in-flight count, or both could miss the call.
         Interlocked.MemoryBarrier();
         Drain();
-        try
+        return new ValueTask(call, call.Version);
+    }
+
+    private CounterStoreException TimedOut() =>
+        new($"Redis did not answer within {_timeout.TotalMilliseconds:F0} ms.") { TimedOut = true };
+
+    private PendingCall Rent()
+    {
+        if (_pool.TryDequeue(out var call))
         {
-            await completion.ConfigureAwait(false);
+            Interlocked.Decrement(ref _pooled);
+            return call;
         }
-        catch (TimeoutException e) when (e is not RedisTimeoutException)
-        {
-            // Not sent yet: it never will be. Sent: its batch may still write the call's own slots, never the caller's.
-            Abandon(call);
-            throw new CounterStoreException($"Redis did not answer within {_timeout.TotalMilliseconds:F0} ms.") { TimedOut = true };
-        }
-        catch (OperationCanceledException) when (!call.Task.IsCompleted)
-        {
-            Abandon(call);
-            throw;
-        }
-        catch (CounterStoreException)
-        {
-            call.Release();
-            throw;
-        }
-        call.CopyResultsTo(results.Span);
-        call.Release();
+        return new PendingCall(this);
+    }
+
+    // Bounded: the pool only needs as many calls as are waiting at once under load.
+    private void Return(PendingCall call)
+    {
+        if (Interlocked.Increment(ref _pooled) <= 4096)
+            _pool.Enqueue(call);
+        else
+            Interlocked.Decrement(ref _pooled);
     }
 
     /// <summary>
@@ -224,11 +238,18 @@ internal sealed class RedisBatcher
     private Batch? Take()
     {
         Batch? batch = null;
+        var now = _time.GetTimestamp();
         while (batch is null || batch.Counters < _maxCounters)
         {
             if (!_queue.TryDequeue(out var call))
                 break;
-            batch ??= new Batch();
+            // A call past its deadline before its turn (the batches before it hung until theirs) is never sent.
+            if (call.Deadline <= now)
+            {
+                call.TryExpire(null);
+                continue;
+            }
+            batch ??= new Batch(this);
             if (!call.TryTake(batch))
                 continue;
             batch.Add(call);
@@ -242,13 +263,13 @@ internal sealed class RedisBatcher
     }
 
     /// <summary>
-    /// The caller stopped waiting. A call still queued is dropped from it; the last caller of a batch in flight to give
-    /// up frees the batch's slot: nobody waits for that batch any more, so the calls queued behind it go now instead of
-    /// when Redis (or the multiplexer's own timeout) finally answers it. No timer per batch is needed for that.
+    /// A call of <paramref name="batch"/> stopped waiting (its deadline passed or its caller cancelled). The last one to
+    /// give up frees the batch's slot: nobody waits for that batch any more, so the calls queued behind it go now instead
+    /// of when Redis (or the multiplexer's own timeout) finally answers it.
     /// </summary>
-    private void Abandon(PendingCall call)
+    private void Left(Batch batch)
     {
-        if (call.Abandon() is { } batch && batch.ReleaseWaiter())
+        if (batch.ReleaseWaiter())
             FreeSlot(batch);
     }
 
@@ -274,7 +295,9 @@ internal sealed class RedisBatcher
                 batch.Fail(e);
                 return;
             }
-            // Sent: from now on the batch's slot is held only while one of its callers still waits (see Abandon).
+            // Sent: from now on the batch's slot is held only while one of its callers still waits (see Left), and its
+            // callers leave at their deadlines.
+            batch.StartDeadline();
             if (batch.ReleaseWaiter())
                 FreeSlot(batch);
             RedisResult reply;
@@ -300,6 +323,7 @@ internal sealed class RedisBatcher
             // The next batch goes out before any caller resumes. The last chunk of callers resumes on this thread, unless
             // this is a send that failed inside a drain.
             FreeSlot(batch);
+            batch.StopDeadline();
             batch.Finish(inlineLast: t_draining is null);
             batch.Return();
         }
@@ -352,34 +376,61 @@ internal sealed class RedisBatcher
         }
     }
 
-    /// <summary>One caller's updates and result slots, owned by the batcher (never the caller's buffers).</summary>
-    private sealed class PendingCall : TaskCompletionSource
+    /// <summary>
+    /// One caller's updates (a copy: the caller's buffers may go back to a pool once it stopped waiting) and its result
+    /// slots, which only the one that settles the call writes: its batch, having claimed it, or nobody. The call is the
+    /// caller's task (an <see cref="IValueTaskSource"/>) and goes back to the batcher's pool once the caller read an
+    /// answer its batch gave; a call that timed out or was cancelled may still be queued or in a batch, and is left to
+    /// the GC.
+    /// </summary>
+    private sealed class PendingCall(RedisBatcher owner) : IValueTaskSource
     {
         private const int Queued = 0;
         private const int Taken = 1;
-        private const int Abandoned = 2;
+        private const int Claimed = 2; // by its batch, which answers it
+        private const int Gone = 3; // its caller left: timed out or cancelled
 
+        private ManualResetValueTaskSourceCore<bool> _core;
         private int _state;
         private Batch? _batch;
+        private CounterUpdate[] _updates = [];
+        private Memory<CounterResult> _results;
+        private CancellationTokenRegistration _cancellation;
 
-        public PendingCall(ReadOnlySpan<CounterUpdate> updates)
-            : base(TaskCreationOptions.None)
+        public int Count { get; private set; }
+
+        public CounterUpdate[] Updates => _updates;
+
+        /// <summary>When the caller stops waiting, as a <see cref="TimeProvider"/> timestamp.</summary>
+        public long Deadline { get; private set; }
+
+        /// <summary>Why the call failed, once its batch answered; null when it succeeded.</summary>
+        public Exception? Failure { get; set; }
+
+        public short Version => _core.Version;
+
+        public void Start(ReadOnlySpan<CounterUpdate> updates, Memory<CounterResult> results, long deadline)
         {
             foreach (ref readonly var update in updates)
                 ArgumentNullException.ThrowIfNull(update.Key, nameof(updates));
+            if (results.Length < updates.Length)
+                throw new ArgumentException("There must be a result slot for every update.", nameof(results));
+            _core.Reset();
+            _state = Queued;
+            _batch = null;
+            Failure = null;
             Count = updates.Length;
-            Updates = ArrayPool<CounterUpdate>.Shared.Rent(Count);
-            Results = ArrayPool<CounterResult>.Shared.Rent(Count);
-            updates.CopyTo(Updates);
+            if (_updates.Length < Count)
+                _updates = new CounterUpdate[Math.Max(Count, 4)];
+            updates.CopyTo(_updates);
+            _results = results;
+            Deadline = deadline;
         }
 
-        public int Count { get; }
+        public void CancelWith(CancellationToken cancellationToken) =>
+            _cancellation = cancellationToken.UnsafeRegister(static (state, token) => ((PendingCall)state!).Cancel(token), this);
 
-        public CounterUpdate[] Updates { get; }
-
-        public CounterResult[] Results { get; }
-
-        /// <summary>Puts the call into <paramref name="batch"/>, which then holds a waiter for it; false when its caller already gave up.</summary>
+        /// <summary>Puts the call into <paramref name="batch"/>, which then holds a waiter for it; false when its caller already left.</summary>
         public bool TryTake(Batch batch)
         {
             _batch = batch;
@@ -390,31 +441,100 @@ internal sealed class RedisBatcher
             return false;
         }
 
+        /// <summary>The batch's answer goes to this call: false when its caller already left.</summary>
+        public bool TryClaim() => Interlocked.CompareExchange(ref _state, Claimed, Taken) == Taken;
+
+        /// <summary>Writes the caller's result slot <paramref name="index"/>; only for a claimed call.</summary>
+        public void SetResult(int index, CounterResult result) => _results.Span[index] = result;
+
         /// <summary>
-        /// The caller stopped waiting: a batch not yet built skips the call. Returns the batch the call is in, if any,
-        /// whose waiter the caller then releases. The call's arrays are left to the GC, as that batch may still write them.
+        /// The deadline passed before an answer: the caller leaves with a timeout. False when the call was answered or
+        /// left already. The caller resumes at once unless <paramref name="resumeLater"/> collects it (see <see cref="Batch"/>).
         /// </summary>
-        public Batch? Abandon() => Interlocked.Exchange(ref _state, Abandoned) == Taken ? _batch : null;
+        public bool TryExpire(List<PendingCall>? resumeLater)
+        {
+            if (!TryLeave(out var batch))
+                return false;
+            Failure = owner.TimedOut();
+            if (resumeLater is not null)
+            {
+                resumeLater.Add(this);
+                return true;
+            }
+            Resume(batch);
+            return true;
+        }
 
-        /// <summary>Why the call failed, once its batch answered; null when it succeeded.</summary>
-        public Exception? Failure { get; set; }
+        private void Cancel(CancellationToken token)
+        {
+            if (!TryLeave(out var batch))
+                return;
+            Failure = new OperationCanceledException(token);
+            Resume(batch);
+        }
 
-        /// <summary>Resumes the caller, on this thread (see <see cref="Batch.Finish"/>).</summary>
+        /// <summary>After <see cref="TryExpire"/> with a list: the batch's waiter goes, then the caller resumes.</summary>
+        public void Resume() => Resume(_batch);
+
+        private void Resume(Batch? batch)
+        {
+            if (batch is not null)
+                owner.Left(batch);
+            _core.SetException(Failure!);
+        }
+
+        private bool TryLeave(out Batch? batch)
+        {
+            var state = Volatile.Read(ref _state);
+            while (state is Queued or Taken)
+            {
+                var seen = Interlocked.CompareExchange(ref _state, Gone, state);
+                if (seen == state)
+                {
+                    // Taken: the batch holds a waiter for this call, which goes now.
+                    batch = state == Taken ? _batch : null;
+                    return true;
+                }
+                state = seen;
+            }
+            batch = null;
+            return false;
+        }
+
+        /// <summary>Resumes the caller of a claimed call, on this thread (see <see cref="Batch.Finish"/>).</summary>
         public void Finish()
         {
             if (Failure is null)
-                TrySetResult();
+                _core.SetResult(true);
             else
-                TrySetException(Failure);
+                _core.SetException(Failure);
         }
 
-        public void CopyResultsTo(Span<CounterResult> target) => Results.AsSpan(0, Count).CopyTo(target);
+        public ValueTaskSourceStatus GetStatus(short token) => _core.GetStatus(token);
 
-        /// <summary>Back to the pool, once the call completed (its batch no longer touches it).</summary>
-        public void Release()
+        public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+            _core.OnCompleted(continuation, state, token, flags);
+
+        public void GetResult(short token)
         {
-            ArrayPool<CounterUpdate>.Shared.Return(Updates, clearArray: true);
-            ArrayPool<CounterResult>.Shared.Return(Results);
+            var answered = Volatile.Read(ref _state) == Claimed;
+            try
+            {
+                _core.GetResult(token);
+            }
+            finally
+            {
+                // The registration's callback may be running: Dispose waits for it (unless this is that callback).
+                _cancellation.Dispose();
+                _cancellation = default;
+                if (answered)
+                {
+                    Array.Clear(_updates, 0, Count); // drop the keys
+                    _results = default;
+                    _batch = null;
+                    owner.Return(this);
+                }
+            }
         }
     }
 
@@ -433,13 +553,19 @@ internal sealed class RedisBatcher
         }
     }
 
-    private sealed class Batch
+    private sealed class Batch(RedisBatcher owner)
     {
         private PendingCall[] _calls = ArrayPool<PendingCall>.Shared.Rent(16);
 
         // Callers still waiting, plus one for the batcher until the batch is sent; the slot goes at 0 or on completion.
         private int _waiters = 1;
         private int _slotFreed;
+
+        // The deadline timer and whether it may still act; both under the lock, so that once the batch answers (and its
+        // calls may go back to the pool for other callers) the timer never touches a call of this batch again.
+        private ITimer? _deadline;
+        private bool _answered;
+        private int _claimed;
 
         public PendingCall[] Calls => _calls;
 
@@ -468,7 +594,66 @@ internal sealed class RedisBatcher
             Counters += call.Count;
         }
 
-        /// <summary>Fills each call's slots from the flat reply and completes it; a call with a refused update fails alone.</summary>
+        /// <summary>One timer for the batch, due at its first caller's deadline (calls queue in order).</summary>
+        public void StartDeadline()
+        {
+            var due = NextDeadline(owner._time.GetTimestamp());
+            lock (this)
+            {
+                if (!_answered && due is { } d)
+                    _deadline = owner._time.CreateTimer(static state => ((Batch)state!).OnDeadline(), this, d, Timeout.InfiniteTimeSpan);
+            }
+        }
+
+        /// <summary>The batch answered: its timer stops, before any of its callers resumes.</summary>
+        public void StopDeadline()
+        {
+            lock (this)
+            {
+                _answered = true;
+                _deadline?.Dispose();
+                _deadline = null;
+            }
+        }
+
+        private void OnDeadline()
+        {
+            List<PendingCall>? expired = null;
+            lock (this)
+            {
+                if (_answered)
+                    return;
+                var now = owner._time.GetTimestamp();
+                for (var c = 0; c < Count; c++)
+                {
+                    if (_calls[c].Deadline <= now)
+                        _calls[c].TryExpire(expired ??= []);
+                }
+                if (NextDeadline(now) is { } due)
+                    _deadline?.Change(due, Timeout.InfiniteTimeSpan);
+            }
+            // Outside the lock: resuming runs the callers' continuations.
+            if (expired is not null)
+            {
+                foreach (var call in expired)
+                    call.Resume();
+            }
+        }
+
+        // Time until the earliest deadline of a call still waiting; null when none is.
+        private TimeSpan? NextDeadline(long now)
+        {
+            long? earliest = null;
+            for (var c = 0; c < Count; c++)
+            {
+                var call = _calls[c];
+                if (call.Deadline > now && (earliest is null || call.Deadline < earliest))
+                    earliest = call.Deadline;
+            }
+            return earliest is { } e ? owner._time.GetElapsedTime(now, e) : null;
+        }
+
+        /// <summary>Fills each waiting call's slots from the flat reply; a call with a refused update fails alone.</summary>
         public void Complete(RedisResult reply)
         {
             if (reply.Resp2Type != ResultType.Array || reply.Length != Counters * 3)
@@ -480,6 +665,11 @@ internal sealed class RedisBatcher
             for (var c = 0; c < Count; c++)
             {
                 var call = _calls[c];
+                if (!call.TryClaim())
+                {
+                    r += call.Count * 3;
+                    continue;
+                }
                 string? error = null;
                 for (var i = 0; i < call.Count; i++, r += 3)
                 {
@@ -491,34 +681,39 @@ internal sealed class RedisBatcher
                     }
                     var applied = (long)reply[r + 2] == 1;
                     var value = (ulong)Math.Max(0, (long)count);
-                    call.Results[i] = new CounterResult(applied ? value : CounterMath.Add(value, call.Updates[i].Hits), (ulong)Math.Max(0, (long)reply[r + 1]), applied);
+                    call.SetResult(i, new CounterResult(applied ? value : CounterMath.Add(value, call.Updates[i].Hits), (ulong)Math.Max(0, (long)reply[r + 1]), applied));
                 }
                 if (error is not null)
                     call.Failure = RedisCounterStore.Refused(error);
+                _calls[_claimed++] = call;
             }
         }
 
-        /// <summary>Fails every call of the batch, each with its own exception.</summary>
+        /// <summary>Fails every waiting call of the batch, each with its own exception.</summary>
         public void Fail(Exception failure)
         {
-            for (var c = 0; c < Count; c++)
+            for (var c = _claimed; c < Count; c++)
             {
-                _calls[c].Failure = failure switch
+                var call = _calls[c];
+                if (!call.TryClaim())
+                    continue;
+                call.Failure = failure switch
                 {
                     CounterStoreException e => new CounterStoreException(e.Message),
                     _ when RedisCounterStore.IsRedisFailure(failure) => RedisCounterStore.Translate(failure),
                     _ => new CounterStoreException($"The Redis counter batch failed ({failure.GetType().Name})."),
                 };
+                _calls[_claimed++] = call;
             }
         }
 
         /// <summary>
-        /// Resumes the callers in chunks of <see cref="ResumeChunk"/>, each chunk one after another on one thread: the last
-        /// <see cref="ResumeChunk"/> on this thread when <paramref name="inlineLast"/>, the others on the thread pool.
+        /// Resumes the claimed callers in chunks of <see cref="ResumeChunk"/>, each chunk one after another on one thread:
+        /// the last <see cref="ResumeChunk"/> on this thread when <paramref name="inlineLast"/>, the others on the thread pool.
         /// </summary>
         public void Finish(bool inlineLast)
         {
-            var count = Count;
+            var count = _claimed;
             var inlineFrom = inlineLast ? Math.Max(0, count - ResumeChunk) : count;
             for (var start = 0; start < inlineFrom; start += ResumeChunk)
                 ThreadPool.UnsafeQueueUserWorkItem(new ResumeChunkItem(_calls.AsSpan(start, Math.Min(ResumeChunk, inlineFrom - start)).ToArray()), preferLocal: false);
@@ -531,6 +726,7 @@ internal sealed class RedisBatcher
             ArrayPool<PendingCall>.Shared.Return(_calls, clearArray: true);
             _calls = [];
             Count = 0;
+            _claimed = 0;
         }
     }
 }

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using Legate.RateLimit.Stores;
 using Legate.Testing;
+using Microsoft.Extensions.Time.Testing;
 using StackExchange.Redis;
 
 namespace Legate.RateLimit.Tests.Stores;
@@ -371,6 +372,74 @@ public sealed class RedisBatchingTests(RedisFixture redis)
         Assert.False(await database.KeyExistsAsync(Key("cancelled")));
         Assert.Equal(1, (long)await database.StringGetAsync(Key("in-flight")));
         Assert.InRange((long)await database.StringGetAsync(Key("queued")), 0, 1);
+    }
+
+    [Fact]
+    public async Task EachCallerOfABatch_LeavesAtItsOwnDeadline_AndAQueuedCallAtItsOwnToo()
+    {
+        using var server = new RedisServerProcess(FreePort.Next());
+        await server.StartAsync(Ct);
+        await using var multiplexer = await ConnectAsync(server);
+        var time = new FakeTimeProvider(DateTimeOffset.UnixEpoch.AddYears(56));
+        var timeout = TimeSpan.FromMilliseconds(500);
+        var store = new RedisCounterStore(multiplexer, timeout: timeout, timeProvider: time, batching: new RedisBatchOptions(MaxInFlight: 1));
+        await UpdateAsync(store, Add(Key("warm-up"), 1));
+
+        var hung = new CounterResult[1];
+        var early = new CounterResult[1];
+        var late = new CounterResult[1];
+        var last = new CounterResult[1];
+        Array.Fill(hung, Sentinel);
+        Array.Fill(early, Sentinel);
+        Array.Fill(late, Sentinel);
+        Array.Fill(last, Sentinel);
+        server.Freeze();
+        try
+        {
+            // t=0 a batch goes out and hangs; t=100 and t=300 two calls queue behind it; t=450 one more.
+            var first = store.UpdateAsync(new[] { Add(Key("hung"), 1) }, hung, Ct).AsTask();
+            await SentAsync(store, 2);
+            time.Advance(TimeSpan.FromMilliseconds(100));
+            var second = store.UpdateAsync(new[] { Add(Key("early"), 1) }, early, Ct).AsTask();
+            time.Advance(TimeSpan.FromMilliseconds(200));
+            var third = store.UpdateAsync(new[] { Add(Key("late"), 1) }, late, Ct).AsTask();
+            time.Advance(TimeSpan.FromMilliseconds(150));
+            var fourth = store.UpdateAsync(new[] { Add(Key("last"), 1) }, last, Ct).AsTask();
+
+            time.Advance(TimeSpan.FromMilliseconds(49));
+            Assert.False(first.IsCompleted);
+            // t=500: the hung batch's caller leaves, which frees its slot: the three queued calls go as one batch.
+            time.Advance(TimeSpan.FromMilliseconds(1));
+            Assert.True((await Assert.ThrowsAsync<CounterStoreException>(() => first)).TimedOut);
+            await SentAsync(store, 3);
+            Assert.False(second.IsCompleted);
+
+            // Then each leaves at its own deadline, 500 ms after it was called, not at the batch's first.
+            time.Advance(TimeSpan.FromMilliseconds(99));
+            Assert.False(second.IsCompleted);
+            time.Advance(TimeSpan.FromMilliseconds(1));
+            Assert.True((await Assert.ThrowsAsync<CounterStoreException>(() => second)).TimedOut);
+            time.Advance(TimeSpan.FromMilliseconds(199));
+            Assert.False(third.IsCompleted);
+            time.Advance(TimeSpan.FromMilliseconds(1));
+            Assert.True((await Assert.ThrowsAsync<CounterStoreException>(() => third)).TimedOut);
+            time.Advance(TimeSpan.FromMilliseconds(149));
+            Assert.False(fourth.IsCompleted);
+            time.Advance(TimeSpan.FromMilliseconds(1));
+            Assert.True((await Assert.ThrowsAsync<CounterStoreException>(() => fourth)).TimedOut);
+            Assert.Equal(3, store.BatchScripts);
+        }
+        finally
+        {
+            server.Thaw();
+        }
+
+        // Redis answers the two scripts after all: nobody waits for them, and no caller's buffer is written.
+        Assert.True((await EventuallyAsync(store, Add(Key("after"), 1))).Applied);
+        Assert.Equal(Sentinel, hung[0]);
+        Assert.Equal(Sentinel, early[0]);
+        Assert.Equal(Sentinel, late[0]);
+        Assert.Equal(Sentinel, last[0]);
     }
 
     [Fact]
