@@ -26,6 +26,8 @@ scenarios:
   ratelimit-redis-N                      ShouldRateLimit, counters in Redis, every call within its limits
   ratelimit-redis-overlimit-cached-N     ShouldRateLimit, Redis, every descriptor over its limit, LocalOverLimitCache=true
   ratelimit-redis-overlimit-uncached-N   the same with LocalOverLimitCache=false (every call goes to Redis)
+  ratelimit-redis-writebehind-N          ShouldRateLimit, Redis with WriteBehind=true (known counters decided locally,
+                                         hits sent every 10 ms), every call within its limits
                      N = 1 or 3 descriptors per call (bench/payloads/ratelimit-N.txt; rules in bench/rules/ratelimit/)
   all                authz-check ratelimit-should statsink-stream, each with its own baseline measurement
   ratelimit          the eight ratelimit-{memory,redis,redis-overlimit-cached,redis-overlimit-uncached}-{1,3}
@@ -61,7 +63,8 @@ read -r -a SERVICE_ARGS <<<"${BENCH_SERVICE_ARGS:-}"
 
 RATELIMIT_GROUP=(ratelimit-memory-1 ratelimit-memory-3 ratelimit-redis-1 ratelimit-redis-3
     ratelimit-redis-overlimit-cached-1 ratelimit-redis-overlimit-cached-3
-    ratelimit-redis-overlimit-uncached-1 ratelimit-redis-overlimit-uncached-3)
+    ratelimit-redis-overlimit-uncached-1 ratelimit-redis-overlimit-uncached-3
+    ratelimit-redis-writebehind-1 ratelimit-redis-writebehind-3)
 
 [[ $# -ge 1 ]] || usage
 SCENARIOS=()
@@ -72,7 +75,7 @@ while (($#)); do
         --half-rate) HALF_RATE=1; shift; continue ;;
         --*) ;;
         baseline | authz-check | authz-apikey | authz-jwt-cached | authz-jwt-distinct | ratelimit-should | statsink-stream | \
-            ratelimit-memory-[13] | ratelimit-redis-[13] | ratelimit-redis-overlimit-cached-[13] | ratelimit-redis-overlimit-uncached-[13])
+            ratelimit-memory-[13] | ratelimit-redis-[13] | ratelimit-redis-overlimit-cached-[13] | ratelimit-redis-overlimit-uncached-[13] | ratelimit-redis-writebehind-[13])
             SCENARIOS+=("$1"); shift; continue ;;
         all) SCENARIOS+=(authz-check ratelimit-should statsink-stream); shift; continue ;;
         ratelimit) SCENARIOS+=("${RATELIMIT_GROUP[@]}"); shift; continue ;;
@@ -136,7 +139,7 @@ fi
 # Ratelimit scenarios also set STORE (memory | redis), RULES (the rules file), CACHE (LocalOverLimitCache, Redis
 # only), EXPECT_CODE (the overall_code every answer must carry: 1 OK, 2 OVER_LIMIT) and SCENARIO_ARGS (for the service).
 scenario() {
-    TAG="$1" STORE="" RULES="" CACHE="" EXPECT_CODE="" SCENARIO_ARGS=() EXPECT_ALLOW="" PAYLOAD_DIR="$BENCH/payloads"
+    TAG="$1" STORE="" RULES="" CACHE="" WRITE_BEHIND=false EXPECT_CODE="" SCENARIO_ARGS=() EXPECT_ALLOW="" PAYLOAD_DIR="$BENCH/payloads"
     case "$1" in
         baseline | authz-check)
             PROJECT=authz/Legate.Authz.csproj DLL=authz/bin/Release/net10.0/legate-authz.dll
@@ -165,6 +168,7 @@ scenario() {
                 ratelimit-should) PAYLOAD=ratelimit-should ;;
                 ratelimit-redis-overlimit-cached-*) STORE=redis RULES=overlimit CACHE=true EXPECT_CODE=2 ;;
                 ratelimit-redis-overlimit-uncached-*) STORE=redis RULES=overlimit CACHE=false EXPECT_CODE=2 ;;
+                ratelimit-redis-writebehind-*) STORE=redis CACHE=false WRITE_BEHIND=true ;;
                 ratelimit-redis-*) STORE=redis CACHE=true ;; # the default configuration: the cache is on, and finds nothing to answer
             esac
             RULES="$BENCH/rules/ratelimit/$RULES.yaml"
@@ -173,7 +177,7 @@ scenario() {
                 # StoreTimeout: the service's default (10 ms) suits production, where Envoy waits 20 ms; a saturated
                 # benchmark queues calls for longer than that, and a timeout would turn them into UNAVAILABLE.
                 SCENARIO_ARGS+=(--Legate:Redis:Configuration="127.0.0.1:$REDIS_PORT" --Legate:RateLimit:StoreTimeout=00:00:00.200
-                    --Legate:RateLimit:LocalOverLimitCache="$CACHE")
+                    --Legate:RateLimit:LocalOverLimitCache="$CACHE" --Legate:RateLimit:WriteBehind="$WRITE_BEHIND")
             fi ;;
         statsink-stream)
             PROJECT=statsink/Legate.StatSink.csproj DLL=statsink/bin/Release/net10.0/legate-statsink.dll

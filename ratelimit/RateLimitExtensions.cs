@@ -20,7 +20,8 @@ public static class RateLimitExtensions
 
     /// <summary>
     /// Rules from envoyproxy/ratelimit YAML files (hot-reloaded), the decision engine, and the counter store the
-    /// configuration names: in memory (default), or Redis behind a local cache of counters already over limit.
+    /// configuration names: in memory (default), or Redis behind a local cache of counters already over limit (or, with
+    /// write-behind, behind local counters synced every interval).
     /// </summary>
     public static WebApplicationBuilder AddRateLimit(this WebApplicationBuilder builder)
     {
@@ -36,19 +37,29 @@ public static class RateLimitExtensions
         if (options.Store == "redis")
         {
             services.AddLegateRedis(builder.Configuration, readinessCheck: options.ReadinessRequiresStore);
+            services.TryAddSingleton(sp =>
+            {
+                var o = sp.GetRequiredService<IOptions<RateLimitOptions>>().Value;
+                var batching = new RedisBatchOptions(o.RedisBatching, o.RedisBatchMaxCounters, o.RedisBatchesInFlight);
+                return new RedisCounterStore(sp.GetRequiredService<LegateRedis>().Multiplexer, timeout: RedisTimeout(o), timeProvider: sp.GetRequiredService<TimeProvider>(), batching: batching);
+            });
+            // A singleton of its own, so that the container disposes it (sending the hits left) even when it is wrapped.
+            services.TryAddSingleton(sp =>
+            {
+                var o = sp.GetRequiredService<IOptions<RateLimitOptions>>().Value;
+                return new WriteBehindCounterStore(sp.GetRequiredService<RedisCounterStore>(), sp.GetRequiredService<TimeProvider>(), o.WriteBehindInterval,
+                    o.MaxMemoryCounters, sp.GetRequiredService<ILoggerFactory>().CreateLogger<WriteBehindCounterStore>(), sp.GetRequiredService<IMetricFactory>());
+            });
             services.TryAddSingleton<ICounterStore>(sp =>
             {
                 var o = sp.GetRequiredService<IOptions<RateLimitOptions>>().Value;
                 var time = sp.GetRequiredService<TimeProvider>();
-                // In degraded mode Redis gets half the deadline, so the local counters can still answer within it.
-                var redisTimeout = o.DegradedMode ? o.StoreTimeout / 2 : o.StoreTimeout;
-                var batching = new RedisBatchOptions(o.RedisBatching, o.RedisBatchMaxCounters, o.RedisBatchesInFlight);
-                ICounterStore store = new RedisCounterStore(sp.GetRequiredService<LegateRedis>().Multiplexer, timeout: redisTimeout, timeProvider: time, batching: batching);
-                if (o.LocalOverLimitCache)
+                ICounterStore store = o.WriteBehind ? sp.GetRequiredService<WriteBehindCounterStore>() : sp.GetRequiredService<RedisCounterStore>();
+                if (!o.WriteBehind && o.LocalOverLimitCache)
                     store = new OverLimitCachingStore(store, time);
                 if (o.DegradedMode)
                 {
-                    store = new FailoverCounterStore(store, new MemoryCounterStore(time, o.MaxMemoryCounters), time, redisTimeout, o.DegradedRetryInterval,
+                    store = new FailoverCounterStore(store, new MemoryCounterStore(time, o.MaxMemoryCounters), time, RedisTimeout(o), o.DegradedRetryInterval,
                         sp.GetRequiredService<ILoggerFactory>().CreateLogger<FailoverCounterStore>(), sp.GetRequiredService<IMetricFactory>());
                 }
                 return store;
@@ -63,6 +74,9 @@ public static class RateLimitExtensions
         services.TryAddSingleton<RateLimiter>();
         return builder;
     }
+
+    // In degraded mode Redis gets half the deadline, so the local counters can still answer within it.
+    private static TimeSpan RedisTimeout(RateLimitOptions options) => options.DegradedMode ? options.StoreTimeout / 2 : options.StoreTimeout;
 
     public static WebApplication MapRateLimit(this WebApplication app)
     {

@@ -39,6 +39,17 @@ public sealed class RateLimitOptions
     public bool LocalOverLimitCache { get; set; } = true;
 
     /// <summary>
+    /// Write-behind counting for the Redis store (off by default): a counter this instance has seen in its window is
+    /// decided here and its hits sent to Redis every <see cref="WriteBehindInterval"/>, instead of a round trip per
+    /// call. Exact for one instance; with several, a counter can admit more than its limit until each replica has heard
+    /// the others' hits (see the README). Replaces the over-limit cache, which it makes redundant.
+    /// </summary>
+    public bool WriteBehind { get; set; }
+
+    /// <summary>With <see cref="WriteBehind"/>: how often the hits gathered here go to Redis (1 ms..10 s).</summary>
+    public TimeSpan WriteBehindInterval { get; set; } = WriteBehindCounterStore.DefaultInterval;
+
+    /// <summary>
     /// Degraded mode for the Redis store: while Redis fails, keep limiting with this instance's own in-memory
     /// counters (each replica on its own) instead of answering UNAVAILABLE; return to Redis once it answers.
     /// </summary>
@@ -93,6 +104,8 @@ internal sealed class RateLimitOptionsValidator : IValidateOptions<RateLimitOpti
             errors.Add($"{S}:StoreTimeout must be above zero and at most 30 s (was {options.StoreTimeout}).");
         if (options.DegradedRetryInterval <= TimeSpan.Zero)
             errors.Add($"{S}:DegradedRetryInterval must be positive (was {options.DegradedRetryInterval}).");
+        if (options.WriteBehindInterval < TimeSpan.FromMilliseconds(1) || options.WriteBehindInterval > TimeSpan.FromSeconds(10))
+            errors.Add($"{S}:WriteBehindInterval must be 1 ms..10 s (was {options.WriteBehindInterval}).");
         if (options.NearLimitRatio is <= 0 or > 1)
             errors.Add($"{S}:NearLimitRatio must be in (0, 1] (was {options.NearLimitRatio}).");
         if (options.RedisBatchMaxCounters is < 1 or > RedisBatchOptions.MaxCountersLimit)

@@ -1,7 +1,9 @@
 using Envoy.Extensions.Common.Ratelimit.V3;
 using Envoy.Service.Ratelimit.V3;
 using Grpc.Core;
+using Legate.RateLimit.Stores;
 using Legate.Testing;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using Code = Envoy.Service.Ratelimit.V3.RateLimitResponse.Types.Code;
 using RateLimitClient = Envoy.Service.Ratelimit.V3.RateLimitService.RateLimitServiceClient;
@@ -129,6 +131,43 @@ public sealed class RedisRateLimitTests : IDisposable
         var key = Assert.Single(_redis.Multiplexer.GetServers()[0].Keys(pattern: prefix + "*"));
         // The call that went over was counted in Redis; the six after it never reached Redis.
         Assert.Equal(4, (long)await _redis.Multiplexer.GetDatabase().StringGetAsync(key));
+    }
+
+    [Fact]
+    public async Task WriteBehind_DecidesKnownCountersLocally_AndSendsTheirHitsToRedisEveryInterval()
+    {
+        _redis.RequireRedis();
+        var prefix = "test:" + Guid.NewGuid().ToString("N") + ":";
+        var service = Service(_redis.Configuration!, keyPrefix: prefix, extra: ("Legate:RateLimit:WriteBehind", "true"));
+        var client = new RateLimitClient(service.Channel);
+
+        var codes = new List<Code>();
+        for (var i = 0; i < 5; i++)
+            codes.Add((await client.ShouldRateLimitAsync(Request("local"), cancellationToken: Ct)).OverallCode);
+
+        // The same decisions as without write-behind (one instance alone decides exactly).
+        Assert.Equal([Code.Ok, Code.Ok, Code.Ok, Code.OverLimit, Code.OverLimit], codes);
+        Assert.IsType<WriteBehindCounterStore>(service.Services.GetRequiredService<ICounterStore>());
+        var key = Assert.Single(_redis.Multiplexer.GetServers()[0].Keys(pattern: prefix + "*"));
+        // Every hit counts (CountRejectedHits): the first went to Redis, the other four with a sync (every 10 ms).
+        var count = 0L;
+        for (var i = 0; i < 300 && count != 5; i++)
+        {
+            await Task.Delay(10, Ct);
+            count = (long)await _redis.Multiplexer.GetDatabase().StringGetAsync(key);
+        }
+        Assert.Equal(5, count);
+        var metrics = await service.ScrapeAsync(Ct);
+        Assert.Contains("legate_ratelimit_write_behind_syncs_total{result=\"ok\"}", metrics, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void BadWriteBehindInterval_StopsTheStart_NamingTheKey()
+    {
+        var service = Service($"127.0.0.1:{FreePort.Next()},connectTimeout=200", extra: ("Legate:RateLimit:WriteBehindInterval", "00:00:00"));
+
+        var error = Assert.Throws<OptionsValidationException>(() => service.Server);
+        Assert.Contains("Legate:RateLimit:WriteBehindInterval must be", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]

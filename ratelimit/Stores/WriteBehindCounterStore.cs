@@ -1,0 +1,444 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Logging;
+using Prometheus;
+
+namespace Legate.RateLimit.Stores;
+
+/// <summary>
+/// Write-behind counting on a shared store (Redis), opt-in, as Limitador's "cached Redis": a counter this instance
+/// has seen in its window is decided here, from the store's count at the last sync plus this instance's hits since,
+/// without a round trip. Every <see cref="Interval"/> the hits gathered go to the store in one call, and its answer
+/// brings in the other replicas' hits. A counter's first call in a window (and any call naming a counter not known
+/// here) goes to the store exactly as without this layer, and what the store answers seeds the local view.
+/// <para>
+/// What it trades: one instance alone decides exactly as the store would. With several, a counter can admit more
+/// than its limit until each replica has seen the others' hits: up to (replicas − 1) × (hits per replica per
+/// interval plus a round trip). While the store fails, known counters go on being decided here and their hits are
+/// kept and sent once it answers again; a sync that timed out may have been applied and is sent again, so it may
+/// count twice (the strict direction). Counters not known here fail as they would without this layer.
+/// </para>
+/// </summary>
+public sealed partial class WriteBehindCounterStore : ICounterStore, IAsyncDisposable
+{
+    public static readonly TimeSpan DefaultInterval = TimeSpan.FromMilliseconds(10);
+
+    // Counters sent per call to the inner store: one batch script, a bounded reply.
+    private const int SyncChunk = 1024;
+
+    private static readonly TimeSpan SweepInterval = TimeSpan.FromSeconds(10);
+
+    private readonly ICounterStore _inner;
+    private readonly TimeProvider _time;
+    private readonly double _timestampsPerTick;
+    private readonly long _intervalTimestamps;
+    private readonly ExpiringMap<Entry> _entries;
+    private readonly ConcurrentQueue<Entry> _due = new();
+    private readonly ILogger _logger;
+    private readonly Counter.Child _syncsOk;
+    private readonly Counter.Child _syncsFailed;
+    private readonly Gauge _counters;
+    private readonly System.Threading.ITimer _timer;
+    private int _syncing;
+    private int _failing;
+    private long _sweepAt;
+
+    /// <param name="inner">The shared store (Redis), exact.</param>
+    /// <param name="interval">How often the hits gathered here go to the shared store.</param>
+    /// <param name="maxCounters">Most counters known here; beyond it the ones closest to expiry go first (with any hits not sent yet).</param>
+    public WriteBehindCounterStore(ICounterStore inner, TimeProvider time, TimeSpan interval, int maxCounters, ILogger logger, IMetricFactory metrics)
+    {
+        ArgumentNullException.ThrowIfNull(inner);
+        ArgumentNullException.ThrowIfNull(time);
+        ArgumentNullException.ThrowIfNull(metrics);
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(interval, TimeSpan.Zero);
+        _inner = inner;
+        _time = time;
+        Interval = interval;
+        _timestampsPerTick = (double)time.TimestampFrequency / TimeSpan.TicksPerSecond;
+        _intervalTimestamps = ToTimestamp(interval);
+        _entries = new ExpiringMap<Entry>(maxCounters);
+        _logger = logger;
+        var syncs = metrics.CreateCounter("legate_ratelimit_write_behind_syncs_total", "Syncs of the hits gathered here with the shared counter store, by result.", ["result"]);
+        _syncsOk = syncs.WithLabels("ok");
+        _syncsFailed = syncs.WithLabels("failed");
+        _counters = metrics.CreateGauge("legate_ratelimit_write_behind_counters", "Counters decided here between syncs (expired ones included until swept).");
+        _sweepAt = time.GetTimestamp() + ToTimestamp(SweepInterval);
+        _timer = time.CreateTimer(static state => ((WriteBehindCounterStore)state!).OnTimer(), this, interval, interval);
+    }
+
+    public string Name => _inner.Name;
+
+    /// <summary>Calls that are not decided here wait for the inner store, within its bound.</summary>
+    public TimeSpan? Deadline => _inner.Deadline;
+
+    /// <summary>How often the hits gathered here go to the shared store.</summary>
+    public TimeSpan Interval { get; }
+
+    /// <summary>Counters known here, including expired ones not dropped yet.</summary>
+    public int Count => _entries.Count;
+
+    public ValueTask UpdateAsync(ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results, CancellationToken cancellationToken)
+    {
+        if (results.Length < updates.Length)
+            throw new ArgumentException("There must be a result slot for every update.", nameof(results));
+        cancellationToken.ThrowIfCancellationRequested();
+        var now = _time.GetTimestamp();
+        var source = updates.Span;
+        var target = results.Span;
+        int[]? slots = null; // positions of the updates the inner store decides, rented only once one is decided here
+        var forwarded = 0;
+        for (var i = 0; i < source.Length; i++)
+        {
+            ref readonly var update = ref source[i];
+            ArgumentNullException.ThrowIfNull(update.Key, nameof(updates));
+            if (TryDecide(update, now, out target[i]))
+            {
+                if (slots is null)
+                {
+                    slots = ArrayPool<int>.Shared.Rent(source.Length);
+                    for (var j = 0; j < forwarded; j++)
+                        slots[j] = j;
+                }
+                continue;
+            }
+            if (slots is not null)
+                slots[forwarded] = i;
+            forwarded++;
+        }
+
+        if (slots is null)
+        {
+            if (forwarded == 0)
+                return ValueTask.CompletedTask;
+            // None known here (a window's first calls): the call goes to the store as it is, and seeds what it answers.
+            var pending = _inner.UpdateAsync(updates, results, cancellationToken);
+            if (!pending.IsCompletedSuccessfully)
+                return SeedAfterAsync(pending, updates, results);
+            pending.GetAwaiter().GetResult();
+            Seed(updates.Span, results.Span, _time.GetTimestamp());
+            return ValueTask.CompletedTask;
+        }
+        if (forwarded == 0)
+        {
+            ArrayPool<int>.Shared.Return(slots);
+            return ValueTask.CompletedTask;
+        }
+        return ForwardAsync(updates, results, slots, forwarded, cancellationToken);
+    }
+
+    /// <summary>Sends the hits gathered here to the shared store now (the timer does this every <see cref="Interval"/>).</summary>
+    public async Task SyncAsync(CancellationToken cancellationToken = default)
+    {
+        var updates = ArrayPool<CounterUpdate>.Shared.Rent(SyncChunk);
+        var results = ArrayPool<CounterResult>.Shared.Rent(SyncChunk);
+        var entries = ArrayPool<Entry>.Shared.Rent(SyncChunk);
+        try
+        {
+            // Only what is due now: entries queued again meanwhile wait for the next sync.
+            for (var left = _due.Count; left > 0;)
+            {
+                var now = _time.GetTimestamp();
+                var count = 0;
+                for (; count < SyncChunk && left > 0 && _due.TryDequeue(out var entry); left--)
+                {
+                    if (!entry.TakePending(now, out var hits))
+                        continue; // its window is over: what was not sent no longer limits anyone
+                    entries[count] = entry;
+                    updates[count++] = new CounterUpdate(entry.Key, hits, _time.GetElapsedTime(now, entry.ExpiresAt));
+                }
+                if (count == 0)
+                    break;
+                await SyncChunkAsync(entries, updates, results, count, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            ArrayPool<CounterUpdate>.Shared.Return(updates, clearArray: true);
+            ArrayPool<CounterResult>.Shared.Return(results);
+            ArrayPool<Entry>.Shared.Return(entries, clearArray: true);
+        }
+    }
+
+    /// <summary>Stops the timer and sends what is left, within the inner store's bound.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await _timer.DisposeAsync().ConfigureAwait(false);
+        // The timer's last sync may still be running: wait for it (bounded by the inner store), then send the rest.
+        for (var i = 0; i < 200 && Interlocked.CompareExchange(ref _syncing, 1, 0) != 0; i++)
+            await Task.Delay(10).ConfigureAwait(false);
+        try
+        {
+            await SyncAsync().ConfigureAwait(false);
+        }
+        catch (CounterStoreException e)
+        {
+            LogFinalSyncFailed(_logger, e.Message);
+        }
+    }
+
+    /// <summary>Decides an update here when its counter (and previous window, if any) are known and live.</summary>
+    private bool TryDecide(in CounterUpdate update, long now, out CounterResult result)
+    {
+        result = default;
+        if (!TryGetLive(update.Key, now, out var entry))
+            return false;
+        ulong previous = 0;
+        if (update.PreviousWindowKey is { } previousKey)
+        {
+            if (!TryGetLive(previousKey, now, out var previousEntry))
+                return false;
+            previous = previousEntry.Count;
+        }
+        var weighted = update.OnlyIfWithinLimit ? CounterMath.Weighted(previous, CounterMath.Weight(update)) : 0;
+        result = entry.Apply(update, previous, weighted, now, _intervalTimestamps, out var due);
+        if (due)
+            _due.Enqueue(entry);
+        return true;
+    }
+
+    private bool TryGetLive(string key, long now, out Entry entry) =>
+        _entries.TryGetValue(key, out entry!) && entry.ExpiresAt > now;
+
+    private async ValueTask SeedAfterAsync(ValueTask pending, ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results)
+    {
+        await pending.ConfigureAwait(false);
+        Seed(updates.Span, results.Span, _time.GetTimestamp());
+    }
+
+    // Sends the updates not decided here, in their order, and puts each answer back in its slot.
+    private async ValueTask ForwardAsync(ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results, int[] slots, int count, CancellationToken cancellationToken)
+    {
+        var forwarded = ArrayPool<CounterUpdate>.Shared.Rent(count);
+        var answers = ArrayPool<CounterResult>.Shared.Rent(count);
+        try
+        {
+            var source = updates.Span;
+            for (var j = 0; j < count; j++)
+                forwarded[j] = source[slots[j]];
+            await _inner.UpdateAsync(forwarded.AsMemory(0, count), answers.AsMemory(0, count), cancellationToken).ConfigureAwait(false);
+            Seed(forwarded.AsSpan(0, count), answers.AsSpan(0, count), _time.GetTimestamp());
+            var target = results.Span;
+            for (var j = 0; j < count; j++)
+                target[slots[j]] = answers[j];
+        }
+        finally
+        {
+            ArrayPool<int>.Shared.Return(slots);
+            ArrayPool<CounterUpdate>.Shared.Return(forwarded, clearArray: true);
+            ArrayPool<CounterResult>.Shared.Return(answers);
+        }
+    }
+
+    /// <summary>What the store answered becomes the local view: each counter's count, and each previous window's.</summary>
+    private void Seed(ReadOnlySpan<CounterUpdate> updates, ReadOnlySpan<CounterResult> results, long now)
+    {
+        for (var i = 0; i < updates.Length; i++)
+        {
+            ref readonly var update = ref updates[i];
+            var result = results[i];
+            // A refused update reports count + hits; the store holds the count.
+            var stored = result.Applied ? result.Count : result.Count - Math.Min(result.Count, update.Hits);
+            Learn(update.Key, stored, now + ToTimestamp(update.Ttl), now);
+            // The previous window is only read: it is kept as long as the window that reads it.
+            if (update.PreviousWindowKey is { } previous)
+                Learn(previous, result.PreviousWindowCount, now + ToTimestamp(update.Ttl), now);
+        }
+        _counters.Set(_entries.Count);
+    }
+
+    private void Learn(string key, ulong stored, long expiresAt, long now)
+    {
+        while (true)
+        {
+            if (_entries.TryGetValue(key, out var existing) && existing.ExpiresAt > now)
+            {
+                existing.Learn(stored, now);
+                return;
+            }
+            var fresh = new Entry(key, expiresAt, stored, now);
+            if (existing is null ? _entries.TryAdd(key, fresh, now) : _entries.TryReplace(key, fresh, existing))
+                return;
+        }
+    }
+
+    private void OnTimer()
+    {
+        if (Interlocked.CompareExchange(ref _syncing, 1, 0) != 0)
+            return; // the last sync is still out
+        _ = RunSyncAsync();
+    }
+
+    private async Task RunSyncAsync()
+    {
+        try
+        {
+            var now = _time.GetTimestamp();
+            if (now >= Interlocked.Read(ref _sweepAt))
+            {
+                Interlocked.Exchange(ref _sweepAt, now + ToTimestamp(SweepInterval));
+                _entries.SweepExpired(now);
+                _counters.Set(_entries.Count);
+            }
+            await SyncAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // SyncChunkAsync handles the store's failures; anything else is a bug, which must not stop the timer's syncs.
+            LogSyncBug(_logger, e);
+        }
+        finally
+        {
+            Volatile.Write(ref _syncing, 0);
+        }
+    }
+
+    private async Task SyncChunkAsync(Entry[] entries, CounterUpdate[] updates, CounterResult[] results, int count, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await _inner.UpdateAsync(updates.AsMemory(0, count), results.AsMemory(0, count), cancellationToken).ConfigureAwait(false);
+        }
+        catch (CounterStoreException e)
+        {
+            // Kept, and sent again with the next sync: nothing gathered here is lost while the store is away.
+            for (var i = 0; i < count; i++)
+            {
+                if (entries[i].Unsent(updates[i].Hits))
+                    _due.Enqueue(entries[i]);
+            }
+            _syncsFailed.Inc();
+            if (Interlocked.Exchange(ref _failing, 1) == 0)
+                LogSyncFailing(_logger, e.Message);
+            return;
+        }
+        var now = _time.GetTimestamp();
+        for (var i = 0; i < count; i++)
+            entries[i].Sent(updates[i].Hits, results[i].Count, now);
+        _syncsOk.Inc();
+        if (Interlocked.Exchange(ref _failing, 0) == 1)
+            LogSyncRecovered(_logger);
+    }
+
+    private long ToTimestamp(TimeSpan span) =>
+        span <= TimeSpan.Zero ? 1 : Math.Max(1, (long)Math.Min(long.MaxValue / 4, span.Ticks * _timestampsPerTick));
+
+    [LoggerMessage(EventId = 1, EventName = "WriteBehindSyncFailing", Level = LogLevel.Warning,
+        Message = "Sending the hits gathered here to the shared counter store failed ({Reason}); counters known here are still decided here and their hits kept until it answers.")]
+    private static partial void LogSyncFailing(ILogger logger, string reason);
+
+    [LoggerMessage(EventId = 2, EventName = "WriteBehindSyncRecovered", Level = LogLevel.Information,
+        Message = "The shared counter store answers again; the hits kept meanwhile were sent.")]
+    private static partial void LogSyncRecovered(ILogger logger);
+
+    [LoggerMessage(EventId = 3, EventName = "WriteBehindSyncBug", Level = LogLevel.Error, Message = "A write-behind sync failed unexpectedly.")]
+    private static partial void LogSyncBug(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 4, EventName = "WriteBehindFinalSyncFailed", Level = LogLevel.Warning,
+        Message = "At shutdown, the hits gathered here could not be sent to the shared counter store ({Reason}).")]
+    private static partial void LogFinalSyncFailed(ILogger logger, string reason);
+
+    /// <summary>
+    /// One counter as this instance sees it: the store's count when last heard (<c>stored</c>), hits sent and not yet
+    /// answered (<c>sending</c>) and hits not sent yet (<c>pending</c>). Their sum is what this instance decides on.
+    /// </summary>
+    private sealed class Entry(string key, long expiresAt, ulong stored, long heardAt) : IExpiring
+    {
+        private readonly Lock _lock = new();
+        private ulong _stored = stored;
+        private ulong _sending;
+        private ulong _pending;
+        private long _heardAt = heardAt;
+        private int _due;
+
+        public string Key { get; } = key;
+
+        public long ExpiresAt { get; } = expiresAt;
+
+        public ulong Count
+        {
+            get
+            {
+                lock (_lock)
+                    return Sum();
+            }
+        }
+
+        private ulong Sum() => CounterMath.Add(CounterMath.Add(_stored, _sending), _pending);
+
+        /// <summary>
+        /// Decides the update on this instance's view. <paramref name="due"/> (true once until the next sync takes the
+        /// entry) asks for it to be queued for that sync: it holds hits not sent, or what the store said is older than
+        /// an interval (so a counter only read here still hears the other replicas' hits).
+        /// </summary>
+        public CounterResult Apply(in CounterUpdate update, ulong previous, ulong weighted, long now, long interval, out bool due)
+        {
+            var hits = update.Hits;
+            CounterResult result;
+            bool needed;
+            lock (_lock)
+            {
+                var count = Sum();
+                if (update.OnlyIfWithinLimit && !CounterMath.WithinLimit(count, hits, weighted, update.Limit))
+                {
+                    result = new CounterResult(CounterMath.Add(count, hits), previous, false);
+                }
+                else
+                {
+                    _pending = CounterMath.Add(_pending, hits);
+                    result = new CounterResult(CounterMath.Add(count, hits), previous, true);
+                }
+                needed = _pending > 0 || now - _heardAt >= interval;
+            }
+            due = needed && Volatile.Read(ref _due) == 0 && Interlocked.Exchange(ref _due, 1) == 0;
+            return result;
+        }
+
+        /// <summary>Takes the hits to send; false when the counter's window is over (they are dropped).</summary>
+        public bool TakePending(long now, out ulong hits)
+        {
+            Volatile.Write(ref _due, 0);
+            lock (_lock)
+            {
+                hits = _pending;
+                _pending = 0;
+                if (ExpiresAt <= now)
+                    return false;
+                _sending = CounterMath.Add(_sending, hits);
+                return true;
+            }
+        }
+
+        /// <summary>The store took the hits and answered its count, which includes them and every replica's hits sent so far.</summary>
+        public void Sent(ulong hits, ulong count, long now)
+        {
+            lock (_lock)
+            {
+                _sending -= Math.Min(_sending, hits);
+                _stored = Math.Max(_stored, count);
+                _heardAt = now;
+            }
+        }
+
+        /// <summary>The sync failed: the hits are pending again. True when the entry is to be queued again.</summary>
+        public bool Unsent(ulong hits)
+        {
+            lock (_lock)
+            {
+                _sending -= Math.Min(_sending, hits);
+                _pending = CounterMath.Add(_pending, hits);
+            }
+            return Interlocked.Exchange(ref _due, 1) == 0;
+        }
+
+        /// <summary>A count the store answered a forwarded call with: newer than the one held if larger (counts only grow).</summary>
+        public void Learn(ulong stored, long now)
+        {
+            lock (_lock)
+            {
+                _stored = Math.Max(_stored, stored);
+                _heardAt = now;
+            }
+        }
+    }
+}
