@@ -1,5 +1,3 @@
-using System.Buffers;
-
 namespace Legate.RateLimit.Stores;
 
 /// <summary>
@@ -11,34 +9,21 @@ namespace Legate.RateLimit.Stores;
 /// A raised limit or a sliding window's fading previous share therefore goes back to the inner store.
 /// Cached answers carry <c>Applied = false</c>: their hits are not counted anywhere.
 /// </summary>
-public sealed class OverLimitCachingStore : ICounterStore
+public sealed class OverLimitCachingStore : LocalFirstCounterStore
 {
     public const int DefaultMaxEntries = 100_000;
 
-    private readonly ICounterStore _inner;
-    private readonly TimeProvider _time;
     private readonly double _timestampsPerTick;
     private readonly ExpiringMap<Entry> _entries;
     private long _hits;
     private long _misses;
 
     public OverLimitCachingStore(ICounterStore inner, TimeProvider timeProvider, int maxEntries = DefaultMaxEntries)
+        : base(inner, timeProvider)
     {
-        ArgumentNullException.ThrowIfNull(inner);
-        ArgumentNullException.ThrowIfNull(timeProvider);
-        _inner = inner;
-        _time = timeProvider;
         _timestampsPerTick = (double)timeProvider.TimestampFrequency / TimeSpan.TicksPerSecond;
         _entries = new ExpiringMap<Entry>(maxEntries);
     }
-
-    /// <summary>The inner store's name: the cache is not a store of its own.</summary>
-    public string Name => _inner.Name;
-
-    public TimeSpan? Deadline => _inner.Deadline;
-
-    /// <summary>The store the uncached updates go to.</summary>
-    public ICounterStore Inner => _inner;
 
     /// <summary>Over-limit counters remembered, including expired ones not dropped yet.</summary>
     public int Count => _entries.Count;
@@ -49,88 +34,15 @@ public sealed class OverLimitCachingStore : ICounterStore
     /// <summary>Updates sent to the inner store.</summary>
     public long Misses => Interlocked.Read(ref _misses);
 
-    public ValueTask UpdateAsync(ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results, CancellationToken cancellationToken)
+    protected override void Counted(int answered, int forwarded)
     {
-        if (results.Length < updates.Length)
-            throw new ArgumentException("There must be a result slot for every update.", nameof(results));
-        var now = _time.GetTimestamp();
-        var source = updates.Span;
-        var target = results.Span;
-        int[]? slots = null; // positions of the uncached updates, rented only once the cache answers one
-        var uncached = 0;
-        for (var i = 0; i < source.Length; i++)
-        {
-            if (TryAnswer(source[i], now, out target[i]))
-            {
-                if (slots is null)
-                {
-                    slots = ArrayPool<int>.Shared.Rent(source.Length);
-                    for (var j = 0; j < i; j++)
-                        slots[j] = j; // every update before the first answered one is uncached
-                }
-                continue;
-            }
-            if (slots is not null)
-                slots[uncached] = i;
-            uncached++;
-        }
-        var cached = source.Length - uncached;
-        if (cached > 0)
-            Interlocked.Add(ref _hits, cached);
-        if (uncached > 0)
-            Interlocked.Add(ref _misses, uncached);
-
-        if (slots is null)
-        {
-            if (uncached == 0)
-                return ValueTask.CompletedTask;
-            // Nothing cached (the usual case): the call goes through as it is, without copies.
-            var pending = _inner.UpdateAsync(updates, results, cancellationToken);
-            if (!pending.IsCompletedSuccessfully)
-                return RememberAfterAsync(pending, updates, results);
-            pending.GetAwaiter().GetResult();
-            Remember(updates.Span, results.Span);
-            return ValueTask.CompletedTask;
-        }
-        if (uncached == 0)
-        {
-            ArrayPool<int>.Shared.Return(slots);
-            return ValueTask.CompletedTask;
-        }
-        return ForwardUncachedAsync(updates, results, slots, uncached, cancellationToken);
+        if (answered > 0)
+            Interlocked.Add(ref _hits, answered);
+        if (forwarded > 0)
+            Interlocked.Add(ref _misses, forwarded);
     }
 
-    private async ValueTask RememberAfterAsync(ValueTask pending, ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results)
-    {
-        await pending;
-        Remember(updates.Span, results.Span);
-    }
-
-    // Sends only the updates the cache could not answer, in their order, and puts each result back in its slot.
-    private async ValueTask ForwardUncachedAsync(ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results, int[] slots, int uncached, CancellationToken cancellationToken)
-    {
-        var forwarded = ArrayPool<CounterUpdate>.Shared.Rent(uncached);
-        var answers = ArrayPool<CounterResult>.Shared.Rent(uncached);
-        try
-        {
-            var source = updates.Span;
-            for (var j = 0; j < uncached; j++)
-                forwarded[j] = source[slots[j]];
-            await _inner.UpdateAsync(forwarded.AsMemory(0, uncached), answers.AsMemory(0, uncached), cancellationToken);
-            Remember(forwarded.AsSpan(0, uncached), answers.AsSpan(0, uncached));
-            var target = results.Span;
-            for (var j = 0; j < uncached; j++)
-                target[slots[j]] = answers[j];
-        }
-        finally
-        {
-            ArrayPool<CounterUpdate>.Shared.Return(forwarded, clearArray: true);
-            ArrayPool<CounterResult>.Shared.Return(answers);
-            ArrayPool<int>.Shared.Return(slots);
-        }
-    }
-
-    private bool TryAnswer(in CounterUpdate update, long now, out CounterResult result)
+    protected override bool TryAnswer(in CounterUpdate update, long now, out CounterResult result)
     {
         result = default;
         if (update.Limit == 0 || !_entries.TryGetValue(update.Key, out var entry))
@@ -148,7 +60,7 @@ public sealed class OverLimitCachingStore : ICounterStore
         return true;
     }
 
-    private void Remember(ReadOnlySpan<CounterUpdate> updates, ReadOnlySpan<CounterResult> results)
+    protected override void Learn(ReadOnlySpan<CounterUpdate> updates, ReadOnlySpan<CounterResult> results)
     {
         long now = 0;
         for (var i = 0; i < updates.Length; i++)
@@ -163,7 +75,7 @@ public sealed class OverLimitCachingStore : ICounterStore
             if (CounterMath.Add(result.Count, weighted) <= update.Limit)
                 continue;
             if (now == 0)
-                now = _time.GetTimestamp();
+                now = Time.GetTimestamp();
             Store(update.Key, new Entry(count, result.PreviousWindowCount, now + ToTimestamp(update.Ttl)), now);
         }
     }

@@ -19,7 +19,7 @@ namespace Legate.RateLimit.Stores;
 /// count twice (the strict direction). Counters not known here fail as they would without this layer.
 /// </para>
 /// </summary>
-public sealed partial class WriteBehindCounterStore : ICounterStore, IAsyncDisposable
+public sealed partial class WriteBehindCounterStore : LocalFirstCounterStore, IAsyncDisposable
 {
     public static readonly TimeSpan DefaultInterval = TimeSpan.FromMilliseconds(10);
 
@@ -28,8 +28,6 @@ public sealed partial class WriteBehindCounterStore : ICounterStore, IAsyncDispo
 
     private static readonly TimeSpan SweepInterval = TimeSpan.FromSeconds(10);
 
-    private readonly ICounterStore _inner;
-    private readonly TimeProvider _time;
     private readonly double _timestampsPerTick;
     private readonly long _intervalTimestamps;
     private readonly ExpiringMap<Entry> _entries;
@@ -47,13 +45,10 @@ public sealed partial class WriteBehindCounterStore : ICounterStore, IAsyncDispo
     /// <param name="interval">How often the hits gathered here go to the shared store.</param>
     /// <param name="maxCounters">Most counters known here; beyond it the ones closest to expiry go first (with any hits not sent yet).</param>
     public WriteBehindCounterStore(ICounterStore inner, TimeProvider time, TimeSpan interval, int maxCounters, ILogger logger, IMetricFactory metrics)
+        : base(inner, time)
     {
-        ArgumentNullException.ThrowIfNull(inner);
-        ArgumentNullException.ThrowIfNull(time);
         ArgumentNullException.ThrowIfNull(metrics);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(interval, TimeSpan.Zero);
-        _inner = inner;
-        _time = time;
         Interval = interval;
         _timestampsPerTick = (double)time.TimestampFrequency / TimeSpan.TicksPerSecond;
         _intervalTimestamps = ToTimestamp(interval);
@@ -67,65 +62,11 @@ public sealed partial class WriteBehindCounterStore : ICounterStore, IAsyncDispo
         _timer = time.CreateTimer(static state => ((WriteBehindCounterStore)state!).OnTimer(), this, interval, interval);
     }
 
-    public string Name => _inner.Name;
-
-    /// <summary>Calls that are not decided here wait for the inner store, within its bound.</summary>
-    public TimeSpan? Deadline => _inner.Deadline;
-
     /// <summary>How often the hits gathered here go to the shared store.</summary>
     public TimeSpan Interval { get; }
 
     /// <summary>Counters known here, including expired ones not dropped yet.</summary>
     public int Count => _entries.Count;
-
-    public ValueTask UpdateAsync(ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results, CancellationToken cancellationToken)
-    {
-        if (results.Length < updates.Length)
-            throw new ArgumentException("There must be a result slot for every update.", nameof(results));
-        cancellationToken.ThrowIfCancellationRequested();
-        var now = _time.GetTimestamp();
-        var source = updates.Span;
-        var target = results.Span;
-        int[]? slots = null; // positions of the updates the inner store decides, rented only once one is decided here
-        var forwarded = 0;
-        for (var i = 0; i < source.Length; i++)
-        {
-            ref readonly var update = ref source[i];
-            ArgumentNullException.ThrowIfNull(update.Key, nameof(updates));
-            if (TryDecide(update, now, out target[i]))
-            {
-                if (slots is null)
-                {
-                    slots = ArrayPool<int>.Shared.Rent(source.Length);
-                    for (var j = 0; j < forwarded; j++)
-                        slots[j] = j;
-                }
-                continue;
-            }
-            if (slots is not null)
-                slots[forwarded] = i;
-            forwarded++;
-        }
-
-        if (slots is null)
-        {
-            if (forwarded == 0)
-                return ValueTask.CompletedTask;
-            // None known here (a window's first calls): the call goes to the store as it is, and seeds what it answers.
-            var pending = _inner.UpdateAsync(updates, results, cancellationToken);
-            if (!pending.IsCompletedSuccessfully)
-                return SeedAfterAsync(pending, updates, results);
-            pending.GetAwaiter().GetResult();
-            Seed(updates.Span, results.Span, _time.GetTimestamp());
-            return ValueTask.CompletedTask;
-        }
-        if (forwarded == 0)
-        {
-            ArrayPool<int>.Shared.Return(slots);
-            return ValueTask.CompletedTask;
-        }
-        return ForwardAsync(updates, results, slots, forwarded, cancellationToken);
-    }
 
     /// <summary>Sends the hits gathered here to the shared store now (the timer does this every <see cref="Interval"/>).</summary>
     public async Task SyncAsync(CancellationToken cancellationToken = default)
@@ -138,14 +79,14 @@ public sealed partial class WriteBehindCounterStore : ICounterStore, IAsyncDispo
             // Only what is due now: entries queued again meanwhile wait for the next sync.
             for (var left = _due.Count; left > 0;)
             {
-                var now = _time.GetTimestamp();
+                var now = Time.GetTimestamp();
                 var count = 0;
                 for (; count < SyncChunk && left > 0 && _due.TryDequeue(out var entry); left--)
                 {
                     if (!entry.TakePending(now, out var hits))
                         continue; // its window is over: what was not sent no longer limits anyone
                     entries[count] = entry;
-                    updates[count++] = new CounterUpdate(entry.Key, hits, _time.GetElapsedTime(now, entry.ExpiresAt));
+                    updates[count++] = new CounterUpdate(entry.Key, hits, Time.GetElapsedTime(now, entry.ExpiresAt));
                 }
                 if (count == 0)
                     break;
@@ -178,7 +119,7 @@ public sealed partial class WriteBehindCounterStore : ICounterStore, IAsyncDispo
     }
 
     /// <summary>Decides an update here when its counter (and previous window, if any) are known and live.</summary>
-    private bool TryDecide(in CounterUpdate update, long now, out CounterResult result)
+    protected override bool TryAnswer(in CounterUpdate update, long now, out CounterResult result)
     {
         result = default;
         if (!TryGetLive(update.Key, now, out var entry))
@@ -200,39 +141,10 @@ public sealed partial class WriteBehindCounterStore : ICounterStore, IAsyncDispo
     private bool TryGetLive(string key, long now, out Entry entry) =>
         _entries.TryGetValue(key, out entry!) && entry.ExpiresAt > now;
 
-    private async ValueTask SeedAfterAsync(ValueTask pending, ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results)
-    {
-        await pending.ConfigureAwait(false);
-        Seed(updates.Span, results.Span, _time.GetTimestamp());
-    }
-
-    // Sends the updates not decided here, in their order, and puts each answer back in its slot.
-    private async ValueTask ForwardAsync(ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results, int[] slots, int count, CancellationToken cancellationToken)
-    {
-        var forwarded = ArrayPool<CounterUpdate>.Shared.Rent(count);
-        var answers = ArrayPool<CounterResult>.Shared.Rent(count);
-        try
-        {
-            var source = updates.Span;
-            for (var j = 0; j < count; j++)
-                forwarded[j] = source[slots[j]];
-            await _inner.UpdateAsync(forwarded.AsMemory(0, count), answers.AsMemory(0, count), cancellationToken).ConfigureAwait(false);
-            Seed(forwarded.AsSpan(0, count), answers.AsSpan(0, count), _time.GetTimestamp());
-            var target = results.Span;
-            for (var j = 0; j < count; j++)
-                target[slots[j]] = answers[j];
-        }
-        finally
-        {
-            ArrayPool<int>.Shared.Return(slots);
-            ArrayPool<CounterUpdate>.Shared.Return(forwarded, clearArray: true);
-            ArrayPool<CounterResult>.Shared.Return(answers);
-        }
-    }
-
     /// <summary>What the store answered becomes the local view: each counter's count, and each previous window's.</summary>
-    private void Seed(ReadOnlySpan<CounterUpdate> updates, ReadOnlySpan<CounterResult> results, long now)
+    protected override void Learn(ReadOnlySpan<CounterUpdate> updates, ReadOnlySpan<CounterResult> results)
     {
+        var now = Time.GetTimestamp();
         for (var i = 0; i < updates.Length; i++)
         {
             ref readonly var update = ref updates[i];
@@ -273,7 +185,7 @@ public sealed partial class WriteBehindCounterStore : ICounterStore, IAsyncDispo
     {
         try
         {
-            var now = _time.GetTimestamp();
+            var now = Time.GetTimestamp();
             if (now >= Interlocked.Read(ref _sweepAt))
             {
                 Interlocked.Exchange(ref _sweepAt, now + ToTimestamp(SweepInterval));
@@ -297,7 +209,7 @@ public sealed partial class WriteBehindCounterStore : ICounterStore, IAsyncDispo
     {
         try
         {
-            await _inner.UpdateAsync(updates.AsMemory(0, count), results.AsMemory(0, count), cancellationToken).ConfigureAwait(false);
+            await Inner.UpdateAsync(updates.AsMemory(0, count), results.AsMemory(0, count), cancellationToken).ConfigureAwait(false);
         }
         catch (CounterStoreException e)
         {
@@ -312,7 +224,7 @@ public sealed partial class WriteBehindCounterStore : ICounterStore, IAsyncDispo
                 LogSyncFailing(_logger, e.Message);
             return;
         }
-        var now = _time.GetTimestamp();
+        var now = Time.GetTimestamp();
         for (var i = 0; i < count; i++)
             entries[i].Sent(updates[i].Hits, results[i].Count, now);
         _syncsOk.Inc();
