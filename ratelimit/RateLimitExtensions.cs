@@ -47,8 +47,13 @@ public static class RateLimitExtensions
             services.TryAddSingleton(sp =>
             {
                 var o = sp.GetRequiredService<IOptions<RateLimitOptions>>().Value;
-                return new WriteBehindCounterStore(sp.GetRequiredService<RedisCounterStore>(), sp.GetRequiredService<TimeProvider>(), o.WriteBehindInterval,
-                    o.MaxMemoryCounters, sp.GetRequiredService<ILoggerFactory>().CreateLogger<WriteBehindCounterStore>(), sp.GetRequiredService<IMetricFactory>());
+                var time = sp.GetRequiredService<TimeProvider>();
+                // Syncs wait up to a second rather than a call's deadline: no caller waits for them, and one that times
+                // out is sent again, counting twice if Redis had applied it.
+                var syncs = new RedisCounterStore(sp.GetRequiredService<LegateRedis>().Multiplexer, timeout: RedisCounterStore.DefaultTimeout, timeProvider: time,
+                    batching: new RedisBatchOptions(o.RedisBatching, o.RedisBatchMaxCounters, o.RedisBatchesInFlight));
+                return new WriteBehindCounterStore(sp.GetRequiredService<RedisCounterStore>(), time, o.WriteBehindInterval, o.MaxMemoryCounters,
+                    sp.GetRequiredService<ILoggerFactory>().CreateLogger<WriteBehindCounterStore>(), sp.GetRequiredService<IMetricFactory>(), syncs);
             });
             services.TryAddSingleton<ICounterStore>(sp =>
             {

@@ -28,6 +28,7 @@ public sealed partial class WriteBehindCounterStore : LocalFirstCounterStore, IA
 
     private static readonly TimeSpan SweepInterval = TimeSpan.FromSeconds(10);
 
+    private readonly ICounterStore _syncStore;
     private readonly double _timestampsPerTick;
     private readonly long _intervalTimestamps;
     private readonly ExpiringMap<Entry> _entries;
@@ -41,12 +42,17 @@ public sealed partial class WriteBehindCounterStore : LocalFirstCounterStore, IA
     private int _failing;
     private long _sweepAt;
 
-    /// <param name="inner">The shared store (Redis), exact.</param>
+    /// <param name="inner">The shared store (Redis), exact, for the calls not decided here.</param>
     /// <param name="interval">How often the hits gathered here go to the shared store.</param>
-    /// <param name="maxCounters">Most counters known here; beyond it the ones closest to expiry go first (with any hits not sent yet).</param>
-    public WriteBehindCounterStore(ICounterStore inner, TimeProvider time, TimeSpan interval, int maxCounters, ILogger logger, IMetricFactory metrics)
+    /// <param name="maxCounters">Most counters known here; beyond it the ones closest to expiry go first (their hits not sent yet still go).</param>
+    /// <param name="syncStore">
+    /// The same shared store with a deadline for syncs: no caller waits for them, so they can wait longer than a call,
+    /// and a sync that times out is sent again (counted twice if it was applied). <paramref name="inner"/> when null.
+    /// </param>
+    public WriteBehindCounterStore(ICounterStore inner, TimeProvider time, TimeSpan interval, int maxCounters, ILogger logger, IMetricFactory metrics, ICounterStore? syncStore = null)
         : base(inner, time)
     {
+        _syncStore = syncStore ?? inner;
         ArgumentNullException.ThrowIfNull(metrics);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(interval, TimeSpan.Zero);
         Interval = interval;
@@ -209,9 +215,9 @@ public sealed partial class WriteBehindCounterStore : LocalFirstCounterStore, IA
     {
         try
         {
-            await Inner.UpdateAsync(updates.AsMemory(0, count), results.AsMemory(0, count), cancellationToken).ConfigureAwait(false);
+            await _syncStore.UpdateAsync(updates.AsMemory(0, count), results.AsMemory(0, count), cancellationToken).ConfigureAwait(false);
         }
-        catch (CounterStoreException e)
+        catch (Exception e) when (e is CounterStoreException or OperationCanceledException)
         {
             // Kept, and sent again with the next sync: nothing gathered here is lost while the store is away.
             for (var i = 0; i < count; i++)
@@ -219,6 +225,8 @@ public sealed partial class WriteBehindCounterStore : LocalFirstCounterStore, IA
                 if (entries[i].Unsent(updates[i].Hits))
                     _due.Enqueue(entries[i]);
             }
+            if (e is OperationCanceledException)
+                throw;
             _syncsFailed.Inc();
             if (Interlocked.Exchange(ref _failing, 1) == 0)
                 LogSyncFailing(_logger, e.Message);
