@@ -1,3 +1,4 @@
+using System.Globalization;
 using Legate.Authz;
 using Legate.Authz.ApiKeys;
 using Legate.Authz.Jwt;
@@ -29,6 +30,8 @@ public static class AuthzExtensions
     public static WebApplicationBuilder AddAuthz(this WebApplicationBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
+        // A CheckRequest carries the request's headers, and Envoy allows up to 8 MiB of them.
+        builder.AddLegateServiceDefaults([new("Legate:MaxReceiveMessageSize", (16 * 1024 * 1024).ToString(CultureInfo.InvariantCulture))]);
         var services = builder.Services;
         services.TryAddSingleton(sp => new JwksMetrics(sp.GetRequiredService<IMetricFactory>()));
         // Redis is used when configured (api_keys: {redis: true} needs it); without it authz runs on files alone.

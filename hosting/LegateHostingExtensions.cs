@@ -98,6 +98,18 @@ public static class LegateHostingExtensions
     }
 
     /// <summary>
+    /// A service's own defaults (e.g. authz's larger gRPC message limit), below every configuration source: whatever
+    /// hosts the service (its own process, <c>legate up</c>, a test) gets them, and any source can override them.
+    /// </summary>
+    public static WebApplicationBuilder AddLegateServiceDefaults(this WebApplicationBuilder builder, IEnumerable<KeyValuePair<string, string?>> defaults)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(defaults);
+        ((IConfigurationBuilder)builder.Configuration).Sources.Insert(0, new Microsoft.Extensions.Configuration.Memory.MemoryConfigurationSource { InitialData = defaults });
+        return builder;
+    }
+
+    /// <summary>
     /// Loads a named set of rules (<c>Legate:Rules:{name}</c>) with <typeparamref name="TLoader"/> before the server
     /// starts, and reloads it when the files change. Inject <see cref="RulesProvider{TRules}"/> to read it.
     /// </summary>

@@ -1,3 +1,4 @@
+using System.Globalization;
 using Legate.StatSink;
 using Legate.StatSink.DogStatsd;
 using Legate.StatSink.Exposition;
@@ -18,6 +19,8 @@ public static class StatSinkExtensions
     public static WebApplicationBuilder AddStatSink(this WebApplicationBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
+        // Envoy sends a whole flush as one message: a busy Envoy's passes the usual 4 MiB.
+        builder.AddLegateServiceDefaults([new("Legate:MaxReceiveMessageSize", (64 * 1024 * 1024).ToString(CultureInfo.InvariantCulture))]);
         var services = builder.Services;
         services.AddOptions<StatSinkOptions>().Bind(builder.Configuration.GetSection(StatSinkOptions.SectionName)).ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<StatSinkOptions>, StatSinkOptionsValidator>());

@@ -36,12 +36,7 @@ internal sealed class LocalServices : IAsyncDisposable
         try
         {
             running.Add(Path.Combine(outputDir, "authz"), ports[0],
-                // A CheckRequest carries the request headers (Envoy allows up to 8 MiB of them): the authz service's own default.
-                new()
-                {
-                    ["Legate:Rules:authz:Path"] = Path.Combine(outputDir, "authz", "policies.yaml"),
-                    ["Legate:MaxReceiveMessageSize"] = (16 * 1024 * 1024).ToString(System.Globalization.CultureInfo.InvariantCulture),
-                },
+                new() { ["Legate:Rules:authz:Path"] = Path.Combine(outputDir, "authz", "policies.yaml") },
                 b =>
                 {
                     b.AddLegateHosting("authz", AuthzExtensions.GrpcServiceName);
@@ -57,8 +52,7 @@ internal sealed class LocalServices : IAsyncDisposable
                 },
                 a => a.MapRateLimit());
             running.Add(outputDir, ports[2],
-                // Envoy's metrics flushes are large: the statsink service's own default.
-                new() { ["Legate:MaxReceiveMessageSize"] = (64 * 1024 * 1024).ToString(System.Globalization.CultureInfo.InvariantCulture) },
+                [],
                 b =>
                 {
                     b.AddLegateHosting("statsink", StatSinkExtensions.GrpcServiceName);
