@@ -597,11 +597,17 @@ internal sealed class RedisBatcher
         /// <summary>One timer for the batch, due at its first caller's deadline (calls queue in order).</summary>
         public void StartDeadline()
         {
-            var due = NextDeadline(owner._time.GetTimestamp());
+            long? earliest = null;
+            for (var c = 0; c < Count; c++)
+                earliest = Math.Min(earliest ?? long.MaxValue, _calls[c].Deadline);
+            if (earliest is not { } first)
+                return;
+            // At once for a call whose deadline passed since it was taken.
+            var due = owner._time.GetElapsedTime(owner._time.GetTimestamp(), first);
             lock (this)
             {
-                if (!_answered && due is { } d)
-                    _deadline = owner._time.CreateTimer(static state => ((Batch)state!).OnDeadline(), this, d, Timeout.InfiniteTimeSpan);
+                if (!_answered)
+                    _deadline = owner._time.CreateTimer(static state => ((Batch)state!).OnDeadline(), this, due < TimeSpan.Zero ? TimeSpan.Zero : due, Timeout.InfiniteTimeSpan);
             }
         }
 
