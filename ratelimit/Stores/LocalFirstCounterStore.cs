@@ -64,7 +64,16 @@ public abstract class LocalFirstCounterStore : ICounterStore
             if (forwarded == 0)
                 return ValueTask.CompletedTask;
             // None answered here: the call goes through as it is.
-            var pending = _inner.UpdateAsync(updates, results, cancellationToken);
+            ValueTask pending;
+            try
+            {
+                pending = _inner.UpdateAsync(updates, results, cancellationToken);
+            }
+            catch
+            {
+                Unanswered(updates.Span);
+                throw;
+            }
             if (!pending.IsCompletedSuccessfully)
                 return LearnAfterAsync(pending, updates, results);
             pending.GetAwaiter().GetResult();
@@ -85,6 +94,11 @@ public abstract class LocalFirstCounterStore : ICounterStore
     /// <summary>What the shared store answered for the updates sent to it (in their order).</summary>
     protected abstract void Learn(ReadOnlySpan<CounterUpdate> updates, ReadOnlySpan<CounterResult> results);
 
+    /// <summary>The shared store failed (or the caller cancelled) the updates sent to it: no answer to learn from.</summary>
+    protected virtual void Unanswered(ReadOnlySpan<CounterUpdate> updates)
+    {
+    }
+
     /// <summary>How many updates of a call were answered here and how many were sent on.</summary>
     protected virtual void Counted(int answered, int forwarded)
     {
@@ -92,7 +106,15 @@ public abstract class LocalFirstCounterStore : ICounterStore
 
     private async ValueTask LearnAfterAsync(ValueTask pending, ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results)
     {
-        await pending.ConfigureAwait(false);
+        try
+        {
+            await pending.ConfigureAwait(false);
+        }
+        catch
+        {
+            Unanswered(updates.Span);
+            throw;
+        }
         Learn(updates.Span, results.Span);
     }
 
@@ -106,7 +128,15 @@ public abstract class LocalFirstCounterStore : ICounterStore
             var source = updates.Span;
             for (var j = 0; j < count; j++)
                 forwarded[j] = source[slots[j]];
-            await _inner.UpdateAsync(forwarded.AsMemory(0, count), answers.AsMemory(0, count), cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await _inner.UpdateAsync(forwarded.AsMemory(0, count), answers.AsMemory(0, count), cancellationToken).ConfigureAwait(false);
+            }
+            catch
+            {
+                Unanswered(forwarded.AsSpan(0, count));
+                throw;
+            }
             Learn(forwarded.AsSpan(0, count), answers.AsSpan(0, count));
             var target = results.Span;
             for (var j = 0; j < count; j++)

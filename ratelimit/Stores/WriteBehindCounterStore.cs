@@ -12,7 +12,10 @@ namespace Legate.RateLimit.Stores;
 /// brings in the other replicas' hits. A counter's first call in a window (and any call naming a counter not known
 /// here) goes to the store exactly as without this layer, and what the store answers seeds the local view.
 /// <para>
-/// What it trades: one instance alone decides exactly as the store would. With several, a counter can admit more
+/// What it trades: one instance alone decides as the store would (while a call for a counter is out to the store, no
+/// call for it is decided here). The exception: a call that must go to the store although its counter has hits
+/// gathered here — a sliding-window call whose previous window is not known here — is decided by the store without
+/// them, until the next sync. With several instances, a counter can admit more
 /// than its limit until each replica has seen the others' hits: up to (replicas − 1) × (hits per replica per
 /// interval plus a round trip). While the store fails, known counters go on being decided here and their hits are
 /// kept and sent once it answers again; a sync that timed out may have been applied and is sent again, so it may
@@ -124,21 +127,28 @@ public sealed partial class WriteBehindCounterStore : LocalFirstCounterStore, IA
         }
     }
 
-    /// <summary>Decides an update here when its counter (and previous window, if any) are known and live.</summary>
+    /// <summary>
+    /// Decides an update here when its counter is known and no call for it is out to the store, and its previous
+    /// window (if any) is known. Otherwise the update goes to the store, and until it (and every other call for that
+    /// counter sent meanwhile) has answered, no call for the counter is decided here: a call decided by the store alone
+    /// does not see the hits gathered here, so while one is out, deciding here too could admit more than the limit.
+    /// </summary>
     protected override bool TryAnswer(in CounterUpdate update, long now, out CounterResult result)
     {
         result = default;
-        if (!TryGetLive(update.Key, now, out var entry))
-            return false;
+        var entry = GetOrAddLive(update.Key, update.Ttl, now);
         ulong previous = 0;
         if (update.PreviousWindowKey is { } previousKey)
         {
-            if (!TryGetLive(previousKey, now, out var previousEntry))
+            if (!TryGetLive(previousKey, now, out var previousEntry) || !previousEntry.TryRead(out previous))
+            {
+                entry.Forwarding();
                 return false;
-            previous = previousEntry.Count;
+            }
         }
         var weighted = update.OnlyIfWithinLimit ? CounterMath.Weighted(previous, CounterMath.Weight(update)) : 0;
-        result = entry.Apply(update, previous, weighted, now, _intervalTimestamps, out var due);
+        if (!entry.TryApply(update, previous, weighted, now, _intervalTimestamps, out result, out var due))
+            return false;
         if (due)
             _due.Enqueue(entry);
         return true;
@@ -146,6 +156,19 @@ public sealed partial class WriteBehindCounterStore : LocalFirstCounterStore, IA
 
     private bool TryGetLive(string key, long now, out Entry entry) =>
         _entries.TryGetValue(key, out entry!) && entry.ExpiresAt > now;
+
+    /// <summary>The live entry for the key; a new one (not knowing the count yet) when there is none or it expired.</summary>
+    private Entry GetOrAddLive(string key, TimeSpan ttl, long now)
+    {
+        while (true)
+        {
+            if (_entries.TryGetValue(key, out var existing) && existing.ExpiresAt > now)
+                return existing;
+            var fresh = new Entry(key, now + ToTimestamp(ttl));
+            if (existing is null ? _entries.TryAdd(key, fresh, now) : _entries.TryReplace(key, fresh, existing))
+                return fresh;
+        }
+    }
 
     /// <summary>What the store answered becomes the local view: each counter's count, and each previous window's.</summary>
     protected override void Learn(ReadOnlySpan<CounterUpdate> updates, ReadOnlySpan<CounterResult> results)
@@ -157,26 +180,21 @@ public sealed partial class WriteBehindCounterStore : LocalFirstCounterStore, IA
             var result = results[i];
             // A refused update reports count + hits; the store holds the count.
             var stored = result.Applied ? result.Count : result.Count - Math.Min(result.Count, update.Hits);
-            Learn(update.Key, stored, now + ToTimestamp(update.Ttl), now);
+            GetOrAddLive(update.Key, update.Ttl, now).Answered(stored, now);
             // The previous window is only read: it is kept as long as the window that reads it.
             if (update.PreviousWindowKey is { } previous)
-                Learn(previous, result.PreviousWindowCount, now + ToTimestamp(update.Ttl), now);
+                GetOrAddLive(previous, update.Ttl, now).Heard(result.PreviousWindowCount, now);
         }
         _counters.Set(_entries.Count);
     }
 
-    private void Learn(string key, ulong stored, long expiresAt, long now)
+    protected override void Unanswered(ReadOnlySpan<CounterUpdate> updates)
     {
-        while (true)
+        var now = Time.GetTimestamp();
+        foreach (ref readonly var update in updates)
         {
-            if (_entries.TryGetValue(key, out var existing) && existing.ExpiresAt > now)
-            {
-                existing.Learn(stored, now);
-                return;
-            }
-            var fresh = new Entry(key, expiresAt, stored, now);
-            if (existing is null ? _entries.TryAdd(key, fresh, now) : _entries.TryReplace(key, fresh, existing))
-                return;
+            if (TryGetLive(update.Key, now, out var entry))
+                entry.Unanswered();
         }
     }
 
@@ -260,44 +278,62 @@ public sealed partial class WriteBehindCounterStore : LocalFirstCounterStore, IA
 
     /// <summary>
     /// One counter as this instance sees it: the store's count when last heard (<c>stored</c>), hits sent and not yet
-    /// answered (<c>sending</c>) and hits not sent yet (<c>pending</c>). Their sum is what this instance decides on.
+    /// answered (<c>sending</c>) and hits not sent yet (<c>pending</c>). Their sum is what this instance decides on,
+    /// once the store has answered a call for the counter (<c>known</c>) and while no call for it is out (<c>forwarded</c>).
     /// </summary>
-    private sealed class Entry(string key, long expiresAt, ulong stored, long heardAt) : IExpiring
+    private sealed class Entry(string key, long expiresAt) : IExpiring
     {
         private readonly Lock _lock = new();
-        private ulong _stored = stored;
+        private ulong _stored;
         private ulong _sending;
         private ulong _pending;
-        private long _heardAt = heardAt;
+        private long _heardAt;
+        private bool _known;
+        private int _forwarded;
         private int _due;
 
         public string Key { get; } = key;
 
         public long ExpiresAt { get; } = expiresAt;
 
-        public ulong Count
+        private ulong Sum() => CounterMath.Add(CounterMath.Add(_stored, _sending), _pending);
+
+        /// <summary>The count, for a previous window read here; false while it is not known or a call for it is out.</summary>
+        public bool TryRead(out ulong count)
         {
-            get
+            lock (_lock)
             {
-                lock (_lock)
-                    return Sum();
+                count = Sum();
+                return _known && _forwarded == 0;
             }
         }
 
-        private ulong Sum() => CounterMath.Add(CounterMath.Add(_stored, _sending), _pending);
+        /// <summary>A call for the counter goes to the store (see <see cref="Answered"/> and <see cref="Unanswered"/>).</summary>
+        public void Forwarding()
+        {
+            lock (_lock)
+                _forwarded++;
+        }
 
         /// <summary>
-        /// Decides the update on this instance's view. <paramref name="due"/> (true once until the next sync takes the
-        /// entry) asks for it to be queued for that sync: it holds hits not sent, or what the store said is older than
-        /// an interval (so a counter only read here still hears the other replicas' hits).
+        /// Decides the update on this instance's view; false (and the call counted as going to the store) when the
+        /// count is not known or a call for the counter is out. <paramref name="due"/> (true once until the next sync
+        /// takes the entry) asks for it to be queued for that sync: it holds hits not sent, or what the store said is
+        /// older than an interval (so a counter only read here still hears the other replicas' hits).
         /// </summary>
-        public CounterResult Apply(in CounterUpdate update, ulong previous, ulong weighted, long now, long interval, out bool due)
+        public bool TryApply(in CounterUpdate update, ulong previous, ulong weighted, long now, long interval, out CounterResult result, out bool due)
         {
             var hits = update.Hits;
-            CounterResult result;
             bool needed;
             lock (_lock)
             {
+                if (!_known || _forwarded > 0)
+                {
+                    _forwarded++;
+                    result = default;
+                    due = false;
+                    return false;
+                }
                 var count = Sum();
                 if (update.OnlyIfWithinLimit && !CounterMath.WithinLimit(count, hits, weighted, update.Limit))
                 {
@@ -311,7 +347,7 @@ public sealed partial class WriteBehindCounterStore : LocalFirstCounterStore, IA
                 needed = _pending > 0 || now - _heardAt >= interval;
             }
             due = needed && Volatile.Read(ref _due) == 0 && Interlocked.Exchange(ref _due, 1) == 0;
-            return result;
+            return true;
         }
 
         /// <summary>Takes the hits to send; false when the counter's window is over (they are dropped).</summary>
@@ -351,12 +387,34 @@ public sealed partial class WriteBehindCounterStore : LocalFirstCounterStore, IA
             return Interlocked.Exchange(ref _due, 1) == 0;
         }
 
-        /// <summary>A count the store answered a forwarded call with: newer than the one held if larger (counts only grow).</summary>
-        public void Learn(ulong stored, long now)
+        /// <summary>The store answered a call sent for this counter: its count (counts only grow, so the larger is newer).</summary>
+        public void Answered(ulong stored, long now)
+        {
+            lock (_lock)
+            {
+                Heard(stored, now);
+                if (_forwarded > 0)
+                    _forwarded--;
+            }
+        }
+
+        /// <summary>A call sent for this counter failed: nothing learnt.</summary>
+        public void Unanswered()
+        {
+            lock (_lock)
+            {
+                if (_forwarded > 0)
+                    _forwarded--;
+            }
+        }
+
+        /// <summary>The store's count, read by a call for another counter (a previous window).</summary>
+        public void Heard(ulong stored, long now)
         {
             lock (_lock)
             {
                 _stored = Math.Max(_stored, stored);
+                _known = true;
                 _heardAt = now;
             }
         }

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using Legate.RateLimit.Stores;
 using Legate.Testing;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -201,5 +202,102 @@ public sealed class WriteBehindReplicaTests
         await store.DisposeAsync();
         var count = (long)await multiplexer.GetDatabase().StringGetAsync(known);
         Assert.InRange(count, 5, 5 + 3);
+    }
+}
+
+/// <summary>Write-behind over a store whose answers the test releases one by one: when a counter is decided here.</summary>
+public sealed class WriteBehindGatingTests : IAsyncDisposable
+{
+    private readonly FakeTimeProvider _time = new(DateTimeOffset.UnixEpoch.AddYears(56));
+    private readonly GatedStore _gated;
+    private readonly WriteBehindCounterStore _store;
+
+    public WriteBehindGatingTests()
+    {
+        _gated = new GatedStore(new MemoryCounterStore(_time));
+        _store = new WriteBehindCounterStore(_gated, _time, TimeSpan.FromMilliseconds(100), 10_000, NullLogger.Instance, Metrics.WithCustomRegistry(Metrics.NewCustomRegistry()));
+    }
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+
+    private (Task Call, CounterResult[] Results) Admit(ulong limit)
+    {
+        var results = new CounterResult[1];
+        return (_store.UpdateAsync(new[] { new CounterUpdate("k", 1, TimeSpan.FromMinutes(2), limit, OnlyIfWithinLimit: true) }, results, Ct).AsTask(), results);
+    }
+
+    [Fact]
+    public async Task WhileACallForACounterIsOutToTheStore_NoCallForItIsDecidedHere()
+    {
+        // Two first calls go to the store; the first answers, so the count is known, but the second is still out.
+        var a = Admit(2);
+        var b = Admit(2);
+        await _gated.ReleaseNextAsync();
+        await a.Call;
+
+        // Decided here, this call would see 1 and admit (1 + 1 ≤ 2), then b's answer 2 would make 3: over the limit.
+        var c = Admit(2);
+        Assert.False(c.Call.IsCompleted); // it went to the store, behind b
+
+        await _gated.ReleaseNextAsync();
+        await b.Call;
+        await _gated.ReleaseNextAsync();
+        await c.Call;
+        Assert.Equal([true, true, false], new[] { a, b, c }.Select(x => x.Results[0].Applied));
+
+        // Nothing out any more: decided here, at once.
+        var d = Admit(2);
+        Assert.True(d.Call.IsCompletedSuccessfully);
+        Assert.False(d.Results[0].Applied);
+        Assert.Equal(0, _gated.Waiting);
+    }
+
+    [Fact]
+    public async Task ACallTheStoreFails_LeavesTheCounterUnknown_AndTheNextCallAsksTheStoreAgain()
+    {
+        var a = Admit(2);
+        _gated.FailNext();
+        await Assert.ThrowsAsync<CounterStoreException>(() => a.Call);
+
+        var b = Admit(2);
+        Assert.False(b.Call.IsCompleted);
+        await _gated.ReleaseNextAsync();
+        await b.Call;
+        Assert.True(b.Results[0].Applied);
+        Assert.True(Admit(2).Call.IsCompletedSuccessfully); // known now: decided here
+    }
+
+    /// <summary>Holds every call until the test releases it (in order), then lets the inner store answer it.</summary>
+    private sealed class GatedStore(ICounterStore inner) : ICounterStore
+    {
+        private readonly ConcurrentQueue<TaskCompletionSource<bool>> _gates = new();
+
+        public string Name => "gated";
+
+        public int Waiting => _gates.Count;
+
+        public async ValueTask UpdateAsync(ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results, CancellationToken cancellationToken)
+        {
+            var gate = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+            _gates.Enqueue(gate);
+            if (!await gate.Task)
+                throw new CounterStoreException("failed by the test");
+            await inner.UpdateAsync(updates, results, cancellationToken);
+        }
+
+        public Task ReleaseNextAsync()
+        {
+            Assert.True(_gates.TryDequeue(out var gate));
+            gate.SetResult(true);
+            return Task.CompletedTask;
+        }
+
+        public void FailNext()
+        {
+            Assert.True(_gates.TryDequeue(out var gate));
+            gate.SetResult(false);
+        }
     }
 }
