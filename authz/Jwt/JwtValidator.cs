@@ -1,5 +1,7 @@
 using System.Buffers;
 using System.Buffers.Text;
+using System.Collections.ObjectModel;
+using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
@@ -32,7 +34,6 @@ public sealed class JwtValidator
 
     private const int MaxHeaderChars = 4096;
     private static readonly JsonReaderOptions HeaderReaderOptions = new() { MaxDepth = 8 };
-    private static readonly JsonDocumentOptions PayloadOptions = new() { MaxDepth = 32 };
 
     private readonly TimeProvider _time;
     private readonly ValidatedTokenCache? _cache;
@@ -182,66 +183,121 @@ public sealed class JwtValidator
 
     /// <summary>The (signature-checked) payload's claims checked and turned into an identity; a payload that cannot be
     /// read is a malformed token. Internal for the tests, which compare it with a reference reading.</summary>
+    [SkipLocalsInit]
     internal JwtResult ReadPayload(JwtProvider provider, ReadOnlySpan<char> encodedPayload)
     {
+        // Decoded onto the stack (a usual payload is a few hundred bytes; the stack buffer is not zeroed), else pooled.
+        var maxLength = Base64Url.GetMaxDecodedLength(encodedPayload.Length);
+        byte[]? rented = null;
+        var json = maxLength <= StackPayloadBytes ? stackalloc byte[StackPayloadBytes] : (rented = ArrayPool<byte>.Shared.Rent(maxLength));
+        var members = new PayloadMembers();
         try
         {
-            return CheckClaimsAndBuild(provider, encodedPayload);
+            if (!Base64Url.TryDecodeFromChars(encodedPayload, json, out var length))
+                return JwtResult.Fail(JwtFailureReason.Malformed);
+            return CheckClaimsAndBuild(provider, json[..length], ref members);
         }
-        catch (Exception e) when (e is ArgumentException or JsonException or FormatException or OverflowException or InvalidOperationException)
+        catch (Exception e) when (IsPayloadError(e))
         {
             return JwtResult.Fail(JwtFailureReason.Malformed);
+        }
+        finally
+        {
+            members.Return();
+            if (rented is not null)
+                ArrayPool<byte>.Shared.Return(rented);
         }
     }
 
-    /// <summary>The payload, parsed once: iss, aud, exp (required), nbf, iat, max lifetime, then the identity.</summary>
-    private JwtResult CheckClaimsAndBuild(JwtProvider provider, ReadOnlySpan<char> encodedPayload)
+    private const int StackPayloadBytes = 2048;
+
+    /// <summary>What reading a payload throws on bad input: JSON syntax or depth, undecodable text or escapes, bad base64.</summary>
+    private static bool IsPayloadError(Exception e) =>
+        e is ArgumentException or JsonException or FormatException or OverflowException or InvalidOperationException;
+
+    /// <summary>
+    /// The payload, read once by a <see cref="Utf8JsonReader"/>: iss, aud, exp (required), nbf, iat, max lifetime, then
+    /// the identity. It answers exactly as the <see cref="JsonDocument"/> reading it replaced (the tests compare the two),
+    /// which cost a document, a dictionary and a set per call: a duplicate member (names compared unescaped, so
+    /// "\u0069ss" is iss) is malformed wherever it is, top-level names and string values must decode, numbers and
+    /// booleans are kept as written, and an aud or scp array's elements are decoded only when that check is reached.
+    /// </summary>
+    private JwtResult CheckClaimsAndBuild(JwtProvider provider, ReadOnlySpan<byte> json, ref PayloadMembers members)
     {
-        var payload = Base64Url.DecodeFromChars(encodedPayload);
-        using var document = JsonDocument.Parse(payload, PayloadOptions);
-        if (document.RootElement.ValueKind != JsonValueKind.Object)
+        var options = provider.Options;
+        var reader = new Utf8JsonReader(json, PayloadReaderOptions);
+        if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
             return JwtResult.Fail(JwtFailureReason.Malformed);
-        var claims = new Dictionary<string, string>(StringComparer.Ordinal);
-        var names = new HashSet<string>(StringComparer.Ordinal);
-        List<string>? scopes = null;
-        JsonElement? scp = null;
-        JsonElement? iss = null, aud = null, exp = null, nbf = null, iat = null;
-        foreach (var claim in document.RootElement.EnumerateObject())
+        string? issuer = null, subject = null, scope = null, scpText = null, audience = null;
+        List<string>? scpList = null;
+        bool scpArray = false, audArray = false, undecodableAud = false, undecodableScp = false;
+        TimeClaim exp = default, nbf = default, iat = default;
+        while (reader.Read() && reader.TokenType != JsonTokenType.EndObject)
         {
+            var name = NameOf(ref reader);
             // Duplicate members are ambiguous (parsers disagree on which wins): refuse rather than guess.
-            if (!names.Add(claim.Name))
+            if (!members.AddName(name) || !reader.Read())
                 return JwtResult.Fail(JwtFailureReason.Malformed);
-            var value = claim.Value;
-            switch (value.ValueKind)
+            var kind = reader.TokenType;
+            var text = kind switch
             {
-                case JsonValueKind.String:
-                    claims[claim.Name] = value.GetString()!;
+                JsonTokenType.String => name switch
+                {
+                    "iss" => SharedOrString(ref reader, options.Issuer),
+                    "aud" => SharedOrString(ref reader, options.Audiences),
+                    _ => reader.GetString()!,
+                },
+                JsonTokenType.Number => Encoding.UTF8.GetString(reader.ValueSpan),
+                JsonTokenType.True => "true",
+                JsonTokenType.False => "false",
+                _ => null,
+            };
+            if (text is not null)
+                members.AddClaim(name, text);
+            switch (name)
+            {
+                case "iss":
+                    issuer = kind == JsonTokenType.String ? text : null;
                     break;
-                case JsonValueKind.Number or JsonValueKind.True or JsonValueKind.False:
-                    claims[claim.Name] = value.GetRawText();
+                case "sub":
+                    subject = text;
+                    break;
+                case "aud" when kind == JsonTokenType.String:
+                    audience = provider.Audiences.Contains(text!) ? text : null;
+                    break;
+                case "aud" when kind == JsonTokenType.StartArray:
+                    audArray = true;
+                    undecodableAud = !TryReadAudience(ref reader, provider, out audience);
+                    break;
+                case "exp": exp = ReadTime(ref reader); break;
+                case "nbf": nbf = ReadTime(ref reader); break;
+                case "iat": iat = ReadTime(ref reader); break;
+                case "scope" when kind == JsonTokenType.String:
+                    scope = text;
+                    break;
+                case "scp" when kind == JsonTokenType.String:
+                    scpText = text;
+                    break;
+                case "scp" when kind == JsonTokenType.StartArray:
+                    scpArray = true;
+                    undecodableScp = !TryReadStrings(ref reader, out scpList);
                     break;
             }
-            switch (claim.Name)
-            {
-                case "iss": iss = value; break;
-                case "aud": aud = value; break;
-                case "exp": exp = value; break;
-                case "nbf": nbf = value; break;
-                case "iat": iat = value; break;
-                case "scope" when value.ValueKind == JsonValueKind.String:
-                    scopes = [.. value.GetString()!.Split(' ', StringSplitOptions.RemoveEmptyEntries)];
-                    break;
-                case "scp": scp = value; break;
-            }
+            if (reader.TokenType is JsonTokenType.StartObject or JsonTokenType.StartArray)
+                reader.Skip();
         }
+        // Nothing may follow the object (the reader throws on anything but whitespace).
+        if (reader.TokenType != JsonTokenType.EndObject || reader.Read())
+            return JwtResult.Fail(JwtFailureReason.Malformed);
 
         // exp is required (RFC 8725 §3.10 advice; a token without it never expires).
-        if (exp is null)
+        if (!exp.Present)
             return JwtResult.Fail(JwtFailureReason.Expired);
-        if (!TryReadTime(exp.Value, out var expires) || !TryReadOptionalTime(nbf, out var notBefore) || !TryReadOptionalTime(iat, out var issuedAt))
+        if (!exp.Valid || (nbf.Present && !nbf.Valid) || (iat.Present && !iat.Valid))
             return JwtResult.Fail(JwtFailureReason.Malformed);
+        var expires = exp.Time;
+        DateTimeOffset? notBefore = nbf.Present ? nbf.Time : null, issuedAt = iat.Present ? iat.Time : null;
 
-        var options = provider.Options;
         var now = _time.GetUtcNow();
         // Boundaries: exp = now - skew is still accepted, one tick later is not (Envoy's and IdentityModel's convention).
         if (now > expires + options.ClockSkew)
@@ -258,71 +314,234 @@ public sealed class JwtValidator
         }
 
         // Exact, case-sensitive issuer; no trailing-slash or case folding.
-        if (iss is not { ValueKind: JsonValueKind.String } issuer || !issuer.ValueEquals(options.Issuer))
+        if (issuer is null || !string.Equals(issuer, options.Issuer, StringComparison.Ordinal))
             return JwtResult.Fail(JwtFailureReason.WrongIssuer);
-
-        string? audience = null;
-        if (aud is { ValueKind: JsonValueKind.String } single)
-        {
-            audience = provider.Audiences.Contains(single.GetString()!) ? single.GetString() : null;
-        }
-        else if (aud is { ValueKind: JsonValueKind.Array } several)
-        {
-            foreach (var element in several.EnumerateArray())
-            {
-                if (element.ValueKind == JsonValueKind.String && element.GetString() is { } candidate && provider.Audiences.Contains(candidate))
-                {
-                    audience = candidate;
-                    break;
-                }
-            }
-        }
+        if (audArray && undecodableAud)
+            return JwtResult.Fail(JwtFailureReason.Malformed);
         if (audience is null)
             return JwtResult.Fail(JwtFailureReason.WrongAudience);
 
-        if (scopes is null && scp is { } scpValue)
+        // From scope (a space-separated string), else scp (the same, or an array of strings).
+        IReadOnlyList<string> scopes = [];
+        if (scope is not null)
         {
-            scopes = scpValue.ValueKind switch
-            {
-                JsonValueKind.String => [.. scpValue.GetString()!.Split(' ', StringSplitOptions.RemoveEmptyEntries)],
-                JsonValueKind.Array => [.. scpValue.EnumerateArray().Where(e => e.ValueKind == JsonValueKind.String).Select(e => e.GetString()!)],
-                _ => null,
-            };
+            scopes = SplitScopes(scope);
+        }
+        else if (scpText is not null)
+        {
+            scopes = SplitScopes(scpText);
+        }
+        else if (scpArray)
+        {
+            if (undecodableScp)
+                return JwtResult.Fail(JwtFailureReason.Malformed);
+            scopes = scpList!.AsReadOnly();
         }
 
-        var subject = claims.GetValueOrDefault("sub") is { Length: > 0 } sub ? sub : null;
-        return JwtResult.Success(new JwtIdentity(subject, options.Issuer, audience, expires,
-            scopes?.AsReadOnly() ?? (IReadOnlyList<string>)[], claims.AsReadOnly()));
+        return JwtResult.Success(new JwtIdentity(subject is { Length: > 0 } ? subject : null, options.Issuer, audience, expires, scopes,
+            members.Claims()));
     }
 
-    // NumericDate (RFC 7519 §2): seconds since the epoch, possibly fractional (truncated, as IdentityModel does).
-    private static bool TryReadTime(JsonElement value, out DateTimeOffset time)
+    private static readonly JsonReaderOptions PayloadReaderOptions = new() { MaxDepth = 32 };
+
+    /// <summary>A member name; the names most tokens carry are shared strings, so reading them allocates nothing.</summary>
+    private static string NameOf(ref Utf8JsonReader reader)
     {
-        time = default;
-        if (value.ValueKind != JsonValueKind.Number)
-            return false;
-        long seconds;
-        if (!value.TryGetInt64(out seconds))
+        if (reader.TokenType != JsonTokenType.PropertyName)
+            throw new JsonException();
+        if (!reader.ValueIsEscaped)
         {
-            if (!value.TryGetDouble(out var fractional) || !double.IsFinite(fractional) || Math.Abs(fractional) > 1e15)
-                return false;
+            var name = reader.ValueSpan;
+            var known = name.Length switch
+            {
+                3 => name.SequenceEqual("iss"u8) ? "iss" : name.SequenceEqual("sub"u8) ? "sub" : name.SequenceEqual("aud"u8) ? "aud"
+                    : name.SequenceEqual("exp"u8) ? "exp" : name.SequenceEqual("nbf"u8) ? "nbf" : name.SequenceEqual("iat"u8) ? "iat"
+                    : name.SequenceEqual("jti"u8) ? "jti" : name.SequenceEqual("azp"u8) ? "azp" : name.SequenceEqual("scp"u8) ? "scp"
+                    : name.SequenceEqual("sid"u8) ? "sid" : name.SequenceEqual("acr"u8) ? "acr" : name.SequenceEqual("amr"u8) ? "amr"
+                    : name.SequenceEqual("tid"u8) ? "tid" : name.SequenceEqual("oid"u8) ? "oid" : null,
+                4 => name.SequenceEqual("name"u8) ? "name" : null,
+                5 => name.SequenceEqual("scope"u8) ? "scope" : name.SequenceEqual("email"u8) ? "email" : name.SequenceEqual("nonce"u8) ? "nonce"
+                    : name.SequenceEqual("roles"u8) ? "roles" : null,
+                6 => name.SequenceEqual("groups"u8) ? "groups" : null,
+                9 => name.SequenceEqual("client_id"u8) ? "client_id" : name.SequenceEqual("auth_time"u8) ? "auth_time" : null,
+                18 => name.SequenceEqual("preferred_username"u8) ? "preferred_username" : null,
+                _ => null,
+            };
+            if (known is not null)
+                return known;
+        }
+        return reader.GetString()!;
+    }
+
+    /// <summary>A string value that is the configured text (the usual iss and aud) as that string: no copy, nothing to decode.</summary>
+    private static string SharedOrString(ref Utf8JsonReader reader, string shared) =>
+        reader.ValueTextEquals(shared) ? shared : reader.GetString()!;
+
+    private static string SharedOrString(ref Utf8JsonReader reader, IReadOnlyList<string> shared)
+    {
+        for (var i = 0; i < shared.Count; i++)
+        {
+            if (reader.ValueTextEquals(shared[i]))
+                return shared[i];
+        }
+        return reader.GetString()!;
+    }
+
+    /// <summary>
+    /// An aud array: the first string element that is one of the provider's audiences. False when an element before it
+    /// cannot be decoded (bad UTF-8, a lone surrogate escape): the token is then malformed, but only once the audience
+    /// check is reached, as when elements were decoded on demand.
+    /// </summary>
+    private static bool TryReadAudience(ref Utf8JsonReader reader, JwtProvider provider, out string? audience)
+    {
+        audience = null;
+        var decodable = true;
+        while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
+        {
+            if (reader.TokenType == JsonTokenType.String && audience is null && decodable)
+            {
+                decodable = TryGetString(ref reader, out var candidate);
+                if (decodable && provider.Audiences.Contains(candidate!))
+                    audience = candidate;
+            }
+            else if (reader.TokenType is JsonTokenType.StartObject or JsonTokenType.StartArray)
+            {
+                reader.Skip();
+            }
+        }
+        return decodable;
+    }
+
+    /// <summary>An scp array's string elements; false when one cannot be decoded (malformed once scp is used).</summary>
+    private static bool TryReadStrings(ref Utf8JsonReader reader, out List<string> strings)
+    {
+        strings = [];
+        var decodable = true;
+        while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
+        {
+            if (reader.TokenType == JsonTokenType.String && decodable)
+            {
+                decodable = TryGetString(ref reader, out var value);
+                if (decodable)
+                    strings.Add(value!);
+            }
+            else if (reader.TokenType is JsonTokenType.StartObject or JsonTokenType.StartArray)
+            {
+                reader.Skip();
+            }
+        }
+        return decodable;
+    }
+
+    private static bool TryGetString(ref Utf8JsonReader reader, out string? value)
+    {
+        try
+        {
+            value = reader.GetString();
+            return true;
+        }
+        catch (Exception e) when (IsPayloadError(e))
+        {
+            value = null;
+            return false;
+        }
+    }
+
+    private static ReadOnlyCollection<string> SplitScopes(string scope)
+    {
+        var count = 0;
+        for (var i = 0; i < scope.Length; i++)
+        {
+            if (scope[i] != ' ' && (i == 0 || scope[i - 1] == ' '))
+                count++;
+        }
+        if (count == 0)
+            return ReadOnlyCollection<string>.Empty;
+        var scopes = new string[count];
+        var n = 0;
+        foreach (var range in scope.AsSpan().Split(' '))
+        {
+            if (range.End.Value > range.Start.Value)
+                scopes[n++] = scope[range];
+        }
+        return new ReadOnlyCollection<string>(scopes);
+    }
+
+    /// <summary>A NumericDate member: absent, unusable (not a number, out of range), or a time.</summary>
+    private readonly record struct TimeClaim(bool Present, bool Valid, DateTimeOffset Time);
+
+    // NumericDate (RFC 7519 §2): seconds since the epoch, possibly fractional (truncated, as IdentityModel does).
+    private static TimeClaim ReadTime(ref Utf8JsonReader reader)
+    {
+        if (reader.TokenType != JsonTokenType.Number)
+            return new TimeClaim(true, false, default);
+        if (!reader.TryGetInt64(out var seconds))
+        {
+            if (!reader.TryGetDouble(out var fractional) || !double.IsFinite(fractional) || Math.Abs(fractional) > 1e15)
+                return new TimeClaim(true, false, default);
             seconds = (long)Math.Truncate(fractional);
         }
         if (seconds < MinUnixSeconds || seconds > MaxUnixSeconds)
-            return false;
-        time = DateTimeOffset.FromUnixTimeSeconds(seconds);
-        return true;
+            return new TimeClaim(true, false, default);
+        return new TimeClaim(true, true, DateTimeOffset.FromUnixTimeSeconds(seconds));
     }
 
-    private static bool TryReadOptionalTime(JsonElement? value, out DateTimeOffset? time)
+    /// <summary>
+    /// The payload's member names, for duplicates (compared in order while there are few, in a set beyond that), and its
+    /// claims with a scalar value, in pooled arrays while reading; the identity gets an exact-size copy of the claims.
+    /// </summary>
+    private struct PayloadMembers
     {
-        time = null;
-        if (value is null)
+        private const int LinearNames = 32;
+        private string[]? _names;
+        private int _nameCount;
+        private HashSet<string>? _nameSet;
+        private KeyValuePair<string, string>[]? _claims;
+        private int _claimCount;
+
+        public bool AddName(string name)
+        {
+            if (_nameSet is not null)
+                return _nameSet.Add(name);
+            _names ??= ArrayPool<string>.Shared.Rent(LinearNames);
+            for (var i = 0; i < _nameCount; i++)
+            {
+                if (string.Equals(_names[i], name, StringComparison.Ordinal))
+                    return false;
+            }
+            if (_nameCount == LinearNames)
+            {
+                _nameSet = new HashSet<string>(new ArraySegment<string>(_names, 0, _nameCount), StringComparer.Ordinal);
+                return _nameSet.Add(name);
+            }
+            _names[_nameCount++] = name;
             return true;
-        if (!TryReadTime(value.Value, out var read))
-            return false;
-        time = read;
-        return true;
+        }
+
+        public void AddClaim(string name, string value)
+        {
+            _claims ??= ArrayPool<KeyValuePair<string, string>>.Shared.Rent(16);
+            if (_claimCount == _claims.Length)
+            {
+                var larger = ArrayPool<KeyValuePair<string, string>>.Shared.Rent(_claims.Length * 2);
+                _claims.AsSpan().CopyTo(larger);
+                ArrayPool<KeyValuePair<string, string>>.Shared.Return(_claims, clearArray: true);
+                _claims = larger;
+            }
+            _claims[_claimCount++] = KeyValuePair.Create(name, value);
+        }
+
+        public readonly JwtClaims Claims() => new(_claims is null ? [] : _claims.AsSpan(0, _claimCount).ToArray());
+
+        public void Return()
+        {
+            if (_names is not null)
+                ArrayPool<string>.Shared.Return(_names, clearArray: true);
+            if (_claims is not null)
+                ArrayPool<KeyValuePair<string, string>>.Shared.Return(_claims, clearArray: true);
+            _names = null;
+            _claims = null;
+        }
     }
 
     private static readonly long MinUnixSeconds = DateTimeOffset.MinValue.ToUnixTimeSeconds();
