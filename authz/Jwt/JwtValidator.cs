@@ -62,6 +62,9 @@ public sealed class JwtValidator
     /// <summary>Signature verifications performed (cache misses that reached the handler).</summary>
     public long Verifications => Interlocked.Read(ref _verifications);
 
+    /// <summary>Whether validated tokens are cached (a repeated token then brings back the same <see cref="JwtIdentity"/>).</summary>
+    internal bool CachesTokens => _cache is not null;
+
     /// <summary>Whether RS256/RS384/RS512 signatures go to OpenSSL (asked for, and libcrypto.so.3 usable).</summary>
     public bool NativeRsa => _nativeRsa;
 
