@@ -550,29 +550,21 @@ public sealed class JwtValidator
     private static readonly long MinUnixSeconds = DateTimeOffset.MinValue.ToUnixTimeSeconds();
     private static readonly long MaxUnixSeconds = DateTimeOffset.MaxValue.ToUnixTimeSeconds();
 
-    private static JwtFailureReason CheckShape(ReadOnlySpan<char> token, out int headerEnd, out int payloadEnd)
+    // Only unpadded base64url: '=', '+', '/', whitespace and non-ASCII are refused, never "repaired".
+    private static readonly SearchValues<char> Base64UrlChars = SearchValues.Create("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_");
+
+    /// <summary>Exactly two dots, a header and a payload, and base64url characters only (vectorised: a char loop over a
+    /// 600-character token cost about a microsecond). Internal for the tests, which compare it with that loop.</summary>
+    internal static JwtFailureReason CheckShape(ReadOnlySpan<char> token, out int headerEnd, out int payloadEnd)
     {
-        headerEnd = payloadEnd = -1;
-        var dots = 0;
-        for (var i = 0; i < token.Length; i++)
-        {
-            var c = token[i];
-            if (c == '.')
-            {
-                if (++dots == 1)
-                    headerEnd = i;
-                else if (dots == 2)
-                    payloadEnd = i;
-                else
-                    return JwtFailureReason.Malformed;
-            }
-            else if (!char.IsAsciiLetterOrDigit(c) && c != '-' && c != '_')
-            {
-                // Only unpadded base64url: '=', '+', '/', whitespace and non-ASCII are refused, never "repaired".
-                return JwtFailureReason.Malformed;
-            }
-        }
-        if (dots != 2 || headerEnd == 0 || payloadEnd == headerEnd + 1)
+        headerEnd = token.IndexOf('.');
+        payloadEnd = headerEnd <= 0 ? -1 : token[(headerEnd + 1)..].IndexOf('.');
+        if (payloadEnd <= 0)
+            return JwtFailureReason.Malformed;
+        payloadEnd += headerEnd + 1;
+        // A third dot is outside the alphabet too.
+        if (token[..headerEnd].ContainsAnyExcept(Base64UrlChars) || token[(headerEnd + 1)..payloadEnd].ContainsAnyExcept(Base64UrlChars)
+            || token[(payloadEnd + 1)..].ContainsAnyExcept(Base64UrlChars))
             return JwtFailureReason.Malformed;
         return JwtFailureReason.None;
     }
