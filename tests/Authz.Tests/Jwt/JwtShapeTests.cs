@@ -1,3 +1,4 @@
+using System.Buffers.Text;
 using Legate.Authz.Jwt;
 using static Legate.Authz.Tests.Jwt.JwtTestKit;
 
@@ -5,7 +6,8 @@ namespace Legate.Authz.Tests.Jwt;
 
 /// <summary>
 /// The compact-serialisation check (three base64url segments, header and payload not empty) against the character loop
-/// it was before it was vectorised, with every kind of bad character in every segment.
+/// it was before it was vectorised, with every kind of bad character in every segment; and the signature, decoded from
+/// the token's bytes, against decoding its chars.
 /// </summary>
 public sealed class JwtShapeTests : JwtValidatorTestBase
 {
@@ -42,6 +44,34 @@ public sealed class JwtShapeTests : JwtValidatorTestBase
         }
         Assert.Equal(JwtFailureReason.BadSignature, await FailureAsync(parts[0] + "." + parts[1] + "."));
         Assert.True((await Validator.ValidateAsync(DefaultProvider, string.Join('.', parts), Ct)).Succeeded);
+    }
+
+    [Fact]
+    public async Task SignatureEncoding_EveryLastCharacterAndLength_AnswersAsDecodingTheCharsSaid()
+    {
+        var token = Token(Now);
+        var dot = token.LastIndexOf('.');
+        var signature = Base64Url.DecodeFromChars(token.AsSpan(dot + 1));
+        const string Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        var variants = Alphabet.Select(c => token[..^1] + c).Append(token[..^1]).Append(token + "A").Append(token + "AA").Append(token[..^2]);
+        foreach (var variant in variants)
+        {
+            // Accepted exactly when the chars decode (as Base64Url.TryDecodeFromChars does) to the signed bytes.
+            var buffer = new byte[512];
+            bool decodes;
+            try
+            {
+                decodes = Base64Url.TryDecodeFromChars(variant.AsSpan(dot + 1), buffer, out var written) && buffer.AsSpan(0, written).SequenceEqual(signature);
+            }
+            catch (FormatException)
+            {
+                decodes = false;
+            }
+            var result = await Validator.ValidateAsync(DefaultProvider, variant, Ct);
+            Assert.True(decodes == result.Succeeded, $"{variant[(dot + 1)..]}: {result}");
+            if (!decodes)
+                Assert.Equal(JwtFailureReason.BadSignature, result.Failure);
+        }
     }
 
     /// <summary>The check as a character loop (the validator's before it was vectorised).</summary>
