@@ -612,7 +612,7 @@ public sealed class JwtValidator
                     case Alg:
                         if (reader.TokenType != JsonTokenType.String)
                             return JwtFailureReason.Malformed;
-                        alg = reader.GetString();
+                        alg = Shared(ref reader, KnownAlgorithms);
                         break;
                     case Kid:
                         if (reader.TokenType != JsonTokenType.String)
@@ -624,7 +624,7 @@ public sealed class JwtValidator
                     case Typ:
                         if (reader.TokenType != JsonTokenType.String)
                             return JwtFailureReason.Malformed;
-                        typ = reader.GetString();
+                        typ = Shared(ref reader, KnownTypes);
                         break;
                     case Crit:
                         crit = true;
@@ -649,6 +649,23 @@ public sealed class JwtValidator
             return JwtFailureReason.Malformed;
         // RFC 7515 §4.1.11: a recipient must reject a crit it does not understand; we understand none.
         return crit ? JwtFailureReason.CritHeader : JwtFailureReason.None;
+    }
+
+    // Header values nearly every token carries, as shared strings (compared unescaped, as GetString would read them).
+    private static readonly string[] KnownAlgorithms = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"];
+    private static readonly string[] KnownTypes = ["JWT", "at+jwt", "application/at+jwt"];
+
+    private static string? Shared(ref Utf8JsonReader reader, string[] known)
+    {
+        if (!reader.ValueIsEscaped)
+        {
+            foreach (var text in known)
+            {
+                if (reader.ValueSpan.Length == text.Length && reader.ValueTextEquals(text))
+                    return text;
+            }
+        }
+        return reader.GetString();
     }
 
     private const int Alg = 1, Kid = 2, Typ = 4, Crit = 8, Enc = 16, Zip = 32, B64 = 64, Jku = 128, X5u = 256, Jwk = 512, X5c = 1024, X5t = 2048, Cty = 4096;

@@ -74,6 +74,18 @@ public sealed class JwtShapeTests : JwtValidatorTestBase
         }
     }
 
+    [Fact]
+    public async Task Header_EscapedOrUnusualAlgAndTyp_AreReadAsTheyDecode()
+    {
+        var typed = Provider(Options(DefaultJwks) with { RequireTyp = "at+jwt" }, Time);
+        Assert.True((await Validator.ValidateAsync(DefaultProvider, SignRsa(Rsa1, """{"alg":"\u0052S256","typ":"\u004aWT","kid":"k1"}""", Payload(Now)), Ct)).Succeeded);
+        Assert.Equal(JwtFailureReason.BadAlgorithm, await FailureAsync(SignRsa(Rsa1, """{"alg":"rs256","kid":"k1"}""", Payload(Now))));
+        Assert.Equal(JwtFailureReason.BadAlgorithm, await FailureAsync(SignRsa(Rsa1, """{"alg":"RS256 ","kid":"k1"}""", Payload(Now))));
+        Assert.True((await Validator.ValidateAsync(typed, SignRsa(Rsa1, """{"alg":"RS256","typ":"application/at+JWT","kid":"k1"}""", Payload(Now)), Ct)).Succeeded);
+        Assert.True((await Validator.ValidateAsync(typed, SignRsa(Rsa1, """{"alg":"RS256","typ":"at\u002bjwt","kid":"k1"}""", Payload(Now)), Ct)).Succeeded);
+        Assert.Equal(JwtFailureReason.WrongType, (await Validator.ValidateAsync(typed, SignRsa(Rsa1, """{"alg":"RS256","typ":"JWT","kid":"k1"}""", Payload(Now)), Ct)).Failure);
+    }
+
     /// <summary>The check as a character loop (the validator's before it was vectorised).</summary>
     private static bool WellShaped(string token, out int headerEnd, out int payloadEnd)
     {
