@@ -493,50 +493,66 @@ public sealed class JwtValidator
 
     /// <summary>
     /// The payload's member names, for duplicates (compared in order while there are few, in a set beyond that), and its
-    /// claims with a scalar value, in pooled arrays while reading; the identity gets an exact-size copy of the claims.
+    /// claims with a scalar value, while reading: the first 16 of each in buffers on the stack, more in pooled arrays; the
+    /// identity gets an exact-size copy of the claims.
     /// </summary>
     private struct PayloadMembers
     {
+        private const int Inline = 16;
         private const int LinearNames = 32;
+        private InlineStrings _inlineNames;
+        private InlineClaims _inlineClaims;
         private string[]? _names;
-        private int _nameCount;
-        private HashSet<string>? _nameSet;
         private KeyValuePair<string, string>[]? _claims;
+        private HashSet<string>? _nameSet;
+        private int _nameCount;
         private int _claimCount;
 
         public bool AddName(string name)
         {
             if (_nameSet is not null)
                 return _nameSet.Add(name);
-            _names ??= ArrayPool<string>.Shared.Rent(LinearNames);
+            Span<string> names = _names ?? (Span<string>)_inlineNames;
             for (var i = 0; i < _nameCount; i++)
             {
-                if (string.Equals(_names[i], name, StringComparison.Ordinal))
+                if (string.Equals(names[i], name, StringComparison.Ordinal))
                     return false;
             }
             if (_nameCount == LinearNames)
             {
-                _nameSet = new HashSet<string>(new ArraySegment<string>(_names, 0, _nameCount), StringComparer.Ordinal);
+                _nameSet = new HashSet<string>(new ArraySegment<string>(_names!, 0, _nameCount), StringComparer.Ordinal);
                 return _nameSet.Add(name);
             }
-            _names[_nameCount++] = name;
+            if (_nameCount == Inline)
+            {
+                _names = ArrayPool<string>.Shared.Rent(LinearNames);
+                names[.._nameCount].CopyTo(_names);
+                names = _names;
+            }
+            names[_nameCount++] = name;
             return true;
         }
 
         public void AddClaim(string name, string value)
         {
-            _claims ??= ArrayPool<KeyValuePair<string, string>>.Shared.Rent(16);
-            if (_claimCount == _claims.Length)
+            Span<KeyValuePair<string, string>> claims = _claims ?? (Span<KeyValuePair<string, string>>)_inlineClaims;
+            if (_claimCount == claims.Length)
             {
-                var larger = ArrayPool<KeyValuePair<string, string>>.Shared.Rent(_claims.Length * 2);
-                _claims.AsSpan().CopyTo(larger);
-                ArrayPool<KeyValuePair<string, string>>.Shared.Return(_claims, clearArray: true);
+                var larger = ArrayPool<KeyValuePair<string, string>>.Shared.Rent(claims.Length * 2);
+                claims.CopyTo(larger);
+                if (_claims is not null)
+                    ArrayPool<KeyValuePair<string, string>>.Shared.Return(_claims, clearArray: true);
                 _claims = larger;
+                claims = larger;
             }
-            _claims[_claimCount++] = KeyValuePair.Create(name, value);
+            claims[_claimCount++] = KeyValuePair.Create(name, value);
         }
 
-        public readonly JwtClaims Claims() => new(_claims is null ? [] : _claims.AsSpan(0, _claimCount).ToArray());
+        public JwtClaims Claims()
+        {
+            ReadOnlySpan<KeyValuePair<string, string>> claims = _claims ?? (Span<KeyValuePair<string, string>>)_inlineClaims;
+            return new JwtClaims(claims[.._claimCount].ToArray());
+        }
 
         public void Return()
         {
@@ -546,6 +562,18 @@ public sealed class JwtValidator
                 ArrayPool<KeyValuePair<string, string>>.Shared.Return(_claims, clearArray: true);
             _names = null;
             _claims = null;
+        }
+
+        [InlineArray(Inline)]
+        private struct InlineStrings
+        {
+            private string _first;
+        }
+
+        [InlineArray(Inline)]
+        private struct InlineClaims
+        {
+            private KeyValuePair<string, string> _first;
         }
     }
 
