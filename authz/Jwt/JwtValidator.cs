@@ -83,11 +83,17 @@ public sealed class JwtValidator
         if (token.Length > provider.Options.MaxTokenBytes)
             return new ValueTask<JwtResult>(JwtResult.Fail(JwtFailureReason.TooLarge));
 
-        // Cache hit: one SHA-256 and one lookup, no signature check and no allocation.
+        // Cache hit: one SHA-256 and one lookup, no signature check and no allocation. On a miss the same key stores
+        // the result (a second SHA-256 of the token cost about a microsecond).
         var keys = provider.Keys.Current;
-        if (_cache is not null && keys is not null
-            && _cache.TryGet(TokenCacheKey.Compute(provider.Id, token.Span), keys.Version, out var hit))
-            return new ValueTask<JwtResult>(hit!);
+        TokenCacheKey? cacheKey = null;
+        if (_cache is not null && keys is not null)
+        {
+            var key = TokenCacheKey.Compute(provider.Id, token.Span);
+            if (_cache.TryGet(key, keys.Version, out var hit))
+                return new ValueTask<JwtResult>(hit!);
+            cacheKey = key;
+        }
 
         var shape = CheckShape(token.Span, out var headerEnd, out var payloadEnd);
         if (shape != JwtFailureReason.None)
@@ -100,11 +106,11 @@ public sealed class JwtValidator
             return new ValueTask<JwtResult>(JwtResult.Fail(headerResult));
         if (payloadEnd == token.Length - 1)
             return new ValueTask<JwtResult>(JwtResult.Fail(JwtFailureReason.BadSignature));
-        return ValidateSignedAsync(provider, token, alg!, kid, headerEnd, payloadEnd, cancellationToken);
+        return ValidateSignedAsync(provider, token, alg!, kid, headerEnd, payloadEnd, cacheKey, cancellationToken);
     }
 
     private async ValueTask<JwtResult> ValidateSignedAsync(JwtProvider provider, ReadOnlyMemory<char> token, string alg, string? kid, int headerEnd, int payloadEnd,
-        CancellationToken cancellationToken)
+        TokenCacheKey? cacheKey, CancellationToken cancellationToken)
     {
         var keys = provider.Keys.Current ?? await provider.Keys.GetAsync(cancellationToken).ConfigureAwait(false);
         if (keys is null)
@@ -131,7 +137,7 @@ public sealed class JwtValidator
 
         var result = ReadPayload(provider, token.Span.Slice(headerEnd + 1, payloadEnd - headerEnd - 1));
         if (result.Succeeded && _cache is not null)
-            _cache.Add(TokenCacheKey.Compute(provider.Id, token.Span), keys.Version, result, result.Identity!.ExpiresAt);
+            _cache.Add(cacheKey ?? TokenCacheKey.Compute(provider.Id, token.Span), keys.Version, result, result.Identity!.ExpiresAt);
         return result;
     }
 

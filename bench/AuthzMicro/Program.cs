@@ -59,6 +59,46 @@ Measure("JsonWebTokenHandler.ValidateTokenAsync alone", () => handler.ValidateTo
 Measure("JwtValidator, cache off, NativeRsa off (.NET RSA)", () => Validate(uncachedManaged));
 Measure("JwtValidator, cache off (distinct-token path)", () => Validate(uncached));
 Measure("JwtValidator, cache hit", () => Validate(cached));
+// The token cache on (the default) with a token never seen before on every call: 1,000 tokens signed up front,
+// the cache emptied each time they come round again (a production cache drops old entries too).
+var distinctTokens = Enumerable.Range(0, 1000).Select(i =>
+{
+    var claims = Base64Url.EncodeToString(JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, object>
+    {
+        ["iss"] = "https://issuer.example.com", ["aud"] = "orders-api", ["sub"] = "user-" + i, ["scope"] = "orders:read orders:write",
+        ["iat"] = now.ToUnixTimeSeconds(), ["nbf"] = now.ToUnixTimeSeconds(), ["exp"] = now.AddHours(1).ToUnixTimeSeconds(),
+    }));
+    var input = header + "." + claims;
+    return input + "." + Base64Url.EncodeToString(rsa.SignData(Encoding.ASCII.GetBytes(input), HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1));
+}).ToArray();
+var distinctCache = new ValidatedTokenCache(TimeProvider.System);
+var cachedDistinct = new JwtValidator(TimeProvider.System, distinctCache);
+var distinctInputs = distinctTokens.Select(t => Encoding.ASCII.GetBytes(t[..t.LastIndexOf('.')])).ToArray();
+var distinctSignatures = distinctTokens.Select(t => Base64Url.DecodeFromChars(t.AsSpan(t.LastIndexOf('.') + 1))).ToArray();
+int next = 0, nextVerified = 0;
+bool ValidateNext(JwtValidator validator, bool wrap)
+{
+    if (next == distinctTokens.Length)
+    {
+        next = 0;
+        if (wrap)
+            distinctCache.Clear();
+    }
+    var pending = validator.ValidateAsync(provider, distinctTokens[next++], default);
+    return (pending.IsCompletedSuccessfully ? pending.Result : pending.AsTask().GetAwaiter().GetResult()).Succeeded;
+}
+bool VerifyNext()
+{
+    nextVerified = nextVerified == distinctTokens.Length ? 0 : nextVerified;
+    var i = nextVerified++;
+    return native is null || native.Verify(0, distinctInputs[i], distinctSignatures[i]) == NativeVerifyResult.Valid;
+}
+Measure("JwtValidator, cache on, a new token every call", () => ValidateNext(cachedDistinct, wrap: true));
+if (native is not null)
+{
+    MeasureBeyond("JwtValidator, cache off, distinct tokens", "their OpenSSL verify", VerifyNext, () => ValidateNext(uncached, wrap: false));
+    MeasureBeyond("JwtValidator, cache on, a new token every call", "its OpenSSL verify", VerifyNext, () => ValidateNext(cachedDistinct, wrap: true));
+}
 Measure("TokenCacheKey-sized work: SHA-256 of the token", () => SHA256.HashData(Encoding.UTF8.GetBytes(token)).Length == 32);
 
 // The whole decision in process on the harness's own policy and payloads (bench/run.sh authz writes them to bench/out),
@@ -108,8 +148,13 @@ if (File.Exists(Path.Combine(outDir, "authz-jwt.pb")))
     MeasureMicros("Decider, JWT cached", () => Decide(cachedDecider, jwt, allow: true));
     if (benchProvider.Keys.Current?.Keys[0].NativeRsaVerifier() is { } benchNative)
     {
-        MeasureBeyond("Decider, JWT distinct (cache off)", "its OpenSSL verify",
-            () => benchNative.Verify(0, benchInput, benchSignature) == NativeVerifyResult.Valid, () => Decide(uncachedDecider, jwt, allow: true));
+        bool Verify() => benchNative.Verify(0, benchInput, benchSignature) == NativeVerifyResult.Valid;
+        MeasureBeyond("JwtValidator, cache off, harness token", "its OpenSSL verify", Verify, () =>
+        {
+            var pending = uncached.ValidateAsync(benchProvider, benchToken, default);
+            return (pending.IsCompletedSuccessfully ? pending.Result : pending.AsTask().GetAwaiter().GetResult()).Succeeded;
+        });
+        MeasureBeyond("Decider, JWT distinct (cache off)", "its OpenSSL verify", Verify, () => Decide(uncachedDecider, jwt, allow: true));
     }
 }
 else
