@@ -139,9 +139,10 @@ public sealed partial class AuthorizationDecider
                     return CredentialFailure(clientAddress, throttle, tenantLabel, policyLabel, Unauthorized(challenge, "invalid token"), "invalid_token");
                 JwtResult? accepted = null;
                 var unavailable = 0;
-                foreach (var provider in tenant.JwtProviders)
+                // By index here and below: foreach over an IReadOnlyList allocates an enumerator on every call.
+                for (var i = 0; i < tenant.JwtProviders.Count; i++)
                 {
-                    var result = await _jwt.ValidateAsync(provider, tokenLookup.Value, cancellationToken).ConfigureAwait(false);
+                    var result = await _jwt.ValidateAsync(tenant.JwtProviders[i], tokenLookup.Value, cancellationToken).ConfigureAwait(false);
                     if (result.Succeeded)
                     {
                         accepted = result;
@@ -171,9 +172,9 @@ public sealed partial class AuthorizationDecider
             var method = http.Method.Length > 0 ? http.Method : headers.GetValueOrDefault(":method") ?? "";
             if (policy.Methods.Count > 0 && !policy.Methods.Contains(method))
                 return Deny(tenantLabel, policyLabel, Forbidden("method not allowed"), "method_not_allowed");
-            foreach (var scope in policy.Scopes)
+            for (var i = 0; i < policy.Scopes.Count; i++)
             {
-                if (!HasScope(identity.Scopes, scope))
+                if (!HasScope(identity.Scopes, policy.Scopes[i]))
                     return Deny(tenantLabel, policyLabel, Forbidden("missing scope"), "missing_scope");
             }
 
@@ -246,7 +247,7 @@ public sealed partial class AuthorizationDecider
         return response;
     }
 
-    // By index: LINQ's Contains with a comparer enumerates through an allocated enumerator.
+    // By index: LINQ's Contains with a comparer enumerates through an allocated enumerator, as foreach over an IReadOnlyList does.
     private static bool HasScope(IReadOnlyList<string> scopes, string scope)
     {
         for (var i = 0; i < scopes.Count; i++)
@@ -286,8 +287,8 @@ public sealed partial class AuthorizationDecider
             ok.HeadersToRemove.Add(names.Tenant);
         SetOrRemove(ok, names.Subject, identity.Subject);
         SetOrRemove(ok, names.Client, identity.Client);
-        foreach (var (claim, header) in names.Claims)
-            SetOrRemove(ok, header, identity.Claims?.GetValueOrDefault(claim));
+        for (var i = 0; i < names.Claims.Count; i++)
+            SetOrRemove(ok, names.Claims[i].Value, identity.Claims?.GetValueOrDefault(names.Claims[i].Key));
 
         if (identity.Kind == "api_key" && set.StripCredentials)
         {
