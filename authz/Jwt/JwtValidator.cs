@@ -149,23 +149,32 @@ public sealed class JwtValidator
     /// verified by the key's cached IdentityModel signature provider. Done here rather than through JsonWebTokenHandler,
     /// whose token parsing and claim validation this class does anyway: that pipeline cost as much as the RSA verify.
     /// </summary>
+    [SkipLocalsInit]
     private JwtFailureReason VerifySignature(JwksKey key, string alg, ReadOnlySpan<char> token, int payloadEnd)
     {
-        var input = ArrayPool<byte>.Shared.Rent(token.Length);
-        var signature = ArrayPool<byte>.Shared.Rent(Base64Url.GetMaxDecodedLength(token.Length - payloadEnd - 1));
+        // Only the key's one length decodes to a usable signature, and base64url maps lengths one to one: a segment of
+        // any other length is refused undecoded.
+        var signatureLength = key.SignatureLength(alg);
+        if (signatureLength <= 0 || token.Length - payloadEnd - 1 != Base64Url.GetEncodedLength(signatureLength))
+            return JwtFailureReason.BadSignature;
+        // On the stack (not zeroed: every byte read is written first) unless the token is unusually long.
+        byte[]? rented = null;
+        var bytes = token.Length <= StackTokenBytes ? stackalloc byte[StackTokenBytes] : (rented = ArrayPool<byte>.Shared.Rent(token.Length));
+        var signature = signatureLength <= StackSignatureBytes ? stackalloc byte[StackSignatureBytes] : new byte[signatureLength];
         try
         {
             // CheckShape admitted only base64url characters and dots: the token is ASCII. The signature is decoded from
             // these bytes, which takes a fraction of decoding it from the chars.
-            Encoding.ASCII.GetBytes(token, input);
-            var inputLength = payloadEnd;
-            if (Base64Url.DecodeFromUtf8(input.AsSpan(payloadEnd + 1, token.Length - payloadEnd - 1), signature, out _, out var signatureLength) != OperationStatus.Done
-                || signatureLength != key.SignatureLength(alg))
+            Encoding.ASCII.GetBytes(token, bytes);
+            var input = bytes[..payloadEnd];
+            if (Base64Url.DecodeFromUtf8(bytes[(payloadEnd + 1)..token.Length], signature, out _, out var written) != OperationStatus.Done
+                || written != signatureLength)
                 return JwtFailureReason.BadSignature;
+            signature = signature[..signatureLength];
             var hash = _nativeRsa ? OpenSslRsaVerifier.HashOf(alg) : -1;
             if (hash >= 0 && key.NativeRsaVerifier() is { } native)
             {
-                switch (native.Verify(hash, input.AsSpan(0, inputLength), signature.AsSpan(0, signatureLength)))
+                switch (native.Verify(hash, input, signature))
                 {
                     case NativeVerifyResult.Valid:
                         return JwtFailureReason.None;
@@ -177,9 +186,7 @@ public sealed class JwtValidator
                         break;
                 }
             }
-            return key.VerifierFor(alg).Verify(input, 0, inputLength, signature, 0, signatureLength)
-                ? JwtFailureReason.None
-                : JwtFailureReason.BadSignature;
+            return VerifyManaged(key, alg, input, signature) ? JwtFailureReason.None : JwtFailureReason.BadSignature;
         }
         catch (Exception e) when (e is FormatException or ArgumentException or CryptographicException)
         {
@@ -187,8 +194,31 @@ public sealed class JwtValidator
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(input);
-            ArrayPool<byte>.Shared.Return(signature);
+            if (rented is not null)
+                ArrayPool<byte>.Shared.Return(rented);
+        }
+    }
+
+    private const int StackTokenBytes = 2048;
+
+    /// <summary>An RSA-16384 signature, OpenSSL's largest; HMAC and ECDSA ones are far shorter.</summary>
+    private const int StackSignatureBytes = 2048;
+
+    /// <summary>The key's IdentityModel signature provider, which takes arrays (pooled here).</summary>
+    private static bool VerifyManaged(JwksKey key, string alg, ReadOnlySpan<byte> input, ReadOnlySpan<byte> signature)
+    {
+        var inputArray = ArrayPool<byte>.Shared.Rent(input.Length);
+        var signatureArray = ArrayPool<byte>.Shared.Rent(signature.Length);
+        try
+        {
+            input.CopyTo(inputArray);
+            signature.CopyTo(signatureArray);
+            return key.VerifierFor(alg).Verify(inputArray, 0, input.Length, signatureArray, 0, signature.Length);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(inputArray);
+            ArrayPool<byte>.Shared.Return(signatureArray);
         }
     }
 
