@@ -110,3 +110,43 @@ public sealed class JwtIdentity
     /// </summary>
     internal object? AnswerCache;
 }
+
+/// <summary>
+/// A token's top-level scalar claims in document order (names are unique: a payload with a duplicate is refused). Looked
+/// up by a linear search, which for the dozen claims of a usual token is cheaper to build and to query than a hash table.
+/// </summary>
+internal sealed class JwtClaims : IReadOnlyDictionary<string, string>
+{
+    private readonly KeyValuePair<string, string>[] _claims;
+
+    public JwtClaims(KeyValuePair<string, string>[] claims) => _claims = claims;
+
+    public string this[string key] => TryGetValue(key, out var value) ? value : throw new KeyNotFoundException($"No claim '{key}'.");
+
+    public IEnumerable<string> Keys => _claims.Select(c => c.Key);
+
+    public IEnumerable<string> Values => _claims.Select(c => c.Value);
+
+    public int Count => _claims.Length;
+
+    public bool ContainsKey(string key) => TryGetValue(key, out _);
+
+    public bool TryGetValue(string key, [System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out string value)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        foreach (var claim in _claims)
+        {
+            if (string.Equals(claim.Key, key, StringComparison.Ordinal))
+            {
+                value = claim.Value;
+                return true;
+            }
+        }
+        value = null;
+        return false;
+    }
+
+    public IEnumerator<KeyValuePair<string, string>> GetEnumerator() => ((IEnumerable<KeyValuePair<string, string>>)_claims).GetEnumerator();
+
+    System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
+}

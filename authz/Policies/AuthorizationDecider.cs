@@ -139,9 +139,10 @@ public sealed partial class AuthorizationDecider
                     return CredentialFailure(clientAddress, throttle, tenantLabel, policyLabel, Unauthorized(challenge, "invalid token"), "invalid_token");
                 JwtResult? accepted = null;
                 var unavailable = 0;
-                foreach (var provider in tenant.JwtProviders)
+                // By index here and below: foreach over an IReadOnlyList allocates an enumerator on every call.
+                for (var i = 0; i < tenant.JwtProviders.Count; i++)
                 {
-                    var result = await _jwt.ValidateAsync(provider, tokenLookup.Value, cancellationToken).ConfigureAwait(false);
+                    var result = await _jwt.ValidateAsync(tenant.JwtProviders[i], tokenLookup.Value, cancellationToken).ConfigureAwait(false);
                     if (result.Succeeded)
                     {
                         accepted = result;
@@ -171,9 +172,9 @@ public sealed partial class AuthorizationDecider
             var method = http.Method.Length > 0 ? http.Method : headers.GetValueOrDefault(":method") ?? "";
             if (policy.Methods.Count > 0 && !policy.Methods.Contains(method))
                 return Deny(tenantLabel, policyLabel, Forbidden("method not allowed"), "method_not_allowed");
-            foreach (var scope in policy.Scopes)
+            for (var i = 0; i < policy.Scopes.Count; i++)
             {
-                if (!identity.Scopes.Contains(scope, StringComparer.Ordinal))
+                if (!HasScope(identity.Scopes, policy.Scopes[i]))
                     return Deny(tenantLabel, policyLabel, Forbidden("missing scope"), "missing_scope");
             }
 
@@ -211,7 +212,7 @@ public sealed partial class AuthorizationDecider
 
     /// <param name="Source">The API key record or validated token the identity comes from; the same object for every
     /// call with that key (until its store refreshes) or that cached token, so it can key the answer cache.</param>
-    private sealed record Identity(string Kind, string? Subject, string? Client, IReadOnlyList<string> Scopes,
+    private readonly record struct Identity(string Kind, string? Subject, string? Client, IReadOnlyList<string> Scopes,
         IReadOnlyDictionary<string, string>? Claims, string? Plan, ApiKeyLocation Key, object? Source);
 
     /// <summary>The allow answer last built for one identity source, and what it was built from.</summary>
@@ -223,9 +224,12 @@ public sealed partial class AuthorizationDecider
     // records (one per key, long-lived) are keys of a weak table, so entries go with their key.
     private readonly ConditionalWeakTable<object, CachedAllow> _allowed = [];
 
-    private CheckResponse AllowCached(AuthzPolicySet set, TenantPolicy tenant, AccessPolicy policy, Identity identity, IReadOnlyDictionary<string, string> headers)
+    private CheckResponse AllowCached(AuthzPolicySet set, TenantPolicy tenant, AccessPolicy policy, in Identity identity, IReadOnlyDictionary<string, string> headers)
     {
-        if (identity.Source is not { } source || (identity.Kind == "jwt" && set.StripAuthorization && ReadsCookies(tenant)))
+        // A token's identity is reused only through the validated-token cache: without it, an answer kept on the identity
+        // would never be read again.
+        if (identity.Source is not { } source
+            || (identity.Kind == "jwt" && (!_jwt.CachesTokens || (set.StripAuthorization && ReadsCookies(tenant)))))
             return Allow(set, tenant, policy, identity, headers);
         var token = source as JwtIdentity;
         var cached = token is not null ? Volatile.Read(ref token.AnswerCache) as CachedAllow : _allowed.TryGetValue(source, out var found) ? found : null;
@@ -241,6 +245,17 @@ public sealed partial class AuthorizationDecider
         else
             _allowed.AddOrUpdate(source, entry);
         return response;
+    }
+
+    // By index: LINQ's Contains with a comparer enumerates through an allocated enumerator, as foreach over an IReadOnlyList does.
+    private static bool HasScope(IReadOnlyList<string> scopes, string scope)
+    {
+        for (var i = 0; i < scopes.Count; i++)
+        {
+            if (string.Equals(scopes[i], scope, StringComparison.Ordinal))
+                return true;
+        }
+        return false;
     }
 
     private static bool ReadsCookies(TenantPolicy tenant)
@@ -261,15 +276,19 @@ public sealed partial class AuthorizationDecider
         return bearer && apiKey ? $"Bearer {realm}, ApiKey {realm}" : apiKey ? $"ApiKey {realm}" : $"Bearer {realm}";
     }
 
-    private static CheckResponse Allow(AuthzPolicySet set, TenantPolicy tenant, AccessPolicy policy, Identity identity, IReadOnlyDictionary<string, string> headers)
+    private CheckResponse Allow(AuthzPolicySet set, TenantPolicy tenant, AccessPolicy policy, in Identity identity, IReadOnlyDictionary<string, string> headers)
     {
+        var parts = PartsFor(set, tenant, policy);
         var ok = new OkHttpResponse();
         var names = set.IdentityHeaders;
-        SetOrRemove(ok, names.Tenant, tenant.Name);
+        if (parts.TenantHeader is { } tenantHeader)
+            ok.Headers.Add(tenantHeader);
+        else
+            ok.HeadersToRemove.Add(names.Tenant);
         SetOrRemove(ok, names.Subject, identity.Subject);
         SetOrRemove(ok, names.Client, identity.Client);
-        foreach (var (claim, header) in names.Claims)
-            SetOrRemove(ok, header, identity.Claims?.GetValueOrDefault(claim));
+        for (var i = 0; i < names.Claims.Count; i++)
+            SetOrRemove(ok, names.Claims[i].Value, identity.Claims?.GetValueOrDefault(names.Claims[i].Key));
 
         if (identity.Kind == "api_key" && set.StripCredentials)
         {
@@ -282,19 +301,78 @@ public sealed partial class AuthorizationDecider
             StripToken(ok, tenant.TokenSources, headers);
 
         // String values only: a missing or non-string value makes Envoy skip rate-limit descriptors (fail open, E9).
+        var client = identity.Client is null ? AnonymousValue : Value.ForString(identity.Client);
         var metadata = new Struct();
-        metadata.Fields["tenant"] = Value.ForString(tenant.Name);
-        metadata.Fields["policy"] = Value.ForString(policy.Name);
-        metadata.Fields["credential"] = Value.ForString(identity.Kind);
-        metadata.Fields["client"] = Value.ForString(identity.Client ?? Anonymous);
-        metadata.Fields["subject"] = Value.ForString(identity.Subject ?? identity.Client ?? Anonymous);
-        metadata.Fields["plan"] = Value.ForString(identity.Plan ?? "default");
+        metadata.Fields["tenant"] = parts.Tenant;
+        metadata.Fields["policy"] = parts.Policy;
+        metadata.Fields["credential"] = CredentialValue(identity.Kind);
+        metadata.Fields["client"] = client;
+        metadata.Fields["subject"] = identity.Subject is null ? client : Value.ForString(identity.Subject);
+        metadata.Fields["plan"] = ReferenceEquals(identity.Plan, tenant.Plan) ? parts.Plan : Value.ForString(identity.Plan ?? "default");
         return new CheckResponse
         {
-            Status = new Google.Rpc.Status { Code = (int)GrpcStatusCode.OK },
+            Status = OkStatus,
             OkResponse = ok,
             DynamicMetadata = metadata,
         };
+    }
+
+    // Parts shared by many allow answers. Protobuf messages are mutable, but nothing changes these once built and gRPC
+    // only serialises them (as with the whole cached answers above), so one instance may sit in any number of answers.
+    private static readonly Google.Rpc.Status OkStatus = new() { Code = (int)GrpcStatusCode.OK };
+    private static readonly Value AnonymousValue = Value.ForString(Anonymous);
+    private static readonly Value JwtValue = Value.ForString("jwt");
+    private static readonly Value ApiKeyValue = Value.ForString("api_key");
+    private static readonly Value NoneValue = Value.ForString("none");
+
+    private static Value CredentialValue(string kind) => kind switch
+    {
+        "jwt" => JwtValue,
+        "api_key" => ApiKeyValue,
+        "none" => NoneValue,
+        _ => Value.ForString(kind),
+    };
+
+    /// <summary>What an allow answer takes from the tenant and policy alone, built once per policy set, tenant and policy.</summary>
+    /// <param name="TenantHeader">The tenant's identity header, or null when its name is no safe header value (then removed).</param>
+    private sealed record AllowParts(HeaderValueOption? TenantHeader, Value Tenant, Value Policy, Value Plan);
+
+    /// <summary>The parts built for one policy set (a reload starts a new table, so none outlives its set).</summary>
+    private sealed class AllowPartsTable(AuthzPolicySet set)
+    {
+        public AuthzPolicySet Set { get; } = set;
+
+        public ConcurrentDictionary<(TenantPolicy Tenant, AccessPolicy Policy), AllowParts> Parts { get; } = new(ByReference.Instance);
+    }
+
+    /// <summary>Tenant and policy by identity: records compare by value, which costs more and could merge two of them.</summary>
+    private sealed class ByReference : IEqualityComparer<(TenantPolicy Tenant, AccessPolicy Policy)>
+    {
+        public static readonly ByReference Instance = new();
+
+        public bool Equals((TenantPolicy Tenant, AccessPolicy Policy) x, (TenantPolicy Tenant, AccessPolicy Policy) y) =>
+            ReferenceEquals(x.Tenant, y.Tenant) && ReferenceEquals(x.Policy, y.Policy);
+
+        public int GetHashCode((TenantPolicy Tenant, AccessPolicy Policy) obj) =>
+            HashCode.Combine(RuntimeHelpers.GetHashCode(obj.Tenant), RuntimeHelpers.GetHashCode(obj.Policy));
+    }
+
+    private AllowPartsTable? _parts;
+
+    private AllowParts PartsFor(AuthzPolicySet set, TenantPolicy tenant, AccessPolicy policy)
+    {
+        var table = Volatile.Read(ref _parts);
+        if (table is null || !ReferenceEquals(table.Set, set))
+        {
+            table = new AllowPartsTable(set);
+            Volatile.Write(ref _parts, table);
+        }
+        if (table.Parts.TryGetValue((tenant, policy), out var parts))
+            return parts;
+        var names = set.IdentityHeaders;
+        parts = new AllowParts(IsSafeIdentityValue(tenant.Name) ? Header(names.Tenant, tenant.Name) : null,
+            Value.ForString(tenant.Name), Value.ForString(policy.Name), Value.ForString(tenant.Plan ?? "default"));
+        return table.Parts.GetOrAdd((tenant, policy), parts);
     }
 
     /// <summary>Removes the token from every place the tenant reads tokens from, so no copy of it reaches the upstream.</summary>
@@ -352,7 +430,7 @@ public sealed partial class AuthorizationDecider
     /// <summary>Sets an identity header (overwriting what the client sent), or removes it when there is no safe value.</summary>
     private static void SetOrRemove(OkHttpResponse ok, string header, string? value)
     {
-        if (value is { Length: > 0 and <= MaxHeaderValueLength } && IsSafeHeaderValue(value))
+        if (IsSafeIdentityValue(value))
         {
             ok.Headers.Add(new HeaderValueOption
             {
@@ -365,6 +443,9 @@ public sealed partial class AuthorizationDecider
             ok.HeadersToRemove.Add(header);
         }
     }
+
+    private static bool IsSafeIdentityValue([System.Diagnostics.CodeAnalysis.NotNullWhen(true)] string? value) =>
+        value is { Length: > 0 and <= MaxHeaderValueLength } && IsSafeHeaderValue(value);
 
     private static bool IsSafeHeaderValue(string value)
     {

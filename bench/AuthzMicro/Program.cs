@@ -59,6 +59,46 @@ Measure("JsonWebTokenHandler.ValidateTokenAsync alone", () => handler.ValidateTo
 Measure("JwtValidator, cache off, NativeRsa off (.NET RSA)", () => Validate(uncachedManaged));
 Measure("JwtValidator, cache off (distinct-token path)", () => Validate(uncached));
 Measure("JwtValidator, cache hit", () => Validate(cached));
+// The token cache on (the default) with a token never seen before on every call: 1,000 tokens signed up front,
+// the cache emptied each time they come round again (a production cache drops old entries too).
+var distinctTokens = Enumerable.Range(0, 1000).Select(i =>
+{
+    var claims = Base64Url.EncodeToString(JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, object>
+    {
+        ["iss"] = "https://issuer.example.com", ["aud"] = "orders-api", ["sub"] = "user-" + i, ["scope"] = "orders:read orders:write",
+        ["iat"] = now.ToUnixTimeSeconds(), ["nbf"] = now.ToUnixTimeSeconds(), ["exp"] = now.AddHours(1).ToUnixTimeSeconds(),
+    }));
+    var input = header + "." + claims;
+    return input + "." + Base64Url.EncodeToString(rsa.SignData(Encoding.ASCII.GetBytes(input), HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1));
+}).ToArray();
+var distinctCache = new ValidatedTokenCache(TimeProvider.System);
+var cachedDistinct = new JwtValidator(TimeProvider.System, distinctCache);
+var distinctInputs = distinctTokens.Select(t => Encoding.ASCII.GetBytes(t[..t.LastIndexOf('.')])).ToArray();
+var distinctSignatures = distinctTokens.Select(t => Base64Url.DecodeFromChars(t.AsSpan(t.LastIndexOf('.') + 1))).ToArray();
+int next = 0, nextVerified = 0;
+bool ValidateNext(JwtValidator validator, bool wrap)
+{
+    if (next == distinctTokens.Length)
+    {
+        next = 0;
+        if (wrap)
+            distinctCache.Clear();
+    }
+    var pending = validator.ValidateAsync(provider, distinctTokens[next++], default);
+    return (pending.IsCompletedSuccessfully ? pending.Result : pending.AsTask().GetAwaiter().GetResult()).Succeeded;
+}
+bool VerifyNext()
+{
+    nextVerified = nextVerified == distinctTokens.Length ? 0 : nextVerified;
+    var i = nextVerified++;
+    return native is null || native.Verify(0, distinctInputs[i], distinctSignatures[i]) == NativeVerifyResult.Valid;
+}
+Measure("JwtValidator, cache on, a new token every call", () => ValidateNext(cachedDistinct, wrap: true));
+if (native is not null)
+{
+    MeasureBeyond("JwtValidator, cache off, distinct tokens", "their OpenSSL verify", VerifyNext, () => ValidateNext(uncached, wrap: false));
+    MeasureBeyond("JwtValidator, cache on, a new token every call", "its OpenSSL verify", VerifyNext, () => ValidateNext(cachedDistinct, wrap: true));
+}
 Measure("TokenCacheKey-sized work: SHA-256 of the token", () => SHA256.HashData(Encoding.UTF8.GetBytes(token)).Length == 32);
 
 // The whole decision in process on the harness's own policy and payloads (bench/run.sh authz writes them to bench/out),
@@ -95,6 +135,27 @@ if (File.Exists(Path.Combine(outDir, "authz-jwt.pb")))
     Measure("Decider, JWT cached", () => Decide(cachedDecider, jwt, allow: true));
     Measure("Decider, JWT distinct (cache off), NativeRsa off", () => Decide(uncachedManagedDecider, jwt, allow: true));
     Measure("Decider, JWT distinct (cache off)", () => Decide(uncachedDecider, jwt, allow: true));
+
+    // What a distinct-token call costs beyond its signature check: the same key's OpenSSL verify of the same token,
+    // timed in blocks alternating with the decider's calls so that both see the same (noisy) machine.
+    var benchProvider = rules.Current.Tenants["bench"].JwtProviders[0];
+    var benchToken = jwt.Attributes.Request.Http.Headers["authorization"]["Bearer ".Length..];
+    var benchDots = (First: benchToken.IndexOf('.', StringComparison.Ordinal), Last: benchToken.LastIndexOf('.'));
+    var benchInput = Encoding.ASCII.GetBytes(benchToken[..benchDots.Last]);
+    var benchSignature = Base64Url.DecodeFromChars(benchToken.AsSpan(benchDots.Last + 1));
+    var benchPayload = benchToken[(benchDots.First + 1)..benchDots.Last];
+    MeasureMicros("JwtValidator.ReadPayload alone (harness token)", () => uncached.ReadPayload(benchProvider, benchPayload).Succeeded);
+    MeasureMicros("Decider, JWT cached", () => Decide(cachedDecider, jwt, allow: true));
+    if (benchProvider.Keys.Current?.Keys[0].NativeRsaVerifier() is { } benchNative)
+    {
+        bool Verify() => benchNative.Verify(0, benchInput, benchSignature) == NativeVerifyResult.Valid;
+        MeasureBeyond("JwtValidator, cache off, harness token", "its OpenSSL verify", Verify, () =>
+        {
+            var pending = uncached.ValidateAsync(benchProvider, benchToken, default);
+            return (pending.IsCompletedSuccessfully ? pending.Result : pending.AsTask().GetAwaiter().GetResult()).Succeeded;
+        });
+        MeasureBeyond("Decider, JWT distinct (cache off)", "its OpenSSL verify", Verify, () => Decide(uncachedDecider, jwt, allow: true));
+    }
 }
 else
 {
@@ -105,6 +166,73 @@ bool Validate(JwtValidator validator)
 {
     var pending = validator.ValidateAsync(provider, token, default);
     return (pending.IsCompletedSuccessfully ? pending.Result : pending.AsTask().GetAwaiter().GetResult()).Succeeded;
+}
+
+// Blocks of 50 calls of each in turn; prints the median µs per call of both and of their difference per pair of blocks
+// (a block the machine preempted is an outlier, not a shift of the mean), and the bytes the call allocates.
+void MeasureBeyond(string name, string baselineName, Func<bool> baseline, Func<bool> call)
+{
+    for (var i = 0; i < 200; i++)
+    {
+        baseline();
+        call();
+    }
+    List<double> baselines = [], calls = [], differences = [];
+    long n = 0, bytes = 0;
+    var watch = Stopwatch.StartNew();
+    while (watch.Elapsed.TotalSeconds < 2 * seconds)
+    {
+        var start = Stopwatch.GetTimestamp();
+        for (var i = 0; i < 50; i++)
+        {
+            if (!baseline())
+                throw new InvalidOperationException(baselineName + " failed");
+        }
+        var middle = Stopwatch.GetTimestamp();
+        var allocated = GC.GetAllocatedBytesForCurrentThread();
+        for (var i = 0; i < 50; i++)
+        {
+            if (!call())
+                throw new InvalidOperationException(name + " failed");
+        }
+        var end = Stopwatch.GetTimestamp();
+        bytes += GC.GetAllocatedBytesForCurrentThread() - allocated;
+        n += 50;
+        baselines.Add((middle - start) * 1e6 / Stopwatch.Frequency / 50);
+        calls.Add((end - middle) * 1e6 / Stopwatch.Frequency / 50);
+        differences.Add(calls[^1] - baselines[^1]);
+    }
+    Console.WriteLine($"{name + ", beyond " + baselineName,-52} {Median(calls),8:F2} µs - {Median(baselines),6:F2} µs, median difference {Median(differences),6:F2} µs/call {bytes / (double)n,8:N0} B/call");
+}
+
+// µs per call, the median of blocks of 100 calls: for small costs on a busy machine.
+void MeasureMicros(string name, Func<bool> call)
+{
+    for (var i = 0; i < 1000; i++)
+        call();
+    List<double> blocks = [];
+    long n = 0;
+    var before = GC.GetAllocatedBytesForCurrentThread();
+    var watch = Stopwatch.StartNew();
+    while (watch.Elapsed.TotalSeconds < seconds)
+    {
+        var start = Stopwatch.GetTimestamp();
+        for (var i = 0; i < 100; i++)
+        {
+            if (!call())
+                throw new InvalidOperationException(name + " failed");
+        }
+        blocks.Add((Stopwatch.GetTimestamp() - start) * 1e6 / Stopwatch.Frequency / 100);
+        n += 100;
+    }
+    var bytes = (GC.GetAllocatedBytesForCurrentThread() - before) / (double)n;
+    Console.WriteLine($"{name,-52} {Median(blocks),8:F2} µs/call (median of {blocks.Count} blocks) {bytes,8:N0} B/call");
+}
+
+static double Median(List<double> values)
+{
+    values.Sort();
+    return values[values.Count / 2];
 }
 
 double Measure(string name, Func<bool> call)

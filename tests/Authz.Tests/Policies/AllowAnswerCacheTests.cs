@@ -1,3 +1,4 @@
+using Google.Protobuf;
 using Envoy.Service.Auth.V3;
 
 namespace Legate.Authz.Tests.Policies;
@@ -94,6 +95,62 @@ public sealed class AllowAnswerCacheTests : IDisposable
         Assert.Equal("alice@acme.example", Header(a2, "x-legate-email"));
         Assert.Equal("bob", b1.DynamicMetadata.Fields["subject"].StringValue);
         Assert.Equal("bob@acme.example", Header(b1, "x-legate-email"));
+    }
+
+    [Theory]
+    [InlineData(null)]
+    [InlineData("0")]
+    public async Task DistinctTokens_ShareTheTenantAndPolicyParts_AndKeepTheirOwnIdentity(string? tokenCache)
+    {
+        var settings = new Dictionary<string, string?>();
+        if (tokenCache is not null)
+            settings["Legate:Authz:TokenCacheCapacity"] = tokenCache;
+        using var host = new AuthzTestHost(settings: settings);
+        var decider = Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<Legate.Authz.Policies.AuthorizationDecider>(host.Service.Services);
+        CheckRequest Bearer(string token) => AuthzTestHost.Request(headers: new Dictionary<string, string> { ["authorization"] = "Bearer " + token });
+        var alice = Bearer(AuthzTestHost.Token(c => { c["sub"] = "alice"; c["azp"] = "web"; c["email"] = "alice@acme.example"; }));
+        var bob = Bearer(AuthzTestHost.Token(c => c["sub"] = "bob"));
+        var ct = TestContext.Current.CancellationToken;
+
+        var a1 = await decider.CheckAsync(alice, ct);
+        var a1Bytes = a1.ToByteArray();
+        var b1 = await decider.CheckAsync(bob, ct);
+        var key = await decider.CheckAsync(KeyRequest(AuthzTestHost.AcmeKey.Key), ct);
+        var a2 = await decider.CheckAsync(alice, ct);
+
+        // Built once, shared by every answer of this tenant and policy; nothing in an answer was changed by the next one.
+        Assert.Same(a1.DynamicMetadata.Fields["tenant"], b1.DynamicMetadata.Fields["tenant"]);
+        Assert.Same(a1.OkResponse.Headers[0], b1.OkResponse.Headers[0]);
+        Assert.Equal(a1Bytes, a1.ToByteArray());
+        Assert.Equal(a1, a2);
+
+        Assert.Equal(["acme", "alice", "web", "alice@acme.example"], a1.OkResponse.Headers.Select(h => h.Header.Value));
+        Assert.Equal(["x-legate-tenant", "x-legate-subject", "x-legate-client", "x-legate-email"], a1.OkResponse.Headers.Select(h => h.Header.Key));
+        Assert.Equal(["x-legate-client", "x-legate-email"], b1.OkResponse.HeadersToRemove);
+        Assert.Equal("acme", Header(b1, "x-legate-tenant"));
+        Assert.Equal("bob", Header(b1, "x-legate-subject"));
+        Assert.Equal(["tenant", "policy", "credential", "client", "subject", "plan"], b1.DynamicMetadata.Fields.Keys);
+        Assert.Equal(["acme", "default", "jwt", "anonymous", "bob", "free"], b1.DynamicMetadata.Fields.Values.Select(v => v.StringValue));
+        Assert.Equal(["acme", "default", "jwt", "web", "alice", "free"], a1.DynamicMetadata.Fields.Values.Select(v => v.StringValue));
+        Assert.Equal(["acme", "default", "api_key", "billing", "billing", "gold"], key.DynamicMetadata.Fields.Values.Select(v => v.StringValue));
+        Assert.Equal(0, a1.Status.Code);
+        Assert.Equal("", a1.Status.Message);
+    }
+
+    [Fact]
+    public async Task AfterAPolicyReload_ATokenAnswer_TakesTheNewTenantHeaderAndPlan()
+    {
+        var token = AuthzTestHost.Request(headers: new Dictionary<string, string> { ["authorization"] = "Bearer " + AuthzTestHost.Token() });
+        var before = await _host.CheckAsync(token);
+        _host.WritePolicy(AuthzTestHost.DefaultPolicy.Replace("plan: free", "plan: gold", StringComparison.Ordinal) + "\n  tenant: x-org\n");
+        Assert.True(_host.Rules.Reload());
+        var after = await _host.CheckAsync(token);
+
+        Assert.Equal("acme", Header(before, "x-legate-tenant"));
+        Assert.Equal("free", before.DynamicMetadata.Fields["plan"].StringValue);
+        Assert.Null(Header(after, "x-legate-tenant"));
+        Assert.Equal("acme", Header(after, "x-org"));
+        Assert.Equal("gold", after.DynamicMetadata.Fields["plan"].StringValue);
     }
 
     public void Dispose() => _host.Dispose();
