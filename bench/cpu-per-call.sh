@@ -9,20 +9,20 @@
 #     /envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit
 #   bench/cpu-per-call.sh ratelimit/bin/Release/net10.0/legate-ratelimit.dll bench/out/ratelimit-1.frame \
 #     /envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit 1000000 90 -- --Legate:Rules:ratelimit:Path=$PWD/bench/rules/ratelimit/within.yaml
-# Frames come from an earlier bench/run.sh scenario (bench/out/*.frame). Port 50071 (and 50072 for a service's HTTP).
+# Frames come from an earlier bench/run.sh scenario (bench/out/*.frame). Port 20071 (and 20072 for a service's HTTP).
 set -euo pipefail
 DLL=$1 FRAME=$2 URLPATH=$3
 N=${4:-1000000} WARM=${5:-90}
 shift $(($# < 5 ? $# : 5))
 [[ ${1:-} == -- ]] && shift
-if [[ $(basename "$DLL") == legate-bench-noop.dll ]]; then ARGS=(--port 50071); else ARGS=(--Legate:GrpcPort=50071 --Legate:HttpPort=50072 --Logging:LogLevel:Default=Warning); fi
+if [[ $(basename "$DLL") == legate-bench-noop.dll ]]; then ARGS=(--port 20071); else ARGS=(--Legate:GrpcPort=20071 --Legate:HttpPort=20072 --Logging:LogLevel:Default=Warning); fi
 LOG=$(mktemp)
 DOTNET_gcServer=0 taskset -c 0 dotnet "$DLL" "${ARGS[@]}" "$@" >"$LOG" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null; while kill -0 $PID 2>/dev/null; do sleep 0.2; done; rm -f "$LOG" "$LOG".threads*' EXIT
-for _ in $(seq 50); do curl -s --http2-prior-knowledge -o /dev/null "http://127.0.0.1:50071/" 2>/dev/null && break; sleep 0.2; done
+for _ in $(seq 50); do curl -s --http2-prior-knowledge -o /dev/null "http://127.0.0.1:20071/" 2>/dev/null && break; sleep 0.2; done
 sleep 2
-H=(taskset -c 1 h2load -c 4 -m 32 -t 1 -H 'content-type: application/grpc' -H 'te: trailers' -d "$FRAME" "http://127.0.0.1:50071$URLPATH")
+H=(taskset -c 1 h2load -c 4 -m 32 -t 1 -H 'content-type: application/grpc' -H 'te: trailers' -d "$FRAME" "http://127.0.0.1:20071$URLPATH")
 "${H[@]}" -D "$WARM" >/dev/null
 ticks() { awk '{print $14+$15}' "/proc/$PID/stat"; }
 # Per thread name (".NET TP Worker", ".NET Tiered Com"...): CPU ticks and context switches. The comm field in stat may

@@ -39,8 +39,8 @@ options (defaults):  --duration 20  --connections 4  --streams 32  --warmup 90  
                      req/s, and the noop at that same rate: p50/p99 at a load the server can keep up with
   --rate-connections N   connections for the fixed-rate runs (10), opened 1 ms apart so that h2load's 10 ms
                      --rps ticks do not all fire at once
-environment:         BENCH_NOOP_PORT (50050), BENCH_GRPC_PORT (50051), BENCH_HTTP_PORT (50052),
-                     BENCH_REDIS_PORT (first free port from 50053; the script starts its own redis-server there),
+environment:         BENCH_NOOP_PORT (20050), BENCH_GRPC_PORT (20051), BENCH_HTTP_PORT (20052),
+                     BENCH_REDIS_PORT (first free port from 20053; the script starts its own redis-server there),
                      BENCH_REDIS_CPUS  taskset list for redis-server (default: core 2 with 3+ cores, else core 0),
                      BENCH_SERVICE_ARGS  extra arguments for the service, e.g. '--Logging:LogLevel:Default=Warning'
                      (they come last, so they override the scenario's own, e.g. --Legate:Rules:ratelimit:Path=FILE)
@@ -55,9 +55,9 @@ BENCH="$ROOT/bench"
 OUT="$BENCH/out"
 
 DURATION=20 CONNECTIONS=4 STREAMS=32 WARMUP=90 RATE="" HALF_RATE=0 RATE_CONNECTIONS=10
-NOOP_PORT="${BENCH_NOOP_PORT:-50050}"
-GRPC_PORT="${BENCH_GRPC_PORT:-50051}"
-HTTP_PORT="${BENCH_HTTP_PORT:-50052}"
+NOOP_PORT="${BENCH_NOOP_PORT:-20050}"
+GRPC_PORT="${BENCH_GRPC_PORT:-20051}"
+HTTP_PORT="${BENCH_HTTP_PORT:-20052}"
 REDIS_PORT="${BENCH_REDIS_PORT:-}"
 read -r -a SERVICE_ARGS <<<"${BENCH_SERVICE_ARGS:-}"
 
@@ -312,10 +312,10 @@ rcli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
 start_redis() {
     local p
     if [[ -z $REDIS_PORT ]]; then
-        for ((p = 50053; p < 50153; p++)); do
+        for ((p = 20053; p < 20153; p++)); do
             port_busy "$p" || { REDIS_PORT=$p; break; }
         done
-        [[ -n $REDIS_PORT ]] || die "no free port for redis-server in 50053-50152 (set BENCH_REDIS_PORT)"
+        [[ -n $REDIS_PORT ]] || die "no free port for redis-server in 20053-20152 (set BENCH_REDIS_PORT)"
     else
         port_busy "$REDIS_PORT" && die "port $REDIS_PORT on 127.0.0.1 is already in use (set BENCH_REDIS_PORT)"
     fi

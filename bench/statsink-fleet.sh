@@ -16,7 +16,7 @@ while (($#)); do
     esac
     shift 2
 done
-GRPC_PORT="${BENCH_GRPC_PORT:-50051}" HTTP_PORT="${BENCH_HTTP_PORT:-50052}"
+GRPC_PORT="${BENCH_GRPC_PORT:-20051}" HTTP_PORT="${BENCH_HTTP_PORT:-20052}"
 mkdir -p "$OUT"
 if (($(nproc) >= 2)); then PIN_SERVER=(taskset -c 0) PIN_CLIENT=(taskset -c 1); else PIN_SERVER=() PIN_CLIENT=(); fi
 

@@ -53,12 +53,12 @@ internal sealed class NoopMetrics : MetricsService.MetricsServiceBase
 
 internal static class NoopArgs
 {
-    /// <summary>The value of <c>--port N</c>; 50050 when absent.</summary>
+    /// <summary>The value of <c>--port N</c>; 20050 when absent.</summary>
     public static int Port(string[] args)
     {
         var i = Array.IndexOf(args, "--port");
         if (i < 0)
-            return 50050;
+            return 20050;
         if (i + 1 >= args.Length || !int.TryParse(args[i + 1], System.Globalization.CultureInfo.InvariantCulture, out var port) || port is < 1 or > 65535)
             throw new ArgumentException("--port needs a number between 1 and 65535.", nameof(args));
         return port;

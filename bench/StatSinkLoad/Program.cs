@@ -16,8 +16,8 @@ string Arg(string name, string fallback)
     var i = Array.IndexOf(args, "--" + name);
     return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
 }
-var grpc = new Uri(Arg("grpc", "http://127.0.0.1:50051"));
-var http = new Uri(Arg("http", "http://127.0.0.1:50052"));
+var grpc = new Uri(Arg("grpc", "http://127.0.0.1:20051"));
+var http = new Uri(Arg("http", "http://127.0.0.1:20052"));
 var pid = int.Parse(Arg("pid", "0"), CultureInfo.InvariantCulture);
 var envoyCount = int.Parse(Arg("envoys", "50"), CultureInfo.InvariantCulture);
 var stats = int.Parse(Arg("stats", "5000"), CultureInfo.InvariantCulture);
