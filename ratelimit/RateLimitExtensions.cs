@@ -40,8 +40,7 @@ public static class RateLimitExtensions
             services.TryAddSingleton(sp =>
             {
                 var o = sp.GetRequiredService<IOptions<RateLimitOptions>>().Value;
-                var batching = new RedisBatchOptions(o.RedisBatching, o.RedisBatchMaxCounters, o.RedisBatchesInFlight);
-                return new RedisCounterStore(sp.GetRequiredService<LegateRedis>().Multiplexer, timeout: RedisTimeout(o), timeProvider: sp.GetRequiredService<TimeProvider>(), batching: batching);
+                return new RedisCounterStore(sp.GetRequiredService<LegateRedis>().Multiplexer, timeout: RedisTimeout(o), timeProvider: sp.GetRequiredService<TimeProvider>(), batching: Batching(o));
             });
             // A singleton of its own, so that the container disposes it (sending the hits left) even when it is wrapped.
             services.TryAddSingleton(sp =>
@@ -50,8 +49,7 @@ public static class RateLimitExtensions
                 var time = sp.GetRequiredService<TimeProvider>();
                 // Syncs wait up to a second rather than a call's deadline: no caller waits for them, and one that times
                 // out is sent again, counting twice if Redis had applied it.
-                var syncs = new RedisCounterStore(sp.GetRequiredService<LegateRedis>().Multiplexer, timeout: RedisCounterStore.DefaultTimeout, timeProvider: time,
-                    batching: new RedisBatchOptions(o.RedisBatching, o.RedisBatchMaxCounters, o.RedisBatchesInFlight));
+                var syncs = new RedisCounterStore(sp.GetRequiredService<LegateRedis>().Multiplexer, timeout: RedisCounterStore.DefaultTimeout, timeProvider: time, batching: Batching(o));
                 return new WriteBehindCounterStore(sp.GetRequiredService<RedisCounterStore>(), time, o.WriteBehindInterval, o.MaxMemoryCounters,
                     sp.GetRequiredService<ILoggerFactory>().CreateLogger<WriteBehindCounterStore>(), sp.GetRequiredService<IMetricFactory>(), syncs);
             });
@@ -79,6 +77,8 @@ public static class RateLimitExtensions
         services.TryAddSingleton<RateLimiter>();
         return builder;
     }
+
+    private static RedisBatchOptions Batching(RateLimitOptions options) => new(options.RedisBatching, options.RedisBatchMaxCounters, options.RedisBatchesInFlight);
 
     // In degraded mode Redis gets half the deadline, so the local counters can still answer within it.
     private static TimeSpan RedisTimeout(RateLimitOptions options) => options.DegradedMode ? options.StoreTimeout / 2 : options.StoreTimeout;

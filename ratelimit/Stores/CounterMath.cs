@@ -22,6 +22,10 @@ internal static class CounterMath
     public static bool WithinLimit(ulong count, ulong hits, ulong weightedPrevious, ulong limit) =>
         Add(Add(count, hits), weightedPrevious) <= limit;
 
+    /// <summary>A span in <paramref name="time"/>'s timestamp units, at least 1 and capped far below overflow when added to a timestamp.</summary>
+    public static long ToTimestamp(TimeProvider time, TimeSpan span) =>
+        span <= TimeSpan.Zero ? 1 : Math.Max(1, (long)Math.Min(long.MaxValue / 4, span.Ticks * ((double)time.TimestampFrequency / TimeSpan.TicksPerSecond)));
+
     /// <summary>A TTL as a whole number of milliseconds, at least 1 (a zero or negative PEXPIRE would delete the key).</summary>
     public static long TtlMilliseconds(TimeSpan ttl) =>
         ttl <= TimeSpan.Zero ? 1 : Math.Max(1, (long)Math.Ceiling(ttl.TotalMilliseconds));

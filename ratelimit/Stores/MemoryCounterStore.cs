@@ -15,7 +15,6 @@ public sealed class MemoryCounterStore : ICounterStore, IDisposable
     public static readonly TimeSpan SweepInterval = TimeSpan.FromSeconds(10);
 
     private readonly TimeProvider _time;
-    private readonly double _timestampsPerTick;
     private readonly ExpiringMap<Counter> _counters;
     private readonly ITimer _sweepTimer;
 
@@ -23,7 +22,6 @@ public sealed class MemoryCounterStore : ICounterStore, IDisposable
     {
         ArgumentNullException.ThrowIfNull(timeProvider);
         _time = timeProvider;
-        _timestampsPerTick = (double)timeProvider.TimestampFrequency / TimeSpan.TicksPerSecond;
         _counters = new ExpiringMap<Counter>(maxCounters);
         _sweepTimer = timeProvider.CreateTimer(static state => ((MemoryCounterStore)state!).Sweep(), this, SweepInterval, SweepInterval);
     }
@@ -70,7 +68,7 @@ public sealed class MemoryCounterStore : ICounterStore, IDisposable
                 if (hits == 0 || !applied)
                     return new CounterResult(hits, previous, applied);
                 // The hits are in the counter before it is published, so creation and the first add are one step.
-                var fresh = new Counter(now + ToTimestamp(update.Ttl)) { Value = hits };
+                var fresh = new Counter(now + CounterMath.ToTimestamp(_time, update.Ttl)) { Value = hits };
                 if (existing is null ? _counters.TryAdd(update.Key, fresh, now) : _counters.TryReplace(update.Key, fresh, existing))
                     return new CounterResult(hits, previous, true);
                 continue; // another caller created or replaced it first: count on theirs
@@ -107,8 +105,6 @@ public sealed class MemoryCounterStore : ICounterStore, IDisposable
         }
     }
 
-    private long ToTimestamp(TimeSpan ttl) =>
-        ttl <= TimeSpan.Zero ? 1 : Math.Max(1, (long)Math.Min(long.MaxValue / 4, ttl.Ticks * _timestampsPerTick));
 
     private sealed class Counter(long expiresAt) : IExpiring
     {

@@ -13,7 +13,6 @@ public sealed class OverLimitCachingStore : LocalFirstCounterStore
 {
     public const int DefaultMaxEntries = 100_000;
 
-    private readonly double _timestampsPerTick;
     private readonly ExpiringMap<Entry> _entries;
     private long _hits;
     private long _misses;
@@ -21,7 +20,6 @@ public sealed class OverLimitCachingStore : LocalFirstCounterStore
     public OverLimitCachingStore(ICounterStore inner, TimeProvider timeProvider, int maxEntries = DefaultMaxEntries)
         : base(inner, timeProvider)
     {
-        _timestampsPerTick = (double)timeProvider.TimestampFrequency / TimeSpan.TicksPerSecond;
         _entries = new ExpiringMap<Entry>(maxEntries);
     }
 
@@ -76,7 +74,7 @@ public sealed class OverLimitCachingStore : LocalFirstCounterStore
                 continue;
             if (now == 0)
                 now = Time.GetTimestamp();
-            Store(update.Key, new Entry(count, result.PreviousWindowCount, now + ToTimestamp(update.Ttl)), now);
+            Store(update.Key, new Entry(count, result.PreviousWindowCount, now + CounterMath.ToTimestamp(Time, update.Ttl)), now);
         }
     }
 
@@ -96,8 +94,6 @@ public sealed class OverLimitCachingStore : LocalFirstCounterStore
         }
     }
 
-    private long ToTimestamp(TimeSpan ttl) =>
-        ttl <= TimeSpan.Zero ? 1 : Math.Max(1, (long)Math.Min(long.MaxValue / 4, ttl.Ticks * _timestampsPerTick));
 
     private readonly record struct Entry(ulong Count, ulong Previous, long ExpiresAt) : IExpiring;
 }

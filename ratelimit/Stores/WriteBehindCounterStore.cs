@@ -8,7 +8,7 @@ namespace Legate.RateLimit.Stores;
 /// <summary>
 /// Write-behind counting on a shared store (Redis), opt-in, as Limitador's "cached Redis": a counter this instance
 /// has seen in its window is decided here, from the store's count at the last sync plus this instance's hits since,
-/// without a round trip. Every <see cref="Interval"/> the hits gathered go to the store in one call, and its answer
+/// without a round trip. Every interval the hits gathered go to the store in one call, and its answer
 /// brings in the other replicas' hits. A counter's first call in a window (and any call naming a counter not known
 /// here) goes to the store exactly as without this layer, and what the store answers seeds the local view.
 /// <para>
@@ -32,7 +32,6 @@ public sealed partial class WriteBehindCounterStore : LocalFirstCounterStore, IA
     private static readonly TimeSpan SweepInterval = TimeSpan.FromSeconds(10);
 
     private readonly ICounterStore _syncStore;
-    private readonly double _timestampsPerTick;
     private readonly long _intervalTimestamps;
     private readonly ExpiringMap<Entry> _entries;
     private readonly ConcurrentQueue<Entry> _due = new();
@@ -58,26 +57,18 @@ public sealed partial class WriteBehindCounterStore : LocalFirstCounterStore, IA
         _syncStore = syncStore ?? inner;
         ArgumentNullException.ThrowIfNull(metrics);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(interval, TimeSpan.Zero);
-        Interval = interval;
-        _timestampsPerTick = (double)time.TimestampFrequency / TimeSpan.TicksPerSecond;
-        _intervalTimestamps = ToTimestamp(interval);
+        _intervalTimestamps = CounterMath.ToTimestamp(Time, interval);
         _entries = new ExpiringMap<Entry>(maxCounters);
         _logger = logger;
         var syncs = metrics.CreateCounter("legate_ratelimit_write_behind_syncs_total", "Syncs of the hits gathered here with the shared counter store, by result.", ["result"]);
         _syncsOk = syncs.WithLabels("ok");
         _syncsFailed = syncs.WithLabels("failed");
         _counters = metrics.CreateGauge("legate_ratelimit_write_behind_counters", "Counters decided here between syncs (expired ones included until swept).");
-        _sweepAt = time.GetTimestamp() + ToTimestamp(SweepInterval);
+        _sweepAt = time.GetTimestamp() + CounterMath.ToTimestamp(Time, SweepInterval);
         _timer = time.CreateTimer(static state => ((WriteBehindCounterStore)state!).OnTimer(), this, interval, interval);
     }
 
-    /// <summary>How often the hits gathered here go to the shared store.</summary>
-    public TimeSpan Interval { get; }
-
-    /// <summary>Counters known here, including expired ones not dropped yet.</summary>
-    public int Count => _entries.Count;
-
-    /// <summary>Sends the hits gathered here to the shared store now (the timer does this every <see cref="Interval"/>).</summary>
+    /// <summary>Sends the hits gathered here to the shared store now (the timer does this every interval).</summary>
     public async Task SyncAsync(CancellationToken cancellationToken = default)
     {
         var updates = ArrayPool<CounterUpdate>.Shared.Rent(SyncChunk);
@@ -164,7 +155,7 @@ public sealed partial class WriteBehindCounterStore : LocalFirstCounterStore, IA
         {
             if (_entries.TryGetValue(key, out var existing) && existing.ExpiresAt > now)
                 return existing;
-            var fresh = new Entry(key, now + ToTimestamp(ttl));
+            var fresh = new Entry(key, now + CounterMath.ToTimestamp(Time, ttl));
             if (existing is null ? _entries.TryAdd(key, fresh, now) : _entries.TryReplace(key, fresh, existing))
                 return fresh;
         }
@@ -212,7 +203,7 @@ public sealed partial class WriteBehindCounterStore : LocalFirstCounterStore, IA
             var now = Time.GetTimestamp();
             if (now >= Interlocked.Read(ref _sweepAt))
             {
-                Interlocked.Exchange(ref _sweepAt, now + ToTimestamp(SweepInterval));
+                Interlocked.Exchange(ref _sweepAt, now + CounterMath.ToTimestamp(Time, SweepInterval));
                 _entries.SweepExpired(now);
                 _counters.Set(_entries.Count);
             }
@@ -258,8 +249,6 @@ public sealed partial class WriteBehindCounterStore : LocalFirstCounterStore, IA
             LogSyncRecovered(_logger);
     }
 
-    private long ToTimestamp(TimeSpan span) =>
-        span <= TimeSpan.Zero ? 1 : Math.Max(1, (long)Math.Min(long.MaxValue / 4, span.Ticks * _timestampsPerTick));
 
     [LoggerMessage(EventId = 1, EventName = "WriteBehindSyncFailing", Level = LogLevel.Warning,
         Message = "Sending the hits gathered here to the shared counter store failed ({Reason}); counters known here are still decided here and their hits kept until it answers.")]

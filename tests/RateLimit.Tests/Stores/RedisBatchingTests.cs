@@ -62,16 +62,6 @@ public sealed class RedisBatchingTests(RedisFixture redis)
         return results;
     }
 
-    private static async Task<ConnectionMultiplexer> ConnectAsync(RedisServerProcess server)
-    {
-        var options = ConfigurationOptions.Parse(server.Endpoint);
-        options.AbortOnConnectFail = false;
-        options.ConnectTimeout = 500;
-        options.AllowAdmin = true;
-        options.ReconnectRetryPolicy = new LinearRetry(250);
-        return await ConnectionMultiplexer.ConnectAsync(options);
-    }
-
     /// <summary>Script runs (EVAL and EVALSHA) the server has counted since its start or the last CONFIG RESETSTAT.</summary>
     private static async Task<long> ScriptCallsAsync(IServer server) =>
         await CommandCallsAsync(server, "evalsha") + await CommandCallsAsync(server, "eval");
@@ -107,7 +97,7 @@ public sealed class RedisBatchingTests(RedisFixture redis)
         const int CallsEach = 25;
         using var server = new RedisServerProcess(FreePort.Next());
         await server.StartAsync(Ct);
-        await using var multiplexer = await ConnectAsync(server);
+        await using var multiplexer = await server.ConnectAsync();
         var store = new RedisCounterStore(multiplexer, timeout: TimeSpan.FromSeconds(10), batching: batching ? RedisBatchOptions.Default : RedisBatchOptions.Off);
         var admin = multiplexer.GetServer(server.Endpoint);
         await UpdateAsync(store, Add(Key("warm-up"), 1));
@@ -203,7 +193,7 @@ public sealed class RedisBatchingTests(RedisFixture redis)
     {
         using var server = new RedisServerProcess(FreePort.Next());
         await server.StartAsync(Ct);
-        await using var multiplexer = await ConnectAsync(server);
+        await using var multiplexer = await server.ConnectAsync();
         var store = new RedisCounterStore(multiplexer, timeout: TimeSpan.FromSeconds(10));
         var admin = multiplexer.GetServer(server.Endpoint);
         await UpdateAsync(store, Add(Key("warm-up"), 1));
@@ -285,7 +275,7 @@ public sealed class RedisBatchingTests(RedisFixture redis)
     {
         using var server = new RedisServerProcess(FreePort.Next());
         await server.StartAsync(Ct);
-        await using var multiplexer = await ConnectAsync(server);
+        await using var multiplexer = await server.ConnectAsync();
         var store = new RedisCounterStore(multiplexer, timeout: TimeSpan.FromSeconds(20), batching: new RedisBatchOptions(MaxInFlight: 1));
         var poisoned = Key("secret-api-key-4711");
         await multiplexer.GetDatabase().ListLeftPushAsync(poisoned, "not a counter");
@@ -323,7 +313,7 @@ public sealed class RedisBatchingTests(RedisFixture redis)
     {
         using var server = new RedisServerProcess(FreePort.Next());
         await server.StartAsync(Ct);
-        await using var multiplexer = await ConnectAsync(server);
+        await using var multiplexer = await server.ConnectAsync();
         var timeout = TimeSpan.FromMilliseconds(500);
         var store = new RedisCounterStore(multiplexer, timeout: timeout, batching: new RedisBatchOptions(MaxInFlight: 1));
         await UpdateAsync(store, Add(Key("warm-up"), 1));
@@ -379,7 +369,7 @@ public sealed class RedisBatchingTests(RedisFixture redis)
     {
         using var server = new RedisServerProcess(FreePort.Next());
         await server.StartAsync(Ct);
-        await using var multiplexer = await ConnectAsync(server);
+        await using var multiplexer = await server.ConnectAsync();
         var time = new FakeTimeProvider(DateTimeOffset.UnixEpoch.AddYears(56));
         var timeout = TimeSpan.FromMilliseconds(500);
         var store = new RedisCounterStore(multiplexer, timeout: timeout, timeProvider: time, batching: new RedisBatchOptions(MaxInFlight: 1));
@@ -447,7 +437,7 @@ public sealed class RedisBatchingTests(RedisFixture redis)
     {
         using var server = new RedisServerProcess(FreePort.Next());
         await server.StartAsync(Ct);
-        await using var multiplexer = await ConnectAsync(server);
+        await using var multiplexer = await server.ConnectAsync();
         var store = new RedisCounterStore(multiplexer, timeout: TimeSpan.FromMilliseconds(300), batching: new RedisBatchOptions(MaxInFlight: 1));
         await UpdateAsync(store, Add(Key("warm-up"), 1));
 
@@ -476,7 +466,7 @@ public sealed class RedisBatchingTests(RedisFixture redis)
         var failureBound = timeout + TimeSpan.FromSeconds(2);
         using var server = new RedisServerProcess(FreePort.Next());
         await server.StartAsync(Ct);
-        await using var multiplexer = await ConnectAsync(server);
+        await using var multiplexer = await server.ConnectAsync();
         var store = new RedisCounterStore(multiplexer, timeout: timeout);
         await UpdateAsync(store, Add(Key("warm-up"), 1));
         var killed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -521,7 +511,7 @@ public sealed class RedisBatchingTests(RedisFixture redis)
     public async Task RedisDownAtStart_UsesTheScriptPerCounterPath_ThenBatchesOnceAServerIsConnected()
     {
         using var server = new RedisServerProcess(FreePort.Next());
-        await using var multiplexer = await ConnectAsync(server);
+        await using var multiplexer = await server.ConnectAsync();
         var store = new RedisCounterStore(multiplexer, timeout: TimeSpan.FromMilliseconds(500));
 
         await Assert.ThrowsAsync<CounterStoreException>(() => UpdateAsync(store, Add(Key("cold"), 1)));

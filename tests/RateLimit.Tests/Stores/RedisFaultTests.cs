@@ -18,15 +18,6 @@ public sealed class RedisFaultTests
     private static CounterUpdate Add(string name, ulong hits) =>
         new(CounterKey.Build("legate:rl:fault:", "domain", new KeyValuePair<string, string>[] { new("name", name) }, "m", 1_767_225_600), hits, TimeSpan.FromMinutes(2));
 
-    private static async Task<ConnectionMultiplexer> ConnectAsync(RedisServerProcess server)
-    {
-        var options = ConfigurationOptions.Parse(server.Endpoint);
-        options.AbortOnConnectFail = false;
-        options.ConnectTimeout = 500;
-        options.ReconnectRetryPolicy = new LinearRetry(250);
-        return await ConnectionMultiplexer.ConnectAsync(options);
-    }
-
     private static async Task<CounterResult> UpdateAsync(ICounterStore store, CounterUpdate update)
     {
         var results = new CounterResult[1];
@@ -57,7 +48,7 @@ public sealed class RedisFaultTests
     {
         using var server = new RedisServerProcess(FreePort.Next());
         await server.StartAsync(Ct);
-        await using var multiplexer = await ConnectAsync(server);
+        await using var multiplexer = await server.ConnectAsync();
         var store = new RedisCounterStore(multiplexer, timeout: Timeout);
         Assert.Equal(new CounterResult(1, 0, true), await UpdateAsync(store, Add("restart", 1)));
 
@@ -87,7 +78,7 @@ public sealed class RedisFaultTests
     {
         using var server = new RedisServerProcess(FreePort.Next());
         await server.StartAsync(Ct);
-        await using var multiplexer = await ConnectAsync(server);
+        await using var multiplexer = await server.ConnectAsync();
         var store = new RedisCounterStore(multiplexer, timeout: Timeout);
         Assert.Equal(new CounterResult(1, 0, true), await UpdateAsync(store, Add("hung", 1)));
 

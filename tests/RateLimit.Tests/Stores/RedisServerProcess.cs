@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Net.Sockets;
 using System.Text;
 using Legate.Testing;
+using StackExchange.Redis;
 
 namespace Legate.RateLimit.Tests.Stores;
 
@@ -98,6 +99,20 @@ internal sealed class RedisServerProcess : IDisposable
     public void Thaw() => Signal("CONT");
 
     public void Dispose() => Kill();
+
+    /// <summary>
+    /// A multiplexer of the test's own for this server: admin commands on, quick to connect, and reconnecting every
+    /// 250 ms, so that tests which freeze, kill or restart the server see it come back soon.
+    /// </summary>
+    public async Task<ConnectionMultiplexer> ConnectAsync()
+    {
+        var options = ConfigurationOptions.Parse(Endpoint);
+        options.AbortOnConnectFail = false;
+        options.ConnectTimeout = 500;
+        options.AllowAdmin = true;
+        options.ReconnectRetryPolicy = new LinearRetry(250);
+        return await ConnectionMultiplexer.ConnectAsync(options);
+    }
 
     private void Signal(string signal)
     {

@@ -84,21 +84,12 @@ public sealed class WriteBehindReplicaTests
         return results[0].Applied;
     }
 
-    private static async Task<ConnectionMultiplexer> ConnectAsync(RedisServerProcess server)
-    {
-        var options = ConfigurationOptions.Parse(server.Endpoint);
-        options.AbortOnConnectFail = false;
-        options.ConnectTimeout = 500;
-        options.AllowAdmin = true;
-        return await ConnectionMultiplexer.ConnectAsync(options);
-    }
-
     [Fact]
     public async Task TwoReplicas_HearEachOthersHitsAtTheirSyncs_SoTheyOvershootOnlyByWhatTheyAdmittedBetweenSyncs()
     {
         using var server = new RedisServerProcess(FreePort.Next());
         await server.StartAsync(Ct);
-        await using var multiplexer = await ConnectAsync(server);
+        await using var multiplexer = await server.ConnectAsync();
         var time = new FakeTimeProvider(DateTimeOffset.UnixEpoch.AddYears(56));
         await using var a = Replica(multiplexer, time);
         await using var b = Replica(multiplexer, time);
@@ -150,7 +141,7 @@ public sealed class WriteBehindReplicaTests
     {
         using var server = new RedisServerProcess(FreePort.Next());
         await server.StartAsync(Ct);
-        await using var multiplexer = await ConnectAsync(server);
+        await using var multiplexer = await server.ConnectAsync();
         var time = new FakeTimeProvider(DateTimeOffset.UnixEpoch.AddYears(56));
         await using var store = Replica(multiplexer, time);
         var key = Key("timer");
@@ -174,7 +165,7 @@ public sealed class WriteBehindReplicaTests
     {
         using var server = new RedisServerProcess(FreePort.Next());
         await server.StartAsync(Ct);
-        await using var multiplexer = await ConnectAsync(server);
+        await using var multiplexer = await server.ConnectAsync();
         var time = new FakeTimeProvider(DateTimeOffset.UnixEpoch.AddYears(56));
         var store = Replica(multiplexer, time, TimeSpan.FromMilliseconds(300));
         var known = Key("known");
