@@ -7,7 +7,7 @@ set -euo pipefail
 usage() {
     cat <<'EOF'
 usage: bench/run.sh SCENARIO... [--duration S] [--connections C] [--streams M] [--warmup S]
-                   [--rate R | --half-rate] [--rate-connections N]
+                   [--rounds N] [--round-duration S] [--rate R | --half-rate] [--rate-connections N]
 
 scenarios:
   baseline           the no-op server alone (Check with the authz-check payload)
@@ -34,6 +34,10 @@ scenarios:
   authz              authz-apikey authz-jwt-cached authz-jwt-distinct
 
 options (defaults):  --duration 20  --connections 4  --streams 32  --warmup 90   (seconds; warmup 0 skips it; .NET needs 60-90 s of load on one core to finish tiering up)
+  --rounds N         after the main measurement, N short windows of the service, each between two of the baseline
+                     (the noop; openssl speed for authz-jwt-distinct), every window's ratio to the mean of the two
+                     around it; the median of the N is the ratio to trust on a machine whose speed drifts (5; 0 = off)
+  --round-duration S each of those windows (5)
   --rate R           measure at a fixed R requests/s in all instead of as fast as possible (h2load --rps per connection)
   --half-rate        after the usual (maximum rate) measurements, measure the service again at half of its maximum
                      req/s, and the noop at that same rate: p50/p99 at a load the server can keep up with
@@ -54,7 +58,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="$ROOT/bench"
 OUT="$BENCH/out"
 
-DURATION=20 CONNECTIONS=4 STREAMS=32 WARMUP=90 RATE="" HALF_RATE=0 RATE_CONNECTIONS=10
+DURATION=20 CONNECTIONS=4 STREAMS=32 WARMUP=90 RATE="" HALF_RATE=0 RATE_CONNECTIONS=10 ROUNDS=5 ROUND_SECONDS=5
 NOOP_PORT="${BENCH_NOOP_PORT:-20050}"
 GRPC_PORT="${BENCH_GRPC_PORT:-20051}"
 HTTP_PORT="${BENCH_HTTP_PORT:-20052}"
@@ -90,12 +94,14 @@ while (($#)); do
         --warmup) WARMUP="$2" ;;
         --rate) RATE="$2" ;;
         --rate-connections) RATE_CONNECTIONS="$2" ;;
+        --rounds) ROUNDS="$2" ;;
+        --round-duration) ROUND_SECONDS="$2" ;;
         *) die "unknown option $1 (try --help)" ;;
     esac
     shift 2
 done
 ((${#SCENARIOS[@]} > 0)) || usage
-for v in DURATION CONNECTIONS STREAMS WARMUP RATE_CONNECTIONS NOOP_PORT GRPC_PORT HTTP_PORT ${RATE:+RATE} ${REDIS_PORT:+REDIS_PORT}; do
+for v in DURATION CONNECTIONS STREAMS WARMUP RATE_CONNECTIONS ROUNDS ROUND_SECONDS NOOP_PORT GRPC_PORT HTTP_PORT ${RATE:+RATE} ${REDIS_PORT:+REDIS_PORT}; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number (was '${!v}')"
 done
 ((DURATION > 0 && CONNECTIONS > 0 && STREAMS > 0 && RATE_CONNECTIONS > 0)) || die "duration, connections and streams must be positive"
@@ -524,6 +530,38 @@ openssl_verify_rate() {
     "${PIN_SERVER[@]}" openssl speed -mr -seconds "${BENCH_OPENSSL_SECONDS:-3}" rsa2048 2>/dev/null | awk -F: '$1 == "+F2" {printf "%.0f\n", $5}'
 }
 
+# Interleaved rounds: the baseline and the service in turn, short windows, each service window divided by the mean of
+# the baseline windows either side of it. One long run of each, minutes apart, compares two speeds of a shared VM
+# (it drifts by tens of percent within minutes); adjacent windows share the machine's speed, so the median of the
+# rounds' ratios is the ratio to trust, and their spread shows how much the machine moved.
+round_base() { # round: the baseline's rate now (the noop's req/s, or for authz-jwt-distinct openssl's verify/s)
+    if [[ $s == authz-jwt-distinct ]]; then
+        BENCH_OPENSSL_SECONDS=$ROUND_SECONDS openssl_verify_rate
+    else
+        load "$NOOP_PORT" "$ROUND_SECONDS" "$OUT/$TAG.noop.round$1.h2load.txt"
+        awk '/^finished in/ {printf "%.0f\n", $4}' "$OUT/$TAG.noop.round$1.h2load.txt"
+    fi
+}
+rounds() { # service name, port; adds the ratio-rounds row
+    local name="$1" port="$2" i prev base svc r all="" median what=noop
+    [[ $s == authz-jwt-distinct ]] && what="openssl verify/s"
+    echo "rounds   $ROUNDS x ${ROUND_SECONDS}s: $what, then $name, in turn; each $name window / the mean of the $what windows around it"
+    prev="$(round_base 0)"
+    [[ -n $prev ]] || die "rounds: no baseline rate"
+    for ((i = 1; i <= ROUNDS; i++)); do
+        load "$port" "$ROUND_SECONDS" "$OUT/$TAG.$name.round$i.h2load.txt"
+        svc="$(awk '/^finished in/ {printf "%.0f", $4}' "$OUT/$TAG.$name.round$i.h2load.txt")"
+        base="$(round_base "$i")"
+        r="$(ratio "$svc" "$(awk -v a="$prev" -v b="$base" 'BEGIN {print (a + b) / 2}')")"
+        printf '           %d: %s %s, %s %s, %s %s -> %s\n' "$i" "$what" "$prev" "$name" "$svc" "$what" "$base" "$r"
+        all+="${all:+ }$r"
+        prev=$base
+    done
+    median="$(tr ' ' '\n' <<<"$all" | sort -n | awk '{v[NR] = $1} END {m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.2f", m}')"
+    echo "           median $median (each: $all)"
+    SUMMARY+=("$(printf "%-${SW}s %-14s %10s   %s" "$s" "ratio-rounds" "$median" "median of $ROUNDS interleaved ${ROUND_SECONDS}s windows vs $what: $all")")
+}
+
 ms() { awk -v us="$1" 'BEGIN {printf "%.3f", us / 1000}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else printf "n/a"}'; }
 
@@ -650,6 +688,8 @@ for s in "${SCENARIOS[@]}"; do
             SUMMARY+=("$(printf "%-${SW}s %-14s %10.0f" "$s" openssl-verify "$verify_rate")")
             SUMMARY+=("$(printf "%-${SW}s %-14s %10s" "$s" ratio-verify "$(ratio "$S_RPS" "$verify_rate")")")
         fi
+        # Last, after the checks above (which count the main measurement's calls): more calls change none of them.
+        [[ -z $RATE ]] && ((ROUNDS > 0)) && rounds "$name" "$GRPC_PORT"
     fi
 
     if ((HALF_RATE)); then
@@ -672,7 +712,7 @@ for s in "${SCENARIOS[@]}"; do
 done
 
 echo
-echo "== summary ($(date -u +%Y-%m-%dT%H:%MZ); duration ${DURATION}s, warmup ${WARMUP}s, -c $CONNECTIONS -m $STREAMS${RATE:+, at $RATE req/s with -c $RATE_CONNECTIONS}$( ((HALF_RATE)) && echo ", @half = at half the service's maximum req/s with -c $RATE_CONNECTIONS"); ratio = service / noop; cpu = server's share of one core; redis_cpu = redis-server's share, redis/call = counter script runs in Redis per call)"
+echo "== summary ($(date -u +%Y-%m-%dT%H:%MZ); duration ${DURATION}s, warmup ${WARMUP}s, -c $CONNECTIONS -m $STREAMS${RATE:+, at $RATE req/s with -c $RATE_CONNECTIONS}$( ((HALF_RATE)) && echo ", @half = at half the service's maximum req/s with -c $RATE_CONNECTIONS"); ratio = service / noop; ratio-rounds = median of the interleaved rounds' ratios; cpu = server's share of one core; redis_cpu = redis-server's share, redis/call = counter script runs in Redis per call)"
 { header; printf '%s\n' "${SUMMARY[@]}"; } | tee "$OUT/summary.txt"
 {
     echo
