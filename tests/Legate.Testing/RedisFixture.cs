@@ -16,6 +16,7 @@ public sealed class RedisFixture : IAsyncLifetime
     private const string RequireVariable = "LEGATE_REQUIRE_REDIS";
     private RedisContainer? _container;
     private Process? _server;
+    private IDisposable? _record;
     private ConnectionMultiplexer? _multiplexer;
     private int _nextDatabase;
 
@@ -101,7 +102,9 @@ public sealed class RedisFixture : IAsyncLifetime
         };
         foreach (var arg in new[] { "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "no", "--databases", "16" })
             start.ArgumentList.Add(arg);
+        OwnedProcesses.SweepRedisServersOnce();
         _server = Process.Start(start)!;
+        _record = OwnedProcesses.Own(_server);
         _server.OutputDataReceived += (_, _) => { };
         _server.ErrorDataReceived += (_, _) => { };
         _server.BeginOutputReadLine();
@@ -147,6 +150,10 @@ public sealed class RedisFixture : IAsyncLifetime
             _server.Kill();
             _server.WaitForExit(5000);
         }
+        // A server that has not exited keeps its record: a later run's sweep kills it once this process is gone.
+        if (_server.HasExited)
+            _record?.Dispose();
+        _record = null;
         _server.Dispose();
         _server = null;
     }

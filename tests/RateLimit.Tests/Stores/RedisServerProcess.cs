@@ -16,6 +16,7 @@ internal sealed class RedisServerProcess : IDisposable
     private readonly string _binary;
     private readonly string[] _arguments;
     private Process? _process;
+    private IDisposable? _record;
 
     public enum Mode
     {
@@ -50,6 +51,7 @@ internal sealed class RedisServerProcess : IDisposable
     {
         if (_process is { HasExited: false })
             throw new InvalidOperationException("The server is already running.");
+        _record?.Dispose(); // the previous server exited by itself
         _process?.Dispose();
         var start = new ProcessStartInfo(_binary)
         {
@@ -59,7 +61,9 @@ internal sealed class RedisServerProcess : IDisposable
         };
         foreach (var argument in _arguments)
             start.ArgumentList.Add(argument);
+        OwnedProcesses.SweepRedisServersOnce();
         _process = Process.Start(start) ?? throw new InvalidOperationException("redis-server did not start.");
+        _record = OwnedProcesses.Own(_process);
         _process.OutputDataReceived += (_, _) => { };
         _process.ErrorDataReceived += (_, _) => { };
         _process.BeginOutputReadLine();
@@ -88,6 +92,10 @@ internal sealed class RedisServerProcess : IDisposable
             _process.Kill(entireProcessTree: true);
             _process.WaitForExit(5000);
         }
+        // A server that has not exited keeps its record: a later run's sweep kills it once this process is gone.
+        if (_process.HasExited)
+            _record?.Dispose();
+        _record = null;
         _process.Dispose();
         _process = null;
     }
