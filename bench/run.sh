@@ -36,7 +36,7 @@ scenarios:
 options (defaults):  --duration 20  --connections 4  --streams 32  --warmup 90   (seconds; warmup 0 skips it; .NET needs 60-90 s of load on one core to finish tiering up)
   --rounds N         after the main measurement, N short windows of the service, each between two of the baseline
                      (the noop; openssl speed for authz-jwt-distinct), every window's ratio to the mean of the two
-                     around it; the median of the N is the ratio to trust on a machine whose speed drifts (5; 0 = off)
+                     around it; their median and spread show what the machine's drift does to the ratio (5; 0 = off)
   --round-duration S each of those windows (5)
   --rate R           measure at a fixed R requests/s in all instead of as fast as possible (h2load --rps per connection)
   --half-rate        after the usual (maximum rate) measurements, measure the service again at half of its maximum
@@ -533,7 +533,7 @@ openssl_verify_rate() {
 # Interleaved rounds: the baseline and the service in turn, short windows, each service window divided by the mean of
 # the baseline windows either side of it. One long run of each, minutes apart, compares two speeds of a shared VM
 # (it drifts by tens of percent within minutes); adjacent windows share the machine's speed, so the median of the
-# rounds' ratios is the ratio to trust, and their spread shows how much the machine moved.
+# rounds' ratios is a second reading of the ratio, and their spread shows how much the machine moved.
 round_base() { # round: the baseline's rate now (the noop's req/s, or for authz-jwt-distinct openssl's verify/s)
     if [[ $s == authz-jwt-distinct ]]; then
         BENCH_OPENSSL_SECONDS=$ROUND_SECONDS openssl_verify_rate
