@@ -32,6 +32,7 @@ public static class LegateHostingExtensions
     public static WebApplicationBuilder AddLegateHosting(this WebApplicationBuilder builder, string serviceName, params string[] grpcServiceNames)
     {
         ArgumentNullException.ThrowIfNull(builder);
+        builder.AddLegateServiceDefaults(HostingDefaults);
         var section = builder.Configuration.GetSection(LegateServerOptions.SectionName);
         var logFormat = section[nameof(LegateServerOptions.LogFormat)] ?? "json";
 
@@ -96,6 +97,18 @@ public static class LegateHostingExtensions
             .AddCheck<ReadinessHealthCheck>("readiness", tags: [HealthTags.Ready]);
         return builder;
     }
+
+    // Per-call log lines start at Warning, whatever the content root (appsettings.json says the same for ASP.NET Core):
+    // grpc-dotnet logs every call that ends with a status other than OK ("Error status code 'Unavailable' ... raised")
+    // or that its client cancelled at Information, and ASP.NET Core two lines per request. During a Redis outage or
+    // when Envoy's timeouts cancel calls that is a line per call, thousands a second, when the service can least
+    // afford them; grpc_server_handled_total{grpc_code} counts those calls instead. Any configuration source can
+    // lower the levels again (Logging__LogLevel__Grpc.AspNetCore.Server.ServerCallHandler=Information).
+    private static readonly KeyValuePair<string, string?>[] HostingDefaults =
+    [
+        new("Logging:LogLevel:Microsoft.AspNetCore", "Warning"),
+        new("Logging:LogLevel:Grpc.AspNetCore.Server.ServerCallHandler", "Warning"),
+    ];
 
     /// <summary>
     /// A service's own defaults (e.g. authz's larger gRPC message limit), below every configuration source: whatever
