@@ -95,7 +95,6 @@ internal sealed class LocalServices : IAsyncDisposable
             ["Legate:LogFormat"] = "text",
             ["Legate:DrainDelay"] = "00:00:01",
             ["Logging:LogLevel:Default"] = "Information",
-            ["Logging:LogLevel:Microsoft.AspNetCore"] = "Warning",
             ["Logging:LogLevel:Microsoft.Hosting.Lifetime"] = "Warning",
         });
         // Registered before the hosting's TryAdd of the process-wide default registry: one registry per service.
