@@ -7,6 +7,8 @@ using Grpc.Core;
 using Legate.Hosting.Rules;
 using Legate.RateLimit.Config;
 using Legate.RateLimit.Stores;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Code = Envoy.Service.Ratelimit.V3.RateLimitResponse.Types.Code;
 using DescriptorStatus = Envoy.Service.Ratelimit.V3.RateLimitResponse.Types.DescriptorStatus;
@@ -19,7 +21,7 @@ namespace Legate.RateLimit;
 /// descriptor is over (quota-mode descriptors only when all of them are). Descriptors without a limit never reach
 /// the store, and a call whose descriptors all lack one completes without any await.
 /// </summary>
-public sealed class RateLimiter
+public sealed partial class RateLimiter
 {
     // Window unit codes in counter keys, by LimitUnit: s, m, h, d, M(onth), y, w.
     private static readonly string[] UnitCodes = ["?", "s", "m", "h", "d", "M", "y", "w"];
@@ -35,8 +37,16 @@ public sealed class RateLimiter
     private readonly TimeProvider _time;
     private readonly RateLimitOptions _options;
     private readonly RateLimitMetrics _metrics;
+    private readonly ILogger _logger;
 
-    public RateLimiter(RulesProvider<RateLimitConfig> rules, ICounterStore store, TimeProvider time, IOptions<RateLimitOptions> options, RateLimitMetrics metrics)
+    // Store failures are logged at most once per interval, each line with how many calls failed since the one before:
+    // during an outage every call fails, and a line per call would be thousands a second (the metrics count them all).
+    private static readonly TimeSpan FailureLogInterval = TimeSpan.FromSeconds(10);
+    private readonly long _failureLogTicks;
+    private long _failedCalls;
+    private long _nextFailureLog = long.MinValue;
+
+    public RateLimiter(RulesProvider<RateLimitConfig> rules, ICounterStore store, TimeProvider time, IOptions<RateLimitOptions> options, RateLimitMetrics metrics, ILogger<RateLimiter>? logger = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         _rules = rules;
@@ -44,6 +54,8 @@ public sealed class RateLimiter
         _time = time;
         _options = options.Value;
         _metrics = metrics;
+        _logger = logger ?? (ILogger)NullLogger.Instance;
+        _failureLogTicks = (long)(FailureLogInterval.TotalSeconds * time.TimestampFrequency);
     }
 
     /// <summary>The counter store in use.</summary>
@@ -113,7 +125,7 @@ public sealed class RateLimiter
         catch (CounterStoreException e)
         {
             call.Return();
-            throw StoreUnavailable(e.Message);
+            throw StoreFailed(e.TimedOut ? "timeout" : "unavailable", e.Message);
         }
         if (pending.IsCompletedSuccessfully)
         {
@@ -139,20 +151,17 @@ public sealed class RateLimiter
         {
             // The store may still write this call's results after the deadline: its arrays must not go back to the pool.
             call.Abandon();
-            _metrics.StoreError("timeout");
-            throw StoreUnavailable($"the {_store.Name} counter store did not answer within {_options.StoreTimeout.TotalMilliseconds} ms");
+            throw StoreFailed("timeout", $"the {_store.Name} counter store did not answer within {_options.StoreTimeout.TotalMilliseconds} ms");
         }
         catch (CounterStoreException e) when (e.TimedOut)
         {
             call.Abandon(); // as above: a store that gave up may not be done with the call's arrays
-            _metrics.StoreError("timeout");
-            throw StoreUnavailable(e.Message);
+            throw StoreFailed("timeout", e.Message);
         }
         catch (CounterStoreException e)
         {
             call.Return();
-            _metrics.StoreError("unavailable");
-            throw StoreUnavailable(e.Message);
+            throw StoreFailed("unavailable", e.Message);
         }
         catch (OperationCanceledException)
         {
@@ -378,7 +387,22 @@ public sealed class RateLimiter
 
     private static RpcException Invalid(string message) => new(new Status(StatusCode.InvalidArgument, message));
 
-    private static RpcException StoreUnavailable(string message) => new(new Status(StatusCode.Unavailable, message));
+    /// <summary>Counts a call the store failed, logs it unless a line went out within the interval, and returns the UNAVAILABLE to throw.</summary>
+    private RpcException StoreFailed(string kind, string reason)
+    {
+        _metrics.StoreError(kind);
+        Interlocked.Increment(ref _failedCalls);
+        var now = _time.GetTimestamp();
+        var due = Volatile.Read(ref _nextFailureLog);
+        if (now >= due && Interlocked.CompareExchange(ref _nextFailureLog, now + _failureLogTicks, due) == due)
+            LogStoreFailing(_logger, _store.Name, Interlocked.Exchange(ref _failedCalls, 0), FailureLogInterval.TotalSeconds, reason);
+        return new RpcException(new Status(StatusCode.Unavailable, reason));
+    }
+
+    // The reason is the store's own message, which never names a key (descriptor values may be API keys).
+    [LoggerMessage(EventId = 110, EventName = "RateLimitStoreFailing", Level = LogLevel.Warning,
+        Message = "The {Store} counter store failed {FailedCalls} call(s) since the last such line (at most one every {IntervalSeconds} s), answered UNAVAILABLE so that Envoy's failure_mode_deny decides; the latest: {Reason}")]
+    private static partial void LogStoreFailing(ILogger logger, string store, long failedCalls, double intervalSeconds, string reason);
 
     /// <summary>
     /// A call's scratch arrays. Each thread keeps the last one it returned, so a call on a warm thread allocates none;

@@ -6,6 +6,8 @@ using Grpc.Core;
 using Legate.RateLimit.Stores;
 using Legate.Testing;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Testing;
 using Microsoft.Extensions.Time.Testing;
 using Code = Envoy.Service.Ratelimit.V3.RateLimitResponse.Types.Code;
 using RateLimitClient = Envoy.Service.Ratelimit.V3.RateLimitService.RateLimitServiceClient;
@@ -404,6 +406,43 @@ public sealed class RateLimiterTests : IDisposable
     }
 
     [Fact]
+    public async Task StoreFailures_AreLoggedAtMostOncePerTenSeconds_EachLineWithTheCallsFailedSinceTheLast()
+    {
+        var logs = new FakeLogCollector();
+        var service = Service(configure: services =>
+        {
+            services.AddSingleton<ICounterStore>(new UnreachableStore());
+            services.AddLogging(logging => logging.AddProvider(new FakeLoggerProvider(logs)));
+        });
+        var client = new RateLimitClient(service.Channel);
+        async Task FailAsync(int calls)
+        {
+            for (var i = 0; i < calls; i++)
+            {
+                var error = await Assert.ThrowsAsync<RpcException>(() => client.ShouldRateLimitAsync(Request(D("tenant", "acme")), cancellationToken: Ct).ResponseAsync);
+                Assert.Equal(StatusCode.Unavailable, error.StatusCode);
+            }
+        }
+        List<FakeLogRecord> Lines() => [.. logs.GetSnapshot().Where(r => r.Id.Name == "RateLimitStoreFailing")];
+
+        await FailAsync(20);
+        var first = Assert.Single(Lines());
+        Assert.Equal(LogLevel.Warning, first.Level);
+        Assert.Contains("failed 1 call(s)", first.Message, StringComparison.Ordinal);
+        Assert.Contains("Redis is unreachable (UnableToConnect).", first.Message, StringComparison.Ordinal);
+
+        _time.Advance(TimeSpan.FromSeconds(9));
+        await FailAsync(5);
+        Assert.Single(Lines());
+
+        _time.Advance(TimeSpan.FromSeconds(1));
+        await FailAsync(1);
+        Assert.Equal(2, Lines().Count);
+        Assert.Contains("failed 25 call(s)", Lines()[1].Message, StringComparison.Ordinal); // the 19 and 5 not logged, and this one
+        Assert.Contains("legate_ratelimit_store_errors_total{kind=\"unavailable\"} 26", await service.ScrapeAsync(Ct), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task StoreWhoseOwnBoundIsLongerThanTheDeadline_IsStillCutOffAtTheDeadline()
     {
         var service = Service(new Dictionary<string, string?> { ["Legate:RateLimit:StoreTimeout"] = "00:00:00.050" },
@@ -569,6 +608,17 @@ public sealed class RateLimiterTests : IDisposable
             await Task.Yield();
             throw new CounterStoreException("the store gave up") { TimedOut = true };
         }
+    }
+
+    /// <summary>Fails every call at once, as the Redis store does while the multiplexer has no connection.</summary>
+    private sealed class UnreachableStore : ICounterStore
+    {
+        public string Name => "redis";
+
+        public TimeSpan? Deadline => null;
+
+        public ValueTask UpdateAsync(ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results, CancellationToken cancellationToken) =>
+            throw new CounterStoreException("Redis is unreachable (UnableToConnect).");
     }
 
     private sealed class HangingStore(TimeSpan? deadline = null) : ICounterStore
