@@ -54,6 +54,11 @@ public sealed class ApiKeyValidator
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
 
+    // A store outage fails every lookup: at most one log line per interval, with the lookups refused since the last.
+    private static readonly TimeSpan UnavailableLogInterval = TimeSpan.FromSeconds(10);
+    private long _refusedLookups;
+    private long _nextUnavailableLog = long.MinValue;
+
     public ApiKeyValidator(IApiKeyStore store, TimeProvider time, ApiKeyFormat? format = null, ILogger? logger = null)
     {
         ArgumentNullException.ThrowIfNull(store);
@@ -108,7 +113,12 @@ public sealed class ApiKeyValidator
 
     private ApiKeyResult Unavailable(string keyId)
     {
-        ApiKeysLog.StoreUnavailable(_logger, keyId);
+        Interlocked.Increment(ref _refusedLookups);
+        var now = _time.GetTimestamp();
+        var due = Volatile.Read(ref _nextUnavailableLog);
+        var next = now + (long)(UnavailableLogInterval.TotalSeconds * _time.TimestampFrequency);
+        if (now >= due && Interlocked.CompareExchange(ref _nextUnavailableLog, next, due) == due)
+            ApiKeysLog.StoreUnavailable(_logger, Interlocked.Exchange(ref _refusedLookups, 0), UnavailableLogInterval.TotalSeconds, keyId);
         return ApiKeyResult.Fail(ApiKeyFailure.StoreUnavailable);
     }
 
@@ -139,8 +149,9 @@ internal static partial class ApiKeysLog
     [LoggerMessage(EventId = 320, EventName = "ApiKeyRejected", Level = LogLevel.Debug, Message = "API key rejected: {Reason} (key id {KeyId})")]
     public static partial void KeyRejected(ILogger logger, ApiKeyFailure reason, string? keyId);
 
-    [LoggerMessage(EventId = 321, EventName = "ApiKeyStoreUnavailable", Level = LogLevel.Warning, Message = "API key store unavailable while looking up key id {KeyId}; refusing")]
-    public static partial void StoreUnavailable(ILogger logger, string keyId);
+    [LoggerMessage(EventId = 321, EventName = "ApiKeyStoreUnavailable", Level = LogLevel.Warning,
+        Message = "API key store unavailable: {RefusedLookups} lookup(s) refused since the last such line (at most one every {IntervalSeconds} s), the latest for key id {KeyId}")]
+    public static partial void StoreUnavailable(ILogger logger, long refusedLookups, double intervalSeconds, string keyId);
 
     [LoggerMessage(EventId = 322, EventName = "ApiKeyRecordInvalid", Level = LogLevel.Error, Message = "Stored API key record {KeyId} is invalid: {Problem}; refusing")]
     public static partial void RecordInvalid(ILogger logger, string keyId, string problem);

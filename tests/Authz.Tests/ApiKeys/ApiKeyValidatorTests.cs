@@ -305,4 +305,30 @@ public sealed class ApiKeyValidatorTests
         store.Asynchronous = true;
         Assert.Equal(ApiKeyFailure.StoreUnavailable, (await validator.ValidateAsync(key.Key, Ct)).Failure);
     }
+
+    [Fact]
+    public async Task StoreUnavailable_IsLoggedAtMostOncePerTenSeconds_WithTheLookupsRefusedSinceTheLastLine()
+    {
+        var key = TestKeys.New();
+        var logs = new FakeLogCollector();
+        using var factory = LoggerFactory.Create(b => b.SetMinimumLevel(LogLevel.Trace).AddProvider(new FakeLoggerProvider(logs)));
+        var store = new CountingStore(ApiKeySet.Create([key.Record])) { Failure = new ApiKeyStoreUnavailableException() };
+        var validator = new ApiKeyValidator(store, _time, logger: factory.CreateLogger("apikeys"));
+        async Task RefuseAsync(int lookups)
+        {
+            for (var i = 0; i < lookups; i++)
+                Assert.Equal(ApiKeyFailure.StoreUnavailable, (await validator.ValidateAsync(key.Key, Ct)).Failure);
+        }
+        List<FakeLogRecord> Lines() => [.. logs.GetSnapshot().Where(r => r.Id.Name == "ApiKeyStoreUnavailable")];
+
+        await RefuseAsync(50);
+        Assert.Contains("1 lookup(s) refused", Assert.Single(Lines()).Message, StringComparison.Ordinal);
+        _time.Advance(TimeSpan.FromSeconds(9));
+        await RefuseAsync(10);
+        Assert.Single(Lines());
+        _time.Advance(TimeSpan.FromSeconds(1));
+        await RefuseAsync(1);
+        Assert.Equal(2, Lines().Count);
+        Assert.Contains("60 lookup(s) refused", Lines()[1].Message, StringComparison.Ordinal);
+    }
 }
