@@ -4,6 +4,7 @@ using Envoy.Service.Ratelimit.V3;
 using Google.Protobuf.Collections;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
+using Legate.Hosting;
 using Legate.Hosting.Rules;
 using Legate.RateLimit.Config;
 using Legate.RateLimit.Stores;
@@ -41,10 +42,7 @@ public sealed partial class RateLimiter
 
     // Store failures are logged at most once per interval, each line with how many calls failed since the one before:
     // during an outage every call fails, and a line per call would be thousands a second (the metrics count them all).
-    private static readonly TimeSpan FailureLogInterval = TimeSpan.FromSeconds(10);
-    private readonly long _failureLogTicks;
-    private long _failedCalls;
-    private long _nextFailureLog = long.MinValue;
+    private readonly EventThrottle _failures;
 
     public RateLimiter(RulesProvider<RateLimitConfig> rules, ICounterStore store, TimeProvider time, IOptions<RateLimitOptions> options, RateLimitMetrics metrics, ILogger<RateLimiter>? logger = null)
     {
@@ -55,7 +53,7 @@ public sealed partial class RateLimiter
         _options = options.Value;
         _metrics = metrics;
         _logger = logger ?? (ILogger)NullLogger.Instance;
-        _failureLogTicks = (long)(FailureLogInterval.TotalSeconds * time.TimestampFrequency);
+        _failures = new EventThrottle(time, TimeSpan.FromSeconds(10));
     }
 
     /// <summary>The counter store in use.</summary>
@@ -391,11 +389,8 @@ public sealed partial class RateLimiter
     private RpcException StoreFailed(string kind, string reason)
     {
         _metrics.StoreError(kind);
-        Interlocked.Increment(ref _failedCalls);
-        var now = _time.GetTimestamp();
-        var due = Volatile.Read(ref _nextFailureLog);
-        if (now >= due && Interlocked.CompareExchange(ref _nextFailureLog, now + _failureLogTicks, due) == due)
-            LogStoreFailing(_logger, _store.Name, Interlocked.Exchange(ref _failedCalls, 0), FailureLogInterval.TotalSeconds, reason);
+        if (_failures.TryReport(out var failed))
+            LogStoreFailing(_logger, _store.Name, failed, _failures.Interval.TotalSeconds, reason);
         return new RpcException(new Status(StatusCode.Unavailable, reason));
     }
 

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
+using Legate.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -55,9 +56,7 @@ public sealed class ApiKeyValidator
     private readonly ILogger _logger;
 
     // A store outage fails every lookup: at most one log line per interval, with the lookups refused since the last.
-    private static readonly TimeSpan UnavailableLogInterval = TimeSpan.FromSeconds(10);
-    private long _refusedLookups;
-    private long _nextUnavailableLog = long.MinValue;
+    private readonly EventThrottle _refusals;
 
     public ApiKeyValidator(IApiKeyStore store, TimeProvider time, ApiKeyFormat? format = null, ILogger? logger = null)
     {
@@ -67,6 +66,7 @@ public sealed class ApiKeyValidator
         _time = time;
         _format = format ?? ApiKeyFormat.Default;
         _logger = logger ?? NullLogger.Instance;
+        _refusals = new EventThrottle(time, TimeSpan.FromSeconds(10));
     }
 
     /// <summary>
@@ -113,12 +113,8 @@ public sealed class ApiKeyValidator
 
     private ApiKeyResult Unavailable(string keyId)
     {
-        Interlocked.Increment(ref _refusedLookups);
-        var now = _time.GetTimestamp();
-        var due = Volatile.Read(ref _nextUnavailableLog);
-        var next = now + (long)(UnavailableLogInterval.TotalSeconds * _time.TimestampFrequency);
-        if (now >= due && Interlocked.CompareExchange(ref _nextUnavailableLog, next, due) == due)
-            ApiKeysLog.StoreUnavailable(_logger, Interlocked.Exchange(ref _refusedLookups, 0), UnavailableLogInterval.TotalSeconds, keyId);
+        if (_refusals.TryReport(out var refused))
+            ApiKeysLog.StoreUnavailable(_logger, refused, _refusals.Interval.TotalSeconds, keyId);
         return ApiKeyResult.Fail(ApiKeyFailure.StoreUnavailable);
     }
 
