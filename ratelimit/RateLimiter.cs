@@ -52,7 +52,7 @@ public sealed partial class RateLimiter
         _time = time;
         _options = options.Value;
         _metrics = metrics;
-        _logger = logger ?? (ILogger)NullLogger.Instance;
+        _logger = logger ?? NullLogger<RateLimiter>.Instance;
         _failures = new EventThrottle(time, TimeSpan.FromSeconds(10));
     }
 

@@ -165,26 +165,9 @@ public static class OwnedProcesses
 
     private static bool Kill(int pid)
     {
-        try
-        {
-            // A process frozen by a test (SIGSTOP) is let run first, as RedisServerProcess.Kill does.
-            using var resume = Process.Start(new ProcessStartInfo("kill", ["-CONT", pid.ToString(CultureInfo.InvariantCulture)]) { UseShellExecute = false });
-            resume?.WaitForExit(5000);
-        }
-        catch (System.ComponentModel.Win32Exception)
-        {
-            // no kill(1): SIGKILL alone still ends it
-        }
-        try
-        {
-            using var process = Process.GetProcessById(pid);
-            process.Kill();
-            return true;
-        }
-        catch (Exception e) when (e is ArgumentException or InvalidOperationException or System.ComponentModel.Win32Exception)
-        {
-            return false; // gone meanwhile
-        }
+        // A process frozen by a test (SIGSTOP) is let run first, as RedisServerProcess.Kill does.
+        UnixSignals.Send(pid, UnixSignals.Cont);
+        return UnixSignals.Send(pid, UnixSignals.Kill);
     }
 
     private sealed class Record(string? path) : IDisposable

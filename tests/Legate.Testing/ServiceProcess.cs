@@ -93,9 +93,7 @@ public sealed class ServiceProcess : IAsyncDisposable
     /// <summary>Sends SIGTERM, as Kubernetes and Docker do to stop a container.</summary>
     public void Terminate()
     {
-        if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS())
-            throw new PlatformNotSupportedException("SIGTERM needs a Unix system.");
-        if (Kill(_process.Id, 15) != 0)
+        if (!UnixSignals.Send(_process.Id, UnixSignals.Term))
             throw new InvalidOperationException($"kill({_process.Id}, SIGTERM) failed: errno {Marshal.GetLastPInvokeError()}");
     }
 
@@ -141,7 +139,4 @@ public sealed class ServiceProcess : IAsyncDisposable
         $"--Legate:DrainDelay={drainDelay.ToString("c", CultureInfo.InvariantCulture)}",
         "--Legate:LogFormat=text",
     ];
-
-    [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
-    private static extern int Kill(int pid, int signal);
 }

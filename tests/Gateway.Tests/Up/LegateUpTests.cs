@@ -170,8 +170,7 @@ public sealed partial class LegateUpTests : IDisposable
             foreach (var port in httpPorts.Append(echoPort))
                 Assert.Equal(System.Net.HttpStatusCode.OK, (await http.GetAsync(new Uri($"http://127.0.0.1:{port}/readyz"), Ct)).StatusCode);
 
-            using (var kill = Process.Start("kill", ["-TERM", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
-                await kill.WaitForExitAsync(Ct);
+            Assert.True(UnixSignals.Send(process.Id, UnixSignals.Term));
             var rest = await process.StandardOutput.ReadToEndAsync(Ct);
             await process.WaitForExitAsync(Ct).WaitAsync(TimeSpan.FromSeconds(60), Ct);
             Assert.True(process.ExitCode == 0, rest + await stderr);

@@ -88,7 +88,7 @@ internal sealed class RedisServerProcess : IDisposable
             return;
         if (!_process.HasExited)
         {
-            Signal("CONT"); // a stopped process cannot die until it runs again
+            Signal(UnixSignals.Cont); // a stopped process cannot die until it runs again
             _process.Kill(entireProcessTree: true);
             _process.WaitForExit(5000);
         }
@@ -101,10 +101,10 @@ internal sealed class RedisServerProcess : IDisposable
     }
 
     /// <summary>Freezes the server (SIGSTOP): connections stay open and nothing answers, as with a hung Redis.</summary>
-    public void Freeze() => Signal("STOP");
+    public void Freeze() => Signal(UnixSignals.Stop);
 
     /// <summary>Lets a frozen server run again (SIGCONT).</summary>
-    public void Thaw() => Signal("CONT");
+    public void Thaw() => Signal(UnixSignals.Cont);
 
     public void Dispose() => Kill();
 
@@ -122,12 +122,10 @@ internal sealed class RedisServerProcess : IDisposable
         return await ConnectionMultiplexer.ConnectAsync(options);
     }
 
-    private void Signal(string signal)
+    private void Signal(int signal)
     {
-        if (_process is not { HasExited: false })
-            return;
-        using var kill = Process.Start(new ProcessStartInfo("kill", ["-" + signal, _process.Id.ToString(CultureInfo.InvariantCulture)]) { UseShellExecute = false })!;
-        kill.WaitForExit(5000);
+        if (_process is { HasExited: false })
+            UnixSignals.Send(_process.Id, signal);
     }
 
     private async Task<bool> RespondsToPingAsync(CancellationToken cancellationToken)
