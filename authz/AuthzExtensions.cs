@@ -40,7 +40,7 @@ public static class AuthzExtensions
             services.AddLegateRedis(builder.Configuration);
         services.TryAddSingleton(sp => new ApiKeyStores(sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<IOptionsMonitor<RulesOptions>>().Get(RulesName), sp.GetRequiredService<IMetricFactory>(),
-            sp.GetRequiredService<ILoggerFactory>(), redis ? () => sp.GetRequiredService<LegateRedis>().Multiplexer : null));
+            sp.GetRequiredService<ILoggerFactory>(), redis ? sp.GetRequiredService<LegateRedis>().Connection : null));
         services.TryAddSingleton(sp => new AuthzPolicyLoader(sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<JwksMetrics>(),
             sp.GetRequiredService<ILoggerFactory>(), sp.GetRequiredService<ApiKeyStores>()));
         builder.AddLegateRules<AuthzPolicySet, AuthzPolicyLoader>(RulesName);

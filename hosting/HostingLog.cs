@@ -39,4 +39,12 @@ internal static partial class HostingLog
     [LoggerMessage(EventId = 22, EventName = "RedisConnectionRestored", Level = LogLevel.Information,
         Message = "Redis connection to {Endpoint} restored")]
     public static partial void RedisConnectionRestored(ILogger logger, System.Net.EndPoint? endpoint);
+
+    [LoggerMessage(EventId = 23, EventName = "RedisNotConnectedYet", Level = LogLevel.Warning,
+        Message = "Redis ({Configuration}) did not answer the first connect; retrying in the background, calls that need it answer unavailable until then")]
+    public static partial void RedisNotConnectedYet(ILogger logger, string configuration);
+
+    [LoggerMessage(EventId = 24, EventName = "RedisConnectThrew", Level = LogLevel.Warning,
+        Message = "Redis ({Configuration}): the connect failed ({ExceptionType}); trying again in {RetrySeconds} s")]
+    public static partial void RedisConnectThrew(ILogger logger, string configuration, string exceptionType, double retrySeconds);
 }

@@ -40,7 +40,7 @@ public static class RateLimitExtensions
             services.TryAddSingleton(sp =>
             {
                 var o = sp.GetRequiredService<IOptions<RateLimitOptions>>().Value;
-                return new RedisCounterStore(sp.GetRequiredService<LegateRedis>().Multiplexer, timeout: RedisTimeout(o), timeProvider: sp.GetRequiredService<TimeProvider>(), batching: Batching(o));
+                return new RedisCounterStore(sp.GetRequiredService<LegateRedis>().Connection, timeout: RedisTimeout(o), timeProvider: sp.GetRequiredService<TimeProvider>(), batching: Batching(o));
             });
             // A singleton of its own, so that the container disposes it (sending the hits left) even when it is wrapped.
             services.TryAddSingleton(sp =>
@@ -49,7 +49,7 @@ public static class RateLimitExtensions
                 var time = sp.GetRequiredService<TimeProvider>();
                 // Syncs wait up to a second rather than a call's deadline: no caller waits for them, and one that times
                 // out is sent again, counting twice if Redis had applied it.
-                var syncs = new RedisCounterStore(sp.GetRequiredService<LegateRedis>().Multiplexer, timeout: RedisCounterStore.DefaultTimeout, timeProvider: time, batching: Batching(o));
+                var syncs = new RedisCounterStore(sp.GetRequiredService<LegateRedis>().Connection, timeout: RedisCounterStore.DefaultTimeout, timeProvider: time, batching: Batching(o));
                 return new WriteBehindCounterStore(sp.GetRequiredService<RedisCounterStore>(), time, o.WriteBehindInterval, o.MaxMemoryCounters,
                     sp.GetRequiredService<ILoggerFactory>().CreateLogger<WriteBehindCounterStore>(), sp.GetRequiredService<IMetricFactory>(), syncs);
             });

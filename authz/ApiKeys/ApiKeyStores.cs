@@ -25,16 +25,16 @@ public sealed class ApiKeyStores : IDisposable
     private readonly RulesOptions _watch;
     private readonly IMetricFactory _metrics;
     private readonly ILoggerFactory _loggers;
-    private readonly Func<IConnectionMultiplexer>? _redis;
+    private readonly Task<IConnectionMultiplexer>? _redis;
     private readonly Dictionary<string, RulesProvider<ApiKeySet>> _files = new(StringComparer.Ordinal);
     private readonly Lock _gate = new();
     private RedisApiKeyStore? _redisStore;
     private TimeSpan _redisCacheTtl;
 
     /// <param name="watch">Whether and how often keys files are watched (the policy's own <c>Legate:Rules:authz</c> settings).</param>
-    /// <param name="redis">The shared Redis connection, or null when <c>Legate:Redis:Configuration</c> is not set.</param>
+    /// <param name="redis">The shared Redis connection (<c>LegateRedis.Connection</c>, which may still be connecting), or null when <c>Legate:Redis:Configuration</c> is not set.</param>
     public ApiKeyStores(TimeProvider time, RulesOptions? watch = null, IMetricFactory? metrics = null, ILoggerFactory? loggers = null,
-        Func<IConnectionMultiplexer>? redis = null)
+        Task<IConnectionMultiplexer>? redis = null)
     {
         ArgumentNullException.ThrowIfNull(time);
         _time = time;
@@ -84,7 +84,7 @@ public sealed class ApiKeyStores : IDisposable
             if (_redisStore is null || _redisCacheTtl != cacheTtl)
             {
                 var redis = _redis ?? throw new InvalidOperationException("No Redis connection is configured.");
-                _redisStore = new RedisApiKeyStore(redis(), new RedisApiKeyStoreOptions { CacheTtl = cacheTtl }, _time, _loggers.CreateLogger<RedisApiKeyStore>());
+                _redisStore = new RedisApiKeyStore(redis, new RedisApiKeyStoreOptions { CacheTtl = cacheTtl }, _time, _loggers.CreateLogger<RedisApiKeyStore>());
                 _redisCacheTtl = cacheTtl;
             }
             return _redisStore;

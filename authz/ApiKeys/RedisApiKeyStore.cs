@@ -49,7 +49,7 @@ public sealed class RedisApiKeyStore : IApiKeyStore
 {
     private static readonly RedisValue[] RecordFields = ["sha256", "tenant", "client", "scopes", "plan", "created", "expires", "revoked", "description"];
 
-    private readonly IConnectionMultiplexer _redis;
+    private readonly Task<IConnectionMultiplexer> _connection;
     private readonly RedisApiKeyStoreOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
@@ -57,16 +57,34 @@ public sealed class RedisApiKeyStore : IApiKeyStore
     private readonly long _cacheTicks;
 
     public RedisApiKeyStore(IConnectionMultiplexer redis, RedisApiKeyStoreOptions? options = null, TimeProvider? time = null, ILogger? logger = null)
+        : this(Task.FromResult(redis ?? throw new ArgumentNullException(nameof(redis))), options, time, logger)
     {
-        ArgumentNullException.ThrowIfNull(redis);
-        _redis = redis;
+    }
+
+    /// <param name="connection">
+    /// The shared multiplexer once its first connect completed (<c>LegateRedis.Connection</c>). Until then a lookup
+    /// waits for it at most <see cref="RedisApiKeyStoreOptions.Timeout"/>, then fails as unavailable.
+    /// </param>
+    /// <param name="options">Key prefix, database, timeout and cache.</param>
+    /// <param name="time">Clock for the cache and the timeout; the system clock when null.</param>
+    /// <param name="logger">Logger; none when null.</param>
+    public RedisApiKeyStore(Task<IConnectionMultiplexer> connection, RedisApiKeyStoreOptions? options = null, TimeProvider? time = null, ILogger? logger = null)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        _connection = connection;
         _options = options ?? new RedisApiKeyStoreOptions();
         _time = time ?? TimeProvider.System;
         _logger = logger ?? NullLogger.Instance;
         _cacheTicks = (long)(_options.CacheTtl.TotalSeconds * _time.TimestampFrequency);
     }
 
-    private IDatabase Database => _redis.GetDatabase(_options.Database);
+    // At once once the first connect completed; only at start-up does a call wait for it (within the store's timeout).
+    private ValueTask<IDatabase> DatabaseAsync(CancellationToken cancellationToken) => _connection.IsCompletedSuccessfully
+        ? new ValueTask<IDatabase>(_connection.Result.GetDatabase(_options.Database))
+        : WaitForDatabaseAsync(cancellationToken);
+
+    private async ValueTask<IDatabase> WaitForDatabaseAsync(CancellationToken cancellationToken) =>
+        (await CallAsync(_connection, cancellationToken).ConfigureAwait(false)).GetDatabase(_options.Database);
 
     private RedisKey RecordKey(string keyId) => _options.KeyPrefix + "key:" + keyId;
 
@@ -84,7 +102,8 @@ public sealed class RedisApiKeyStore : IApiKeyStore
 
     private async ValueTask<ApiKeyRecord?> FindInRedisAsync(string keyId, CancellationToken cancellationToken)
     {
-        var values = await CallAsync(Database.HashGetAsync(RecordKey(keyId), RecordFields), cancellationToken).ConfigureAwait(false);
+        var database = await DatabaseAsync(cancellationToken).ConfigureAwait(false);
+        var values = await CallAsync(database.HashGetAsync(RecordKey(keyId), RecordFields), cancellationToken).ConfigureAwait(false);
         var record = Read(keyId, values);
         if (_cacheTicks > 0)
         {
@@ -106,7 +125,7 @@ public sealed class RedisApiKeyStore : IApiKeyStore
                 throw new ArgumentException("Scopes cannot be empty or contain spaces.", nameof(record));
         }
         var key = RecordKey(record.KeyId);
-        var transaction = Database.CreateTransaction();
+        var transaction = (await DatabaseAsync(cancellationToken).ConfigureAwait(false)).CreateTransaction();
         transaction.AddCondition(Condition.KeyNotExists(key));
         _ = transaction.HashSetAsync(key, Write(record));
         _ = transaction.SetAddAsync(ClientKey(record.Tenant, record.ClientId), record.KeyId);
@@ -122,7 +141,7 @@ public sealed class RedisApiKeyStore : IApiKeyStore
     {
         ArgumentNullException.ThrowIfNull(keyId);
         var key = RecordKey(keyId);
-        var transaction = Database.CreateTransaction();
+        var transaction = (await DatabaseAsync(cancellationToken).ConfigureAwait(false)).CreateTransaction();
         transaction.AddCondition(Condition.KeyExists(key));
         _ = transaction.HashSetAsync(key, "revoked", "1");
         var revoked = await CallAsync(transaction.ExecuteAsync(), cancellationToken).ConfigureAwait(false);
@@ -133,7 +152,7 @@ public sealed class RedisApiKeyStore : IApiKeyStore
     /// <summary>The records, optionally of one tenant and/or client, ordered by tenant, client and creation.</summary>
     public async Task<IReadOnlyList<ApiKeyRecord>> ListAsync(string? tenant = null, string? clientId = null, CancellationToken cancellationToken = default)
     {
-        var database = Database;
+        var database = await DatabaseAsync(cancellationToken).ConfigureAwait(false);
         var index = tenant is not null && clientId is not null ? ClientKey(tenant, clientId) : AllKey;
         var ids = await CallAsync(database.SetMembersAsync(index), cancellationToken).ConfigureAwait(false);
         var batch = database.CreateBatch();

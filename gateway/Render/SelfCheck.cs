@@ -39,10 +39,10 @@ internal static class SelfCheck
         {
             foreach (var file in result.Files.Where(f => f.Path.StartsWith("authz/", StringComparison.Ordinal)))
                 File.WriteAllBytes(Path.Combine(dir.FullName, Path.GetFileName(file.Path)), file.Content);
-            // With redis: true authz needs a Redis connection to build its store; none is made here (nothing is looked up).
-            ConnectionMultiplexer? unconnected = null;
-            using var _ = new Disposer(() => unconnected?.Dispose());
-            using var stores = new ApiKeyStores(TimeProvider.System, redis: config.ApiKeys is { Redis: true } ? () => unconnected ??= Unconnected() : null);
+            // With redis: true authz builds its Redis store on the shared connection; here that connection never comes
+            // (nothing is looked up), so no connect is tried.
+            using var stores = new ApiKeyStores(TimeProvider.System,
+                redis: config.ApiKeys is { Redis: true } ? new TaskCompletionSource<IConnectionMultiplexer>().Task : null);
             using var loader = new AuthzPolicyLoader(TimeProvider.System, stores: stores);
             AuthzPolicySet set;
             try
@@ -74,14 +74,6 @@ internal static class SelfCheck
             dir.Delete(recursive: true);
         }
     }
-
-    private sealed class Disposer(Action dispose) : IDisposable
-    {
-        public void Dispose() => dispose();
-    }
-
-    private static ConnectionMultiplexer Unconnected()
-        => ConnectionMultiplexer.Connect(new ConfigurationOptions { EndPoints = { { "127.0.0.1", 1 } }, AbortOnConnectFail = false, ConnectTimeout = 1, ConnectRetry = 0 });
 
     /// <summary>The (route, policy, tenant) context_extensions Envoy sends to authz, catch-all included.</summary>
     public static IEnumerable<(string Route, string Policy, string? Tenant)> AuthzContexts(GatewayConfig config)

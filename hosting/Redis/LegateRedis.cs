@@ -3,6 +3,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using StackExchange.Redis;
@@ -24,14 +25,23 @@ public sealed class RedisOptions
 
 /// <summary>
 /// The process's one Redis multiplexer, shared by every caller (StackExchange.Redis is built to be shared;
-/// one per operation would exhaust sockets). It connects in the background, so the service starts while Redis
-/// is down and reports not-ready until the connection is up.
+/// one per operation would exhaust sockets). Its first connect starts with this object and runs in the background,
+/// never on a caller's thread: StackExchange.Redis's connect waits up to <c>connectTimeout</c> per attempt
+/// (<c>connectRetry</c> attempts) while Redis is down, and a request that waited for it would hold a thread-pool
+/// thread all that time (the pool then adds threads, dozens under load). Until it completes, <see cref="Connection"/>
+/// is pending and <see cref="TryGetMultiplexer"/> null: callers answer "unavailable" within their own deadline, and
+/// readiness reports not-ready. A connect that throws (a Sentinel none of whose sentinels answers) is retried every
+/// <see cref="ConnectRetryInterval"/>.
 /// </summary>
 public sealed class LegateRedis : IDisposable
 {
-    private readonly Lazy<ConnectionMultiplexer> _multiplexer;
+    /// <summary>The wait before a new first connect after one threw.</summary>
+    public static readonly TimeSpan ConnectRetryInterval = TimeSpan.FromSeconds(5);
 
-    public LegateRedis(IOptions<RedisOptions> options, ILogger<LegateRedis> logger)
+    private readonly CancellationTokenSource _disposed = new();
+    private readonly Task<IConnectionMultiplexer> _connection;
+
+    public LegateRedis(IOptions<RedisOptions> options, ILogger<LegateRedis> logger, TimeProvider? timeProvider = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         var configuration = ConfigurationOptions.Parse(options.Value.Configuration);
@@ -43,22 +53,60 @@ public sealed class LegateRedis : IDisposable
         // The password never reaches a log line.
         var safeDescription = configuration.ToString(includePassword: false);
         HostingLog.RedisConfigured(logger, safeDescription);
-        _multiplexer = new Lazy<ConnectionMultiplexer>(() =>
-        {
-            var multiplexer = ConnectionMultiplexer.Connect(configuration);
-            multiplexer.ConnectionFailed += (_, e) => HostingLog.RedisConnectionFailed(logger, e.EndPoint, e.FailureType);
-            multiplexer.ConnectionRestored += (_, e) => HostingLog.RedisConnectionRestored(logger, e.EndPoint);
-            return multiplexer;
-        });
+        var time = timeProvider ?? TimeProvider.System;
+        _connection = Task.Run(() => ConnectAsync(configuration, safeDescription, logger, time, _disposed.Token));
     }
 
-    /// <summary>The shared multiplexer; connects on first use.</summary>
-    public IConnectionMultiplexer Multiplexer => _multiplexer.Value;
+    /// <summary>
+    /// The shared multiplexer, once its first connect completed (connected or not: from then on it reconnects by
+    /// itself). Await it where waiting is fine (tools, tests, start-up work); a request path uses
+    /// <see cref="TryGetMultiplexer"/> or bounds its wait.
+    /// </summary>
+    public Task<IConnectionMultiplexer> Connection => _connection;
+
+    /// <summary>The shared multiplexer, or null while the first connect is still running.</summary>
+    public IConnectionMultiplexer? TryGetMultiplexer() => _connection.IsCompletedSuccessfully ? _connection.Result : null;
+
+    private static async Task<IConnectionMultiplexer> ConnectAsync(ConfigurationOptions configuration, string safeDescription, ILogger logger, TimeProvider time, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            ConnectionMultiplexer multiplexer;
+            try
+            {
+                multiplexer = await ConnectionMultiplexer.ConnectAsync(configuration).ConfigureAwait(false);
+            }
+            catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+            {
+                // Whatever the reason, a later try may succeed; a faulted task would leave the service without Redis for
+                // good. Only the type is logged: StackExchange.Redis's messages can carry the configuration.
+                HostingLog.RedisConnectThrew(logger, safeDescription, e.GetType().Name, ConnectRetryInterval.TotalSeconds);
+                await Task.Delay(ConnectRetryInterval, time, cancellationToken).ConfigureAwait(false);
+                continue;
+            }
+            if (cancellationToken.IsCancellationRequested)
+            {
+                await multiplexer.DisposeAsync().ConfigureAwait(false);
+                cancellationToken.ThrowIfCancellationRequested();
+            }
+            multiplexer.ConnectionFailed += (_, e) => HostingLog.RedisConnectionFailed(logger, e.EndPoint, e.FailureType);
+            multiplexer.ConnectionRestored += (_, e) => HostingLog.RedisConnectionRestored(logger, e.EndPoint);
+            // The events above only see what happens from now on.
+            if (!multiplexer.IsConnected)
+                HostingLog.RedisNotConnectedYet(logger, safeDescription);
+            return multiplexer;
+        }
+    }
 
     public void Dispose()
     {
-        if (_multiplexer.IsValueCreated)
-            _multiplexer.Value.Dispose();
+        if (_disposed.IsCancellationRequested)
+            return;
+        _disposed.Cancel();
+        if (_connection.IsCompletedSuccessfully)
+            _connection.Result.Dispose();
+        // A connect still running disposes what it made when it ends (it sees the cancellation).
+        _disposed.Dispose();
     }
 }
 
@@ -67,7 +115,8 @@ internal sealed class RedisHealthCheck(LegateRedis redis) : IHealthCheck
 {
     public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
-        var multiplexer = redis.Multiplexer;
+        if (redis.TryGetMultiplexer() is not { } multiplexer)
+            return HealthCheckResult.Unhealthy("Redis is connecting");
         if (!multiplexer.IsConnected)
             return HealthCheckResult.Unhealthy("Redis is not connected");
         try
@@ -82,6 +131,19 @@ internal sealed class RedisHealthCheck(LegateRedis redis) : IHealthCheck
     }
 }
 
+/// <summary>Starts the shared Redis connection with the host, not at the first request that needs it.</summary>
+internal sealed class RedisConnectionStarter(LegateRedis redis) : IHostedService
+{
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        // Constructing LegateRedis (done by the container for this service) started the connect; nothing waits for it.
+        GC.KeepAlive(redis);
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}
+
 /// <summary>Registration of the shared Redis connection.</summary>
 public static class LegateRedisExtensions
 {
@@ -91,7 +153,9 @@ public static class LegateRedisExtensions
         services.AddOptions<RedisOptions>().Bind(configuration.GetSection(RedisOptions.SectionName))
             .Validate(o => !string.IsNullOrWhiteSpace(o.Configuration), $"{RedisOptions.SectionName}:Configuration is required when Redis is used.")
             .ValidateOnStart();
-        services.TryAddSingleton<LegateRedis>();
+        services.TryAddSingleton(sp => new LegateRedis(sp.GetRequiredService<IOptions<RedisOptions>>(), sp.GetRequiredService<ILogger<LegateRedis>>(),
+            sp.GetService<TimeProvider>()));
+        services.AddHostedService<RedisConnectionStarter>();
         if (readinessCheck)
             services.AddHealthChecks().AddCheck<RedisHealthCheck>("redis", tags: [HealthTags.Ready]);
         return services;

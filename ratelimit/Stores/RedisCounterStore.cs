@@ -48,11 +48,12 @@ public sealed class RedisCounterStore : ICounterStore
     private const int Batched = 1;
     private const int PerCounter = 2;
 
-    private readonly IConnectionMultiplexer _multiplexer;
-    private readonly IDatabaseAsync _database;
+    private readonly Task<IConnectionMultiplexer> _connection;
+    private readonly int _databaseNumber;
+    private readonly RedisBatchOptions _batching;
     private readonly TimeSpan _timeout;
     private readonly TimeProvider _time;
-    private readonly RedisBatcher? _batcher;
+    private Connected? _connected;
     private int _mode;
 
     /// <param name="multiplexer">The process's shared multiplexer (<c>LegateRedis.Multiplexer</c>).</param>
@@ -61,8 +62,21 @@ public sealed class RedisCounterStore : ICounterStore
     /// <param name="timeProvider">Clock for the timeout; the system clock when null.</param>
     /// <param name="batching">Group commit on a non-cluster Redis; <see cref="RedisBatchOptions.Default"/> when null.</param>
     public RedisCounterStore(IConnectionMultiplexer multiplexer, int database = -1, TimeSpan? timeout = null, TimeProvider? timeProvider = null, RedisBatchOptions? batching = null)
+        : this(Task.FromResult(multiplexer ?? throw new ArgumentNullException(nameof(multiplexer))), database, timeout, timeProvider, batching)
     {
-        ArgumentNullException.ThrowIfNull(multiplexer);
+    }
+
+    /// <param name="connection">
+    /// The shared multiplexer once its first connect completed (<c>LegateRedis.Connection</c>). Until then a call waits
+    /// for it at most <see cref="Timeout"/>, then fails as a timeout: never longer than a call with Redis down.
+    /// </param>
+    /// <param name="database">Database number; -1 for the configured default (a cluster has only 0).</param>
+    /// <param name="timeout">The most one call waits for Redis; <see cref="DefaultTimeout"/> when null.</param>
+    /// <param name="timeProvider">Clock for the timeout; the system clock when null.</param>
+    /// <param name="batching">Group commit on a non-cluster Redis; <see cref="RedisBatchOptions.Default"/> when null.</param>
+    public RedisCounterStore(Task<IConnectionMultiplexer> connection, int database = -1, TimeSpan? timeout = null, TimeProvider? timeProvider = null, RedisBatchOptions? batching = null)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
         _timeout = timeout ?? DefaultTimeout;
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(_timeout, TimeSpan.Zero, nameof(timeout));
         batching ??= RedisBatchOptions.Default;
@@ -70,13 +84,22 @@ public sealed class RedisCounterStore : ICounterStore
         ArgumentOutOfRangeException.ThrowIfGreaterThan(batching.MaxCounters, RedisBatchOptions.MaxCountersLimit, nameof(batching));
         ArgumentOutOfRangeException.ThrowIfLessThan(batching.MaxInFlight, 1, nameof(batching));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(batching.MaxInFlight, RedisBatchOptions.MaxInFlightLimit, nameof(batching));
-        _multiplexer = multiplexer;
-        _database = multiplexer.GetDatabase(database);
+        _connection = connection;
+        _databaseNumber = database;
+        _batching = batching;
         _time = timeProvider ?? TimeProvider.System;
-        if (batching.Enabled)
-            _batcher = new RedisBatcher(_database, _timeout, _time, batching.MaxCounters, batching.MaxInFlight);
-        else
+        if (!batching.Enabled)
             _mode = PerCounter;
+    }
+
+    // What a connected multiplexer gives, made once the first connect completed.
+    private sealed class Connected(IConnectionMultiplexer multiplexer, IDatabaseAsync database, RedisBatcher? batcher)
+    {
+        public IConnectionMultiplexer Multiplexer { get; } = multiplexer;
+
+        public IDatabaseAsync Database { get; } = database;
+
+        public RedisBatcher? Batcher { get; } = batcher;
     }
 
     public string Name => "redis";
@@ -90,13 +113,13 @@ public sealed class RedisCounterStore : ICounterStore
     /// Whether calls are coalesced: batching is enabled and the multiplexer has shown a connected server that is not
     /// part of a cluster (nor a proxy). False until a server is connected, and for good on a cluster.
     /// </summary>
-    public bool IsBatching => Volatile.Read(ref _mode) == Batched || (Volatile.Read(ref _mode) == Undecided && Decide());
+    public bool IsBatching => (Volatile.Read(ref _connected) ?? TryConnect()) is { } connected && IsBatchingOn(connected);
 
     /// <summary>Batch scripts sent so far (0 without batching): with <see cref="BatchedCounters"/>, how much batching happens.</summary>
-    public long BatchScripts => _batcher?.Scripts ?? 0;
+    public long BatchScripts => Volatile.Read(ref _connected)?.Batcher?.Scripts ?? 0;
 
     /// <summary>Counter updates sent in batch scripts so far.</summary>
-    public long BatchedCounters => _batcher?.Counters ?? 0;
+    public long BatchedCounters => Volatile.Read(ref _connected)?.Batcher?.Counters ?? 0;
 
     public ValueTask UpdateAsync(ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results, CancellationToken cancellationToken)
     {
@@ -104,15 +127,52 @@ public sealed class RedisCounterStore : ICounterStore
             throw new ArgumentException("There must be a result slot for every update.", nameof(results));
         if (updates.IsEmpty)
             return ValueTask.CompletedTask;
-        return IsBatching ? _batcher!.UpdateAsync(updates, results, cancellationToken) : UpdateCoreAsync(updates, results, cancellationToken);
+        if ((Volatile.Read(ref _connected) ?? TryConnect()) is not { } connected)
+            return UpdateWhenConnectedAsync(updates, results, cancellationToken);
+        return IsBatchingOn(connected)
+            ? connected.Batcher!.UpdateAsync(updates, results, cancellationToken)
+            : UpdateCoreAsync(connected.Database, updates, results, cancellationToken);
     }
+
+    /// <summary>The connected state once the first connect completed; null before.</summary>
+    private Connected? TryConnect()
+    {
+        if (!_connection.IsCompletedSuccessfully)
+            return null;
+        var multiplexer = _connection.Result;
+        var database = multiplexer.GetDatabase(_databaseNumber);
+        var batcher = _batching.Enabled ? new RedisBatcher(database, _timeout, _time, _batching.MaxCounters, _batching.MaxInFlight) : null;
+        // Racing callers may each build one; all but the first are dropped before any use.
+        return Interlocked.CompareExchange(ref _connected, new Connected(multiplexer, database, batcher), null) ?? _connected;
+    }
+
+    // Only at start-up, before the shared multiplexer's first connect completed: waits for it within the call's deadline.
+    private async ValueTask UpdateWhenConnectedAsync(ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await _connection.WaitAsync(_timeout, _time, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            throw new CounterStoreException($"Redis is not connected yet (its first connect did not complete within {_timeout.TotalMilliseconds:F0} ms).") { TimedOut = true };
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            throw new CounterStoreException($"Redis could not be connected ({e.GetType().Name}).");
+        }
+        await UpdateAsync(updates, results, cancellationToken).ConfigureAwait(false);
+    }
+
+    private bool IsBatchingOn(Connected connected) =>
+        Volatile.Read(ref _mode) == Batched || (Volatile.Read(ref _mode) == Undecided && Decide(connected.Multiplexer));
 
     // Multi-key scripts work only where every key is on one server: a standalone Redis (a Sentinel's primary is one).
     // Until a server is connected its type is unknown, and the per-counter path, which works everywhere, is used.
-    private bool Decide()
+    private bool Decide(IConnectionMultiplexer multiplexer)
     {
         var connected = false;
-        foreach (var server in _multiplexer.GetServers())
+        foreach (var server in multiplexer.GetServers())
         {
             // Sentinels only name the primary; they never hold counters.
             if (!server.IsConnected || server.ServerType == ServerType.Sentinel)
@@ -129,7 +189,7 @@ public sealed class RedisCounterStore : ICounterStore
         return Volatile.Read(ref _mode) == Batched;
     }
 
-    private async ValueTask UpdateCoreAsync(ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results, CancellationToken cancellationToken)
+    private async ValueTask UpdateCoreAsync(IDatabaseAsync database, ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         var count = updates.Length;
@@ -140,7 +200,7 @@ public sealed class RedisCounterStore : ICounterStore
             try
             {
                 for (; sent < count; sent++)
-                    tasks[sent] = Send(updates.Span[sent]);
+                    tasks[sent] = Send(database, updates.Span[sent]);
             }
             catch (Exception e) when (IsRedisFailure(e))
             {
@@ -179,7 +239,7 @@ public sealed class RedisCounterStore : ICounterStore
         }
     }
 
-    private Task<RedisResult> Send(in CounterUpdate update)
+    private static Task<RedisResult> Send(IDatabaseAsync database, in CounterUpdate update)
     {
         ArgumentNullException.ThrowIfNull(update.Key);
         RedisKey[] keys = update.PreviousWindowKey is { } previous ? [update.Key, previous] : [update.Key];
@@ -192,7 +252,7 @@ public sealed class RedisCounterStore : ICounterStore
             update.OnlyIfWithinLimit ? update.Limit : RedisValue.EmptyString,
             CounterMath.Weight(update),
         ];
-        return _database.ScriptEvaluateAsync(Script, keys, values);
+        return database.ScriptEvaluateAsync(Script, keys, values);
     }
 
     private static CounterResult Read(RedisResult reply, ulong hits)

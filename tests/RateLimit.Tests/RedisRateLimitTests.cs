@@ -181,6 +181,21 @@ public sealed class RedisRateLimitTests : IDisposable
         Assert.Equal(StatusCode.Unavailable, error.StatusCode);
     }
 
+    // A Redis that accepts and never answers: StackExchange.Redis's first connect waits its whole connectTimeout, a
+    // minute here. Calls must not wait for it (they used to hold a pool thread each until it ended).
+    [Fact]
+    public async Task RedisStillConnecting_AnswersUnavailableWithinTheStoreDeadline()
+    {
+        using var hanging = new SilentServer();
+        var service = Service($"{hanging.Endpoint},connectTimeout=60000");
+
+        var error = await Assert.ThrowsAsync<RpcException>(() => new RateLimitClient(service.Channel)
+            .ShouldRateLimitAsync(Request("acme"), deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: Ct).ResponseAsync);
+
+        Assert.Equal(StatusCode.Unavailable, error.StatusCode);
+        Assert.Contains("not connected yet", error.Status.Detail, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task RedisDown_InDegradedMode_KeepsLimitingWithLocalCounters()
     {

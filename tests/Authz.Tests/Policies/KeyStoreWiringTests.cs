@@ -135,6 +135,21 @@ public sealed class RedisKeyStoreWiringTests(RedisFixture redis)
         Assert.InRange((DateTime.UtcNow - revokedAt).TotalSeconds, 0, 5);
     }
 
+    // The first connect to Redis runs in the background; a key check does not wait for it beyond the store's timeout.
+    [Fact]
+    public async Task RedisStillConnecting_KeyChecksFailClosed_503()
+    {
+        using var hanging = new SilentServer(); // accepts, never answers: the connect takes its whole minute
+        var settings = new Dictionary<string, string?> { ["Legate:Redis:Configuration"] = $"{hanging.Endpoint},connectTimeout=60000" };
+        using var host = new AuthzTestHost(Policy, settings);
+
+        var response = await host.CheckAsync(AuthzTestHost.Request(headers: new Dictionary<string, string> { ["x-api-key"] = TestKeys.New().Key }))
+            .WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
+
+        Assert.Equal((int)Grpc.Core.StatusCode.Unavailable, response.Status.Code);
+        Assert.Equal(Envoy.Type.V3.StatusCode.ServiceUnavailable, response.DeniedResponse.Status.Code);
+    }
+
     [Fact]
     public async Task RedisDown_KeyChecksFailClosed_503()
     {

@@ -17,7 +17,8 @@ public sealed class LegateRedisTests(RedisFixture redis)
     {
         redis.RequireRedis();
         using var legate = new LegateRedis(Options.Create(new RedisOptions { Configuration = redis.Configuration! }), new FakeLogger<LegateRedis>());
-        var db = legate.Multiplexer.GetDatabase(redis.DedicatedDatabase());
+        var multiplexer = await legate.Connection.WaitAsync(Ct);
+        var db = multiplexer.GetDatabase(redis.DedicatedDatabase());
         var key = "legate-test:" + Guid.NewGuid().ToString("N");
 
         await db.StringIncrementAsync(key);
@@ -25,7 +26,7 @@ public sealed class LegateRedisTests(RedisFixture redis)
         await db.KeyDeleteAsync(key);
 
         Assert.Equal(2, value);
-        Assert.Same(legate.Multiplexer, legate.Multiplexer);
+        Assert.Same(multiplexer, legate.TryGetMultiplexer());
     }
 
     [Fact]
@@ -33,13 +34,44 @@ public sealed class LegateRedisTests(RedisFixture redis)
     {
         redis.RequireRedis();
         using var legate = new LegateRedis(Options.Create(new RedisOptions { Configuration = redis.Configuration! }), new FakeLogger<LegateRedis>());
+        var multiplexer = await legate.Connection.WaitAsync(Ct);
         var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (!legate.Multiplexer.IsConnected && DateTime.UtcNow < deadline)
+        while (!multiplexer.IsConnected && DateTime.UtcNow < deadline)
             await Task.Delay(50, Ct);
 
         var result = await new RedisHealthCheck(legate).CheckHealthAsync(new HealthCheckContext(), Ct);
 
         Assert.Equal(HealthStatus.Healthy, result.Status);
+    }
+
+    // A Redis that accepts and never answers: StackExchange.Redis's connect waits its whole connectTimeout, a minute
+    // here. Nothing may wait for it: not the constructor, not readiness.
+    [Fact]
+    public async Task TheFirstConnect_RunsInTheBackground_AndReadinessDoesNotWaitForIt()
+    {
+        using var hanging = new SilentServer();
+        using var legate = new LegateRedis(
+            Options.Create(new RedisOptions { Configuration = $"{hanging.Endpoint},connectTimeout=60000" }), new FakeLogger<LegateRedis>());
+
+        var result = await new RedisHealthCheck(legate).CheckHealthAsync(new HealthCheckContext(), Ct);
+
+        Assert.Equal(HealthStatus.Unhealthy, result.Status);
+        Assert.Equal("Redis is connecting", result.Description);
+        Assert.False(legate.Connection.IsCompleted);
+        Assert.Null(legate.TryGetMultiplexer());
+    }
+
+    [Fact]
+    public async Task AFailedFirstConnect_LeavesAMultiplexerThatReconnects_AndSaysSo()
+    {
+        var logger = new FakeLogger<LegateRedis>();
+        using var legate = new LegateRedis(
+            Options.Create(new RedisOptions { Configuration = $"127.0.0.1:{FreePort.Next()},connectTimeout=100,connectRetry=1" }), logger);
+
+        var multiplexer = await legate.Connection.WaitAsync(TimeSpan.FromSeconds(30), Ct);
+
+        Assert.False(multiplexer.IsConnected);
+        Assert.Contains(logger.Collector.GetSnapshot(), r => r.Id.Name == "RedisNotConnectedYet");
     }
 
     [Fact]
@@ -54,11 +86,12 @@ public sealed class LegateRedisTests(RedisFixture redis)
     }
 
     [Fact]
-    public void Password_IsNeverLogged()
+    public async Task Password_IsNeverLogged()
     {
         var logger = new FakeLogger<LegateRedis>();
 
-        using var legate = new LegateRedis(Options.Create(new RedisOptions { Configuration = "127.0.0.1:1,password=hunter2-secret" }), logger);
+        using var legate = new LegateRedis(Options.Create(new RedisOptions { Configuration = "127.0.0.1:1,password=hunter2-secret,connectTimeout=100,connectRetry=1" }), logger);
+        await legate.Connection.WaitAsync(TimeSpan.FromSeconds(30), Ct); // and the background connect's lines
 
         var logged = string.Join('\n', logger.Collector.GetSnapshot().Select(r => r.Message));
         Assert.Contains("127.0.0.1:1", logged, StringComparison.Ordinal);

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Legate.RateLimit.Stores;
 using Legate.Testing;
+using Microsoft.Extensions.Time.Testing;
 using StackExchange.Redis;
 
 namespace Legate.RateLimit.Tests.Stores;
@@ -136,6 +137,32 @@ public sealed class RedisCounterStoreTests(RedisFixture redis) : CounterStoreCon
 
         await Assert.ThrowsAnyAsync<OperationCanceledException>(async () =>
             await store.UpdateAsync(new[] { Add(Key("cancelled"), 1) }, new CounterResult[1], cancelled.Token));
+    }
+
+    // The shared multiplexer's first connect runs in the background (LegateRedis): a call made before it completed
+    // waits for it only within its own deadline, and one made just before it completes goes on to Redis.
+    [Fact]
+    public async Task BeforeTheFirstConnect_ACallWaitsAtMostItsTimeout_AndGoesOnOnceConnected()
+    {
+        var multiplexer = Multiplexer;
+        var connecting = new TaskCompletionSource<IConnectionMultiplexer>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var time = new FakeTimeProvider();
+        var store = new RedisCounterStore(connecting.Task, _database, TimeSpan.FromMilliseconds(500), time);
+        var key = Key("connecting");
+
+        var first = store.UpdateAsync(new[] { Add(key, 1) }, new CounterResult[1], Ct).AsTask();
+        Assert.False(first.IsCompleted);
+        time.Advance(TimeSpan.FromMilliseconds(500));
+        var error = await Assert.ThrowsAsync<CounterStoreException>(() => first);
+        Assert.True(error.TimedOut);
+
+        var results = new CounterResult[1];
+        var second = store.UpdateAsync(new[] { Add(key, 1) }, results, Ct).AsTask();
+        connecting.SetResult(multiplexer);
+        await second;
+
+        Assert.Equal(1ul, results[0].Count); // the call that gave up never reached Redis
+        Assert.Equal(1L, (long)await Database.StringGetAsync(key));
     }
 
     [Fact]

@@ -33,13 +33,13 @@ public sealed class RedisSentinelFixture : IAsyncLifetime
 
     internal RedisServerProcess Sentinel => _group!.Processes[2];
 
-    /// <summary>The shared multiplexer, connected through the sentinel.</summary>
+    /// <summary>The shared multiplexer, connected through the sentinel (its first connect completed in <see cref="InitializeAsync"/>).</summary>
     public IConnectionMultiplexer Multiplexer
     {
         get
         {
             RequireSentinel();
-            return _redis!.Multiplexer;
+            return _redis!.TryGetMultiplexer()!;
         }
     }
 
@@ -95,7 +95,8 @@ public sealed class RedisSentinelFixture : IAsyncLifetime
 
         Configuration = $"{sentinel.Endpoint},serviceName={ServiceName},connectTimeout=2000";
         _redis = new LegateRedis(Options.Create(new RedisOptions { Configuration = Configuration }), NullLogger<LegateRedis>.Instance);
-        while (!_redis.Multiplexer.IsConnected)
+        var multiplexer = await _redis.Connection.WaitAsync(timeout.Token);
+        while (!multiplexer.IsConnected)
             await Task.Delay(50, timeout.Token);
     }
 
