@@ -93,6 +93,7 @@ internal static partial class StatSinkLog
     [LoggerMessage(EventId = 3, EventName = "NoNodeId", Level = LogLevel.Warning, Message = "Metrics stream without a node id; using the peer address {Node}")]
     public static partial void NoNodeId(ILogger logger, string node);
 
-    [LoggerMessage(EventId = 4, EventName = "DogStatsdSendFailed", Level = LogLevel.Warning, Message = "DogStatsD datagram to {Endpoint} failed")]
-    public static partial void DogStatsdSendFailed(ILogger logger, Exception exception, string endpoint);
+    [LoggerMessage(EventId = 4, EventName = "DogStatsdSendFailed", Level = LogLevel.Warning,
+        Message = "{FailedDatagrams} DogStatsD datagram(s) to {Endpoint} failed since the last such line (at most one every {IntervalSeconds} s); the latest error is attached")]
+    public static partial void DogStatsdSendFailed(ILogger logger, Exception exception, long failedDatagrams, string endpoint, double intervalSeconds);
 }

@@ -8,8 +8,11 @@ using Microsoft.IdentityModel.Tokens;
 
 namespace Legate.Authz.Jwt;
 
-/// <summary>One usable verification key from a JWKS, with its signature providers.</summary>
-public sealed class JwksKey
+/// <summary>
+/// One usable verification key from a JWKS, with its signature providers. Every parse makes its own key objects, so a
+/// key set never shares one with another; <see cref="JwksSource"/> disposes a set's keys once nothing can use them.
+/// </summary>
+public sealed class JwksKey : IDisposable
 {
     // No factory-wide cache: providers live as long as their key (see VerifierFor).
     private static readonly CryptoProviderFactory Factory = new() { CacheSignatureProviders = false };
@@ -22,6 +25,7 @@ public sealed class JwksKey
     private readonly int _rsaSignatureBytes;
     // null until first asked: an OpenSslRsaVerifier, or NoNativeRsa.
     private object? _nativeRsa;
+    private int _disposed;
 
     internal JwksKey(string? kid, string? alg, JwtKeyKind kind, SecurityKey key, string fingerprint)
     {
@@ -84,7 +88,7 @@ public sealed class JwksKey
     /// <summary>
     /// The OpenSSL verifier of an RSA key (RS256/RS384/RS512), made on first use so a JWKS re-read with unchanged keys
     /// costs no native allocation; null for other keys or where libcrypto.so.3 is not usable. It lives as long as the
-    /// key: when the key leaves the key set and is no longer referenced, its SafeHandles free the native key and contexts.
+    /// key: <see cref="Dispose"/> frees the native key and contexts once the key has left the key set.
     /// </summary>
     internal OpenSslRsaVerifier? NativeRsaVerifier()
     {
@@ -102,6 +106,29 @@ public sealed class JwksKey
     /// <summary>Sets the key's OpenSSL verifier (null: none) unless one was set already (a racing first use, or a test's).</summary>
     internal bool UseNativeRsa(OpenSslRsaVerifier? verifier)
         => Interlocked.CompareExchange(ref _nativeRsa, (object?)verifier ?? NoNativeRsa, null) is null;
+
+    /// <summary>Whether <see cref="Dispose"/> ran.</summary>
+    internal bool IsDisposed => Volatile.Read(ref _disposed) != 0;
+
+    /// <summary>
+    /// Frees the key's native resources now rather than at finalization: its signature providers, its OpenSSL verifier
+    /// and the RSA or ECDsa key. Only for a key no validation can reach any more (<see cref="JwksSource"/> decides).
+    /// </summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+            return;
+        if (Interlocked.Exchange(ref _verifiers, null) is { } verifiers)
+        {
+            foreach (var verifier in verifiers.Values)
+                verifier.Dispose();
+        }
+        (Interlocked.Exchange(ref _nativeRsa, NoNativeRsa) as OpenSslRsaVerifier)?.Dispose();
+        if (Key is RsaSecurityKey { Rsa: { } rsa })
+            rsa.Dispose();
+        else if (Key is ECDsaSecurityKey { ECDsa: { } ecdsa })
+            ecdsa.Dispose();
+    }
 }
 
 /// <summary>An immutable snapshot of a provider's keys. <see cref="Version"/> changes only when the key material does.</summary>
@@ -244,7 +271,15 @@ internal static class JwksParser
         if (modulus.Length * 8 < 2048 || modulus.Length * 8 > 16384)
             return null;
         var rsa = RSA.Create();
-        rsa.ImportParameters(new RSAParameters { Modulus = modulus.ToArray(), Exponent = e });
+        try
+        {
+            rsa.ImportParameters(new RSAParameters { Modulus = modulus.ToArray(), Exponent = e });
+        }
+        catch (CryptographicException)
+        {
+            rsa.Dispose();
+            throw;
+        }
         var key = new RsaSecurityKey(rsa) { KeyId = kid };
         return new JwksKey(kid, alg, JwtKeyKind.Rsa, key, $"RSA|{kid}|{alg}|{Convert.ToBase64String(modulus)}|{Convert.ToBase64String(e)}");
     }

@@ -17,6 +17,9 @@ namespace Legate.Authz.Jwt;
 /// <item>A failed fetch, an HTTP error, garbage, an empty or oversized JWKS never replaces the last good keys.</item>
 /// <item>A fetch returning the same key material keeps the same <see cref="JwksKeySet"/> (same version, same SecurityKey
 /// objects), so the validated-token cache and IdentityModel's signature-provider cache stay warm.</item>
+/// <item>Native key handles are freed deterministically: the keys such a fetch parsed for nothing at once, a replaced
+/// set's keys at the first fetch that starts <see cref="RetiredKeysGrace"/> after it was replaced (so the next regular
+/// refresh), when no validation can still be using them.</item>
 /// </list>
 /// URLs must be https, or http to a loopback host (tests, same-host sidecars). Redirects follow the injected
 /// HttpClient's handler (.NET never follows https → http).
@@ -39,6 +42,8 @@ public sealed class JwksSource : IDisposable
     private bool _fetchedOnce;
     private long _fetchCount;
     private ITimer? _timer;
+    // Key sets replaced by a newer one, oldest first, with when they were replaced (guarded by _gate).
+    private readonly List<(JwksKeySet Keys, long ReplacedAt)> _replaced = [];
 
     public JwksSource(JwtProviderOptions options, HttpClient? http, TimeProvider time, JwksMetrics? metrics = null, ILogger<JwksSource>? logger = null)
     {
@@ -71,6 +76,13 @@ public sealed class JwksSource : IDisposable
             _sourceName = options.JwksFile ?? throw new ArgumentException($"provider '{options.Name}': no key source", nameof(options));
         }
     }
+
+    /// <summary>
+    /// How long a replaced key set stays undisposed. A validation uses a key synchronously right after taking it from
+    /// a set, or from the set a refetch it awaited answered; a minute covers a continuation held up by a saturated
+    /// thread pool many times over.
+    /// </summary>
+    internal static readonly TimeSpan RetiredKeysGrace = TimeSpan.FromMinutes(1);
 
     public string ProviderName => _options.Name;
 
@@ -142,6 +154,7 @@ public sealed class JwksSource : IDisposable
 
     private Task<JwksKeySet?> StartLocked()
     {
+        DisposeReplacedLocked();
         _fetchedOnce = true;
         _lastFetchStarted = _time.GetTimestamp();
         Interlocked.Increment(ref _fetchCount);
@@ -235,14 +248,37 @@ public sealed class JwksSource : IDisposable
             var candidate = new JwksKeySet(keys, (current?.Version ?? 0) + 1);
             if (current is not null && current.Fingerprint == candidate.Fingerprint)
             {
+                // Never published, so nothing holds them.
+                foreach (var key in keys)
+                    key.Dispose();
                 _metrics?.Fetched(_options.Name, JwksFetchResult.Unchanged);
                 return current;
             }
             Volatile.Write(ref _current, candidate);
+            if (current is not null)
+                _replaced.Add((current, _time.GetTimestamp()));
             _metrics?.Fetched(_options.Name, JwksFetchResult.Success);
             JwtLog.JwksLoaded(_logger, _options.Name, keys.Count, _sourceName, candidate.Version);
             return candidate;
         }
+    }
+
+    private void DisposeReplacedLocked()
+    {
+        var due = 0;
+        while (due < _replaced.Count && _time.GetElapsedTime(_replaced[due].ReplacedAt) >= RetiredKeysGrace)
+            due++;
+        var current = _current;
+        for (var i = 0; i < due; i++)
+        {
+            foreach (var key in _replaced[i].Keys.Keys)
+            {
+                // Sets never share key objects (each parse makes its own); checked anyway, as disposing a live key would deny every token it signed.
+                if (current is null || !current.Keys.Contains(key))
+                    key.Dispose();
+            }
+        }
+        _replaced.RemoveRange(0, due);
     }
 
     private async Task<ReadOnlyMemory<byte>> LoadAsync(CancellationToken cancellationToken)

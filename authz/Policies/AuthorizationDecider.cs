@@ -6,6 +6,7 @@ using Envoy.Service.Auth.V3;
 using Google.Protobuf.WellKnownTypes;
 using Legate.Authz.ApiKeys;
 using Legate.Authz.Jwt;
+using Legate.Hosting;
 using Legate.Hosting.Rules;
 using Microsoft.Extensions.Logging;
 using GrpcStatusCode = Grpc.Core.StatusCode;
@@ -29,11 +30,14 @@ public sealed partial class AuthorizationDecider
     private readonly AuthzMetrics _metrics;
     private readonly ILogger _logger;
     private readonly FailureThrottle _throttle;
+    // A failure inside Check can repeat on every request of one shape: logged with a count, not once each.
+    private readonly EventThrottle _internalErrors;
 
     public AuthorizationDecider(RulesProvider<AuthzPolicySet> rules, JwtValidator jwt, AuthzMetrics metrics, ILogger<AuthorizationDecider> logger,
         TimeProvider time)
     {
         _throttle = new FailureThrottle(time);
+        _internalErrors = new EventThrottle(time, TimeSpan.FromSeconds(10));
         _rules = rules;
         _jwt = jwt;
         _metrics = metrics;
@@ -185,7 +189,8 @@ public sealed partial class AuthorizationDecider
         catch (Exception e)
 #pragma warning restore CA1031
         {
-            LogInternalError(_logger, e.GetType().Name, tenantLabel, policyLabel);
+            if (_internalErrors.TryReport(out var failed))
+                LogInternalError(_logger, failed, _internalErrors.Interval.TotalSeconds, e.GetType().Name, tenantLabel, policyLabel);
             return Deny(tenantLabel, policyLabel, Forbidden("internal error"), "internal_error");
         }
     }
@@ -527,6 +532,7 @@ public sealed partial class AuthorizationDecider
         AppendAction = HeaderValueOption.Types.HeaderAppendAction.OverwriteIfExistsOrAdd,
     };
 
-    [LoggerMessage(EventId = 4101, Level = LogLevel.Error, Message = "Authz check failed with {ExceptionType} (tenant {Tenant}, policy {Policy}); denied")]
-    private static partial void LogInternalError(ILogger logger, string exceptionType, string tenant, string policy);
+    [LoggerMessage(EventId = 4101, Level = LogLevel.Error,
+        Message = "{FailedChecks} authz check(s) failed internally and were denied since the last such line (at most one every {IntervalSeconds} s), the latest with {ExceptionType} (tenant {Tenant}, policy {Policy})")]
+    private static partial void LogInternalError(ILogger logger, long failedChecks, double intervalSeconds, string exceptionType, string tenant, string policy);
 }

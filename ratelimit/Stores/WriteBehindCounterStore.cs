@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Collections.Concurrent;
+using Legate.Hosting;
 using Microsoft.Extensions.Logging;
 using Prometheus;
 
@@ -40,8 +41,13 @@ public sealed partial class WriteBehindCounterStore : LocalFirstCounterStore, IA
     private readonly Counter.Child _syncsFailed;
     private readonly Gauge _counters;
     private readonly System.Threading.ITimer _timer;
+    // Syncs run every few ms: a store at the edge of its deadline fails some and not others, and a bug may fail them
+    // all. Their lines are counted, at most one per interval, and "recovered" follows only a "failing" line.
+    private readonly EventThrottle _syncFailures;
+    private readonly EventThrottle _syncBugs;
     private int _syncing;
     private int _failing;
+    private int _failingLogged;
     private long _sweepAt;
 
     /// <param name="inner">The shared store (Redis), exact, for the calls not decided here.</param>
@@ -65,6 +71,8 @@ public sealed partial class WriteBehindCounterStore : LocalFirstCounterStore, IA
         _syncsFailed = syncs.WithLabels("failed");
         _counters = metrics.CreateGauge("legate_ratelimit_write_behind_counters", "Counters decided here between syncs (expired ones included until swept).");
         _sweepAt = time.GetTimestamp() + CounterMath.ToTimestamp(Time, SweepInterval);
+        _syncFailures = new EventThrottle(time, TimeSpan.FromSeconds(10));
+        _syncBugs = new EventThrottle(time, TimeSpan.FromSeconds(10));
         _timer = time.CreateTimer(static state => ((WriteBehindCounterStore)state!).OnTimer(), this, interval, interval);
     }
 
@@ -212,7 +220,8 @@ public sealed partial class WriteBehindCounterStore : LocalFirstCounterStore, IA
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             // SyncChunkAsync handles the store's failures; anything else is a bug, which must not stop the timer's syncs.
-            LogSyncBug(_logger, e);
+            if (_syncBugs.TryReport(out var failed))
+                LogSyncBug(_logger, e, failed, _syncBugs.Interval.TotalSeconds);
         }
         finally
         {
@@ -237,29 +246,34 @@ public sealed partial class WriteBehindCounterStore : LocalFirstCounterStore, IA
             if (e is OperationCanceledException)
                 throw;
             _syncsFailed.Inc();
-            if (Interlocked.Exchange(ref _failing, 1) == 0)
-                LogSyncFailing(_logger, e.Message);
+            Volatile.Write(ref _failing, 1);
+            if (_syncFailures.TryReport(out var failed))
+            {
+                Volatile.Write(ref _failingLogged, 1);
+                LogSyncFailing(_logger, failed, _syncFailures.Interval.TotalSeconds, e.Message);
+            }
             return;
         }
         var now = Time.GetTimestamp();
         for (var i = 0; i < count; i++)
             entries[i].Sent(updates[i].Hits, results[i].Count, now);
         _syncsOk.Inc();
-        if (Interlocked.Exchange(ref _failing, 0) == 1)
+        if (Interlocked.Exchange(ref _failing, 0) == 1 && Interlocked.Exchange(ref _failingLogged, 0) == 1)
             LogSyncRecovered(_logger);
     }
 
 
     [LoggerMessage(EventId = 1, EventName = "WriteBehindSyncFailing", Level = LogLevel.Warning,
-        Message = "Sending the hits gathered here to the shared counter store failed ({Reason}); counters known here are still decided here and their hits kept until it answers.")]
-    private static partial void LogSyncFailing(ILogger logger, string reason);
+        Message = "Sending the hits gathered here to the shared counter store failed {FailedSyncs} time(s) since the last such line (at most one every {IntervalSeconds} s), the latest: {Reason}; counters known here are still decided here and their hits kept until it answers.")]
+    private static partial void LogSyncFailing(ILogger logger, long failedSyncs, double intervalSeconds, string reason);
 
     [LoggerMessage(EventId = 2, EventName = "WriteBehindSyncRecovered", Level = LogLevel.Information,
         Message = "The shared counter store answers again; the hits kept meanwhile were sent.")]
     private static partial void LogSyncRecovered(ILogger logger);
 
-    [LoggerMessage(EventId = 3, EventName = "WriteBehindSyncBug", Level = LogLevel.Error, Message = "A write-behind sync failed unexpectedly.")]
-    private static partial void LogSyncBug(ILogger logger, Exception exception);
+    [LoggerMessage(EventId = 3, EventName = "WriteBehindSyncBug", Level = LogLevel.Error,
+        Message = "{FailedSyncs} write-behind sync(s) failed unexpectedly since the last such line (at most one every {IntervalSeconds} s); the latest error is attached.")]
+    private static partial void LogSyncBug(ILogger logger, Exception exception, long failedSyncs, double intervalSeconds);
 
     [LoggerMessage(EventId = 4, EventName = "WriteBehindFinalSyncFailed", Level = LogLevel.Warning,
         Message = "At shutdown, the hits gathered here could not be sent to the shared counter store ({Reason}).")]

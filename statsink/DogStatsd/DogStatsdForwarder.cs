@@ -5,6 +5,7 @@ using System.Text;
 using System.Threading.Channels;
 using Google.Protobuf.Collections;
 using Io.Prometheus.Client;
+using Legate.Hosting;
 using Legate.StatSink.Store;
 using Microsoft.Extensions.Options;
 
@@ -28,14 +29,18 @@ internal sealed class DogStatsdForwarder : IFlushObserver, IHostedService, IDisp
     private readonly Prometheus.Counter.Child _failed;
     private readonly ILogger<DogStatsdForwarder> _logger;
     private readonly SeriesStore? _store;
+    // An absent agent can fail every datagram of every flush: logged with a count, not once each.
+    private readonly EventThrottle _sendFailures;
     private readonly byte[] _prefix;
     private Socket? _socket;
     private EndPoint? _endpoint;
     private Task? _sender;
 
-    public DogStatsdForwarder(IOptions<StatSinkOptions> options, Prometheus.IMetricFactory metrics, ILogger<DogStatsdForwarder> logger, SeriesStore? store = null)
+    public DogStatsdForwarder(IOptions<StatSinkOptions> options, Prometheus.IMetricFactory metrics, ILogger<DogStatsdForwarder> logger, TimeProvider time,
+        SeriesStore? store = null)
     {
         _store = store;
+        _sendFailures = new EventThrottle(time, TimeSpan.FromSeconds(10));
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(metrics);
         _sink = options.Value;
@@ -90,9 +95,10 @@ internal sealed class DogStatsdForwarder : IFlushObserver, IHostedService, IDisp
             }
             catch (SocketException e)
             {
-                // UDP to an absent agent can report ICMP errors: counted, logged, and the next datagram tried.
+                // UDP to an absent agent can report ICMP errors: counted, logged (throttled), and the next datagram tried.
                 _failed.Inc();
-                StatSinkLog.DogStatsdSendFailed(_logger, e, _endpoint!.ToString()!);
+                if (_sendFailures.TryReport(out var failed))
+                    StatSinkLog.DogStatsdSendFailed(_logger, e, failed, _endpoint!.ToString()!, _sendFailures.Interval.TotalSeconds);
             }
         }
     }

@@ -7,7 +7,9 @@ using Legate.StatSink.DogStatsd;
 using Legate.StatSink.Store;
 using Legate.Testing;
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Logging.Testing;
 using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Time.Testing;
 
 namespace Legate.StatSink.Tests;
 
@@ -74,7 +76,7 @@ public sealed class DogStatsdTests
     {
         var registry = Prometheus.Metrics.NewCustomRegistry();
         var options = Options.Create(new StatSinkOptions { DogStatsd = { Enabled = true, QueueCapacity = 2, MaxDatagramSize = 512 } });
-        using var forwarder = new DogStatsdForwarder(options, Prometheus.Metrics.WithCustomRegistry(registry), NullLogger<DogStatsdForwarder>.Instance);
+        using var forwarder = new DogStatsdForwarder(options, Prometheus.Metrics.WithCustomRegistry(registry), NullLogger<DogStatsdForwarder>.Instance, TimeProvider.System);
         var batch = forwarder.BeginFlush(new Node("n", "c", options.Value));
         var labels = new RepeatedField<LabelPair> { new LabelPair { Name = "envoy.cluster_name", Value = new string('x', 100) } };
         for (var i = 0; i < 40; i++)
@@ -84,5 +86,41 @@ public sealed class DogStatsdTests
         // Each line is about 195 bytes, so two fit a 512-byte datagram: 40 lines make 20 datagrams; a queue of 2 keeps 2.
         var scrape = registry.Scrape();
         Assert.Contains("legate_statsink_dogstatsd_datagrams_total{result=\"dropped\"} 18", scrape, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task SendFailures_AreLoggedAtMostOncePerTenSeconds_WithTheDatagramsFailedSinceTheLastLine()
+    {
+        // A datagram over UDP's 65,507-byte limit fails in the send itself, as every datagram to an absent agent can.
+        var registry = Prometheus.Metrics.NewCustomRegistry();
+        var time = new FakeTimeProvider();
+        var logger = new FakeLogger<DogStatsdForwarder>();
+        var options = Options.Create(new StatSinkOptions { DogStatsd = { Enabled = true, Host = "127.0.0.1", Port = FreePort.Next() } });
+        using var forwarder = new DogStatsdForwarder(options, Prometheus.Metrics.WithCustomRegistry(registry), logger, time);
+        await forwarder.StartAsync(Ct);
+        var failed = 0;
+        async Task FailAsync(int datagrams)
+        {
+            for (var i = 0; i < datagrams; i++)
+                Assert.True(forwarder.Enqueue(new byte[70_000]));
+            failed += datagrams;
+            var expected = $"legate_statsink_dogstatsd_datagrams_total{{result=\"failed\"}} {failed}\n";
+            for (var i = 0; i < 500 && !registry.Scrape().Contains(expected, StringComparison.Ordinal); i++)
+                await Task.Delay(10, Ct);
+            Assert.Contains(expected, registry.Scrape(), StringComparison.Ordinal);
+        }
+        List<FakeLogRecord> Lines() => [.. logger.Collector.GetSnapshot().Where(r => r.Id.Name == "DogStatsdSendFailed")];
+
+        await FailAsync(50);
+        Assert.StartsWith("1 DogStatsD datagram(s)", Assert.Single(Lines()).Message, StringComparison.Ordinal);
+        Assert.IsType<SocketException>(Lines()[0].Exception);
+        time.Advance(TimeSpan.FromSeconds(9));
+        await FailAsync(10);
+        Assert.Single(Lines());
+        time.Advance(TimeSpan.FromSeconds(1));
+        await FailAsync(1);
+        Assert.Equal(2, Lines().Count);
+        Assert.StartsWith("60 DogStatsD datagram(s)", Lines()[1].Message, StringComparison.Ordinal);
+        await forwarder.StopAsync(Ct);
     }
 }

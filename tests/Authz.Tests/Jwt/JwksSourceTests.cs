@@ -139,6 +139,34 @@ public sealed class JwksSourceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task RotatedOutKeys_AreDisposedAtALaterRefresh_AfterTheGrace_WhileTheCurrentKeysKeepWorking()
+    {
+        var (provider, source) = Remote();
+        using var _ = source;
+        var validator = new JwtValidator(_time);
+        await source.RefreshAsync(Ct);
+        // Used once, so the key holds its signature providers (and OpenSSL verifier where there is one).
+        Assert.True((await validator.ValidateAsync(provider, Token(Now), Ct)).Succeeded);
+        var old = source.Current!.Keys;
+        var rsa = ((Microsoft.IdentityModel.Tokens.RsaSecurityKey)old.Single(k => k.Kid == "k1").Key).Rsa;
+
+        _server.Jwks = Jwks(Rsa(Rsa2, "k2"));
+        await source.RefreshAsync(Ct);
+        // Replaced, but a validation may have taken a key from the old set just before: nothing disposed yet.
+        await source.RefreshAsync(Ct);
+        Assert.DoesNotContain(old, k => k.IsDisposed);
+        rsa.ExportParameters(false);
+
+        _time.Advance(JwksSource.RetiredKeysGrace);
+        await source.RefreshAsync(Ct);
+        Assert.All(old, k => Assert.True(k.IsDisposed));
+        Assert.Throws<ObjectDisposedException>(() => rsa.ExportParameters(false));
+        Assert.DoesNotContain(source.Current!.Keys, k => k.IsDisposed);
+        Assert.True((await validator.ValidateAsync(provider, Token(Now, key: Rsa2, kid: "k2"), Ct)).Succeeded);
+        Assert.Equal(JwtFailureReason.UnknownKey, (await validator.ValidateAsync(provider, Token(Now), Ct)).Failure);
+    }
+
+    [Fact]
     public async Task BackgroundRefresh_FollowsTheTimeProvider()
     {
         var (_, source) = Remote(o => o with { RefreshInterval = TimeSpan.FromMinutes(5) });

@@ -4,6 +4,8 @@ using Legate.Authz.Jwt;
 using Legate.Authz.Policies;
 using Legate.Hosting.Rules;
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Logging.Testing;
+using Microsoft.Extensions.Time.Testing;
 using Prometheus;
 using GrpcStatusCode = Grpc.Core.StatusCode;
 
@@ -199,6 +201,37 @@ public sealed class PathAndAddressTests
         Assert.Equal((int)GrpcStatusCode.PermissionDenied, response.Status.Code);
         Assert.Equal(CheckResponse.HttpResponseOneofCase.DeniedResponse, response.HttpResponseCase);
         Assert.Equal("{\"error\":\"forbidden\",\"reason\":\"internal error\"}", response.DeniedResponse.Body);
+    }
+
+    [Fact]
+    public async Task E1_InternalFailures_AreLoggedAtMostOncePerTenSeconds_WithTheChecksFailedSinceTheLastLine()
+    {
+        // Every request fails the same way while the rules are unreadable: the log gets a count, not a line per request.
+        var registry = Metrics.NewCustomRegistry();
+        var factory = Metrics.WithCustomRegistry(registry);
+        var time = new FakeTimeProvider();
+        var logger = new FakeLogger<AuthorizationDecider>();
+        using var loader = new AuthzPolicyLoader(TimeProvider.System);
+        using var rules = new RulesProvider<AuthzPolicySet>("authz", new RulesOptions { Path = "/nonexistent" }, loader, TimeProvider.System, NullLogger.Instance, factory);
+        var decider = new AuthorizationDecider(rules, new JwtValidator(time), new AuthzMetrics(factory), logger, time);
+        async Task FailAsync(int checks)
+        {
+            for (var i = 0; i < checks; i++)
+                Assert.Equal((int)GrpcStatusCode.PermissionDenied, (await decider.CheckAsync(WithKey("/orders"), TestContext.Current.CancellationToken)).Status.Code);
+        }
+        List<FakeLogRecord> Lines() => [.. logger.Collector.GetSnapshot().Where(r => r.Id.Id == 4101)];
+
+        await FailAsync(50);
+        Assert.StartsWith("1 authz check(s) failed internally", Assert.Single(Lines()).Message, StringComparison.Ordinal);
+        time.Advance(TimeSpan.FromSeconds(9));
+        await FailAsync(10);
+        Assert.Single(Lines());
+        time.Advance(TimeSpan.FromSeconds(1));
+        await FailAsync(1);
+        Assert.Equal(2, Lines().Count);
+        Assert.StartsWith("60 authz check(s) failed internally", Lines()[1].Message, StringComparison.Ordinal);
+        Assert.Equal(Microsoft.Extensions.Logging.LogLevel.Error, Lines()[1].Level);
+        Assert.Equal("LogInternalError", Lines()[1].Id.Name);
     }
 
     [Theory]

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using Legate.RateLimit.Stores;
 using Legate.Testing;
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Logging.Testing;
 using Microsoft.Extensions.Time.Testing;
 using Prometheus;
 using StackExchange.Redis;
@@ -289,6 +290,121 @@ public sealed class WriteBehindGatingTests : IAsyncDisposable
         {
             Assert.True(_gates.TryDequeue(out var gate));
             gate.SetResult(false);
+        }
+    }
+}
+
+/// <summary>Write-behind's sync logs on the test's clock: a store that fails syncs, or a sync that fails unexpectedly, every few ms.</summary>
+public sealed class WriteBehindSyncLogTests
+{
+    private readonly FakeTimeProvider _time = new(DateTimeOffset.UnixEpoch.AddYears(56));
+    private readonly FakeLogger _logger = new();
+    private readonly FlakyStore _sync = new();
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private WriteBehindCounterStore Store(TimeSpan interval) =>
+        new(new MemoryCounterStore(_time), _time, interval, 10_000, _logger, Metrics.WithCustomRegistry(Metrics.NewCustomRegistry()), _sync);
+
+    private List<FakeLogRecord> Lines(string name) => [.. _logger.Collector.GetSnapshot().Where(r => r.Id.Name == name)];
+
+    /// <summary>One hit, decided here once the counter is known (its first call goes to the inner store): a sync then has it to send.</summary>
+    private static async Task HitAsync(WriteBehindCounterStore store)
+    {
+        var results = new CounterResult[1];
+        await store.UpdateAsync(new[] { new CounterUpdate("k", 1, TimeSpan.FromHours(1), 1_000_000, OnlyIfWithinLimit: true) }, results, Ct);
+        Assert.True(results[0].Applied);
+    }
+
+    [Fact]
+    public async Task AFlappingStore_IsLoggedAtMostOncePerTenSeconds_WithTheSyncsFailedSinceTheLastLine()
+    {
+        await using var store = Store(TimeSpan.FromHours(1)); // the test syncs; the timer never does
+        await HitAsync(store);
+        async Task FlapAsync(int times)
+        {
+            for (var i = 0; i < times; i++)
+            {
+                await HitAsync(store);
+                _sync.Failing = true;
+                await store.SyncAsync(Ct);
+                _sync.Failing = false;
+                await store.SyncAsync(Ct);
+            }
+        }
+
+        await FlapAsync(50);
+        Assert.Contains("failed 1 time(s)", Assert.Single(Lines("WriteBehindSyncFailing")).Message, StringComparison.Ordinal);
+        Assert.Single(Lines("WriteBehindSyncRecovered"));
+        _time.Advance(TimeSpan.FromSeconds(9));
+        await FlapAsync(10);
+        Assert.Single(Lines("WriteBehindSyncFailing"));
+        Assert.Single(Lines("WriteBehindSyncRecovered"));
+        _time.Advance(TimeSpan.FromSeconds(1));
+        await FlapAsync(1);
+        Assert.Equal(2, Lines("WriteBehindSyncFailing").Count);
+        Assert.Contains("failed 60 time(s)", Lines("WriteBehindSyncFailing")[1].Message, StringComparison.Ordinal);
+        Assert.Equal(2, Lines("WriteBehindSyncRecovered").Count);
+        Assert.Equal(61 + 61, _sync.Calls);
+    }
+
+    [Fact]
+    public async Task UnexpectedSyncFailures_AreLoggedAtMostOncePerTenSeconds_WithTheSyncsFailedSinceTheLastLine()
+    {
+        var interval = TimeSpan.FromMilliseconds(1);
+        await using var store = Store(interval);
+        await HitAsync(store);
+        _sync.Bug = true;
+        async Task FailAsync(int times)
+        {
+            // Each tick of the timer (on the test's clock) syncs the one hit given before it, and fails inside.
+            for (var i = 0; i < times; i++)
+            {
+                await HitAsync(store);
+                var calls = _sync.Calls;
+                _time.Advance(interval);
+                for (var j = 0; j < 500 && _sync.Calls == calls; j++)
+                    await Task.Delay(1, Ct);
+                Assert.Equal(calls + 1, _sync.Calls);
+            }
+        }
+
+        await FailAsync(50);
+        Assert.StartsWith("1 write-behind sync(s)", Assert.Single(Lines("WriteBehindSyncBug")).Message, StringComparison.Ordinal);
+        _time.Advance(TimeSpan.FromSeconds(9));
+        await FailAsync(10);
+        Assert.Single(Lines("WriteBehindSyncBug"));
+        _time.Advance(TimeSpan.FromSeconds(1));
+        await FailAsync(1);
+        Assert.Equal(2, Lines("WriteBehindSyncBug").Count);
+        Assert.StartsWith("60 write-behind sync(s)", Lines("WriteBehindSyncBug")[1].Message, StringComparison.Ordinal);
+        Assert.IsType<InvalidOperationException>(Lines("WriteBehindSyncBug")[1].Exception);
+        _sync.Bug = false;
+    }
+
+    /// <summary>The sync store: answers, fails as a store does (CounterStoreException), or throws what no store should.</summary>
+    private sealed class FlakyStore : ICounterStore
+    {
+        private int _calls;
+
+        public string Name => "flaky";
+
+        public volatile bool Failing;
+
+        public volatile bool Bug;
+
+        public int Calls => Volatile.Read(ref _calls);
+
+        public ValueTask UpdateAsync(ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results, CancellationToken cancellationToken)
+        {
+            Interlocked.Increment(ref _calls);
+            if (Bug)
+                throw new InvalidOperationException("a bug, by the test");
+            if (Failing)
+                return ValueTask.FromException(new CounterStoreException("failed by the test"));
+            for (var i = 0; i < updates.Length; i++)
+                results.Span[i] = new CounterResult(updates.Span[i].Hits, 0, true);
+            return ValueTask.CompletedTask;
         }
     }
 }
