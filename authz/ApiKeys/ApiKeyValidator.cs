@@ -149,6 +149,7 @@ internal static partial class ApiKeysLog
         Message = "API key store unavailable: {RefusedLookups} lookup(s) refused since the last such line (at most one every {IntervalSeconds} s), the latest for key id {KeyId}")]
     public static partial void StoreUnavailable(ILogger logger, long refusedLookups, double intervalSeconds, string keyId);
 
-    [LoggerMessage(EventId = 322, EventName = "ApiKeyRecordInvalid", Level = LogLevel.Error, Message = "Stored API key record {KeyId} is invalid: {Problem}; refusing")]
-    public static partial void RecordInvalid(ILogger logger, string keyId, string problem);
+    [LoggerMessage(EventId = 322, EventName = "ApiKeyRecordInvalid", Level = LogLevel.Error,
+        Message = "Stored API key record {KeyId} is invalid: {Problem}; refusing. {InvalidLookups} lookup(s) found an invalid record since the last such line (at most one every {IntervalSeconds} s)")]
+    public static partial void RecordInvalid(ILogger logger, string keyId, string problem, long invalidLookups, double intervalSeconds);
 }

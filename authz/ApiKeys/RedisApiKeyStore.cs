@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Collections.Immutable;
 using System.Globalization;
+using Legate.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using StackExchange.Redis;
@@ -56,6 +57,10 @@ public sealed class RedisApiKeyStore : IApiKeyStore
     private readonly ConcurrentDictionary<string, CacheEntry> _cache = new(StringComparer.Ordinal);
     private readonly long _cacheTicks;
 
+    // An invalid record is not cached (each lookup reads it again, so a repair is seen at once): its log line would
+    // come once per request with that key id, which anyone can send.
+    private readonly EventThrottle _invalidRecords;
+
     public RedisApiKeyStore(IConnectionMultiplexer redis, RedisApiKeyStoreOptions? options = null, TimeProvider? time = null, ILogger? logger = null)
         : this(Task.FromResult(redis ?? throw new ArgumentNullException(nameof(redis))), options, time, logger)
     {
@@ -76,6 +81,7 @@ public sealed class RedisApiKeyStore : IApiKeyStore
         _time = time ?? TimeProvider.System;
         _logger = logger ?? NullLogger.Instance;
         _cacheTicks = (long)(_options.CacheTtl.TotalSeconds * _time.TimestampFrequency);
+        _invalidRecords = new EventThrottle(_time, TimeSpan.FromSeconds(10));
     }
 
     // At once once the first connect completed; only at start-up does a call wait for it (within the store's timeout).
@@ -228,7 +234,8 @@ public sealed class RedisApiKeyStore : IApiKeyStore
         }
         catch (Exception e) when (e is FormatException or ArgumentException or OverflowException)
         {
-            ApiKeysLog.RecordInvalid(_logger, keyId, e.GetType().Name);
+            if (_invalidRecords.TryReport(out var invalidLookups))
+                ApiKeysLog.RecordInvalid(_logger, keyId, e.GetType().Name, invalidLookups, _invalidRecords.Interval.TotalSeconds);
             throw new ApiKeyStoreUnavailableException("A stored API key record is invalid.");
         }
     }

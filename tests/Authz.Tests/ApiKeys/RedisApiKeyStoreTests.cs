@@ -1,5 +1,6 @@
 using Legate.Authz.ApiKeys;
 using Legate.Testing;
+using Microsoft.Extensions.Logging.Testing;
 using Microsoft.Extensions.Time.Testing;
 using StackExchange.Redis;
 
@@ -117,5 +118,35 @@ public sealed class RedisApiKeyStoreTests(RedisFixture redis)
         await redis.Multiplexer.GetDatabase(_database).HashSetAsync(_prefix + "key:" + key.Record.KeyId, "sha256", "zz");
 
         Assert.Equal(ApiKeyFailure.StoreUnavailable, (await new ApiKeyValidator(store, TimeProvider.System).ValidateAsync(key.Key, Ct)).Failure);
+    }
+
+    // Anyone may send a request with that key id; the Error line it writes is at most one per 10 s, with a count.
+    [Fact]
+    public async Task DamagedRecord_IsLoggedAtMostOncePerTenSeconds_WithTheLookupsSinceTheLastLine()
+    {
+        var time = new FakeTimeProvider(TestKeys.Now);
+        var logger = new FakeLogger();
+        var store = new RedisApiKeyStore(redis.Multiplexer,
+            new RedisApiKeyStoreOptions { KeyPrefix = _prefix, Database = _database, Timeout = TimeSpan.FromSeconds(10) }, time, logger);
+        var key = TestKeys.New();
+        await store.AddAsync(key.Record, Ct);
+        await redis.Multiplexer.GetDatabase(_database).HashSetAsync(_prefix + "key:" + key.Record.KeyId, "sha256", "zz");
+        async Task LookUpAsync(int lookups)
+        {
+            for (var i = 0; i < lookups; i++)
+                await Assert.ThrowsAsync<ApiKeyStoreUnavailableException>(() => store.FindAsync(key.Record.KeyId, Ct).AsTask());
+        }
+        List<FakeLogRecord> Lines() => [.. logger.Collector.GetSnapshot().Where(r => r.Id.Name == "ApiKeyRecordInvalid")];
+
+        await LookUpAsync(20);
+        Assert.Contains("1 lookup(s) found an invalid record", Assert.Single(Lines()).Message, StringComparison.Ordinal);
+        time.Advance(TimeSpan.FromSeconds(9));
+        await LookUpAsync(5);
+        Assert.Single(Lines());
+        time.Advance(TimeSpan.FromSeconds(1));
+        await LookUpAsync(1);
+        Assert.Equal(2, Lines().Count);
+        Assert.Contains("25 lookup(s) found an invalid record", Lines()[1].Message, StringComparison.Ordinal);
+        Assert.All(Lines(), line => Assert.DoesNotContain(key.Key, line.Message, StringComparison.Ordinal));
     }
 }
