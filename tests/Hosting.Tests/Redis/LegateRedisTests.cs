@@ -3,6 +3,7 @@ using Legate.Testing;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Logging.Testing;
 using Microsoft.Extensions.Options;
+using StackExchange.Redis;
 
 [assembly: AssemblyFixture(typeof(RedisFixture))]
 
@@ -72,6 +73,20 @@ public sealed class LegateRedisTests(RedisFixture redis)
 
         Assert.False(multiplexer.IsConnected);
         Assert.Contains(logger.Collector.GetSnapshot(), r => r.Id.Name == "RedisNotConnectedYet");
+    }
+
+    [Fact]
+    public void Options_FailFast_WithoutAbortingTheStart_AndReadRepliesOnTheThreadPoolUnlessAsked()
+    {
+        var configuration = LegateRedis.Configure(new RedisOptions { Configuration = "127.0.0.1:6379,name=edge" });
+        var dedicated = LegateRedis.Configure(new RedisOptions { Configuration = "127.0.0.1:6379", DedicatedSocketThreads = true });
+
+        Assert.False(configuration.AbortOnConnectFail);
+        Assert.Same(BacklogPolicy.FailFast, configuration.BacklogPolicy);
+        Assert.Equal("edge", configuration.ClientName);
+        Assert.Same(SocketManager.ThreadPool, configuration.SocketManager);
+        Assert.Same(SocketManager.Shared, dedicated.SocketManager);
+        Assert.Equal("legate", dedicated.ClientName);
     }
 
     [Fact]
