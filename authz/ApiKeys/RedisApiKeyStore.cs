@@ -84,13 +84,17 @@ public sealed class RedisApiKeyStore : IApiKeyStore
         _invalidRecords = new EventThrottle(_time, TimeSpan.FromSeconds(10));
     }
 
-    // At once once the first connect completed; only at start-up does a call wait for it (within the store's timeout).
+    // At once once the first connect completed; only at start-up do the management calls (add, revoke, list) wait for it,
+    // each step within the store's timeout.
     private ValueTask<IDatabase> DatabaseAsync(CancellationToken cancellationToken) => _connection.IsCompletedSuccessfully
         ? new ValueTask<IDatabase>(_connection.Result.GetDatabase(_options.Database))
         : WaitForDatabaseAsync(cancellationToken);
 
     private async ValueTask<IDatabase> WaitForDatabaseAsync(CancellationToken cancellationToken) =>
         (await CallAsync(_connection, cancellationToken).ConfigureAwait(false)).GetDatabase(_options.Database);
+
+    private async Task<RedisValue[]> ReadWhenConnectedAsync(string keyId) =>
+        await (await _connection.ConfigureAwait(false)).GetDatabase(_options.Database).HashGetAsync(RecordKey(keyId), RecordFields).ConfigureAwait(false);
 
     private RedisKey RecordKey(string keyId) => _options.KeyPrefix + "key:" + keyId;
 
@@ -108,8 +112,11 @@ public sealed class RedisApiKeyStore : IApiKeyStore
 
     private async ValueTask<ApiKeyRecord?> FindInRedisAsync(string keyId, CancellationToken cancellationToken)
     {
-        var database = await DatabaseAsync(cancellationToken).ConfigureAwait(false);
-        var values = await CallAsync(database.HashGetAsync(RecordKey(keyId), RecordFields), cancellationToken).ConfigureAwait(false);
+        // Before the first connect completed, the wait for it and the read share the lookup's one timeout.
+        var read = _connection.IsCompletedSuccessfully
+            ? _connection.Result.GetDatabase(_options.Database).HashGetAsync(RecordKey(keyId), RecordFields)
+            : ReadWhenConnectedAsync(keyId);
+        var values = await CallAsync(read, cancellationToken).ConfigureAwait(false);
         var record = Read(keyId, values);
         if (_cacheTicks > 0)
         {

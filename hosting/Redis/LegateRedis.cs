@@ -101,10 +101,7 @@ public sealed class LegateRedis : IDisposable
                 continue;
             }
             if (cancellationToken.IsCancellationRequested)
-            {
-                await multiplexer.DisposeAsync().ConfigureAwait(false);
-                cancellationToken.ThrowIfCancellationRequested();
-            }
+                return multiplexer; // disposed meanwhile: Dispose's continuation disposes it, no events, no log line
             multiplexer.ConnectionFailed += (_, e) => HostingLog.RedisConnectionFailed(logger, e.EndPoint, e.FailureType);
             multiplexer.ConnectionRestored += (_, e) => HostingLog.RedisConnectionRestored(logger, e.EndPoint);
             // The events above only see what happens from now on.
@@ -118,10 +115,11 @@ public sealed class LegateRedis : IDisposable
     {
         if (_disposed.IsCancellationRequested)
             return;
+        // A connect still running stops at its next step; a multiplexer it already made goes when its task ends
+        // (at once when it has ended), whichever side of the cancellation the connect was on.
         _disposed.Cancel();
-        if (_connection.IsCompletedSuccessfully)
-            _connection.Result.Dispose();
-        // A connect still running disposes what it made when it ends (it sees the cancellation).
+        _connection.ContinueWith(static t => t.Result.Dispose(), CancellationToken.None,
+            TaskContinuationOptions.OnlyOnRanToCompletion | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         _disposed.Dispose();
     }
 }

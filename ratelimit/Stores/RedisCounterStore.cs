@@ -93,14 +93,7 @@ public sealed class RedisCounterStore : ICounterStore
     }
 
     // What a connected multiplexer gives, made once the first connect completed.
-    private sealed class Connected(IConnectionMultiplexer multiplexer, IDatabaseAsync database, RedisBatcher? batcher)
-    {
-        public IConnectionMultiplexer Multiplexer { get; } = multiplexer;
-
-        public IDatabaseAsync Database { get; } = database;
-
-        public RedisBatcher? Batcher { get; } = batcher;
-    }
+    private sealed record Connected(IConnectionMultiplexer Multiplexer, IDatabaseAsync Database, RedisBatcher? Batcher);
 
     public string Name => "redis";
 
@@ -146,9 +139,11 @@ public sealed class RedisCounterStore : ICounterStore
         return Interlocked.CompareExchange(ref _connected, new Connected(multiplexer, database, batcher), null) ?? _connected;
     }
 
-    // Only at start-up, before the shared multiplexer's first connect completed: waits for it within the call's deadline.
+    // Only at start-up, before the shared multiplexer's first connect completed: the wait for it and the update share
+    // the call's one deadline, so a call never takes longer than with Redis down.
     private async ValueTask UpdateWhenConnectedAsync(ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results, CancellationToken cancellationToken)
     {
+        var started = _time.GetTimestamp();
         try
         {
             await _connection.WaitAsync(_timeout, _time, cancellationToken).ConfigureAwait(false);
@@ -161,7 +156,18 @@ public sealed class RedisCounterStore : ICounterStore
         {
             throw new CounterStoreException($"Redis could not be connected ({e.GetType().Name}).");
         }
-        await UpdateAsync(updates, results, cancellationToken).ConfigureAwait(false);
+        var left = _timeout - _time.GetElapsedTime(started);
+        var update = UpdateAsync(updates, results, cancellationToken).AsTask();
+        try
+        {
+            // The update may still write the results after this gives up: the caller treats a timeout as such.
+            await update.WaitAsync(left > TimeSpan.Zero ? left : TimeSpan.Zero, _time, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException e) when (e is not RedisTimeoutException)
+        {
+            ObserveLater(update);
+            throw new CounterStoreException($"Redis did not answer within {_timeout.TotalMilliseconds:F0} ms.") { TimedOut = true };
+        }
     }
 
     private bool IsBatchingOn(Connected connected) =>

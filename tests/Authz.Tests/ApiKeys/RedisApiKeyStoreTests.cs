@@ -109,6 +109,32 @@ public sealed class RedisApiKeyStoreTests(RedisFixture redis)
         await Assert.ThrowsAsync<ApiKeyStoreUnavailableException>(() => store.AddAsync(key.Record, Ct));
     }
 
+    // Before the shared connection's first connect completed, the wait for it and the read share the lookup's timeout.
+    [Fact]
+    public async Task AConnectThatCompletesLate_LeavesTheLookupOnlyTheRestOfItsTimeout()
+    {
+        using var hanging = new SilentServer();
+        // Not connected, with StackExchange.Redis's default backlog: the read waits until someone gives up.
+        await using var never = await ConnectionMultiplexer.ConnectAsync($"{hanging.Endpoint},abortConnect=false,connectTimeout=100");
+        var connecting = new TaskCompletionSource<IConnectionMultiplexer>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var time = new FakeTimeProvider(TestKeys.Now);
+        var store = new RedisApiKeyStore(connecting.Task, new RedisApiKeyStoreOptions { Timeout = TimeSpan.FromMilliseconds(500) }, time);
+
+        var lookup = store.FindAsync(TestKeys.New().Record.KeyId, Ct).AsTask();
+        time.Advance(TimeSpan.FromMilliseconds(400));
+        connecting.SetResult(never);
+        var waited = TimeSpan.FromMilliseconds(400);
+        for (var i = 0; i < 100 && !lookup.IsCompleted; i++)
+        {
+            await Task.Delay(5, Ct);
+            time.Advance(TimeSpan.FromMilliseconds(20));
+            waited += TimeSpan.FromMilliseconds(20);
+        }
+
+        await Assert.ThrowsAsync<ApiKeyStoreUnavailableException>(() => lookup);
+        Assert.InRange(waited, TimeSpan.FromMilliseconds(500), TimeSpan.FromMilliseconds(700)); // not 400 + 500
+    }
+
     [Fact]
     public async Task DamagedRecord_FailsClosed()
     {

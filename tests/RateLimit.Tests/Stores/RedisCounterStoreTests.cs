@@ -165,6 +165,34 @@ public sealed class RedisCounterStoreTests(RedisFixture redis) : CounterStoreCon
         Assert.Equal(1L, (long)await Database.StringGetAsync(key));
     }
 
+    // The wait for the first connect and the update after it share one deadline: a connect that completes late leaves
+    // the update only the rest of it, never a deadline of its own on top.
+    [Fact]
+    public async Task AConnectThatCompletesLate_LeavesTheUpdateOnlyTheRestOfTheDeadline()
+    {
+        using var hanging = new SilentServer();
+        // Not connected, with StackExchange.Redis's default backlog: the update waits until someone gives up.
+        await using var never = await ConnectionMultiplexer.ConnectAsync($"{hanging.Endpoint},abortConnect=false,connectTimeout=100");
+        var connecting = new TaskCompletionSource<IConnectionMultiplexer>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var time = new FakeTimeProvider();
+        var store = new RedisCounterStore(connecting.Task, timeout: TimeSpan.FromMilliseconds(500), timeProvider: time);
+
+        var call = store.UpdateAsync(new[] { Add(Key("late"), 1) }, new CounterResult[1], Ct).AsTask();
+        time.Advance(TimeSpan.FromMilliseconds(400));
+        connecting.SetResult(never);
+        var waited = TimeSpan.FromMilliseconds(400);
+        for (var i = 0; i < 100 && !call.IsCompleted; i++)
+        {
+            await Task.Delay(5, Ct);
+            time.Advance(TimeSpan.FromMilliseconds(20));
+            waited += TimeSpan.FromMilliseconds(20);
+        }
+
+        var error = await Assert.ThrowsAsync<CounterStoreException>(() => call);
+        Assert.True(error.TimedOut);
+        Assert.InRange(waited, TimeSpan.FromMilliseconds(500), TimeSpan.FromMilliseconds(700)); // not 400 + 500
+    }
+
     [Fact]
     public async Task UnreachableRedis_FailsWithinTheTimeout()
     {
