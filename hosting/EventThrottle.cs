@@ -12,6 +12,15 @@ public sealed class EventThrottle
     private long _count;
     private long _nextReport = long.MinValue;
 
+    /// <summary>Legate's interval for log lines about failures that can repeat on every call.</summary>
+    public static readonly TimeSpan LogInterval = TimeSpan.FromSeconds(10);
+
+    /// <summary>A throttle at <see cref="LogInterval"/>.</summary>
+    public EventThrottle(TimeProvider time)
+        : this(time, LogInterval)
+    {
+    }
+
     public EventThrottle(TimeProvider time, TimeSpan interval)
     {
         ArgumentNullException.ThrowIfNull(time);

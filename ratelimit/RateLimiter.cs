@@ -53,7 +53,7 @@ public sealed partial class RateLimiter
         _options = options.Value;
         _metrics = metrics;
         _logger = logger ?? NullLogger<RateLimiter>.Instance;
-        _failures = new EventThrottle(time, TimeSpan.FromSeconds(10));
+        _failures = new EventThrottle(time);
     }
 
     /// <summary>The counter store in use.</summary>

@@ -66,7 +66,7 @@ public sealed class ApiKeyValidator
         _time = time;
         _format = format ?? ApiKeyFormat.Default;
         _logger = logger ?? NullLogger.Instance;
-        _refusals = new EventThrottle(time, TimeSpan.FromSeconds(10));
+        _refusals = new EventThrottle(time);
     }
 
     /// <summary>

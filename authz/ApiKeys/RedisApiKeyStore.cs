@@ -81,7 +81,7 @@ public sealed class RedisApiKeyStore : IApiKeyStore
         _time = time ?? TimeProvider.System;
         _logger = logger ?? NullLogger.Instance;
         _cacheTicks = (long)(_options.CacheTtl.TotalSeconds * _time.TimestampFrequency);
-        _invalidRecords = new EventThrottle(_time, TimeSpan.FromSeconds(10));
+        _invalidRecords = new EventThrottle(_time);
     }
 
     // At once once the first connect completed; only at start-up do the management calls (add, revoke, list) wait for it,

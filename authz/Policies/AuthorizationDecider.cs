@@ -37,7 +37,7 @@ public sealed partial class AuthorizationDecider
         TimeProvider time)
     {
         _throttle = new FailureThrottle(time);
-        _internalErrors = new EventThrottle(time, TimeSpan.FromSeconds(10));
+        _internalErrors = new EventThrottle(time);
         _rules = rules;
         _jwt = jwt;
         _metrics = metrics;

@@ -71,8 +71,8 @@ public sealed partial class WriteBehindCounterStore : LocalFirstCounterStore, IA
         _syncsFailed = syncs.WithLabels("failed");
         _counters = metrics.CreateGauge("legate_ratelimit_write_behind_counters", "Counters decided here between syncs (expired ones included until swept).");
         _sweepAt = time.GetTimestamp() + CounterMath.ToTimestamp(Time, SweepInterval);
-        _syncFailures = new EventThrottle(time, TimeSpan.FromSeconds(10));
-        _syncBugs = new EventThrottle(time, TimeSpan.FromSeconds(10));
+        _syncFailures = new EventThrottle(time);
+        _syncBugs = new EventThrottle(time);
         _timer = time.CreateTimer(static state => ((WriteBehindCounterStore)state!).OnTimer(), this, interval, interval);
     }
 

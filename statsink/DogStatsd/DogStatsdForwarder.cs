@@ -40,7 +40,7 @@ internal sealed class DogStatsdForwarder : IFlushObserver, IHostedService, IDisp
         SeriesStore? store = null)
     {
         _store = store;
-        _sendFailures = new EventThrottle(time, TimeSpan.FromSeconds(10));
+        _sendFailures = new EventThrottle(time);
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(metrics);
         _sink = options.Value;
