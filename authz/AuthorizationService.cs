@@ -1,12 +1,13 @@
 using Envoy.Service.Auth.V3;
 using Grpc.Core;
 using Legate.Authz.Policies;
+using Legate.Authz.Wire;
 
 namespace Legate.Authz;
 
 /// <summary>Envoy's ext_authz v3 <c>Check</c>, answered by <see cref="AuthorizationDecider"/> from the policy file.</summary>
-internal sealed class AuthorizationService(AuthorizationDecider decider) : Authorization.AuthorizationBase
+internal sealed class AuthorizationService(AuthorizationDecider decider) : CheckBinding.ServiceBase
 {
-    public override Task<CheckResponse> Check(CheckRequest request, ServerCallContext context)
+    public override Task<CheckResponse> Check(CheckRequestView request, ServerCallContext context)
         => decider.CheckAsync(request, context.CancellationToken);
 }

@@ -6,6 +6,7 @@ using Envoy.Service.Auth.V3;
 using Google.Protobuf.WellKnownTypes;
 using Legate.Authz.ApiKeys;
 using Legate.Authz.Jwt;
+using Legate.Authz.Wire;
 using Legate.Hosting;
 using Legate.Hosting.Rules;
 using Microsoft.Extensions.Logging;
@@ -44,16 +45,20 @@ public sealed partial class AuthorizationDecider
         _logger = logger;
     }
 
-    public async Task<CheckResponse> CheckAsync(CheckRequest request, CancellationToken cancellationToken)
+    /// <summary>Decides a generated request (tests, tools): read through its wire form, as a served request is.</summary>
+    public Task<CheckResponse> CheckAsync(CheckRequest? request, CancellationToken cancellationToken)
+        => CheckAsync(CheckRequestView.From(request), cancellationToken);
+
+    public async Task<CheckResponse> CheckAsync(CheckRequestView request, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(request);
         string tenantLabel = Unknown, policyLabel = Unknown;
         try
         {
             var set = _rules.Current;
-            var http = request?.Attributes?.Request?.Http;
-            if (http is null)
+            if (!request.HasHttp)
                 return Deny(tenantLabel, policyLabel, Forbidden("no HTTP request attributes"), "bad_request");
-            var extensions = request!.Attributes.ContextExtensions;
+            var extensions = request.ContextExtensions;
 
             TenantPolicy? tenant;
             if (extensions.TryGetValue("tenant", out var tenantName))
@@ -62,15 +67,15 @@ public sealed partial class AuthorizationDecider
             }
             else
             {
-                var host = http.Host.Length > 0 ? http.Host : http.Headers.TryGetValue(":authority", out var authority) ? authority : "";
+                var host = request.Host.Length > 0 ? request.Host : request.Headers.TryGetValue(":authority", out var authority) ? authority : "";
                 set.TenantsByHost.TryGetValue(NormalizeHost(host), out tenant);
             }
             if (tenant is null)
                 return Deny(tenantLabel, policyLabel, Forbidden("unknown tenant"), "unknown_tenant");
             tenantLabel = tenant.Name;
 
-            var headers = (IReadOnlyDictionary<string, string>)http.Headers;
-            var path = http.Path.Length > 0 ? http.Path : headers.GetValueOrDefault(":path");
+            var headers = request.Headers;
+            var path = request.Path.Length > 0 ? request.Path : headers.GetValueOrDefault(":path");
             // Envoy's per-route policy wins; else the tenant's path rules (on a normalised path, E3); else "default".
             string policyName;
             if (extensions.TryGetValue("policy", out var p))
@@ -173,7 +178,7 @@ public sealed partial class AuthorizationDecider
                 return Deny(tenantLabel, policyLabel, Unauthorized(challenge, "credentials required"), "no_credentials");
             }
 
-            var method = http.Method.Length > 0 ? http.Method : headers.GetValueOrDefault(":method") ?? "";
+            var method = request.Method.Length > 0 ? request.Method : headers.GetValueOrDefault(":method") ?? "";
             if (policy.Methods.Count > 0 && !policy.Methods.Contains(method))
                 return Deny(tenantLabel, policyLabel, Forbidden("method not allowed"), "method_not_allowed");
             for (var i = 0; i < policy.Scopes.Count; i++)

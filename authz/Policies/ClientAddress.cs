@@ -1,5 +1,5 @@
 using System.Net;
-using Envoy.Service.Auth.V3;
+using Legate.Authz.Wire;
 
 namespace Legate.Authz.Policies;
 
@@ -22,13 +22,13 @@ public sealed record ClientAddressSettings(ClientAddressSource Source, int Trust
     public static ClientAddressSettings Default { get; } = new(ClientAddressSource.Source);
 
     /// <summary>The client's address, or null when it is missing or not an IP address (the caller refuses).</summary>
-    public IPAddress? Find(CheckRequest request, IReadOnlyDictionary<string, string> headers)
+    public IPAddress? Find(CheckRequestView request, IReadOnlyDictionary<string, string> headers)
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(headers);
         var text = Source switch
         {
-            ClientAddressSource.Source => request.Attributes?.Source?.Address?.SocketAddress?.Address,
+            ClientAddressSource.Source => request.SourceAddress,
             ClientAddressSource.EnvoyExternalAddress => headers.GetValueOrDefault("x-envoy-external-address"),
             _ => FromForwardedFor(headers.GetValueOrDefault("x-forwarded-for")),
         };

@@ -1,4 +1,5 @@
 using Envoy.Service.Auth.V3;
+using Google.Protobuf;
 using Legate.Testing;
 using AuthorizationClient = Envoy.Service.Auth.V3.Authorization.AuthorizationClient;
 
@@ -95,6 +96,33 @@ public sealed class AuthorizationServiceTests : IDisposable
         var scrape = await _service.ScrapeAsync(Ct);
 
         Assert.Contains("grpc_server_handled_total{grpc_service=\"envoy.service.auth.v3.Authorization\",grpc_method=\"Check\",grpc_type=\"unary\",grpc_code=\"OK\"} 1", scrape, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AMalformedCheckRequest_IsRefusedInvalidArgument_NeverAnsweredOk()
+    {
+        // Raw bytes through the method's path: the client cannot send these with the generated types.
+        var raw = new Grpc.Core.Method<byte[], byte[]>(Grpc.Core.MethodType.Unary, "envoy.service.auth.v3.Authorization", "Check",
+            Grpc.Core.Marshallers.Create(b => b, b => b), Grpc.Core.Marshallers.Create(b => b, b => b));
+        var truncated = Request("localhost:10000", new Dictionary<string, string> { ["x-api-key"] = DemoKey }).ToByteArray()[..^3];
+
+        var e = await Assert.ThrowsAsync<Grpc.Core.RpcException>(() => _service.Channel.CreateCallInvoker()
+            .AsyncUnaryCall(raw, null, new Grpc.Core.CallOptions(cancellationToken: Ct), truncated).ResponseAsync);
+
+        Assert.Equal(Grpc.Core.StatusCode.InvalidArgument, e.StatusCode);
+        Assert.StartsWith("Malformed CheckRequest: Truncated message", e.Status.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Reflection_ListsTheAuthorizationService_BoundWithTheRequestView()
+    {
+        var reflection = new Grpc.Reflection.V1Alpha.ServerReflection.ServerReflectionClient(_service.Channel);
+        using var call = reflection.ServerReflectionInfo(cancellationToken: Ct);
+        await call.RequestStream.WriteAsync(new Grpc.Reflection.V1Alpha.ServerReflectionRequest { ListServices = "" }, Ct);
+        await call.RequestStream.CompleteAsync();
+
+        Assert.True(await call.ResponseStream.MoveNext(Ct));
+        Assert.Contains("envoy.service.auth.v3.Authorization", call.ResponseStream.Current.ListServicesResponse.Service.Select(s => s.Name));
     }
 
     public void Dispose() => _service.Dispose();
