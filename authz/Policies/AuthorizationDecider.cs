@@ -50,6 +50,10 @@ public sealed partial class AuthorizationDecider
         => CheckAsync(CheckRequestView.From(request), cancellationToken);
 
     public async Task<CheckResponse> CheckAsync(CheckRequestView request, CancellationToken cancellationToken)
+        => (await DecideAsync(request, cancellationToken).ConfigureAwait(false)).Response;
+
+    /// <summary>The decision for a served request: an answer kept for a repeated caller comes with its encoding.</summary>
+    public async Task<CheckAnswer> DecideAsync(CheckRequestView request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
         string tenantLabel = Unknown, policyLabel = Unknown;
@@ -226,7 +230,7 @@ public sealed partial class AuthorizationDecider
         IReadOnlyDictionary<string, string>? Claims, string? Plan, ApiKeyLocation Key, object? Source);
 
     /// <summary>The allow answer last built for one identity source, and what it was built from.</summary>
-    private sealed record CachedAllow(AuthzPolicySet Set, TenantPolicy Tenant, AccessPolicy Policy, ApiKeySource KeySource, string? KeyName, CheckResponse Response);
+    private sealed record CachedAllow(AuthzPolicySet Set, TenantPolicy Tenant, AccessPolicy Policy, ApiKeySource KeySource, string? KeyName, CheckAnswer Answer);
 
     // An allow answer depends on the policy set, tenant, policy and identity only (not on the request), except when a
     // token is stripped from a cookie, so a repeated caller gets the answer built for it last time: nothing in it is
@@ -234,27 +238,27 @@ public sealed partial class AuthorizationDecider
     // records (one per key, long-lived) are keys of a weak table, so entries go with their key.
     private readonly ConditionalWeakTable<object, CachedAllow> _allowed = [];
 
-    private CheckResponse AllowCached(AuthzPolicySet set, TenantPolicy tenant, AccessPolicy policy, in Identity identity, IReadOnlyDictionary<string, string> headers)
+    private CheckAnswer AllowCached(AuthzPolicySet set, TenantPolicy tenant, AccessPolicy policy, in Identity identity, IReadOnlyDictionary<string, string> headers)
     {
         // A token's identity is reused only through the validated-token cache: without it, an answer kept on the identity
         // would never be read again.
         if (identity.Source is not { } source
             || (identity.Kind == "jwt" && (!_jwt.CachesTokens || (set.StripAuthorization && ReadsCookies(tenant)))))
-            return Allow(set, tenant, policy, identity, headers);
+            return CheckAnswer.Once(Allow(set, tenant, policy, identity, headers));
         var token = source as JwtIdentity;
         var cached = token is not null ? Volatile.Read(ref token.AnswerCache) as CachedAllow : _allowed.TryGetValue(source, out var found) ? found : null;
         if (cached is not null && ReferenceEquals(cached.Set, set) && ReferenceEquals(cached.Tenant, tenant)
             && ReferenceEquals(cached.Policy, policy) && cached.KeySource == identity.Key.Source && cached.KeyName == identity.Key.Name)
         {
-            return cached.Response;
+            return cached.Answer;
         }
-        var response = Allow(set, tenant, policy, identity, headers);
-        var entry = new CachedAllow(set, tenant, policy, identity.Key.Source, identity.Key.Name, response);
+        var answer = CheckAnswer.Kept(Allow(set, tenant, policy, identity, headers));
+        var entry = new CachedAllow(set, tenant, policy, identity.Key.Source, identity.Key.Name, answer);
         if (token is not null)
             Volatile.Write(ref token.AnswerCache, entry);
         else
             _allowed.AddOrUpdate(source, entry);
-        return response;
+        return answer;
     }
 
     // By index: LINQ's Contains with a comparer enumerates through an allocated enumerator, as foreach over an IReadOnlyList does.
@@ -487,7 +491,7 @@ public sealed partial class AuthorizationDecider
     }
 
     /// <summary>A 401 for an invalid credential, counted against the client's address when the throttle is on.</summary>
-    private CheckResponse CredentialFailure(System.Net.IPAddress? client, FailureThrottleSettings? throttle, string tenant, string policy,
+    private CheckAnswer CredentialFailure(System.Net.IPAddress? client, FailureThrottleSettings? throttle, string tenant, string policy,
         Denial denial, string metricReason)
     {
         if (throttle is not null)
@@ -504,7 +508,7 @@ public sealed partial class AuthorizationDecider
 
     private static Denial Unavailable(string reason) => new(GrpcStatusCode.Unavailable, HttpStatusCode.ServiceUnavailable, "unavailable", reason, null);
 
-    private CheckResponse Deny(string tenant, string policy, Denial denial, string metricReason)
+    private CheckAnswer Deny(string tenant, string policy, Denial denial, string metricReason)
     {
         _metrics.Decided(tenant, policy, allowed: false, metricReason);
         var denied = new DeniedHttpResponse
@@ -515,11 +519,11 @@ public sealed partial class AuthorizationDecider
         };
         if (denial.Challenge is not null)
             denied.Headers.Add(Header("www-authenticate", denial.Challenge));
-        return new CheckResponse
+        return CheckAnswer.Once(new CheckResponse
         {
             Status = new Google.Rpc.Status { Code = (int)denial.Code, Message = denial.Reason },
             DeniedResponse = denied,
-        };
+        });
     }
 
     // Errors and reasons are constants of this class: a body is serialised once per pair.

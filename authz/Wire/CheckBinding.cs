@@ -14,12 +14,12 @@ internal static class CheckBinding
 {
     public static Google.Protobuf.Reflection.ServiceDescriptor Descriptor => Authorization.Descriptor;
 
-    public static readonly Method<CheckRequestView, CheckResponse> CheckMethod = new(
+    public static readonly Method<CheckRequestView, CheckAnswer> CheckMethod = new(
         MethodType.Unary,
         Microsoft.Extensions.Hosting.AuthzExtensions.GrpcServiceName,
         "Check",
         new Marshaller<CheckRequestView>(static (_, _) => throw new NotSupportedException("The view is read on the server only."), ReadRequest),
-        new Marshaller<CheckResponse>(WriteResponse, static context => CheckResponse.Parser.ParseFrom(context.PayloadAsReadOnlySequence())));
+        new Marshaller<CheckAnswer>(WriteAnswer, static context => CheckAnswer.Once(CheckResponse.Parser.ParseFrom(context.PayloadAsReadOnlySequence()))));
 
     private static CheckRequestView ReadRequest(DeserializationContext context)
     {
@@ -37,8 +37,14 @@ internal static class CheckBinding
         }
     }
 
-    private static void WriteResponse(CheckResponse response, SerializationContext context)
+    private static void WriteAnswer(CheckAnswer answer, SerializationContext context)
     {
+        if (answer.Encoded is { } encoded)
+        {
+            context.Complete(encoded);
+            return;
+        }
+        var response = answer.Response;
         context.SetPayloadLength(response.CalculateSize());
         response.WriteTo(context.GetBufferWriter());
         context.Complete();
@@ -47,7 +53,7 @@ internal static class CheckBinding
     [BindServiceMethod(typeof(ServiceBase), nameof(BindService))]
     public abstract class ServiceBase
     {
-        public abstract Task<CheckResponse> Check(CheckRequestView request, ServerCallContext context);
+        public abstract Task<CheckAnswer> Check(CheckRequestView request, ServerCallContext context);
 
         public static void BindService(ServiceBinderBase binder, ServiceBase? service)
         {
