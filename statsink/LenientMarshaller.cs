@@ -3,6 +3,7 @@ using System.Text;
 using Envoy.Service.Metrics.V3;
 using Google.Protobuf;
 using Grpc.Core;
+using Legate.Hosting.Wire;
 
 namespace Legate.StatSink;
 
@@ -37,7 +38,7 @@ internal static class LenientMarshaller
             {
                 Rewrite(payload.ToArray(), Schema.Message, output);
             }
-            catch (ArgumentOutOfRangeException)
+            catch (InvalidDataException)
             {
                 // Malformed as well: report the original error.
                 throw e;
@@ -59,54 +60,40 @@ internal static class LenientMarshaller
 
     private static void Rewrite(ReadOnlySpan<byte> input, Schema schema, IBufferWriter<byte> output)
     {
-        var at = 0;
-        while (at < input.Length)
+        var reader = new WireReader(input);
+        while (reader.HasMore)
         {
-            var start = at;
-            var tag = ReadVarint(input, ref at);
-            var field = (int)(tag >> 3);
-            switch ((WireFormat.WireType)(tag & 7))
+            var start = reader.Position;
+            var tag = reader.ReadTag();
+            if ((tag & 7) != WireReader.LengthDelimited)
             {
-                case WireFormat.WireType.Varint:
-                    ReadVarint(input, ref at);
-                    output.Write(input[start..at]);
-                    break;
-                case WireFormat.WireType.Fixed64:
-                    at += 8;
-                    output.Write(input[start..at]);
-                    break;
-                case WireFormat.WireType.Fixed32:
-                    at += 4;
-                    output.Write(input[start..at]);
-                    break;
-                case WireFormat.WireType.LengthDelimited:
-                    var length = (int)ReadVarint(input, ref at);
-                    var payload = input.Slice(at, length);
-                    at += length;
-                    var inner = Array.Find(schema.Messages, m => m.Field == field).Inner;
-                    byte[] rewritten;
-                    if (inner is not null)
-                    {
-                        var nested = new ArrayBufferWriter<byte>(length);
-                        Rewrite(payload, inner(), nested);
-                        rewritten = nested.WrittenSpan.ToArray();
-                    }
-                    else if (Array.IndexOf(schema.Strings, field) >= 0 && !IsValid(payload))
-                    {
-                        rewritten = Encoding.UTF8.GetBytes(Encoding.UTF8.GetString(payload));
-                    }
-                    else
-                    {
-                        output.Write(input[start..at]);
-                        break;
-                    }
-                    WriteVarint(output, tag);
-                    WriteVarint(output, (ulong)rewritten.Length);
-                    output.Write(rewritten);
-                    break;
-                default:
-                    throw new ArgumentOutOfRangeException(nameof(input), $"Unsupported wire type in field {field}.");
+                reader.Skip(tag);
+                output.Write(input[start..reader.Position]);
+                continue;
             }
+            var field = (int)(tag >> 3);
+            var (at, length) = reader.ReadLengthDelimited();
+            var payload = input.Slice(at, length);
+            var inner = Array.Find(schema.Messages, m => m.Field == field).Inner;
+            byte[] rewritten;
+            if (inner is not null)
+            {
+                var nested = new ArrayBufferWriter<byte>(length);
+                Rewrite(payload, inner(), nested);
+                rewritten = nested.WrittenSpan.ToArray();
+            }
+            else if (Array.IndexOf(schema.Strings, field) >= 0 && !IsValid(payload))
+            {
+                rewritten = Encoding.UTF8.GetBytes(Encoding.UTF8.GetString(payload));
+            }
+            else
+            {
+                output.Write(input[start..reader.Position]);
+                continue;
+            }
+            WriteVarint(output, tag);
+            WriteVarint(output, (ulong)rewritten.Length);
+            output.Write(rewritten);
         }
     }
 
@@ -121,21 +108,6 @@ internal static class LenientMarshaller
         {
             return false;
         }
-    }
-
-    private static ulong ReadVarint(ReadOnlySpan<byte> input, ref int at)
-    {
-        ulong value = 0;
-        for (var shift = 0; shift < 64; shift += 7)
-        {
-            if (at >= input.Length)
-                throw new ArgumentOutOfRangeException(nameof(input), "Truncated varint.");
-            var b = input[at++];
-            value |= (ulong)(b & 0x7F) << shift;
-            if (b < 0x80)
-                return value;
-        }
-        throw new ArgumentOutOfRangeException(nameof(input), "Malformed varint.");
     }
 
     private static void WriteVarint(IBufferWriter<byte> output, ulong value)

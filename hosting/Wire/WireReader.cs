@@ -35,6 +35,9 @@ public ref struct WireReader
     public const int EndGroup = 4;
     public const int Fixed32 = 5;
 
+    /// <summary>The offset in the buffer of the next field.</summary>
+    public readonly int Position => _position;
+
     /// <summary>Whether fields remain in this message.</summary>
     public readonly bool HasMore => _position < _end;
 
