@@ -1,5 +1,4 @@
 using Envoy.Config.Core.V3;
-using Envoy.Extensions.Common.Ratelimit.V3;
 using Envoy.Service.Ratelimit.V3;
 using Google.Protobuf.Collections;
 using Google.Protobuf.WellKnownTypes;
@@ -59,29 +58,33 @@ public sealed partial class RateLimiter
     /// <summary>The counter store in use.</summary>
     public ICounterStore Store => _store;
 
+    /// <summary>Decides one call from a parsed message (the JSON endpoint): see <see cref="ShouldRateLimitAsync(RlsRequest, CancellationToken)"/>.</summary>
+    public ValueTask<RateLimitResponse> ShouldRateLimitAsync(RateLimitRequest request, CancellationToken cancellationToken) =>
+        ShouldRateLimitAsync(RlsRequest.From(request), cancellationToken);
+
     /// <summary>Decides one call. Throws <see cref="RpcException"/>: INVALID_ARGUMENT for a malformed request, UNAVAILABLE when the store cannot answer in time.</summary>
-    public ValueTask<RateLimitResponse> ShouldRateLimitAsync(RateLimitRequest request, CancellationToken cancellationToken)
+    public ValueTask<RateLimitResponse> ShouldRateLimitAsync(RlsRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
         if (request.Domain.Length == 0)
             throw Invalid("rate limit domain must not be empty");
         var descriptors = request.Descriptors;
-        if (descriptors.Count == 0)
+        if (descriptors.Length == 0)
             throw Invalid("rate limit descriptor list must not be empty");
 
         var config = _rules.Current;
         if (!config.HasDomain(request.Domain))
         {
             _metrics.DomainNotFound(request.Domain);
-            return new ValueTask<RateLimitResponse>(AllWithoutLimit(descriptors.Count));
+            return new ValueTask<RateLimitResponse>(AllWithoutLimit(descriptors.Length));
         }
 
-        var call = Call.Rent(descriptors.Count);
+        var call = Call.Rent(descriptors.Length);
         var requestHits = Math.Max(1u, request.HitsAddend);
         var nowMs = _time.GetUtcNow().ToUnixTimeMilliseconds();
-        for (var i = 0; i < descriptors.Count; i++)
+        for (var i = 0; i < descriptors.Length; i++)
         {
-            var descriptor = descriptors[i];
+            ref readonly var descriptor = ref descriptors[i];
             DescriptorMatch? match;
             try
             {
@@ -96,10 +99,10 @@ public sealed partial class RateLimiter
             call.Hits[i] = descriptor.HitsAddend ?? requestHits;
         }
         if (config.HasReplaces)
-            ApplyReplaces(call.Matches.AsSpan(0, descriptors.Count));
+            ApplyReplaces(call.Matches.AsSpan(0, descriptors.Length));
 
         var updates = 0;
-        for (var i = 0; i < descriptors.Count; i++)
+        for (var i = 0; i < descriptors.Length; i++)
         {
             if (call.Matches[i] is not { } match || match.Policy.Unlimited)
                 continue;
@@ -134,7 +137,7 @@ public sealed partial class RateLimiter
     }
 
     // A Task, not a ValueTask: gRPC wants a Task, and a ValueTask made from this one hands it over without a wrapper.
-    private async Task<RateLimitResponse> AwaitStore(ValueTask pending, RateLimitRequest request, Call call, long nowMs, int updates, CancellationToken cancellationToken)
+    private async Task<RateLimitResponse> AwaitStore(ValueTask pending, RlsRequest request, Call call, long nowMs, int updates, CancellationToken cancellationToken)
     {
         var started = _time.GetTimestamp();
         try
@@ -174,7 +177,7 @@ public sealed partial class RateLimiter
         return Respond(request, call, nowMs, updates);
     }
 
-    private CounterUpdate BuildUpdate(string domain, RateLimitDescriptor descriptor, DescriptorMatch match, ulong hits, long nowMs)
+    private CounterUpdate BuildUpdate(string domain, in RlsDescriptor descriptor, DescriptorMatch match, ulong hits, long nowMs)
     {
         var policy = match.Policy;
         var unitSeconds = policy.Unit.Seconds();
@@ -184,25 +187,25 @@ public sealed partial class RateLimiter
         var unit = UnitCodes[(int)policy.Unit];
         var key = match.CounterEntries is { } shared
             ? CounterKey.Build(_options.KeyPrefix, domain, new ListEntries(shared), unit, windowStart)
-            : CounterKey.Build(_options.KeyPrefix, domain, new ProtoEntries(descriptor.Entries), unit, windowStart);
+            : CounterKey.Build(_options.KeyPrefix, domain, descriptor.Entries, unit, windowStart);
         var onlyIfWithin = !_options.CountRejectedHits;
         if (policy.Algorithm == LimitAlgorithm.SlidingWindow)
         {
             // The previous window still weighs by the share of it inside the sliding window; it must outlive its own window by one more.
             var previousKey = match.CounterEntries is { } sharedPrevious
                 ? CounterKey.Build(_options.KeyPrefix, domain, new ListEntries(sharedPrevious), unit, windowStart - unitSeconds)
-                : CounterKey.Build(_options.KeyPrefix, domain, new ProtoEntries(descriptor.Entries), unit, windowStart - unitSeconds);
+                : CounterKey.Build(_options.KeyPrefix, domain, descriptor.Entries, unit, windowStart - unitSeconds);
             var weight = (double)remainingMs / unitMs;
             return new CounterUpdate(key, hits, TimeSpan.FromMilliseconds(remainingMs + unitMs + 1000), policy.RequestsPerUnit, onlyIfWithin, previousKey, weight);
         }
         return new CounterUpdate(key, hits, TimeSpan.FromMilliseconds(remainingMs + 1000), policy.RequestsPerUnit, onlyIfWithin);
     }
 
-    private RateLimitResponse Respond(RateLimitRequest request, Call call, long nowMs, int updates)
+    private RateLimitResponse Respond(RlsRequest request, Call call, long nowMs, int updates)
     {
         try
         {
-            var count = request.Descriptors.Count;
+            var count = request.Descriptors.Length;
             var response = new RateLimitResponse();
             var anyOver = false;
             var quotaTotal = 0;
@@ -295,13 +298,12 @@ public sealed partial class RateLimiter
 
     // As envoyproxy/ratelimit's RESPONSE_DYNAMIC_METADATA: the domain, each descriptor's entries, and the merged
     // metadata of the rules whose descriptors passed (the first value wins where two rules name the same key).
-    private static Struct Metadata(RateLimitRequest request, Call call)
+    private static Struct Metadata(RlsRequest request, Call call)
     {
         var descriptors = new ListValue();
         var merged = new Struct();
-        for (var i = 0; i < request.Descriptors.Count; i++)
+        foreach (var descriptor in request.Descriptors)
         {
-            var descriptor = request.Descriptors[i];
             var entries = new ListValue();
             foreach (var entry in descriptor.Entries)
                 entries.Values.Add(Value.ForString(entry.Key + "=" + entry.Value));
@@ -320,7 +322,7 @@ public sealed partial class RateLimiter
         };
         if (request.HitsAddend > 0)
             metadata.Fields["hitsAddend"] = Value.ForNumber(request.HitsAddend);
-        for (var i = 0; i < request.Descriptors.Count; i++)
+        for (var i = 0; i < request.Descriptors.Length; i++)
         {
             if (call.Matches[i] is not { } match)
                 continue;
@@ -454,22 +456,6 @@ public sealed partial class RateLimiter
         }
 
         public void Abandon() => Interlocked.Exchange(ref _returned, 1);
-    }
-
-    /// <summary>A descriptor's proto entries seen as key/value pairs, without copying.</summary>
-    private readonly struct ProtoEntries(RepeatedField<RateLimitDescriptor.Types.Entry> entries) : IReadOnlyList<KeyValuePair<string, string>>
-    {
-        public KeyValuePair<string, string> this[int index] => new(entries[index].Key, entries[index].Value);
-
-        public int Count => entries.Count;
-
-        public IEnumerator<KeyValuePair<string, string>> GetEnumerator()
-        {
-            foreach (var entry in entries)
-                yield return new(entry.Key, entry.Value);
-        }
-
-        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
     }
 
     private readonly struct ListEntries(IReadOnlyList<KeyValuePair<string, string>> entries) : IReadOnlyList<KeyValuePair<string, string>>

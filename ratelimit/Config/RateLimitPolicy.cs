@@ -2,7 +2,6 @@ using System.Collections.Frozen;
 using System.Globalization;
 using System.Text;
 using Envoy.Extensions.Common.Ratelimit.V3;
-using Google.Protobuf.Collections;
 using ProtoRateLimit = Envoy.Service.Ratelimit.V3.RateLimitResponse.Types.RateLimit;
 
 namespace Legate.RateLimit.Config;
@@ -146,9 +145,11 @@ public sealed class RateLimitPolicy
     /// override keeps its metrics. The caller checks that the domain exists.
     /// </summary>
     /// <exception cref="ArgumentException">The descriptor has no override, or its unit is UNKNOWN or not known to this build.</exception>
-    public static RateLimitPolicy ForOverride(string domain, RateLimitDescriptor descriptor)
+    public static RateLimitPolicy ForOverride(string domain, RateLimitDescriptor descriptor) => ForOverride(domain, RlsDescriptor.From(descriptor));
+
+    /// <inheritdoc cref="ForOverride(string, RateLimitDescriptor)"/>
+    public static RateLimitPolicy ForOverride(string domain, RlsDescriptor descriptor)
     {
-        ArgumentNullException.ThrowIfNull(descriptor);
         var limit = descriptor.Limit ?? throw new ArgumentException("The descriptor has no limit override.", nameof(descriptor));
         if (!LimitUnitExtensions.TryFromOverride(limit.Unit, out var unit))
             throw new ArgumentException($"The limit override has an unknown unit ({(int)limit.Unit}).", nameof(descriptor));
@@ -178,7 +179,7 @@ public sealed class RateLimitPolicy
     public override string ToString() => Describe();
 
     // k1_v1.k2_v2, the value left out when empty; built in one allocation.
-    private static string OverridePath(RepeatedField<RateLimitDescriptor.Types.Entry> entries)
+    private static string OverridePath(ArraySegment<KeyValuePair<string, string>> entries)
     {
         var length = entries.Count == 0 ? 0 : entries.Count - 1;
         foreach (var entry in entries)
