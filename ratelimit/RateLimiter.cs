@@ -1,6 +1,5 @@
 using Envoy.Config.Core.V3;
 using Envoy.Service.Ratelimit.V3;
-using Google.Protobuf.Collections;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
 using Legate.Hosting;
@@ -11,7 +10,6 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Code = Envoy.Service.Ratelimit.V3.RateLimitResponse.Types.Code;
-using DescriptorStatus = Envoy.Service.Ratelimit.V3.RateLimitResponse.Types.DescriptorStatus;
 
 namespace Legate.RateLimit;
 
@@ -26,8 +24,8 @@ public sealed partial class RateLimiter
     // Window unit codes in counter keys, by LimitUnit: s, m, h, d, M(onth), y, w.
     private static readonly string[] UnitCodes = ["?", "s", "m", "h", "d", "M", "y", "w"];
 
-    private static readonly DescriptorStatus NoLimit = new() { Code = Code.Ok };
-    private static readonly DescriptorStatus Unlimited = new() { Code = Code.Ok, LimitRemaining = uint.MaxValue };
+    private static readonly RlsStatus NoLimit = new(Code.Ok);
+    private static readonly RlsStatus Unlimited = new(Code.Ok, LimitRemaining: uint.MaxValue);
 
     // UpdateIndex of a descriptor answered without the store (see the update loop).
     private const int Blocked = -1;
@@ -58,12 +56,12 @@ public sealed partial class RateLimiter
     /// <summary>The counter store in use.</summary>
     public ICounterStore Store => _store;
 
-    /// <summary>Decides one call from a parsed message (the JSON endpoint): see <see cref="ShouldRateLimitAsync(RlsRequest, CancellationToken)"/>.</summary>
-    public ValueTask<RateLimitResponse> ShouldRateLimitAsync(RateLimitRequest request, CancellationToken cancellationToken) =>
-        ShouldRateLimitAsync(RlsRequest.From(request), cancellationToken);
+    /// <summary>Decides one call given and answered as generated messages (the JSON endpoint): see <see cref="ShouldRateLimitAsync(RlsRequest, CancellationToken)"/>.</summary>
+    public async ValueTask<RateLimitResponse> ShouldRateLimitAsync(RateLimitRequest request, CancellationToken cancellationToken) =>
+        (await ShouldRateLimitAsync(RlsRequest.From(request), cancellationToken)).ToProto();
 
     /// <summary>Decides one call. Throws <see cref="RpcException"/>: INVALID_ARGUMENT for a malformed request, UNAVAILABLE when the store cannot answer in time.</summary>
-    public ValueTask<RateLimitResponse> ShouldRateLimitAsync(RlsRequest request, CancellationToken cancellationToken)
+    public ValueTask<RlsResponse> ShouldRateLimitAsync(RlsRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
         if (request.Domain.Length == 0)
@@ -76,7 +74,7 @@ public sealed partial class RateLimiter
         if (!config.HasDomain(request.Domain))
         {
             _metrics.DomainNotFound(request.Domain);
-            return new ValueTask<RateLimitResponse>(AllWithoutLimit(descriptors.Length));
+            return new ValueTask<RlsResponse>(AllWithoutLimit(descriptors.Length));
         }
 
         var call = Call.Rent(descriptors.Length);
@@ -116,7 +114,7 @@ public sealed partial class RateLimiter
             call.Updates[updates++] = BuildUpdate(request.Domain, descriptors[i], match, call.Hits[i], nowMs);
         }
         if (updates == 0)
-            return new ValueTask<RateLimitResponse>(Respond(request, call, nowMs, updates));
+            return new ValueTask<RlsResponse>(Respond(request, call, nowMs, updates));
 
         ValueTask pending;
         try
@@ -131,13 +129,13 @@ public sealed partial class RateLimiter
         if (pending.IsCompletedSuccessfully)
         {
             pending.GetAwaiter().GetResult();
-            return new ValueTask<RateLimitResponse>(Respond(request, call, nowMs, updates));
+            return new ValueTask<RlsResponse>(Respond(request, call, nowMs, updates));
         }
-        return new ValueTask<RateLimitResponse>(AwaitStore(pending, request, call, nowMs, updates, cancellationToken));
+        return new ValueTask<RlsResponse>(AwaitStore(pending, request, call, nowMs, updates, cancellationToken));
     }
 
     // A Task, not a ValueTask: gRPC wants a Task, and a ValueTask made from this one hands it over without a wrapper.
-    private async Task<RateLimitResponse> AwaitStore(ValueTask pending, RlsRequest request, Call call, long nowMs, int updates, CancellationToken cancellationToken)
+    private async Task<RlsResponse> AwaitStore(ValueTask pending, RlsRequest request, Call call, long nowMs, int updates, CancellationToken cancellationToken)
     {
         var started = _time.GetTimestamp();
         try
@@ -201,19 +199,19 @@ public sealed partial class RateLimiter
         return new CounterUpdate(key, hits, TimeSpan.FromMilliseconds(remainingMs + 1000), policy.RequestsPerUnit, onlyIfWithin);
     }
 
-    private RateLimitResponse Respond(RlsRequest request, Call call, long nowMs, int updates)
+    private RlsResponse Respond(RlsRequest request, Call call, long nowMs, int updates)
     {
         try
         {
             var count = request.Descriptors.Length;
-            var response = new RateLimitResponse();
+            var statuses = new RlsStatus[count];
             var anyOver = false;
             var quotaTotal = 0;
             var quotaOver = 0;
-            DescriptorStatus? tightest = null;
+            RlsStatus? tightest = null;
             for (var i = 0; i < count; i++)
             {
-                DescriptorStatus status;
+                RlsStatus status;
                 if (call.Matches[i] is not { } match)
                 {
                     status = NoLimit;
@@ -236,18 +234,17 @@ public sealed partial class RateLimiter
                     {
                         anyOver |= over;
                     }
-                    if (tightest is null || status.LimitRemaining < tightest.LimitRemaining)
+                    if (tightest is not { } t || status.LimitRemaining < t.LimitRemaining)
                         tightest = status;
                 }
-                response.Statuses.Add(status);
+                statuses[i] = status;
             }
             var overall = anyOver || (quotaTotal > 0 && quotaOver == quotaTotal) ? Code.OverLimit : Code.Ok;
-            response.OverallCode = _options.ShadowMode ? Code.Ok : overall;
-            if (_options.ResponseHeaders && tightest is not null)
-                AddHeaders(response.ResponseHeadersToAdd, tightest);
-            if (_options.ResponseDynamicMetadata)
-                response.DynamicMetadata = Metadata(request, call);
-            return response;
+            return new RlsResponse(
+                _options.ShadowMode ? Code.Ok : overall,
+                statuses,
+                _options.ResponseHeaders && tightest is { } tightestStatus ? Headers(tightestStatus) : null,
+                _options.ResponseDynamicMetadata ? Metadata(request, call) : null);
         }
         finally
         {
@@ -255,7 +252,7 @@ public sealed partial class RateLimiter
         }
     }
 
-    private DescriptorStatus Decide(DescriptorMatch match, ulong hits, CounterResult result, long nowMs)
+    private RlsStatus Decide(DescriptorMatch match, ulong hits, CounterResult result, long nowMs)
     {
         var policy = match.Policy;
         var limit = (ulong)policy.RequestsPerUnit;
@@ -270,30 +267,22 @@ public sealed partial class RateLimiter
         _metrics.Count(match, hits, after, limit, _options.NearLimitRatio);
 
         var unitSeconds = policy.Unit.Seconds();
-        var status = new DescriptorStatus
-        {
-            Code = over && !policy.ShadowMode ? Code.OverLimit : Code.Ok,
-            CurrentLimit = policy.CurrentLimit,
-            LimitRemaining = over ? 0 : (uint)(limit - after),
-            DurationUntilReset = UntilReset(unitSeconds - nowMs / 1000 % unitSeconds),
-        };
-        return status;
+        return new RlsStatus(
+            over && !policy.ShadowMode ? Code.OverLimit : Code.Ok,
+            policy,
+            over ? 0 : (uint)(limit - after),
+            unitSeconds - nowMs / 1000 % unitSeconds);
     }
 
-    // Statuses only ever read these, and gRPC only serialises them: one shared instance per value up to an hour.
-    private static readonly Duration?[] Durations = new Duration?[3601];
-
-    private static Duration UntilReset(long seconds) =>
-        (ulong)seconds < (ulong)Durations.Length
-            ? Durations[seconds] ??= new Duration { Seconds = seconds }
-            : new Duration { Seconds = seconds };
-
-    private void AddHeaders(RepeatedField<HeaderValue> headers, DescriptorStatus tightest)
+    private HeaderValue[] Headers(RlsStatus tightest)
     {
         var remaining = tightest.Code == Code.OverLimit ? 0u : tightest.LimitRemaining;
-        headers.Add(new HeaderValue { Key = _options.LimitHeader, Value = tightest.CurrentLimit.RequestsPerUnit.ToString(System.Globalization.CultureInfo.InvariantCulture) });
-        headers.Add(new HeaderValue { Key = _options.RemainingHeader, Value = remaining.ToString(System.Globalization.CultureInfo.InvariantCulture) });
-        headers.Add(new HeaderValue { Key = _options.ResetHeader, Value = tightest.DurationUntilReset.Seconds.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+        return
+        [
+            new HeaderValue { Key = _options.LimitHeader, Value = tightest.Limit!.RequestsPerUnit.ToString(System.Globalization.CultureInfo.InvariantCulture) },
+            new HeaderValue { Key = _options.RemainingHeader, Value = remaining.ToString(System.Globalization.CultureInfo.InvariantCulture) },
+            new HeaderValue { Key = _options.ResetHeader, Value = tightest.ResetSeconds!.Value.ToString(System.Globalization.CultureInfo.InvariantCulture) },
+        ];
     }
 
     // As envoyproxy/ratelimit's RESPONSE_DYNAMIC_METADATA: the domain, each descriptor's entries, and the merged
@@ -377,12 +366,11 @@ public sealed partial class RateLimiter
         }
     }
 
-    private static RateLimitResponse AllWithoutLimit(int count)
+    private static RlsResponse AllWithoutLimit(int count)
     {
-        var response = new RateLimitResponse { OverallCode = Code.Ok };
-        for (var i = 0; i < count; i++)
-            response.Statuses.Add(NoLimit);
-        return response;
+        var statuses = new RlsStatus[count];
+        Array.Fill(statuses, NoLimit);
+        return new RlsResponse(Code.Ok, statuses);
     }
 
     private static RpcException Invalid(string message) => new(new Status(StatusCode.InvalidArgument, message));

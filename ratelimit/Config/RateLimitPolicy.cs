@@ -2,6 +2,7 @@ using System.Collections.Frozen;
 using System.Globalization;
 using System.Text;
 using Envoy.Extensions.Common.Ratelimit.V3;
+using Google.Protobuf;
 using ProtoRateLimit = Envoy.Service.Ratelimit.V3.RateLimitResponse.Types.RateLimit;
 
 namespace Legate.RateLimit.Config;
@@ -78,6 +79,7 @@ public sealed class RateLimitPolicy
         Metadata = metadata is null || metadata.Count == 0 ? NoMetadata : metadata as FrozenDictionary<string, object?> ?? metadata.ToFrozenDictionary(StringComparer.Ordinal);
         IsOverride = isOverride;
         CurrentLimit = new ProtoRateLimit { RequestsPerUnit = requestsPerUnit, Unit = unit.ToProto(), Name = Name ?? "" };
+        CurrentLimitBytes = CurrentLimit.ToByteArray();
     }
 
     /// <summary>The domain.</summary>
@@ -138,6 +140,9 @@ public sealed class RateLimitPolicy
     /// Shared by every response that uses this policy: never mutate it.
     /// </summary>
     public ProtoRateLimit CurrentLimit { get; }
+
+    /// <summary><see cref="CurrentLimit"/> encoded, as answers write it.</summary>
+    internal byte[] CurrentLimitBytes { get; }
 
     /// <summary>
     /// The policy of a descriptor that carries its own limit. As in the reference the config tree is not consulted,
