@@ -10,7 +10,7 @@ namespace Legate.RateLimit;
 /// wire type; the last domain, hits_addend, key and value win; descriptors and entries append in order; a descriptor's
 /// <c>limit</c> given twice merges field by field and its <c>hits_addend</c> wrapper keeps a non-zero value over a later
 /// zero; strings must be valid UTF-8. Malformed input (truncated, a length past its message, a varint over ten bytes, a
-/// field number 0, wire type 6 or 7, an unmatched end-group tag, groups nested 100 deep) throws
+/// field number 0, wire type 6 or 7, an unmatched end-group tag, groups nested past the recursion limit) throws
 /// <see cref="InvalidDataException"/>. Only stricter than Google.Protobuf in one place: a <c>hits_addend</c> wrapper
 /// whose last field runs past the wrapper's length is refused, where Google.Protobuf reads on.
 /// </summary>

@@ -15,6 +15,7 @@ namespace Legate.RateLimit;
 public sealed class RlsResponse
 {
     private readonly RlsStatus[] _statuses;
+    private readonly HeaderValue[] _headers;
 
     /// <param name="overallCode">The answer's <c>overall_code</c>.</param>
     /// <param name="statuses">One per request descriptor, in request order; the response keeps the array.</param>
@@ -25,7 +26,7 @@ public sealed class RlsResponse
         ArgumentNullException.ThrowIfNull(statuses);
         OverallCode = overallCode;
         _statuses = statuses;
-        ResponseHeadersToAdd = headers ?? [];
+        _headers = headers ?? [];
         DynamicMetadata = dynamicMetadata;
     }
 
@@ -34,7 +35,7 @@ public sealed class RlsResponse
     /// <summary>One per request descriptor, in request order.</summary>
     public ReadOnlySpan<RlsStatus> Statuses => _statuses;
 
-    public IReadOnlyList<HeaderValue> ResponseHeadersToAdd { get; }
+    public IReadOnlyList<HeaderValue> ResponseHeadersToAdd => _headers;
 
     public Struct? DynamicMetadata { get; }
 
@@ -52,7 +53,7 @@ public sealed class RlsResponse
                 DurationUntilReset = status.ResetSeconds is { } seconds ? new Duration { Seconds = seconds } : null,
             });
         }
-        response.ResponseHeadersToAdd.AddRange(ResponseHeadersToAdd);
+        response.ResponseHeadersToAdd.AddRange(_headers);
         return response;
     }
 
@@ -62,7 +63,7 @@ public sealed class RlsResponse
         var size = OverallCode == Code.Unknown ? 0 : 1 + VarintSize((ulong)OverallCode);
         foreach (ref readonly var status in _statuses.AsSpan())
             size += LengthDelimitedSize(StatusSize(status));
-        foreach (var header in ResponseHeadersToAdd)
+        foreach (var header in _headers)
             size += LengthDelimitedSize(header.CalculateSize());
         if (DynamicMetadata is not null)
             size += LengthDelimitedSize(DynamicMetadata.CalculateSize());
@@ -114,7 +115,7 @@ public sealed class RlsResponse
                 }
             }
         }
-        foreach (var header in ResponseHeadersToAdd)
+        foreach (var header in _headers)
             at = WriteMessage(output, at, 0x1A, header); // response_headers_to_add = 3
         if (DynamicMetadata is not null)
             at = WriteMessage(output, at, 0x32, DynamicMetadata); // dynamic_metadata = 6
