@@ -1,7 +1,5 @@
 using Envoy.Config.Core.V3;
-using Envoy.Extensions.Common.Ratelimit.V3;
 using Envoy.Service.Ratelimit.V3;
-using Google.Protobuf.Collections;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
 using Legate.Hosting;
@@ -12,7 +10,6 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Code = Envoy.Service.Ratelimit.V3.RateLimitResponse.Types.Code;
-using DescriptorStatus = Envoy.Service.Ratelimit.V3.RateLimitResponse.Types.DescriptorStatus;
 
 namespace Legate.RateLimit;
 
@@ -27,8 +24,8 @@ public sealed partial class RateLimiter
     // Window unit codes in counter keys, by LimitUnit: s, m, h, d, M(onth), y, w.
     private static readonly string[] UnitCodes = ["?", "s", "m", "h", "d", "M", "y", "w"];
 
-    private static readonly DescriptorStatus NoLimit = new() { Code = Code.Ok };
-    private static readonly DescriptorStatus Unlimited = new() { Code = Code.Ok, LimitRemaining = uint.MaxValue };
+    private static readonly RlsStatus NoLimit = new(Code.Ok);
+    private static readonly RlsStatus Unlimited = new(Code.Ok, LimitRemaining: uint.MaxValue);
 
     // UpdateIndex of a descriptor answered without the store (see the update loop).
     private const int Blocked = -1;
@@ -59,29 +56,33 @@ public sealed partial class RateLimiter
     /// <summary>The counter store in use.</summary>
     public ICounterStore Store => _store;
 
+    /// <summary>Decides one call given and answered as generated messages (the JSON endpoint): see <see cref="ShouldRateLimitAsync(RlsRequest, CancellationToken)"/>.</summary>
+    public async ValueTask<RateLimitResponse> ShouldRateLimitAsync(RateLimitRequest request, CancellationToken cancellationToken) =>
+        (await ShouldRateLimitAsync(RlsRequest.From(request), cancellationToken)).ToProto();
+
     /// <summary>Decides one call. Throws <see cref="RpcException"/>: INVALID_ARGUMENT for a malformed request, UNAVAILABLE when the store cannot answer in time.</summary>
-    public ValueTask<RateLimitResponse> ShouldRateLimitAsync(RateLimitRequest request, CancellationToken cancellationToken)
+    public ValueTask<RlsResponse> ShouldRateLimitAsync(RlsRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
         if (request.Domain.Length == 0)
             throw Invalid("rate limit domain must not be empty");
         var descriptors = request.Descriptors;
-        if (descriptors.Count == 0)
+        if (descriptors.Length == 0)
             throw Invalid("rate limit descriptor list must not be empty");
 
         var config = _rules.Current;
         if (!config.HasDomain(request.Domain))
         {
             _metrics.DomainNotFound(request.Domain);
-            return new ValueTask<RateLimitResponse>(AllWithoutLimit(descriptors.Count));
+            return new ValueTask<RlsResponse>(AllWithoutLimit(descriptors.Length));
         }
 
-        var call = Call.Rent(descriptors.Count);
+        var call = Call.Rent(descriptors.Length);
         var requestHits = Math.Max(1u, request.HitsAddend);
         var nowMs = _time.GetUtcNow().ToUnixTimeMilliseconds();
-        for (var i = 0; i < descriptors.Count; i++)
+        for (var i = 0; i < descriptors.Length; i++)
         {
-            var descriptor = descriptors[i];
+            ref readonly var descriptor = ref descriptors[i];
             DescriptorMatch? match;
             try
             {
@@ -96,10 +97,10 @@ public sealed partial class RateLimiter
             call.Hits[i] = descriptor.HitsAddend ?? requestHits;
         }
         if (config.HasReplaces)
-            ApplyReplaces(call.Matches.AsSpan(0, descriptors.Count));
+            ApplyReplaces(call.Matches.AsSpan(0, descriptors.Length));
 
         var updates = 0;
-        for (var i = 0; i < descriptors.Count; i++)
+        for (var i = 0; i < descriptors.Length; i++)
         {
             if (call.Matches[i] is not { } match || match.Policy.Unlimited)
                 continue;
@@ -113,7 +114,7 @@ public sealed partial class RateLimiter
             call.Updates[updates++] = BuildUpdate(request.Domain, descriptors[i], match, call.Hits[i], nowMs);
         }
         if (updates == 0)
-            return new ValueTask<RateLimitResponse>(Respond(request, call, nowMs, updates));
+            return new ValueTask<RlsResponse>(Respond(request, call, nowMs, updates));
 
         ValueTask pending;
         try
@@ -128,13 +129,13 @@ public sealed partial class RateLimiter
         if (pending.IsCompletedSuccessfully)
         {
             pending.GetAwaiter().GetResult();
-            return new ValueTask<RateLimitResponse>(Respond(request, call, nowMs, updates));
+            return new ValueTask<RlsResponse>(Respond(request, call, nowMs, updates));
         }
-        return new ValueTask<RateLimitResponse>(AwaitStore(pending, request, call, nowMs, updates, cancellationToken));
+        return new ValueTask<RlsResponse>(AwaitStore(pending, request, call, nowMs, updates, cancellationToken));
     }
 
     // A Task, not a ValueTask: gRPC wants a Task, and a ValueTask made from this one hands it over without a wrapper.
-    private async Task<RateLimitResponse> AwaitStore(ValueTask pending, RateLimitRequest request, Call call, long nowMs, int updates, CancellationToken cancellationToken)
+    private async Task<RlsResponse> AwaitStore(ValueTask pending, RlsRequest request, Call call, long nowMs, int updates, CancellationToken cancellationToken)
     {
         var started = _time.GetTimestamp();
         try
@@ -174,7 +175,7 @@ public sealed partial class RateLimiter
         return Respond(request, call, nowMs, updates);
     }
 
-    private CounterUpdate BuildUpdate(string domain, RateLimitDescriptor descriptor, DescriptorMatch match, ulong hits, long nowMs)
+    private CounterUpdate BuildUpdate(string domain, in RlsDescriptor descriptor, DescriptorMatch match, ulong hits, long nowMs)
     {
         var policy = match.Policy;
         var unitSeconds = policy.Unit.Seconds();
@@ -184,33 +185,33 @@ public sealed partial class RateLimiter
         var unit = UnitCodes[(int)policy.Unit];
         var key = match.CounterEntries is { } shared
             ? CounterKey.Build(_options.KeyPrefix, domain, new ListEntries(shared), unit, windowStart)
-            : CounterKey.Build(_options.KeyPrefix, domain, new ProtoEntries(descriptor.Entries), unit, windowStart);
+            : CounterKey.Build(_options.KeyPrefix, domain, descriptor.Entries, unit, windowStart);
         var onlyIfWithin = !_options.CountRejectedHits;
         if (policy.Algorithm == LimitAlgorithm.SlidingWindow)
         {
             // The previous window still weighs by the share of it inside the sliding window; it must outlive its own window by one more.
             var previousKey = match.CounterEntries is { } sharedPrevious
                 ? CounterKey.Build(_options.KeyPrefix, domain, new ListEntries(sharedPrevious), unit, windowStart - unitSeconds)
-                : CounterKey.Build(_options.KeyPrefix, domain, new ProtoEntries(descriptor.Entries), unit, windowStart - unitSeconds);
+                : CounterKey.Build(_options.KeyPrefix, domain, descriptor.Entries, unit, windowStart - unitSeconds);
             var weight = (double)remainingMs / unitMs;
             return new CounterUpdate(key, hits, TimeSpan.FromMilliseconds(remainingMs + unitMs + 1000), policy.RequestsPerUnit, onlyIfWithin, previousKey, weight);
         }
         return new CounterUpdate(key, hits, TimeSpan.FromMilliseconds(remainingMs + 1000), policy.RequestsPerUnit, onlyIfWithin);
     }
 
-    private RateLimitResponse Respond(RateLimitRequest request, Call call, long nowMs, int updates)
+    private RlsResponse Respond(RlsRequest request, Call call, long nowMs, int updates)
     {
         try
         {
-            var count = request.Descriptors.Count;
-            var response = new RateLimitResponse();
+            var count = request.Descriptors.Length;
+            var statuses = new RlsStatus[count];
             var anyOver = false;
             var quotaTotal = 0;
             var quotaOver = 0;
-            DescriptorStatus? tightest = null;
+            RlsStatus? tightest = null;
             for (var i = 0; i < count; i++)
             {
-                DescriptorStatus status;
+                RlsStatus status;
                 if (call.Matches[i] is not { } match)
                 {
                     status = NoLimit;
@@ -233,18 +234,17 @@ public sealed partial class RateLimiter
                     {
                         anyOver |= over;
                     }
-                    if (tightest is null || status.LimitRemaining < tightest.LimitRemaining)
+                    if (tightest is not { } t || status.LimitRemaining < t.LimitRemaining)
                         tightest = status;
                 }
-                response.Statuses.Add(status);
+                statuses[i] = status;
             }
             var overall = anyOver || (quotaTotal > 0 && quotaOver == quotaTotal) ? Code.OverLimit : Code.Ok;
-            response.OverallCode = _options.ShadowMode ? Code.Ok : overall;
-            if (_options.ResponseHeaders && tightest is not null)
-                AddHeaders(response.ResponseHeadersToAdd, tightest);
-            if (_options.ResponseDynamicMetadata)
-                response.DynamicMetadata = Metadata(request, call);
-            return response;
+            return new RlsResponse(
+                _options.ShadowMode ? Code.Ok : overall,
+                statuses,
+                _options.ResponseHeaders && tightest is { } tightestStatus ? Headers(tightestStatus) : null,
+                _options.ResponseDynamicMetadata ? Metadata(request, call) : null);
         }
         finally
         {
@@ -252,7 +252,7 @@ public sealed partial class RateLimiter
         }
     }
 
-    private DescriptorStatus Decide(DescriptorMatch match, ulong hits, CounterResult result, long nowMs)
+    private RlsStatus Decide(DescriptorMatch match, ulong hits, CounterResult result, long nowMs)
     {
         var policy = match.Policy;
         var limit = (ulong)policy.RequestsPerUnit;
@@ -267,41 +267,32 @@ public sealed partial class RateLimiter
         _metrics.Count(match, hits, after, limit, _options.NearLimitRatio);
 
         var unitSeconds = policy.Unit.Seconds();
-        var status = new DescriptorStatus
-        {
-            Code = over && !policy.ShadowMode ? Code.OverLimit : Code.Ok,
-            CurrentLimit = policy.CurrentLimit,
-            LimitRemaining = over ? 0 : (uint)(limit - after),
-            DurationUntilReset = UntilReset(unitSeconds - nowMs / 1000 % unitSeconds),
-        };
-        return status;
+        return new RlsStatus(
+            over && !policy.ShadowMode ? Code.OverLimit : Code.Ok,
+            policy,
+            over ? 0 : (uint)(limit - after),
+            unitSeconds - nowMs / 1000 % unitSeconds);
     }
 
-    // Statuses only ever read these, and gRPC only serialises them: one shared instance per value up to an hour.
-    private static readonly Duration?[] Durations = new Duration?[3601];
-
-    private static Duration UntilReset(long seconds) =>
-        (ulong)seconds < (ulong)Durations.Length
-            ? Durations[seconds] ??= new Duration { Seconds = seconds }
-            : new Duration { Seconds = seconds };
-
-    private void AddHeaders(RepeatedField<HeaderValue> headers, DescriptorStatus tightest)
+    private HeaderValue[] Headers(RlsStatus tightest)
     {
         var remaining = tightest.Code == Code.OverLimit ? 0u : tightest.LimitRemaining;
-        headers.Add(new HeaderValue { Key = _options.LimitHeader, Value = tightest.CurrentLimit.RequestsPerUnit.ToString(System.Globalization.CultureInfo.InvariantCulture) });
-        headers.Add(new HeaderValue { Key = _options.RemainingHeader, Value = remaining.ToString(System.Globalization.CultureInfo.InvariantCulture) });
-        headers.Add(new HeaderValue { Key = _options.ResetHeader, Value = tightest.DurationUntilReset.Seconds.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+        return
+        [
+            new HeaderValue { Key = _options.LimitHeader, Value = tightest.Limit!.RequestsPerUnit.ToString(System.Globalization.CultureInfo.InvariantCulture) },
+            new HeaderValue { Key = _options.RemainingHeader, Value = remaining.ToString(System.Globalization.CultureInfo.InvariantCulture) },
+            new HeaderValue { Key = _options.ResetHeader, Value = tightest.ResetSeconds!.Value.ToString(System.Globalization.CultureInfo.InvariantCulture) },
+        ];
     }
 
     // As envoyproxy/ratelimit's RESPONSE_DYNAMIC_METADATA: the domain, each descriptor's entries, and the merged
     // metadata of the rules whose descriptors passed (the first value wins where two rules name the same key).
-    private static Struct Metadata(RateLimitRequest request, Call call)
+    private static Struct Metadata(RlsRequest request, Call call)
     {
         var descriptors = new ListValue();
         var merged = new Struct();
-        for (var i = 0; i < request.Descriptors.Count; i++)
+        foreach (var descriptor in request.Descriptors)
         {
-            var descriptor = request.Descriptors[i];
             var entries = new ListValue();
             foreach (var entry in descriptor.Entries)
                 entries.Values.Add(Value.ForString(entry.Key + "=" + entry.Value));
@@ -320,7 +311,7 @@ public sealed partial class RateLimiter
         };
         if (request.HitsAddend > 0)
             metadata.Fields["hitsAddend"] = Value.ForNumber(request.HitsAddend);
-        for (var i = 0; i < request.Descriptors.Count; i++)
+        for (var i = 0; i < request.Descriptors.Length; i++)
         {
             if (call.Matches[i] is not { } match)
                 continue;
@@ -375,12 +366,11 @@ public sealed partial class RateLimiter
         }
     }
 
-    private static RateLimitResponse AllWithoutLimit(int count)
+    private static RlsResponse AllWithoutLimit(int count)
     {
-        var response = new RateLimitResponse { OverallCode = Code.Ok };
-        for (var i = 0; i < count; i++)
-            response.Statuses.Add(NoLimit);
-        return response;
+        var statuses = new RlsStatus[count];
+        Array.Fill(statuses, NoLimit);
+        return new RlsResponse(Code.Ok, statuses);
     }
 
     private static RpcException Invalid(string message) => new(new Status(StatusCode.InvalidArgument, message));
@@ -454,22 +444,6 @@ public sealed partial class RateLimiter
         }
 
         public void Abandon() => Interlocked.Exchange(ref _returned, 1);
-    }
-
-    /// <summary>A descriptor's proto entries seen as key/value pairs, without copying.</summary>
-    private readonly struct ProtoEntries(RepeatedField<RateLimitDescriptor.Types.Entry> entries) : IReadOnlyList<KeyValuePair<string, string>>
-    {
-        public KeyValuePair<string, string> this[int index] => new(entries[index].Key, entries[index].Value);
-
-        public int Count => entries.Count;
-
-        public IEnumerator<KeyValuePair<string, string>> GetEnumerator()
-        {
-            foreach (var entry in entries)
-                yield return new(entry.Key, entry.Value);
-        }
-
-        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
     }
 
     private readonly struct ListEntries(IReadOnlyList<KeyValuePair<string, string>> entries) : IReadOnlyList<KeyValuePair<string, string>>

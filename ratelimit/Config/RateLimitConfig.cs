@@ -1,7 +1,6 @@
 using System.Collections.Frozen;
 using System.Text;
 using Envoy.Extensions.Common.Ratelimit.V3;
-using Google.Protobuf.Collections;
 
 namespace Legate.RateLimit.Config;
 
@@ -52,10 +51,9 @@ public sealed class RateLimitConfig
     /// descriptors (see <see cref="RateLimitPolicy.Replaces"/>). Allocates nothing unless the metric path needs request
     /// values or the counter shared entries.
     /// </summary>
-    public DescriptorMatch? Match(string domain, RateLimitDescriptor descriptor)
+    public DescriptorMatch? Match(string domain, RlsDescriptor descriptor)
     {
         ArgumentNullException.ThrowIfNull(domain);
-        ArgumentNullException.ThrowIfNull(descriptor);
         if (!_domains.TryGetValue(domain, out var root))
             return null;
         if (descriptor.Limit is not null)
@@ -92,6 +90,9 @@ public sealed class RateLimitConfig
             : new DescriptorMatch(policy, policy.MetricPath, null);
     }
 
+    /// <summary>The same for a parsed descriptor (tools, tests): converted first, which allocates its entries.</summary>
+    public DescriptorMatch? Match(string domain, RateLimitDescriptor descriptor) => Match(domain, RlsDescriptor.From(descriptor));
+
     /// <summary>The loaded rules, one line per rule with a <c>rate_limit</c>, like the reference's <c>/rlconfig</c>.</summary>
     public string Describe()
     {
@@ -101,11 +102,11 @@ public sealed class RateLimitConfig
         return text.ToString();
     }
 
-    private static DescriptorMatch? MatchOverride(string domain, RateLimitDescriptor descriptor)
+    private static DescriptorMatch? MatchOverride(string domain, RlsDescriptor descriptor)
     {
         // An override without a usable unit cannot be counted. Envoy never sends one (it drops overrides whose unit
         // does not parse); other clients get no limit rather than an error.
-        if (!LimitUnitExtensions.TryFromOverride(descriptor.Limit.Unit, out _))
+        if (!LimitUnitExtensions.TryFromOverride(descriptor.Limit!.Value.Unit, out _))
             return null;
         var policy = RateLimitPolicy.ForOverride(domain, descriptor);
         return new DescriptorMatch(policy, policy.MetricPath, null);
@@ -113,7 +114,7 @@ public sealed class RateLimitConfig
 
     // The rare path that needs request values in the metric path or pattern values in the counter key: walk again and
     // build them. Same lookups as Match, so the same nodes.
-    private static DescriptorMatch Resolve(string domain, RuleLevel? level, RepeatedField<RateLimitDescriptor.Types.Entry> entries, RateLimitPolicy policy, bool shared)
+    private static DescriptorMatch Resolve(string domain, RuleLevel? level, ArraySegment<KeyValuePair<string, string>> entries, RateLimitPolicy policy, bool shared)
     {
         var metric = new StringBuilder(policy.MetricPath.Length + 32).Append(domain);
         var counter = shared ? new KeyValuePair<string, string>[entries.Count] : null;

@@ -2,7 +2,7 @@ using System.Collections.Frozen;
 using System.Globalization;
 using System.Text;
 using Envoy.Extensions.Common.Ratelimit.V3;
-using Google.Protobuf.Collections;
+using Google.Protobuf;
 using ProtoRateLimit = Envoy.Service.Ratelimit.V3.RateLimitResponse.Types.RateLimit;
 
 namespace Legate.RateLimit.Config;
@@ -79,6 +79,7 @@ public sealed class RateLimitPolicy
         Metadata = metadata is null || metadata.Count == 0 ? NoMetadata : metadata as FrozenDictionary<string, object?> ?? metadata.ToFrozenDictionary(StringComparer.Ordinal);
         IsOverride = isOverride;
         CurrentLimit = new ProtoRateLimit { RequestsPerUnit = requestsPerUnit, Unit = unit.ToProto(), Name = Name ?? "" };
+        CurrentLimitBytes = CurrentLimit.ToByteArray();
     }
 
     /// <summary>The domain.</summary>
@@ -140,15 +141,20 @@ public sealed class RateLimitPolicy
     /// </summary>
     public ProtoRateLimit CurrentLimit { get; }
 
+    /// <summary><see cref="CurrentLimit"/> encoded, as answers write it.</summary>
+    internal byte[] CurrentLimitBytes { get; }
+
     /// <summary>
     /// The policy of a descriptor that carries its own limit. As in the reference the config tree is not consulted,
     /// the limit is never shadowed and the metric path is <c>domain.k1_v1.k2_v2</c> whatever the limit, so a changed
     /// override keeps its metrics. The caller checks that the domain exists.
     /// </summary>
     /// <exception cref="ArgumentException">The descriptor has no override, or its unit is UNKNOWN or not known to this build.</exception>
-    public static RateLimitPolicy ForOverride(string domain, RateLimitDescriptor descriptor)
+    public static RateLimitPolicy ForOverride(string domain, RateLimitDescriptor descriptor) => ForOverride(domain, RlsDescriptor.From(descriptor));
+
+    /// <inheritdoc cref="ForOverride(string, RateLimitDescriptor)"/>
+    public static RateLimitPolicy ForOverride(string domain, RlsDescriptor descriptor)
     {
-        ArgumentNullException.ThrowIfNull(descriptor);
         var limit = descriptor.Limit ?? throw new ArgumentException("The descriptor has no limit override.", nameof(descriptor));
         if (!LimitUnitExtensions.TryFromOverride(limit.Unit, out var unit))
             throw new ArgumentException($"The limit override has an unknown unit ({(int)limit.Unit}).", nameof(descriptor));
@@ -178,7 +184,7 @@ public sealed class RateLimitPolicy
     public override string ToString() => Describe();
 
     // k1_v1.k2_v2, the value left out when empty; built in one allocation.
-    private static string OverridePath(RepeatedField<RateLimitDescriptor.Types.Entry> entries)
+    private static string OverridePath(ArraySegment<KeyValuePair<string, string>> entries)
     {
         var length = entries.Count == 0 ? 0 : entries.Count - 1;
         foreach (var entry in entries)

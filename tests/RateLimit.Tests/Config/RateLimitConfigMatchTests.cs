@@ -690,8 +690,9 @@ public sealed class RateLimitConfigMatchTests
     public void Match_WithoutRuntimeValues_DoesNotAllocate()
     {
         var config = Load(Wildcards);
-        var exact = Descriptor(("nestedWild", "val1"), ("wild", "goo2"));
-        var none = Descriptor(("wild", "bar"));
+        // As the service matches: the descriptors read from the wire.
+        var exact = RlsDescriptor.From(Descriptor(("nestedWild", "val1"), ("wild", "goo2")));
+        var none = RlsDescriptor.From(Descriptor(("wild", "bar")));
         for (var i = 0; i < 100; i++)
         {
             config.Match("test-domain", exact);
