@@ -1,5 +1,5 @@
 using System.Buffers;
-using System.Text;
+using Legate.Hosting.Wire;
 using OverrideUnit = Envoy.Type.V3.RateLimitUnit;
 
 namespace Legate.RateLimit;
@@ -16,10 +16,6 @@ namespace Legate.RateLimit;
 /// </summary>
 public static class RlsRequestReader
 {
-    private const int RecursionLimit = 100; // Google.Protobuf's default: messages and groups nest at most this deep
-
-    private static readonly UTF8Encoding Utf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
-
     public static RlsRequest Read(ReadOnlySequence<byte> message)
     {
         if (message.IsSingleSegment)
@@ -43,10 +39,10 @@ public static class RlsRequestReader
         var scratch = Scratch.Rent();
         try
         {
-            var input = new WireReader(message, depth: 0);
+            var input = new WireReader(message);
             var domain = "";
             var hits = 0u;
-            while (!input.AtEnd)
+            while (input.HasMore)
             {
                 var tag = input.ReadTag();
                 switch (tag)
@@ -78,7 +74,7 @@ public static class RlsRequestReader
         var first = scratch.EntryCount;
         RlsLimitOverride? limit = null;
         ulong? hits = null;
-        while (!input.AtEnd)
+        while (input.HasMore)
         {
             var tag = input.ReadTag();
             switch (tag)
@@ -106,7 +102,7 @@ public static class RlsRequestReader
     {
         var key = "";
         var value = "";
-        while (!input.AtEnd)
+        while (input.HasMore)
         {
             var tag = input.ReadTag();
             if (tag == 10)
@@ -121,7 +117,7 @@ public static class RlsRequestReader
 
     private static RlsLimitOverride ReadOverride(WireReader input, RlsLimitOverride limit)
     {
-        while (!input.AtEnd)
+        while (input.HasMore)
         {
             var tag = input.ReadTag();
             if (tag == 8) // uint32 requests_per_unit = 1
@@ -137,7 +133,7 @@ public static class RlsRequestReader
     private static ulong ReadUInt64Value(WireReader input)
     {
         var value = 0ul;
-        while (!input.AtEnd)
+        while (input.HasMore)
         {
             var tag = input.ReadTag();
             if (tag == 8)
@@ -146,124 +142,6 @@ public static class RlsRequestReader
                 input.Skip(tag);
         }
         return value;
-    }
-
-    /// <summary>One message's bytes, read front to back; nested messages get a reader of their own over their slice.</summary>
-    private ref struct WireReader(ReadOnlySpan<byte> data, int depth)
-    {
-        private readonly ReadOnlySpan<byte> _data = data;
-        private int _depth = depth;
-        private int _at;
-
-        public readonly bool AtEnd => _at >= _data.Length;
-
-        /// <summary>A tag: the low 32 bits of its varint, as protobuf reads it; field number 0 is invalid.</summary>
-        public uint ReadTag()
-        {
-            var tag = (uint)ReadVarint();
-            if (tag >> 3 == 0)
-                throw new InvalidDataException("Invalid tag: field number 0.");
-            return tag;
-        }
-
-        /// <summary>A varint of up to ten bytes. uint32 and enum fields take the low 32 bits of it, as protobuf does.</summary>
-        public ulong ReadVarint()
-        {
-            var value = 0ul;
-            for (var shift = 0; shift < 64; shift += 7)
-            {
-                if (_at >= _data.Length)
-                    throw Truncated();
-                var b = _data[_at++];
-                value |= (ulong)(b & 0x7F) << shift;
-                if (b < 0x80)
-                    return value;
-            }
-            throw new InvalidDataException("Malformed varint: more than ten bytes.");
-        }
-
-        public string ReadString()
-        {
-            var bytes = ReadLengthDelimited();
-            try
-            {
-                return bytes.IsEmpty ? "" : Utf8.GetString(bytes);
-            }
-            catch (DecoderFallbackException e)
-            {
-                throw new InvalidDataException("A string field is not valid UTF-8.", e);
-            }
-        }
-
-        public WireReader ReadMessage() => new(ReadLengthDelimited(), _depth + 1);
-
-        /// <summary>Skips the field whose tag was just read, as protobuf skips an unknown field.</summary>
-        public void Skip(uint tag)
-        {
-            switch (tag & 7)
-            {
-                case 0:
-                    ReadVarint();
-                    break;
-                case 1:
-                    Advance(8);
-                    break;
-                case 2:
-                    ReadLengthDelimited();
-                    break;
-                case 3:
-                    SkipGroup(tag);
-                    break;
-                case 4:
-                    throw new InvalidDataException("An end-group tag without its start-group.");
-                case 5:
-                    Advance(4);
-                    break;
-                default:
-                    throw new InvalidDataException($"Invalid wire type {tag & 7}.");
-            }
-        }
-
-        private void SkipGroup(uint startTag)
-        {
-            if (_depth >= RecursionLimit)
-                throw new InvalidDataException("Groups nested too deep.");
-            _depth++;
-            while (true)
-            {
-                if (AtEnd)
-                    throw Truncated();
-                var tag = ReadTag();
-                if ((tag & 7) == 4)
-                {
-                    if (tag >> 3 != startTag >> 3)
-                        throw new InvalidDataException("An end-group tag that does not match its start-group.");
-                    break;
-                }
-                Skip(tag);
-            }
-            _depth--;
-        }
-
-        private ReadOnlySpan<byte> ReadLengthDelimited()
-        {
-            // The length is read as protobuf reads it, a 32-bit int: one with the top bit set is negative.
-            var length = (int)(uint)ReadVarint();
-            if (length < 0)
-                throw new InvalidDataException("Negative length.");
-            return Advance(length);
-        }
-
-        private ReadOnlySpan<byte> Advance(int count)
-        {
-            if (count > _data.Length - _at)
-                throw Truncated();
-            var slice = _data.Slice(_at, count);
-            _at += count;
-            return slice;
-        }
-
-        private static InvalidDataException Truncated() => new("Truncated message: a field runs past the end of its message.");
     }
 
     /// <summary>

@@ -73,8 +73,7 @@ public sealed class CheckRequestView
             else
                 reader.Skip(tag);
         }
-        return new CheckRequestView(state.HasHttp, state.String(state.Method), state.String(state.Path), state.String(state.Host),
-            state.SourceIsSocket ? state.String(state.SourceAddress) : null, state.Headers, state.Extensions);
+        return new CheckRequestView(state.HasHttp, state.Method, state.Path, state.Host, state.SourceAddress, state.Headers, state.Extensions);
     }
 
     private static uint Tag(int field, int wireType) => (uint)(field << 3 | wireType);
@@ -114,24 +113,22 @@ public sealed class CheckRequestView
             var tag = reader.ReadTag();
             if (tag == Tag(1, WireReader.LengthDelimited)) // oneof address: socket_address
             {
-                // Another member of the oneof before this one: the socket address starts afresh (as the generated
-                // code's oneof does); a second socket_address merges into the first.
-                if (!state.SourceIsSocket)
-                    state.SourceAddress = default;
-                state.SourceIsSocket = true;
+                // After another member of the oneof the socket address starts afresh (as the generated code's oneof
+                // does); a second socket_address merges into the first.
+                state.SourceAddress ??= "";
                 var socket = reader.ReadMessage();
                 while (socket.HasMore)
                 {
                     var inner = socket.ReadTag();
                     if (inner == Tag(2, WireReader.LengthDelimited)) // address
-                        state.SourceAddress = state.Utf8(socket.ReadLengthDelimited());
+                        state.SourceAddress = socket.ReadString();
                     else
                         socket.Skip(inner);
                 }
             }
             else if (tag == Tag(2, WireReader.LengthDelimited)) // oneof address: pipe
             {
-                state.SourceIsSocket = false;
+                state.SourceAddress = null;
                 reader.Skip(tag);
             }
             else
@@ -154,13 +151,13 @@ public sealed class CheckRequestView
                 {
                     var inner = http.ReadTag();
                     if (inner == Tag(2, WireReader.LengthDelimited))
-                        state.Method = state.Utf8(http.ReadLengthDelimited());
+                        state.Method = http.ReadString();
                     else if (inner == Tag(3, WireReader.LengthDelimited))
                         state.Headers.Add(ReadMapEntry(http.ReadMessage(), state.Message));
                     else if (inner == Tag(4, WireReader.LengthDelimited))
-                        state.Path = state.Utf8(http.ReadLengthDelimited());
+                        state.Path = http.ReadString();
                     else if (inner == Tag(5, WireReader.LengthDelimited))
-                        state.Host = state.Utf8(http.ReadLengthDelimited());
+                        state.Host = http.ReadString();
                     else
                         http.Skip(inner);
                 }
@@ -201,15 +198,12 @@ public sealed class CheckRequestView
     {
         public readonly byte[] Message = message;
         public bool HasHttp;
-        public bool SourceIsSocket;
-        public (int Start, int Length) Method, Path, Host, SourceAddress;
+        public string Method = "", Path = "", Host = "";
+
+        // Null unless the peer's address is a socket address.
+        public string? SourceAddress;
         public readonly WireMap Headers = new(message, 16);
         public readonly WireMap Extensions = new(message, 2);
-
-        public readonly (int Start, int Length) Utf8((int Start, int Length) range) => CheckUtf8(Message, range);
-
-        public readonly string String((int Start, int Length) range)
-            => range.Length == 0 ? "" : Strict.GetString(Message, range.Start, range.Length);
     }
 
     /// <summary>

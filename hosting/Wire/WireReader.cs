@@ -1,31 +1,36 @@
 namespace Legate.Hosting.Wire;
 
 /// <summary>
-/// Reads protobuf wire format in place, for marshallers that take a few fields of a large message without building
-/// it. Field values are returned as offsets into the one buffer, so a caller can keep the buffer and decode later.
-/// Malformed input (truncated, a bad varint, tag or wire type, an unmatched group) throws
-/// <see cref="InvalidDataException"/>; what Google.Protobuf accepts, this accepts.
+/// Reads protobuf wire format in place, for marshallers that take a few fields of a message straight into their own
+/// types instead of building the generated message. Length-delimited values come as offsets into the one buffer, so a
+/// caller can keep the buffer and decode later. Reads as Google.Protobuf reads: tags and lengths are the low 32 bits of
+/// their varints, messages and groups nest at most 100 deep. Malformed input (truncated, a varint over ten bytes, field
+/// number 0, wire type 6 or 7, a negative length, an unmatched group) throws <see cref="InvalidDataException"/>.
 /// </summary>
 public ref struct WireReader
 {
-    /// <summary>Google.Protobuf's default recursion limit, which also bounds nested groups.</summary>
-    private const int MaxGroupDepth = 100;
+    /// <summary>Google.Protobuf's default recursion limit: enclosing messages and groups together.</summary>
+    private const int RecursionLimit = 100;
+
+    private static readonly System.Text.UTF8Encoding Strict = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     private readonly ReadOnlySpan<byte> _buffer;
     private readonly int _end;
+    private readonly int _depth;
     private int _position;
 
     /// <summary>A reader of a whole message.</summary>
     public WireReader(ReadOnlySpan<byte> buffer)
-        : this(buffer, 0, buffer.Length)
+        : this(buffer, 0, buffer.Length, 0)
     {
     }
 
-    private WireReader(ReadOnlySpan<byte> buffer, int start, int end)
+    private WireReader(ReadOnlySpan<byte> buffer, int start, int end, int depth)
     {
         _buffer = buffer;
         _position = start;
         _end = end;
+        _depth = depth;
     }
 
     public const int Varint = 0;
@@ -55,23 +60,41 @@ public ref struct WireReader
     /// <summary>A length-delimited field's contents, as (offset, length) in the buffer; the reader moves past them.</summary>
     public (int Start, int Length) ReadLengthDelimited()
     {
-        var length = ReadVarint();
-        if (length > (ulong)(_end - _position))
+        var length = (int)(uint)ReadVarint();
+        if (length < 0)
+            throw new InvalidDataException("Negative length.");
+        if (length > _end - _position)
             throw new InvalidDataException("Truncated message: a length-delimited field runs past the end of its message.");
         var start = _position;
-        _position += (int)length;
-        return (start, (int)length);
+        _position += length;
+        return (start, length);
+    }
+
+    /// <summary>A string field's value; not UTF-8 is malformed, as Google.Protobuf refuses it.</summary>
+    public string ReadString()
+    {
+        var (start, length) = ReadLengthDelimited();
+        try
+        {
+            return length == 0 ? "" : Strict.GetString(_buffer.Slice(start, length));
+        }
+        catch (System.Text.DecoderFallbackException e)
+        {
+            throw new InvalidDataException("A string field is not valid UTF-8.", e);
+        }
     }
 
     /// <summary>A reader of the embedded message in the next (length-delimited) field; this reader moves past it.</summary>
     public WireReader ReadMessage()
     {
+        if (_depth >= RecursionLimit)
+            throw new InvalidDataException("Messages nested too deeply.");
         var (start, length) = ReadLengthDelimited();
-        return new WireReader(_buffer, start, start + length);
+        return new WireReader(_buffer, start, start + length, _depth + 1);
     }
 
     /// <summary>Moves past the value of a field whose tag was just read.</summary>
-    public void Skip(uint tag) => Skip(tag, 0);
+    public void Skip(uint tag) => Skip(tag, _depth);
 
     private void Skip(uint tag, int depth)
     {
@@ -90,7 +113,7 @@ public ref struct WireReader
                 ReadLengthDelimited();
                 break;
             case StartGroup:
-                if (depth >= MaxGroupDepth)
+                if (depth >= RecursionLimit)
                     throw new InvalidDataException("Groups nested too deeply.");
                 while (true)
                 {
@@ -117,7 +140,8 @@ public ref struct WireReader
         _position += count;
     }
 
-    private ulong ReadVarint()
+    /// <summary>A varint field's value (uint32, int32 and enum fields take its low 32 bits, as protobuf does).</summary>
+    public ulong ReadVarint()
     {
         ulong value = 0;
         for (var shift = 0; shift < 70; shift += 7)
