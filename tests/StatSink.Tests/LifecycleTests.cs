@@ -3,6 +3,7 @@ using Envoy.Service.Metrics.V3;
 using Google.Protobuf;
 using Grpc.Core;
 using Io.Prometheus.Client;
+using Legate.Testing;
 
 namespace Legate.StatSink.Tests;
 
@@ -353,16 +354,10 @@ public sealed class LifecycleTests
     public async Task Reflection_ListsTheMetricsService_BoundWithTheLenientMarshaller()
     {
         using var sink = new StatSinkHarness();
-        var reflection = new Grpc.Reflection.V1Alpha.ServerReflection.ServerReflectionClient(sink.Service.Channel);
-        using var call = reflection.ServerReflectionInfo(cancellationToken: Ct);
-        await call.RequestStream.WriteAsync(new Grpc.Reflection.V1Alpha.ServerReflectionRequest { ListServices = "" }, Ct);
-        await call.RequestStream.WriteAsync(new Grpc.Reflection.V1Alpha.ServerReflectionRequest { FileContainingSymbol = "envoy.service.metrics.v3.MetricsService" }, Ct);
-        await call.RequestStream.CompleteAsync();
+        var (services, declaringFileFound) = await GrpcReflection.AskAsync(sink.Service.Channel, "envoy.service.metrics.v3.MetricsService", Ct);
 
-        Assert.True(await call.ResponseStream.MoveNext(Ct));
-        Assert.Contains("envoy.service.metrics.v3.MetricsService", call.ResponseStream.Current.ListServicesResponse.Service.Select(s => s.Name));
-        Assert.True(await call.ResponseStream.MoveNext(Ct));
-        Assert.NotEmpty(call.ResponseStream.Current.FileDescriptorResponse.FileDescriptorProto);
+        Assert.Contains("envoy.service.metrics.v3.MetricsService", services);
+        Assert.True(declaringFileFound);
     }
 
     [Fact]
