@@ -23,6 +23,9 @@ public sealed class CheckRequestView
 {
     private static readonly UTF8Encoding Strict = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
+    // What Envoy does to a header value that is not UTF-8 when it fills the headers map.
+    private static readonly Encoding Sanitising = Encoding.GetEncoding("utf-8", EncoderFallback.ExceptionFallback, new DecoderReplacementFallback("!"));
+
     private CheckRequestView(bool hasHttp, string method, string path, string host, string? sourceAddress, WireMap headers, WireMap contextExtensions)
     {
         HasHttp = hasHttp;
@@ -49,7 +52,11 @@ public sealed class CheckRequestView
     /// <summary><c>attributes.source.address.socket_address.address</c>; null when the peer has no socket address.</summary>
     public string? SourceAddress { get; }
 
-    /// <summary><c>attributes.request.http.headers</c>: Envoy's map, lower-case names, repeated headers joined with ",".</summary>
+    /// <summary>
+    /// <c>attributes.request.http.headers</c>: Envoy's map, lower-case names, repeated headers joined with ",". With
+    /// <c>encode_raw_headers: true</c> Envoy sends <c>header_map</c> instead (raw bytes, repeated headers apart): it is
+    /// read as the map would have been, repeated headers joined with "," and bytes that are not UTF-8 as "!".
+    /// </summary>
     public IReadOnlyDictionary<string, string> Headers { get; }
 
     /// <summary><c>attributes.context_extensions</c>, set per route by the generated Envoy config.</summary>
@@ -73,7 +80,9 @@ public sealed class CheckRequestView
             else
                 reader.Skip(tag);
         }
-        return new CheckRequestView(state.HasHttp, state.Method, state.Path, state.Host, state.SourceAddress, state.Headers, state.Extensions);
+        // Envoy sends one form or the other; a request with both is read by its map, as before header_map was read.
+        var headers = state.Headers.EntryCount == 0 && state.RawHeaders is { } raw ? raw : state.Headers;
+        return new CheckRequestView(state.HasHttp, state.Method, state.Path, state.Host, state.SourceAddress, headers, state.Extensions);
     }
 
     private static uint Tag(int field, int wireType) => (uint)(field << 3 | wireType);
@@ -158,6 +167,8 @@ public sealed class CheckRequestView
                         state.Path = http.ReadString();
                     else if (inner == Tag(5, WireReader.LengthDelimited))
                         state.Host = http.ReadString();
+                    else if (inner == Tag(13, WireReader.LengthDelimited))
+                        ReadHeaderMap(http.ReadMessage(), ref state);
                     else
                         http.Skip(inner);
                 }
@@ -186,6 +197,46 @@ public sealed class CheckRequestView
         return new WireMap.Entry(key.Start, key.Length, value.Start, value.Length);
     }
 
+    /// <summary><c>header_map</c> (config.core.v3.HeaderMap): repeated <c>HeaderValue</c> 1 {key 1, value 2, raw_value 3}.</summary>
+    private static void ReadHeaderMap(WireReader reader, ref ParseState state)
+    {
+        while (reader.HasMore)
+        {
+            var tag = reader.ReadTag();
+            if (tag != Tag(1, WireReader.LengthDelimited))
+            {
+                reader.Skip(tag);
+                continue;
+            }
+            var header = reader.ReadMessage();
+            (int Start, int Length) key = default, value = default, raw = default;
+            var hasRaw = false;
+            while (header.HasMore)
+            {
+                var inner = header.ReadTag();
+                if (inner == Tag(1, WireReader.LengthDelimited))
+                {
+                    key = CheckUtf8(state.Message, header.ReadLengthDelimited());
+                }
+                else if (inner == Tag(2, WireReader.LengthDelimited))
+                {
+                    value = CheckUtf8(state.Message, header.ReadLengthDelimited());
+                }
+                else if (inner == Tag(3, WireReader.LengthDelimited)) // bytes: anything goes
+                {
+                    raw = header.ReadLengthDelimited();
+                    hasRaw = true;
+                }
+                else
+                {
+                    header.Skip(inner);
+                }
+            }
+            var chosen = hasRaw ? raw : value;
+            (state.RawHeaders ??= new WireMap(state.Message, 16, raw: true)).Add(new WireMap.Entry(key.Start, key.Length, chosen.Start, chosen.Length));
+        }
+    }
+
     private static (int Start, int Length) CheckUtf8(byte[] message, (int Start, int Length) range)
     {
         // Google.Protobuf refuses a string field that is not UTF-8; so does this, for every string it reads.
@@ -204,13 +255,16 @@ public sealed class CheckRequestView
         public string? SourceAddress;
         public readonly WireMap Headers = new(message, 16);
         public readonly WireMap Extensions = new(message, 2);
+        public WireMap? RawHeaders;
     }
 
     /// <summary>
     /// A <c>map&lt;string, string&gt;</c> kept as its entries' offsets in the message: a lookup compares bytes and
-    /// decodes the value it finds (once); enumerating decodes everything. A repeated key's last entry wins.
+    /// decodes the value it finds (once); enumerating decodes everything. A repeated key's last entry wins, or, for
+    /// <paramref name="raw"/> headers (<c>header_map</c>), the values of a repeated key are joined with "," in order and
+    /// bytes that are not UTF-8 read as "!", as in the headers map Envoy would have sent.
     /// </summary>
-    private sealed class WireMap(byte[] message, int capacity) : IReadOnlyDictionary<string, string>
+    private sealed class WireMap(byte[] message, int capacity, bool raw = false) : IReadOnlyDictionary<string, string>
     {
         private Entry[] _entries = new Entry[capacity];
         private int _count;
@@ -223,6 +277,8 @@ public sealed class CheckRequestView
             public string? Value;
         }
 
+        public int EntryCount => _count;
+
         public void Add(Entry entry)
         {
             if (_count == _entries.Length)
@@ -234,20 +290,47 @@ public sealed class CheckRequestView
         public bool TryGetValue(string key, [MaybeNullWhen(false)] out string value)
         {
             ArgumentNullException.ThrowIfNull(key);
+            if (raw)
+                return TryGetJoined(key, out value);
             // From the end: the last entry with a key is its value, as when the generated parser fills a map.
             for (var i = _count - 1; i >= 0; i--)
             {
-                ref var entry = ref _entries[i];
-                var name = message.AsSpan(entry.KeyStart, entry.KeyLength);
-                // Header names are ASCII: compared byte for char without decoding. Other keys compare decoded.
-                if (_keysAscii ? name.Length == key.Length && System.Text.Ascii.Equals(name, key) : string.Equals(Decode(entry.KeyStart, entry.KeyLength), key, StringComparison.Ordinal))
+                if (KeyIs(i, key))
                 {
-                    value = entry.Value ??= Decode(entry.ValueStart, entry.ValueLength);
+                    value = ValueOf(i);
                     return true;
                 }
             }
             value = null;
             return false;
+        }
+
+        private bool TryGetJoined(string key, [MaybeNullWhen(false)] out string value)
+        {
+            value = null;
+            for (var i = 0; i < _count; i++)
+            {
+                if (KeyIs(i, key))
+                    value = value is null ? ValueOf(i) : value + "," + ValueOf(i);
+            }
+            return value is not null;
+        }
+
+        private bool KeyIs(int index, string key)
+        {
+            ref readonly var entry = ref _entries[index];
+            var name = message.AsSpan(entry.KeyStart, entry.KeyLength);
+            // Header names are ASCII: compared byte for char without decoding. Other keys compare decoded.
+            return _keysAscii
+                ? name.Length == key.Length && System.Text.Ascii.Equals(name, key)
+                : string.Equals(Decode(entry.KeyStart, entry.KeyLength), key, StringComparison.Ordinal);
+        }
+
+        private string ValueOf(int index)
+        {
+            ref var entry = ref _entries[index];
+            return entry.Value ??= entry.ValueLength == 0 ? ""
+                : raw ? Sanitising.GetString(message, entry.ValueStart, entry.ValueLength) : Decode(entry.ValueStart, entry.ValueLength);
         }
 
         private string Decode(int start, int length) => length == 0 ? "" : Strict.GetString(message, start, length);
@@ -258,7 +341,10 @@ public sealed class CheckRequestView
                 return all;
             all = new Dictionary<string, string>(_count, StringComparer.Ordinal);
             for (var i = 0; i < _count; i++)
-                all[Decode(_entries[i].KeyStart, _entries[i].KeyLength)] = Decode(_entries[i].ValueStart, _entries[i].ValueLength);
+            {
+                var key = Decode(_entries[i].KeyStart, _entries[i].KeyLength);
+                all[key] = raw && all.TryGetValue(key, out var earlier) ? earlier + "," + ValueOf(i) : ValueOf(i);
+            }
             return _all = all;
         }
 

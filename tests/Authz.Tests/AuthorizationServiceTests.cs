@@ -99,6 +99,31 @@ public sealed class AuthorizationServiceTests : IDisposable
     }
 
     [Fact]
+    public async Task EncodeRawHeaders_TheKeyInHeaderMap_IsAllowed_TheKeyTwiceThere_Is401()
+    {
+        // Envoy's ext_authz with encode_raw_headers: true sends header_map (raw bytes, repeats apart) instead of headers.
+        static CheckRequest Raw(string host, params (string Key, string Value)[] headers)
+        {
+            var request = Request(host);
+            var http = request.Attributes.Request.Http;
+            http.Headers.Clear();
+            http.HeaderMap = new Envoy.Config.Core.V3.HeaderMap();
+            foreach (var (key, value) in headers.Prepend((":authority", host)))
+                http.HeaderMap.Headers.Add(new Envoy.Config.Core.V3.HeaderValue { Key = key, RawValue = ByteString.CopyFromUtf8(value) });
+            return request;
+        }
+        var client = new AuthorizationClient(_service.Channel);
+
+        var allowed = await client.CheckAsync(Raw("localhost:10000", ("x-api-key", DemoKey)), cancellationToken: Ct);
+        // Joined as Envoy's map joins them ("key,key"): two values, refused, where taking the last one would allow.
+        var twice = await client.CheckAsync(Raw("localhost:10000", ("x-api-key", DemoKey), ("x-api-key", DemoKey)), cancellationToken: Ct);
+
+        Assert.Equal(0, allowed.Status.Code);
+        Assert.Equal("demo-client", allowed.DynamicMetadata.Fields["client"].StringValue);
+        Assert.Equal(Envoy.Type.V3.StatusCode.Unauthorized, twice.DeniedResponse.Status.Code);
+    }
+
+    [Fact]
     public async Task AMalformedCheckRequest_IsRefusedInvalidArgument_NeverAnsweredOk()
     {
         // Raw bytes through the method's path: the client cannot send these with the generated types.

@@ -90,6 +90,47 @@ public sealed class CheckRequestViewTests
     }
 
     [Fact]
+    public void RawHeaders_AsEnvoySendsThemWithEncodeRawHeaders_ReadAsTheHeadersMapItWouldHaveSent()
+    {
+        static HeaderValue Raw(string key, params byte[] value) => new() { Key = key, RawValue = ByteString.CopyFrom(value) };
+        var http = new AttributeContext.Types.HttpRequest
+        {
+            Method = "GET",
+            HeaderMap = new HeaderMap
+            {
+                Headers =
+                {
+                    Raw("x-api-key", Utf8("lgt_abc")), Raw("accept", Utf8("text/html")), Raw("accept", Utf8("application/json")),
+                    Raw("x-bytes", 0x61, 0xFF, 0x62), Raw("x-empty"), new HeaderValue { Key = "x-value", Value = "plain" },
+                },
+            },
+        };
+
+        var view = CheckRequestView.Parse(Request(http).ToByteArray());
+
+        Assert.Equal("lgt_abc", view.Headers["x-api-key"]);
+        Assert.Equal("text/html,application/json", view.Headers["accept"]); // repeated headers joined, as in the map
+        Assert.Equal("a!b", view.Headers["x-bytes"]); // not UTF-8: "!", as in the map
+        Assert.Equal("", view.Headers["x-empty"]);
+        Assert.Equal("plain", view.Headers["x-value"]);
+        Assert.False(view.Headers.ContainsKey("x-missing"));
+        Assert.Equal(["x-api-key", "accept", "x-bytes", "x-empty", "x-value"], view.Headers.Keys);
+        Assert.Equal("text/html,application/json", view.Headers.Single(h => h.Key == "accept").Value);
+    }
+
+    [Fact]
+    public void TheHeadersMapAndRawHeadersBoth_AreReadByTheMap()
+    {
+        var http = new AttributeContext.Types.HttpRequest
+        {
+            Headers = { ["x-api-key"] = "from-map" },
+            HeaderMap = new HeaderMap { Headers = { new HeaderValue { Key = "x-api-key", RawValue = ByteString.CopyFromUtf8("from-raw") } } },
+        };
+
+        Assert.Equal("from-map", CheckRequestView.Parse(Request(http).ToByteArray()).Headers["x-api-key"]);
+    }
+
+    [Fact]
     public void InvalidUtf8_InAFieldItReads_IsRefused_InAFieldItSkips_IsNot()
     {
         // DEL (0x7F) marks the byte that becomes 0xFF, never valid in UTF-8.
