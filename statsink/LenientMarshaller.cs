@@ -15,8 +15,6 @@ namespace Legate.StatSink;
 /// </summary>
 internal static class LenientMarshaller
 {
-    private static readonly UTF8Encoding Strict = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
-
     public static readonly Method<StreamMetricsMessage, StreamMetricsResponse> StreamMetrics = new(
         MethodType.ClientStreaming,
         "envoy.service.metrics.v3.MetricsService",
@@ -82,7 +80,7 @@ internal static class LenientMarshaller
                 Rewrite(payload, inner(), nested);
                 rewritten = nested.WrittenSpan.ToArray();
             }
-            else if (Array.IndexOf(schema.Strings, field) >= 0 && !IsValid(payload))
+            else if (Array.IndexOf(schema.Strings, field) >= 0 && !System.Text.Unicode.Utf8.IsValid(payload))
             {
                 rewritten = Encoding.UTF8.GetBytes(Encoding.UTF8.GetString(payload));
             }
@@ -94,19 +92,6 @@ internal static class LenientMarshaller
             WriteVarint(output, tag);
             WriteVarint(output, (ulong)rewritten.Length);
             output.Write(rewritten);
-        }
-    }
-
-    private static bool IsValid(ReadOnlySpan<byte> bytes)
-    {
-        try
-        {
-            Strict.GetCharCount(bytes);
-            return true;
-        }
-        catch (DecoderFallbackException)
-        {
-            return false;
         }
     }
 

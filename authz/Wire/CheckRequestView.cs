@@ -1,7 +1,6 @@
 using System.Collections;
 using System.Diagnostics.CodeAnalysis;
 using System.Text;
-using System.Text.Unicode;
 using Envoy.Service.Auth.V3;
 using Google.Protobuf;
 using Legate.Hosting.Wire;
@@ -21,8 +20,6 @@ namespace Legate.Authz.Wire;
 /// </remarks>
 public sealed class CheckRequestView
 {
-    private static readonly UTF8Encoding Strict = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
-
     // What Envoy does to a header value that is not UTF-8 when it fills the headers map.
     private static readonly Encoding Sanitising = Encoding.GetEncoding("utf-8", EncoderFallback.ExceptionFallback, new DecoderReplacementFallback("!"));
 
@@ -97,7 +94,7 @@ public sealed class CheckRequestView
             else if (tag == Tag(4, WireReader.LengthDelimited)) // request
                 ReadRequest(reader.ReadMessage(), ref state);
             else if (tag == Tag(10, WireReader.LengthDelimited)) // context_extensions
-                state.Extensions.Add(ReadMapEntry(reader.ReadMessage(), state.Message));
+                state.Extensions.Add(ReadMapEntry(reader.ReadMessage()));
             else
                 reader.Skip(tag);
         }
@@ -162,7 +159,7 @@ public sealed class CheckRequestView
                     if (inner == Tag(2, WireReader.LengthDelimited))
                         state.Method = http.ReadString();
                     else if (inner == Tag(3, WireReader.LengthDelimited))
-                        state.Headers.Add(ReadMapEntry(http.ReadMessage(), state.Message));
+                        state.Headers.Add(ReadMapEntry(http.ReadMessage()));
                     else if (inner == Tag(4, WireReader.LengthDelimited))
                         state.Path = http.ReadString();
                     else if (inner == Tag(5, WireReader.LengthDelimited))
@@ -181,16 +178,16 @@ public sealed class CheckRequestView
     }
 
     /// <summary>A <c>map&lt;string, string&gt;</c> entry: key 1, value 2, each "" when absent.</summary>
-    private static WireMap.Entry ReadMapEntry(WireReader reader, byte[] message)
+    private static WireMap.Entry ReadMapEntry(WireReader reader)
     {
         (int Start, int Length) key = default, value = default;
         while (reader.HasMore)
         {
             var tag = reader.ReadTag();
             if (tag == Tag(1, WireReader.LengthDelimited))
-                key = CheckUtf8(message, reader.ReadLengthDelimited());
+                key = reader.ReadUtf8();
             else if (tag == Tag(2, WireReader.LengthDelimited))
-                value = CheckUtf8(message, reader.ReadLengthDelimited());
+                value = reader.ReadUtf8();
             else
                 reader.Skip(tag);
         }
@@ -216,11 +213,11 @@ public sealed class CheckRequestView
                 var inner = header.ReadTag();
                 if (inner == Tag(1, WireReader.LengthDelimited))
                 {
-                    key = CheckUtf8(state.Message, header.ReadLengthDelimited());
+                    key = header.ReadUtf8();
                 }
                 else if (inner == Tag(2, WireReader.LengthDelimited))
                 {
-                    value = CheckUtf8(state.Message, header.ReadLengthDelimited());
+                    value = header.ReadUtf8();
                 }
                 else if (inner == Tag(3, WireReader.LengthDelimited)) // bytes: anything goes
                 {
@@ -235,14 +232,6 @@ public sealed class CheckRequestView
             var chosen = hasRaw ? raw : value;
             (state.RawHeaders ??= new WireMap(state.Message, 16, raw: true)).Add(new WireMap.Entry(key.Start, key.Length, chosen.Start, chosen.Length));
         }
-    }
-
-    private static (int Start, int Length) CheckUtf8(byte[] message, (int Start, int Length) range)
-    {
-        // Google.Protobuf refuses a string field that is not UTF-8; so does this, for every string it reads.
-        if (!Utf8.IsValid(message.AsSpan(range.Start, range.Length)))
-            throw new InvalidDataException("A string field is not valid UTF-8.");
-        return range;
     }
 
     private ref struct ParseState(byte[] message)
@@ -333,7 +322,8 @@ public sealed class CheckRequestView
                 : raw ? Sanitising.GetString(message, entry.ValueStart, entry.ValueLength) : Decode(entry.ValueStart, entry.ValueLength);
         }
 
-        private string Decode(int start, int length) => length == 0 ? "" : Strict.GetString(message, start, length);
+        // Keys and map values were checked to be UTF-8 when read (WireReader.ReadUtf8).
+        private string Decode(int start, int length) => length == 0 ? "" : Encoding.UTF8.GetString(message, start, length);
 
         private Dictionary<string, string> All()
         {

@@ -12,8 +12,6 @@ public ref struct WireReader
     /// <summary>Google.Protobuf's default recursion limit: enclosing messages and groups together.</summary>
     private const int RecursionLimit = 100;
 
-    private static readonly System.Text.UTF8Encoding Strict = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
-
     private readonly ReadOnlySpan<byte> _buffer;
     private readonly int _end;
     private readonly int _depth;
@@ -73,15 +71,20 @@ public ref struct WireReader
     /// <summary>A string field's value; not UTF-8 is malformed, as Google.Protobuf refuses it.</summary>
     public string ReadString()
     {
-        var (start, length) = ReadLengthDelimited();
-        try
-        {
-            return length == 0 ? "" : Strict.GetString(_buffer.Slice(start, length));
-        }
-        catch (System.Text.DecoderFallbackException e)
-        {
-            throw new InvalidDataException("A string field is not valid UTF-8.", e);
-        }
+        var (start, length) = ReadUtf8();
+        return length == 0 ? "" : System.Text.Encoding.UTF8.GetString(_buffer.Slice(start, length));
+    }
+
+    /// <summary>
+    /// A string field as (offset, length) in the buffer, checked as <see cref="ReadString"/> checks it, for a caller
+    /// that decodes it later or never.
+    /// </summary>
+    public (int Start, int Length) ReadUtf8()
+    {
+        var range = ReadLengthDelimited();
+        if (!System.Text.Unicode.Utf8.IsValid(_buffer.Slice(range.Start, range.Length)))
+            throw new InvalidDataException("A string field is not valid UTF-8.");
+        return range;
     }
 
     /// <summary>A reader of the embedded message in the next (length-delimited) field; this reader moves past it.</summary>
