@@ -408,40 +408,13 @@ public sealed class RlsRequestReaderTests
             switch (random.Next(6))
             {
                 case 0 or 1 or 2:
-                    wire.Bytes(1, Message(e =>
-                    {
-                        for (var m = random.Next(0, 4); m > 0; m--)
-                        {
-                            if (random.Next(4) == 0)
-                                e.Unknowns();
-                            else
-                                e.String(random.Next(1, 3), RandomString(random));
-                        }
-                    }));
+                    wire.Bytes(1, RandomFields(random, 4, e => e.String(random.Next(1, 3), RandomString(random))));
                     break;
                 case 3:
-                    wire.Bytes(2, Message(l =>
-                    {
-                        for (var m = random.Next(0, 4); m > 0; m--)
-                        {
-                            if (random.Next(4) == 0)
-                                l.Unknowns();
-                            else
-                                l.Varint(random.Next(1, 3), RandomVarint(random));
-                        }
-                    }));
+                    wire.Bytes(2, RandomFields(random, 4, l => l.Varint(random.Next(1, 3), RandomVarint(random))));
                     break;
                 case 4:
-                    wire.Bytes(3, Message(h =>
-                    {
-                        for (var m = random.Next(0, 3); m > 0; m--)
-                        {
-                            if (random.Next(4) == 0)
-                                h.Unknowns();
-                            else
-                                h.Varint(1, RandomVarint(random));
-                        }
-                    }));
+                    wire.Bytes(3, RandomFields(random, 3, h => h.Varint(1, RandomVarint(random))));
                     break;
                 default:
                     wire.Unknowns();
@@ -452,6 +425,18 @@ public sealed class RlsRequestReaderTests
     }
 
     private static readonly string[] Pieces = ["", "a", "tenant", "acme", "10.0.0.1", "client", "é", "日本", "😀", "=", "|", "*", " "];
+
+    // Fewer than max fields, each an unknown one a quarter of the time, else one that field writes.
+    private static byte[] RandomFields(Random random, int max, Action<Wire> field) => Message(w =>
+    {
+        for (var m = random.Next(0, max); m > 0; m--)
+        {
+            if (random.Next(4) == 0)
+                w.Unknowns();
+            else
+                field(w);
+        }
+    });
 
     private static string RandomString(Random random)
     {
