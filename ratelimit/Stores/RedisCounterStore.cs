@@ -56,7 +56,7 @@ public sealed class RedisCounterStore : ICounterStore
     private Connected? _connected;
     private int _mode;
 
-    /// <param name="multiplexer">The process's shared multiplexer (<c>LegateRedis.Multiplexer</c>).</param>
+    /// <param name="multiplexer">A connected multiplexer (tests, tools); the services pass <c>LegateRedis.Connection</c> to the other constructor.</param>
     /// <param name="database">Database number; -1 for the configured default (a cluster has only 0).</param>
     /// <param name="timeout">The most one call waits for Redis; <see cref="DefaultTimeout"/> when null.</param>
     /// <param name="timeProvider">Clock for the timeout; the system clock when null.</param>
