@@ -3,6 +3,7 @@ using Envoy.Service.Ratelimit.V3;
 using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
 using Legate.RateLimit.Config;
+using static Legate.Hosting.Wire.WireWriter;
 using Code = Envoy.Service.Ratelimit.V3.RateLimitResponse.Types.Code;
 
 namespace Legate.RateLimit;
@@ -144,20 +145,6 @@ public sealed class RlsResponse
 
     // A one-byte tag, the length, the payload.
     private static int LengthDelimitedSize(int length) => 1 + VarintSize((ulong)length) + length;
-
-    private static int VarintSize(ulong value) => (64 - System.Numerics.BitOperations.LeadingZeroCount(value | 1) + 6) / 7;
-
-    private static int WriteVarint(Span<byte> output, ulong value)
-    {
-        var n = 0;
-        while (value >= 0x80)
-        {
-            output[n++] = (byte)(value | 0x80);
-            value >>= 7;
-        }
-        output[n++] = (byte)value;
-        return n;
-    }
 }
 
 /// <summary>One descriptor's status in an <see cref="RlsResponse"/>.</summary>

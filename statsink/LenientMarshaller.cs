@@ -96,17 +96,7 @@ internal static class LenientMarshaller
     }
 
     private static void WriteVarint(IBufferWriter<byte> output, ulong value)
-    {
-        var span = output.GetSpan(10);
-        var n = 0;
-        while (value >= 0x80)
-        {
-            span[n++] = (byte)(value | 0x80);
-            value >>= 7;
-        }
-        span[n++] = (byte)value;
-        output.Advance(n);
-    }
+        => output.Advance(WireWriter.WriteVarint(output.GetSpan(WireWriter.MaxVarintLength), value));
 }
 
 /// <summary>

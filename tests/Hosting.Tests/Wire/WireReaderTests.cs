@@ -59,4 +59,26 @@ public sealed class WireReaderTests
             Assert.StartsWith("Truncated", e.Message, StringComparison.Ordinal);
         }
     }
+
+    [Theory]
+    [InlineData(0ul, 1)]
+    [InlineData(127ul, 1)]
+    [InlineData(128ul, 2)]
+    [InlineData(300ul, 2)]
+    [InlineData(uint.MaxValue, 5)]
+    [InlineData(ulong.MaxValue, 10)]
+    public void WireWriter_Varints_ReadBackAsWritten_InTheSizeItComputes(ulong value, int size)
+    {
+        var buffer = new byte[WireWriter.MaxVarintLength + 1];
+        buffer[0] = 0x08; // field 1, varint
+
+        var written = WireWriter.WriteVarint(buffer.AsSpan(1), value);
+        var reader = new WireReader(buffer.AsSpan(0, 1 + written));
+        reader.ReadTag();
+
+        Assert.Equal(size, written);
+        Assert.Equal(size, WireWriter.VarintSize(value));
+        Assert.Equal(value, reader.ReadVarint());
+        Assert.False(reader.HasMore);
+    }
 }
