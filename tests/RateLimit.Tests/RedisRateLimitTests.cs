@@ -111,7 +111,7 @@ public sealed class RedisRateLimitTests : IDisposable
         // Validation comes before any connection: nothing listens on this port.
         var service = Service($"127.0.0.1:{FreePort.Next()},connectTimeout=200", extra: (key, value));
 
-        var error = Assert.Throws<OptionsValidationException>(() => service.Server);
+        var error = Assert.IsType<OptionsValidationException>(service.StartFailure());
         Assert.Contains(key + " must be", error.Message, StringComparison.Ordinal);
     }
 
@@ -166,7 +166,7 @@ public sealed class RedisRateLimitTests : IDisposable
     {
         var service = Service($"127.0.0.1:{FreePort.Next()},connectTimeout=200", extra: ("Legate:RateLimit:WriteBehindInterval", "00:00:00"));
 
-        var error = Assert.Throws<OptionsValidationException>(() => service.Server);
+        var error = Assert.IsType<OptionsValidationException>(service.StartFailure());
         Assert.Contains("Legate:RateLimit:WriteBehindInterval must be", error.Message, StringComparison.Ordinal);
     }
 

@@ -20,7 +20,7 @@ public sealed class OptionsTests
             settings["Legate:StatSink:DogStatsd:Enabled"] = "true";
         using var service = new LegateServiceFactory<Program>(settings);
 
-        var error = Assert.Throws<OptionsValidationException>(() => service.Server);
+        var error = Assert.IsType<OptionsValidationException>(service.StartFailure());
         Assert.Contains(message, error.Message, StringComparison.Ordinal);
     }
 
