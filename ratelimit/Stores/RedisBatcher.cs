@@ -11,7 +11,9 @@ namespace Legate.RateLimit.Stores;
 /// concurrent calls go to Redis together, as one run of a script that applies them one after another. A script's
 /// fixed cost (the command, the round trip, the client's and Redis's per-command work) is then paid once per batch
 /// instead of once per counter. The script runs atomically, so each counter stays atomic and updates of one counter
-/// inside a batch act exactly as if applied in turn.
+/// inside a batch act exactly as if applied in turn. The unconditional additions of a batch to one counter (a hot
+/// tenant's, the usual case under load) go as one entry of the script, so Redis's and this side's work per batch grows with
+/// the distinct counters rather than with the calls.
 /// No added latency: a call queues its updates and, while fewer than <c>maxInFlight</c> batches are out, sends the
 /// queue itself; a batch that completes sends what queued up meanwhile. So a lone call goes out at once, and under load
 /// calls gather while a batch is in flight.
@@ -23,10 +25,11 @@ namespace Legate.RateLimit.Stores;
 internal sealed class RedisBatcher
 {
     // KEYS: the batch's distinct keys (counters and previous windows), each once.
-    // ARGV: per update six values: its counter's KEYS index, hits, TTL in ms, limit ('' = add unconditionally), its
-    // previous window's KEYS index ('' = none) and that window's weight 0..1.
-    // Returns three values per update, {count, previous, applied}, as the single-counter script; an update Redis refuses
-    // (WRONGTYPE ...) returns its error in place of the count and leaves the other updates unaffected.
+    // ARGV: per entry six values: its counter's KEYS index, hits, TTL in ms, limit ('' = add unconditionally), its
+    // previous window's KEYS index ('' = none) and that window's weight 0..1. An entry is one update, or several
+    // unconditional additions to one counter that nothing else touched in between, as one addition of their sum (see Send).
+    // Returns three values per entry, {count, previous, applied}, as the single-counter script; an entry Redis refuses
+    // (WRONGTYPE ...) returns its error in place of the count and leaves the other entries unaffected.
     // A counter that several updates touch (a hot tenant's) is read or added to once, then counted in the script's own
     // table, and its additions written back with one INCRBY at the end: Redis runs a handful of commands per distinct
     // counter instead of two or three per update. The script is atomic, so this is the same as applying them in turn.
@@ -130,6 +133,7 @@ internal sealed class RedisBatcher
     private int _inFlight;
     private long _scripts;
     private long _counters;
+    private long _entries;
 
     public RedisBatcher(IDatabaseAsync database, TimeSpan timeout, TimeProvider time, int maxCounters, int maxInFlight)
     {
@@ -146,6 +150,9 @@ internal sealed class RedisBatcher
 
     /// <summary>Counter updates sent so far.</summary>
     public long Counters => Interlocked.Read(ref _counters);
+
+    /// <summary>Script entries sent so far: updates, less those merged into an unconditional addition before them.</summary>
+    public long Entries => Interlocked.Read(ref _entries);
 
     /// <summary>
     /// Queues the updates and returns a task that the call itself completes (a pooled <see cref="IValueTaskSource"/>):
@@ -331,48 +338,122 @@ internal sealed class RedisBatcher
 
     private Task<RedisResult> Send(Batch batch)
     {
-        // Each distinct key goes once; updates name it by its position (1-based, as Lua's KEYS).
-        var positions = new Dictionary<string, int>(batch.Counters, StringComparer.Ordinal);
+        // Each distinct key goes once; entries name it by its position (1-based, as Lua's KEYS).
+        var slots = new Dictionary<string, KeySlot>(batch.Counters, StringComparer.Ordinal);
         var keys = new List<RedisKey>(batch.Counters);
-        var values = new RedisValue[batch.Counters * 6];
+        var scratch = ArrayPool<RedisValue>.Shared.Rent(batch.Counters * 6);
+        var plan = batch.Plan();
         var calls = batch.Calls;
-        var v = 0;
-        for (var c = 0; c < batch.Count; c++)
+        var entries = 0;
+        try
         {
-            var call = calls[c];
-            for (var i = 0; i < call.Count; i++)
+            for (int c = 0, u = 0; c < batch.Count; c++)
             {
-                ref readonly var update = ref call.Updates[i];
-                values[v++] = Position(update.Key);
-                // Redis counts in signed 64 bits; a larger addend would only make INCRBY fail.
-                values[v++] = Math.Min(update.Hits, long.MaxValue);
-                values[v++] = CounterMath.TtlMilliseconds(update.Ttl);
-                values[v++] = update.OnlyIfWithinLimit ? update.Limit : RedisValue.EmptyString;
-                if (update.PreviousWindowKey is { } previous)
+                var call = calls[c];
+                for (var i = 0; i < call.Count; i++, u++)
                 {
-                    values[v++] = Position(previous);
-                    values[v++] = CounterMath.Weight(update);
-                }
-                else
-                {
-                    values[v++] = RedisValue.EmptyString;
-                    values[v++] = RedisValue.EmptyString;
+                    ref readonly var update = ref call.Updates[i];
+                    // Redis counts in signed 64 bits; a larger addend would only make INCRBY fail.
+                    var hits = (long)Math.Min(update.Hits, long.MaxValue);
+                    var previous = 0;
+                    if (update.PreviousWindowKey is { } previousKey)
+                    {
+                        // Read by this update: a later addition to it must not move before the read.
+                        ref var read = ref Slot(previousKey);
+                        read.OpenEntry = -1;
+                        previous = read.Position;
+                    }
+                    ref var slot = ref Slot(update.Key);
+                    var mergeable = !update.OnlyIfWithinLimit && hits > 0 && previous == 0;
+                    if (mergeable && slot.OpenEntry >= 0 && hits < MergedHitsBound - plan.Sums[slot.OpenEntry])
+                    {
+                        // Unconditional additions to one counter with nothing on it in between: applying them in turn is
+                        // one INCRBY of their sum, and each one's count is where its own part of the sum ends.
+                        var entry = slot.OpenEntry;
+                        plan.Sums[entry] += hits;
+                        scratch[(entry * 6) + 1] = plan.Sums[entry];
+                        plan.Entry[u] = entry;
+                        plan.UpTo[u] = plan.Sums[entry];
+                        continue;
+                    }
+                    var v = entries * 6;
+                    scratch[v] = slot.Position;
+                    scratch[v + 1] = hits;
+                    scratch[v + 2] = CounterMath.TtlMilliseconds(update.Ttl);
+                    scratch[v + 3] = update.OnlyIfWithinLimit ? update.Limit : RedisValue.EmptyString;
+                    scratch[v + 4] = previous == 0 ? RedisValue.EmptyString : previous;
+                    scratch[v + 5] = previous == 0 ? RedisValue.EmptyString : CounterMath.Weight(update);
+                    plan.Sums[entries] = hits;
+                    plan.Entry[u] = entries;
+                    plan.UpTo[u] = hits;
+                    slot.OpenEntry = mergeable ? entries : -1;
+                    entries++;
                 }
             }
+            plan.Entries = entries;
+            Interlocked.Increment(ref _scripts);
+            Interlocked.Add(ref _counters, batch.Counters);
+            Interlocked.Add(ref _entries, entries);
+            return _database.ScriptEvaluateAsync(Script, [.. keys], scratch.AsSpan(0, entries * 6).ToArray());
         }
-        Interlocked.Increment(ref _scripts);
-        Interlocked.Add(ref _counters, batch.Counters);
-        return _database.ScriptEvaluateAsync(Script, [.. keys], values);
-
-        int Position(string key)
+        finally
         {
-            ref var position = ref CollectionsMarshal.GetValueRefOrAddDefault(positions, key, out var exists);
+            ArrayPool<RedisValue>.Shared.Return(scratch, clearArray: true);
+        }
+
+        ref KeySlot Slot(string key)
+        {
+            ref var slot = ref CollectionsMarshal.GetValueRefOrAddDefault(slots, key, out var exists);
             if (!exists)
             {
                 keys.Add(key);
-                position = keys.Count;
+                slot = new KeySlot(keys.Count, -1);
             }
-            return position;
+            return ref slot;
+        }
+    }
+
+    // A merged entry's sum stays where the script still counts in Lua's doubles (below 2^50), so only a counter within
+    // 2^50 of Redis's signed 64-bit limit can tell merged additions from separate ones: there, an addition that
+    // overflows fails its whole entry, not only itself and the ones after it.
+    private const long MergedHitsBound = 1L << 50;
+
+    /// <summary>A key's position in KEYS, and the entry that unconditional additions to it may still join (-1: none).</summary>
+    private struct KeySlot(int position, int openEntry)
+    {
+        public readonly int Position = position;
+        public int OpenEntry = openEntry;
+    }
+
+    /// <summary>
+    /// How a batch's updates went into the script's entries: update <c>u</c> (in queue order) is part of entry
+    /// <c>Entry[u]</c>, whose hits add up to <c>Sums[entry]</c>, and its own part of that sum ends at <c>UpTo[u]</c>.
+    /// </summary>
+    private sealed class BatchPlan
+    {
+        public int[] Entry = [];
+        public long[] UpTo = [];
+        public long[] Sums = [];
+        public int Entries;
+
+        public void Rent(int updates)
+        {
+            Entry = ArrayPool<int>.Shared.Rent(updates);
+            UpTo = ArrayPool<long>.Shared.Rent(updates);
+            Sums = ArrayPool<long>.Shared.Rent(updates);
+            Entries = 0;
+        }
+
+        public void Return()
+        {
+            if (Entry.Length == 0)
+                return;
+            ArrayPool<int>.Shared.Return(Entry);
+            ArrayPool<long>.Shared.Return(UpTo);
+            ArrayPool<long>.Shared.Return(Sums);
+            Entry = [];
+            UpTo = [];
+            Sums = [];
         }
     }
 
@@ -556,6 +637,7 @@ internal sealed class RedisBatcher
     private sealed class Batch(RedisBatcher owner)
     {
         private PendingCall[] _calls = ArrayPool<PendingCall>.Shared.Rent(16);
+        private readonly BatchPlan _plan = new();
 
         // Callers still waiting, plus one for the batcher until the batch is sent; the slot goes at 0 or on completion.
         private int _waiters = 1;
@@ -568,6 +650,13 @@ internal sealed class RedisBatcher
         private int _claimed;
 
         public PendingCall[] Calls => _calls;
+
+        /// <summary>The plan <see cref="Send"/> fills and <see cref="Complete"/> reads, sized for the batch's updates.</summary>
+        public BatchPlan Plan()
+        {
+            _plan.Rent(Counters);
+            return _plan;
+        }
 
         public int Count { get; private set; }
 
@@ -662,32 +751,35 @@ internal sealed class RedisBatcher
         /// <summary>Fills each waiting call's slots from the flat reply; a call with a refused update fails alone.</summary>
         public void Complete(RedisResult reply)
         {
-            if (reply.Resp2Type != ResultType.Array || reply.Length != Counters * 3)
+            var plan = _plan;
+            if (reply.Resp2Type != ResultType.Array || reply.Length != plan.Entries * 3)
             {
                 Fail(new CounterStoreException("Redis answered the counter script with an unexpected reply."));
                 return;
             }
-            var r = 0;
+            var u = 0;
             for (var c = 0; c < Count; c++)
             {
                 var call = _calls[c];
                 if (!call.TryClaim())
                 {
-                    r += call.Count * 3;
+                    u += call.Count;
                     continue;
                 }
                 string? error = null;
-                for (var i = 0; i < call.Count; i++, r += 3)
+                for (var i = 0; i < call.Count; i++, u++)
                 {
-                    var count = reply[r];
+                    var entry = plan.Entry[u];
+                    var count = reply[entry * 3];
                     if (count.Resp2Type == ResultType.Error)
                     {
                         error ??= count.ToString();
                         continue;
                     }
-                    var applied = (long)reply[r + 2] == 1;
-                    var value = (ulong)Math.Max(0, (long)count);
-                    call.SetResult(i, new CounterResult(applied ? value : CounterMath.Add(value, call.Updates[i].Hits), (ulong)Math.Max(0, (long)reply[r + 1]), applied));
+                    var applied = (long)reply[(entry * 3) + 2] == 1;
+                    // The entry's count is after all of its hits; this update's count is after its own part of them.
+                    var value = (ulong)Math.Max(0, (long)count - (plan.Sums[entry] - plan.UpTo[u]));
+                    call.SetResult(i, new CounterResult(applied ? value : CounterMath.Add(value, call.Updates[i].Hits), (ulong)Math.Max(0, (long)reply[(entry * 3) + 1]), applied));
                 }
                 if (error is not null)
                     call.Failure = RedisCounterStore.Refused(error);
@@ -729,6 +821,7 @@ internal sealed class RedisBatcher
 
         public void Return()
         {
+            _plan.Return();
             ArrayPool<PendingCall>.Shared.Return(_calls, clearArray: true);
             _calls = [];
             Count = 0;

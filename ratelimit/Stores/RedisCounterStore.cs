@@ -114,6 +114,9 @@ public sealed class RedisCounterStore : ICounterStore
     /// <summary>Counter updates sent in batch scripts so far.</summary>
     public long BatchedCounters => Volatile.Read(ref _connected)?.Batcher?.Counters ?? 0;
 
+    /// <summary>Entries of batch scripts sent so far: <see cref="BatchedCounters"/> less the additions merged with one before them.</summary>
+    public long BatchedEntries => Volatile.Read(ref _connected)?.Batcher?.Entries ?? 0;
+
     public ValueTask UpdateAsync(ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results, CancellationToken cancellationToken)
     {
         if (results.Length < updates.Length)

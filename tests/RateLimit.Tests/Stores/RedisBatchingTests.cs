@@ -105,17 +105,20 @@ public sealed class RedisBatchingTests(RedisFixture redis)
         var key = Key("shared");
         var start = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
 
+        var counts = new System.Collections.Concurrent.ConcurrentBag<ulong>();
         var callers = Enumerable.Range(0, Callers).Select(_ => Task.Run(async () =>
         {
             await start.Task;
             for (var i = 0; i < CallsEach; i++)
-                await UpdateAsync(store, Add(key, 1));
+                counts.Add((await UpdateAsync(store, Add(key, 1)))[0].Count);
         }, Ct)).ToArray();
         start.SetResult();
         await Task.WhenAll(callers);
 
         var scripts = await ScriptCallsAsync(admin);
         Assert.Equal(Callers * CallsEach, (long)await multiplexer.GetDatabase().StringGetAsync(key));
+        // Each call saw the count its own hit made: every count from 1 to the total, once.
+        Assert.Equal(Enumerable.Range(1, Callers * CallsEach).Select(c => (ulong)c), counts.Order());
         if (batching)
         {
             Assert.True(store.IsBatching);
@@ -123,6 +126,8 @@ public sealed class RedisBatchingTests(RedisFixture redis)
             Assert.InRange(scripts, 1, Callers * CallsEach / 4);
             Assert.Equal(scripts, store.BatchScripts - 1);
             Assert.Equal(Callers * CallsEach + 1, store.BatchedCounters);
+            // Their additions to the one counter went as one entry per script.
+            Assert.Equal(store.BatchScripts, store.BatchedEntries);
         }
         else
         {
@@ -220,9 +225,12 @@ public sealed class RedisBatchingTests(RedisFixture redis)
                 limitedCount += 2;
             Assert.Equal(new CounterResult(admitted ? limitedCount : limitedCount + 2, 0, admitted), results[2 * i + 1]);
         }
-        // Per distinct counter: the hot one is added to at once, then its other 39 additions in one INCRBY; the limited
-        // one is read once and its additions written in one INCRBY. Both got their expiry from the adds that created them.
-        Assert.Equal(3, await CommandCallsAsync(admin, "incrby"));
+        // The hot counter's 40 additions, with only other counters' updates in between, went as one entry: one INCRBY of
+        // their sum. The limited one is read once and its admitted additions written in one INCRBY. Both got their expiry
+        // from the adds that created them.
+        Assert.Equal(1 + 80, store.BatchedCounters); // with the warm-up's
+        Assert.Equal(1 + 41, store.BatchedEntries);
+        Assert.Equal(2, await CommandCallsAsync(admin, "incrby"));
         Assert.Equal(1, await CommandCallsAsync(admin, "get"));
         Assert.Equal(2, await CommandCallsAsync(admin, "pexpire"));
         var database = multiplexer.GetDatabase();
@@ -248,9 +256,80 @@ public sealed class RedisBatchingTests(RedisFixture redis)
 
         // An addition that would overflow Redis's signed 64 bits is refused by Redis, and fails its call.
         var overflow = Key("overflow");
-        await UpdateAsync(store, Add(overflow, long.MaxValue - 1));
+        await UpdateAsync(store, Add(overflow, long.MaxValue - 2));
+        await UpdateAsync(store, Add(overflow, 1));
         await Assert.ThrowsAsync<CounterStoreException>(() => UpdateAsync(store, Add(overflow, 1), Add(overflow, 1)));
+        // Those two went as one addition of 2 (see RedisBatcher.MergedHitsBound), refused whole: the counter is unchanged.
+        Assert.Equal(long.MaxValue - 1, (long)await redis.Multiplexer.GetDatabase().StringGetAsync(overflow));
+        await UpdateAsync(store, Add(overflow, 1));
+        await Assert.ThrowsAsync<CounterStoreException>(() => UpdateAsync(store, Add(overflow, 1)));
         Assert.Equal(long.MaxValue, (long)await redis.Multiplexer.GetDatabase().StringGetAsync(overflow));
+    }
+
+    [Fact]
+    public async Task AdditionsMerge_OnlyWhileNothingElseTouchesTheirCounter()
+    {
+        redis.RequireRedis();
+        var store = new RedisCounterStore(redis.Multiplexer, timeout: TimeSpan.FromSeconds(10));
+        var key = Key("merge");
+        var other = Key("merge-other");
+        var next = Key("merge-next-window", window: 1_767_225_660);
+        CounterUpdate ReadingAsPrevious(ulong hits) => new(next, hits, TimeSpan.FromMinutes(2), PreviousWindowKey: key, PreviousWeight: 0.5);
+
+        var results = await UpdateAsync(
+            store,
+            Add(key, 1), Add(other, 7), Add(key, 2), // one entry for key: another counter in between does not split it
+            AddWithin(key, 1, limit: 3), // a condition on key: its own entry
+            Add(key, 1), Add(key, 0), // a read: its own entry, after the addition before it
+            Add(key, 5), ReadingAsPrevious(1), // the next window reads key: the addition before it stays before it
+            Add(key, 10), Add(key, 20));
+
+        Assert.Equal(
+            [
+                new(1, 0, true), new(7, 0, true), new(3, 0, true),
+                new(4, 0, false),
+                new(4, 0, true), new(4, 0, true),
+                new(9, 0, true), new(1, 9, true),
+                new(19, 0, true), new(39, 0, true),
+            ],
+            results);
+        Assert.Equal(10, store.BatchedCounters);
+        Assert.Equal(8, store.BatchedEntries);
+        Assert.Equal(39, (long)await redis.Multiplexer.GetDatabase().StringGetAsync(key));
+    }
+
+    [Fact]
+    public async Task RandomBatches_AnswerAsTheMemoryStoreAppliesTheSameUpdatesInTurn()
+    {
+        redis.RequireRedis();
+        var store = new RedisCounterStore(redis.Multiplexer, timeout: TimeSpan.FromSeconds(10));
+        var random = new Random(20261127);
+        for (var round = 0; round < 150; round++)
+        {
+            // A few counters, one of them also read as the previous window of another, so that additions merge, are
+            // split by conditions, reads and previous-window reads, and sliding windows see merged counts.
+            string[] counters = [Key($"r{round}-a"), Key($"r{round}-b"), Key($"r{round}-c")];
+            var updates = new CounterUpdate[random.Next(1, 40)];
+            for (var u = 0; u < updates.Length; u++)
+            {
+                var key = counters[random.Next(counters.Length)];
+                var hits = (ulong)random.Next(0, 4);
+                updates[u] = random.Next(6) switch
+                {
+                    0 => AddWithin(key, hits, limit: (ulong)random.Next(0, 30)),
+                    1 => new CounterUpdate(counters[2], hits, TimeSpan.FromMinutes(2), (ulong)random.Next(0, 30), random.Next(2) == 0,
+                        PreviousWindowKey: counters[0], PreviousWeight: random.NextDouble()),
+                    _ => Add(key, hits),
+                };
+            }
+            using var memory = new MemoryCounterStore(TimeProvider.System);
+
+            var expected = await UpdateAsync(memory, updates);
+            var actual = await UpdateAsync(store, updates);
+
+            Assert.Equal(expected, actual);
+        }
+        Assert.True(store.BatchedEntries < store.BatchedCounters, $"{store.BatchedEntries} entries for {store.BatchedCounters} updates");
     }
 
     [Fact]
