@@ -10,6 +10,7 @@
 #   bench/cpu-per-call.sh ratelimit/bin/Release/net10.0/legate-ratelimit.dll bench/out/ratelimit-1.frame \
 #     /envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit 1000000 90 -- --Legate:Rules:ratelimit:Path=$PWD/bench/rules/ratelimit/within.yaml
 # Frames come from an earlier bench/run.sh scenario (bench/out/*.frame). Port 20071 (and 20072 for a service's HTTP).
+# ALSO_PID=PID (e.g. a redis-server's) also counts that process's CPU over the same calls.
 set -euo pipefail
 DLL=$1 FRAME=$2 URLPATH=$3
 N=${4:-1000000} WARM=${5:-90}
@@ -34,14 +35,17 @@ threads() {
     done 2>/dev/null | awk -F'\t' '{c[$1] += $2; x[$1] += $3} END {for (k in c) print k "\t" c[k] "\t" x[k]}' | sort
 }
 threads >"$LOG.threads0"
-t0=$(ticks); s0=$(date +%s.%N)
+also() { [[ -z ${ALSO_PID:-} ]] || awk '{print $14+$15}' "/proc/$ALSO_PID/stat"; }
+a0=$(also); t0=$(ticks); s0=$(date +%s.%N)
 OUT=$("${H[@]}" -n "$N")
-t1=$(ticks); s1=$(date +%s.%N)
+t1=$(ticks); s1=$(date +%s.%N); a1=$(also)
 threads >"$LOG.threads1"
 ok=$(grep -oE '[0-9]+ succeeded' <<<"$OUT" | cut -d' ' -f1)
 ((ok > 0)) || { echo "no successful calls; server log: $LOG" >&2; cat "$LOG" >&2; exit 1; }
 awk -v t="$((t1 - t0))" -v n="$ok" -v w="$(echo "$s1 - $s0" | bc)" -v hz="$(getconf CLK_TCK)" \
     'BEGIN{printf "cpu_us_per_call %.2f  calls %d  wall %.1fs  calls/s %.0f  cpu %.0f%%\n", t/hz*1e6/n, n, w, n/w, t/hz/w*100}'
+[[ -z ${ALSO_PID:-} ]] || awk -v t="$((a1 - a0))" -v n="$ok" -v hz="$(getconf CLK_TCK)" -v p="$ALSO_PID" \
+    'BEGIN{printf "  pid %s (ALSO_PID) cpu_us_per_call %.2f\n", p, t/hz*1e6/n}'
 # Threads that ended during the run are missing here: a sum well below the total means thread churn.
 join -t $'\t' "$LOG.threads0" "$LOG.threads1" | awk -F'\t' -v n="$ok" -v hz="$(getconf CLK_TCK)" \
     '{d = $4 - $2; x = $5 - $3; if (d > 0 || x > n / 100) printf "  %-18s cpu_us_per_call %6.2f  switches_per_call %.3f\n", $1, d / hz * 1e6 / n, x / n}'
