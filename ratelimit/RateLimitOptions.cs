@@ -55,7 +55,7 @@ public sealed class RateLimitOptions
     /// </summary>
     public bool DegradedMode { get; set; }
 
-    /// <summary>In degraded mode, how often a call tries Redis again.</summary>
+    /// <summary>In degraded mode, how often one call tries Redis again (10 ms..1 h).</summary>
     public TimeSpan DegradedRetryInterval { get; set; } = TimeSpan.FromSeconds(1);
 
     /// <summary>Whether <c>/readyz</c> and the gRPC health service report not-ready while the Redis store is unreachable.</summary>
@@ -102,8 +102,8 @@ internal sealed class RateLimitOptionsValidator : IValidateOptions<RateLimitOpti
             errors.Add($"{S}:Store must be 'memory' or 'redis' (was '{options.Store}').");
         if (options.StoreTimeout <= TimeSpan.Zero || options.StoreTimeout > TimeSpan.FromSeconds(30))
             errors.Add($"{S}:StoreTimeout must be above zero and at most 30 s (was {options.StoreTimeout}).");
-        if (options.DegradedRetryInterval <= TimeSpan.Zero)
-            errors.Add($"{S}:DegradedRetryInterval must be positive (was {options.DegradedRetryInterval}).");
+        if (options.DegradedRetryInterval < TimeSpan.FromMilliseconds(10) || options.DegradedRetryInterval > TimeSpan.FromHours(1))
+            errors.Add($"{S}:DegradedRetryInterval must be 10 ms..1 h (was {options.DegradedRetryInterval}).");
         if (options.WriteBehindInterval < TimeSpan.FromMilliseconds(1) || options.WriteBehindInterval > TimeSpan.FromSeconds(10))
             errors.Add($"{S}:WriteBehindInterval must be 1 ms..10 s (was {options.WriteBehindInterval}).");
         if (options.NearLimitRatio is <= 0 or > 1)

@@ -49,7 +49,7 @@ public sealed partial class FailoverCounterStore : ICounterStore
 
     public ValueTask UpdateAsync(ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results, CancellationToken cancellationToken)
     {
-        if (IsDegraded && _time.GetTimestamp() < Interlocked.Read(ref _retryAtTimestamp))
+        if (IsDegraded && !ClaimRetry())
             return _fallback.UpdateAsync(updates, results, cancellationToken);
 
         ValueTask primary;
@@ -94,9 +94,20 @@ public sealed partial class FailoverCounterStore : ICounterStore
         await _fallback.UpdateAsync(updates, results, cancellationToken);
     }
 
+    // While degraded, one call per interval tries the primary: the first to see the interval over moves the next try
+    // on before it goes, so the calls behind it stay on the fallback instead of all waiting on a primary that may hang.
+    private bool ClaimRetry()
+    {
+        var retryAt = Interlocked.Read(ref _retryAtTimestamp);
+        var now = _time.GetTimestamp();
+        return now >= retryAt && Interlocked.CompareExchange(ref _retryAtTimestamp, NextRetry(now), retryAt) == retryAt;
+    }
+
+    private long NextRetry(long now) => now + (long)(RetryInterval.TotalSeconds * _time.TimestampFrequency);
+
     private void Degrade(string reason)
     {
-        Interlocked.Exchange(ref _retryAtTimestamp, _time.GetTimestamp() + (long)(RetryInterval.TotalSeconds * _time.TimestampFrequency));
+        Interlocked.Exchange(ref _retryAtTimestamp, NextRetry(_time.GetTimestamp()));
         if (Interlocked.Exchange(ref _degraded, 1) == 0)
         {
             _degradedGauge.Set(1);

@@ -106,7 +106,9 @@ public sealed class RedisRateLimitTests : IDisposable
     [InlineData("Legate:RateLimit:RedisBatchMaxCounters", "4097")]
     [InlineData("Legate:RateLimit:RedisBatchesInFlight", "0")]
     [InlineData("Legate:RateLimit:RedisBatchesInFlight", "65")]
-    public void BadBatchSetting_StopsTheStart_NamingTheKey(string key, string value)
+    [InlineData("Legate:RateLimit:DegradedRetryInterval", "00:00:00.001")]
+    [InlineData("Legate:RateLimit:DegradedRetryInterval", "02:00:00")]
+    public void BadRedisSetting_StopsTheStart_NamingTheKey(string key, string value)
     {
         // Validation comes before any connection: nothing listens on this port.
         var service = Service($"127.0.0.1:{FreePort.Next()},connectTimeout=200", extra: (key, value));

@@ -60,6 +60,31 @@ public sealed class FailoverCounterStoreTests : IDisposable
     }
 
     [Fact]
+    public async Task WhileDegraded_OneCallTriesAHangingPrimary_AndTheOthersAreAnsweredLocallyMeanwhile()
+    {
+        _primary.Failing = true;
+        await IncrementAsync();
+        _primary.Failing = false;
+        _primary.Hang = true;
+        _time.Advance(TimeSpan.FromSeconds(1));
+
+        var probe = IncrementAsync();
+        var others = Enumerable.Range(0, 5).Select(_ => IncrementAsync()).ToArray();
+
+        Assert.Equal(2, _primary.Calls);
+        Assert.False(probe.IsCompleted);
+        Assert.All(others, call => Assert.True(call.IsCompletedSuccessfully));
+        Assert.Equal([2ul, 3ul, 4ul, 5ul, 6ul], others.Select(call => call.Result.Count));
+        for (var i = 0; i < 100 && !probe.IsCompleted; i++)
+        {
+            _time.Advance(TimeSpan.FromMilliseconds(5));
+            await Task.Delay(5, TestContext.Current.CancellationToken);
+        }
+        Assert.Equal(7ul, (await probe.WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken)).Count);
+        Assert.True(_store.IsDegraded);
+    }
+
+    [Fact]
     public async Task PrimaryBack_EndsDegradedMode()
     {
         _primary.Failing = true;
