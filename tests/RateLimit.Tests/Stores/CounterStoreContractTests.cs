@@ -17,7 +17,10 @@ public abstract class CounterStoreContractTests
 
     protected static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    /// <summary>The store under test; a Redis-backed one skips the test here when there is no Redis.</summary>
+    /// <summary>
+    /// The store under test; a Redis-backed one skips the test here when there is no Redis. One created lazily is resolved
+    /// once before concurrent use (see the parallel tests).
+    /// </summary>
     protected abstract ICounterStore Store { get; }
 
     /// <summary>Asserts the counter at <paramref name="key"/> exists and ends no later than <paramref name="ttl"/> from now.</summary>
@@ -238,6 +241,9 @@ public abstract class CounterStoreContractTests
         const int HitsEach = 25;
         const ulong Limit = 1000;
         var key = Key("race-conditional");
+        // Resolved once, before the callers start: a store that subclasses create lazily must not be created twice
+        // (two write-behind stores are two replicas, which may count apart until they sync).
+        var store = Store;
         var admitted = 0;
         var start = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
 
@@ -248,7 +254,7 @@ public abstract class CounterStoreContractTests
             var update = new[] { AddWithin(key, 1, Limit) };
             for (var i = 0; i < HitsEach; i++)
             {
-                await Store.UpdateAsync(update, results, Ct);
+                await store.UpdateAsync(update, results, Ct);
                 if (results[0].Applied)
                     Interlocked.Increment(ref admitted);
             }
@@ -266,6 +272,9 @@ public abstract class CounterStoreContractTests
         const int Callers = 64;
         const int HitsEach = 25;
         var key = Key("race-unconditional");
+        // Resolved once, before the callers start: a store that subclasses create lazily must not be created twice
+        // (two write-behind stores are two replicas, which may count apart until they sync).
+        var store = Store;
         var start = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
 
         var callers = Enumerable.Range(0, Callers).Select(_ => Task.Run(async () =>
@@ -274,7 +283,7 @@ public abstract class CounterStoreContractTests
             var results = new CounterResult[1];
             var update = new[] { Add(key, 1) };
             for (var i = 0; i < HitsEach; i++)
-                await Store.UpdateAsync(update, results, Ct);
+                await store.UpdateAsync(update, results, Ct);
         }, Ct)).ToArray();
         start.SetResult();
         await Task.WhenAll(callers);
