@@ -103,7 +103,7 @@ public sealed partial class FailoverCounterStore : ICounterStore
         return now >= retryAt && Interlocked.CompareExchange(ref _retryAtTimestamp, NextRetry(now), retryAt) == retryAt;
     }
 
-    private long NextRetry(long now) => now + (long)(RetryInterval.TotalSeconds * _time.TimestampFrequency);
+    private long NextRetry(long now) => now + CounterMath.ToTimestamp(_time, RetryInterval);
 
     private void Degrade(string reason)
     {

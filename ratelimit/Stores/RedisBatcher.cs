@@ -401,6 +401,8 @@ internal sealed class RedisBatcher
             ArrayPool<RedisValue>.Shared.Return(scratch, clearArray: true);
         }
 
+        // A ref into the dictionary's storage: a later Slot call may add a key and move it, so each ref is done with
+        // before the next call.
         ref KeySlot Slot(string key)
         {
             ref var slot = ref CollectionsMarshal.GetValueRefOrAddDefault(slots, key, out var exists);
