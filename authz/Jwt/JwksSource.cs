@@ -19,7 +19,10 @@ namespace Legate.Authz.Jwt;
 /// objects), so the validated-token cache and IdentityModel's signature-provider cache stay warm.</item>
 /// <item>Native key handles are freed deterministically: the keys such a fetch parsed for nothing at once, a replaced
 /// set's keys at the first fetch that starts <see cref="RetiredKeysGrace"/> after it was replaced (so the next regular
-/// refresh), when no validation can still be using them.</item>
+/// refresh), when no validation can still be using them; a disposed source's keys <see cref="RetiredKeysGrace"/> after
+/// <see cref="Dispose"/>, as requests that took them before may still be validating.</item>
+/// <item>A policy reload that leaves a provider's key source unchanged keeps its source (see
+/// <see cref="SameKeySource"/>): its keys stay, with no fetch, so a reload while the issuer is unreachable loses nothing.</item>
 /// </list>
 /// URLs must be https, or http to a loopback host (tests, same-host sidecars). Redirects follow the injected
 /// HttpClient's handler (.NET never follows https → http).
@@ -42,6 +45,8 @@ public sealed class JwksSource : IDisposable
     private bool _fetchedOnce;
     private long _fetchCount;
     private ITimer? _timer;
+    private ITimer? _freeRetired;
+    private bool _disposed;
     // Key sets replaced by a newer one, oldest first, with when they were replaced (guarded by _gate).
     private readonly List<(JwksKeySet Keys, long ReplacedAt)> _replaced = [];
 
@@ -86,6 +91,49 @@ public sealed class JwksSource : IDisposable
 
     public string ProviderName => _options.Name;
 
+    /// <summary>Whether <see cref="Dispose"/> ran (the source then fetches no more; its keys are freed after the grace).</summary>
+    internal bool IsDisposed
+    {
+        get
+        {
+            lock (_gate)
+                return _disposed;
+        }
+    }
+
+    /// <summary>
+    /// Whether a provider configured with <paramref name="options"/> would get the same keys from this source: the same
+    /// name, issuer (a discovery document must name it), algorithms (they select the keys kept), key source and fetch
+    /// settings. Audiences, skew, lifetime and typ are the validator's, read from the provider, so they may differ.
+    /// </summary>
+    internal bool SameKeySource(JwtProviderOptions options)
+    {
+        var mine = _options;
+        return mine.Name == options.Name
+            && mine.Issuer == options.Issuer
+            && mine.Algorithms.SequenceEqual(options.Algorithms, StringComparer.Ordinal)
+            && mine.JwksUri == options.JwksUri
+            && mine.OidcDiscoveryUri == options.OidcDiscoveryUri
+            && mine.InlineJwks == options.InlineJwks
+            && mine.JwksFile == options.JwksFile
+            && mine.RefreshInterval == options.RefreshInterval
+            && mine.RefreshJitter.Equals(options.RefreshJitter)
+            && mine.MinRefetchInterval == options.MinRefetchInterval
+            && mine.HttpTimeout == options.HttpTimeout
+            && mine.MaxJwksBytes == options.MaxJwksBytes
+            && mine.MaxKeys == options.MaxKeys;
+    }
+
+    /// <summary>
+    /// A policy reload kept this source: a JWKS file is read again now (an operator who edits it and the policy expects
+    /// both to apply; a failed read keeps the keys), a remote source keeps its schedule (an unknown kid still refetches).
+    /// </summary>
+    internal void OnKeptByReload()
+    {
+        if (_options.JwksFile is not null && _timer is not null)
+            _ = FetchNow();
+    }
+
     /// <summary>The last good keys; null until a first load succeeds.</summary>
     public JwksKeySet? Current => Volatile.Read(ref _current);
 
@@ -129,6 +177,10 @@ public sealed class JwksSource : IDisposable
         Task<JwksKeySet?> fetch;
         lock (_gate)
         {
+            if (_disposed)
+            {
+                return new ValueTask<JwksKeySet?>(_current);
+            }
             if (_inflight is { IsCompleted: false } running)
             {
                 fetch = running;
@@ -149,7 +201,11 @@ public sealed class JwksSource : IDisposable
     private Task<JwksKeySet?> FetchNow()
     {
         lock (_gate)
+        {
+            if (_disposed)
+                return Task.FromResult(_current);
             return _inflight is { IsCompleted: false } running ? running : StartLocked();
+        }
     }
 
     private Task<JwksKeySet?> StartLocked()
@@ -240,12 +296,19 @@ public sealed class JwksSource : IDisposable
         return kept;
     }
 
-    private JwksKeySet Install(List<JwksKey> keys)
+    private JwksKeySet? Install(List<JwksKey> keys)
     {
         lock (_gate)
         {
             var current = _current;
             var candidate = new JwksKeySet(keys, (current?.Version ?? 0) + 1);
+            if (_disposed)
+            {
+                // A fetch that was in flight when the source was disposed: nothing will read these keys.
+                foreach (var key in keys)
+                    key.Dispose();
+                return current;
+            }
             if (current is not null && current.Fingerprint == candidate.Fingerprint)
             {
                 // Never published, so nothing holds them.
@@ -354,11 +417,43 @@ public sealed class JwksSource : IDisposable
         }
     }
 
+    /// <summary>
+    /// Stops fetching. The keys stay readable for requests that took them before, and are freed
+    /// <see cref="RetiredKeysGrace"/> later (not left to finalizers: a policy reload that drops a provider would
+    /// otherwise leave its native handles to the GC).
+    /// </summary>
     public void Dispose()
     {
+        lock (_gate)
+        {
+            if (_disposed)
+                return;
+            _disposed = true;
+            if (_current is { } current)
+                _replaced.Add((current, _time.GetTimestamp()));
+            if (_replaced.Count > 0)
+                _freeRetired = _time.CreateTimer(static state => ((JwksSource)state!).FreeRetired(), this, RetiredKeysGrace, Timeout.InfiniteTimeSpan);
+        }
         // Cancelled, not disposed: a fetch still starting may yet link to its token.
         _stopping.Cancel();
         _timer?.Dispose();
+    }
+
+    // After Dispose, once the grace has passed: every key this source held goes.
+    private void FreeRetired()
+    {
+        lock (_gate)
+        {
+            foreach (var (keys, _) in _replaced)
+            {
+                foreach (var key in keys.Keys)
+                    key.Dispose();
+            }
+            _replaced.Clear();
+            // Nothing may take a freed key: a request still holding this source (over a minute on) finds no keys and is denied.
+            Volatile.Write(ref _current, null);
+            _freeRetired?.Dispose();
+        }
     }
 
     private sealed class JwksFetchException(JwksFetchResult result, string message) : Exception(message)

@@ -129,7 +129,7 @@ public static class JwtProviderOptionsValidator
         var sources = (options.JwksUri is null ? 0 : 1) + (options.OidcDiscoveryUri is null ? 0 : 1)
             + (options.InlineJwks is null ? 0 : 1) + (options.JwksFile is null ? 0 : 1);
         if (sources != 1)
-            Error("jwks", "exactly one of jwksUri, oidcDiscoveryUri, inlineJwks, jwksFile is required");
+            Error("jwks", "exactly one key source is required: jwks_uri, oidc_discovery_uri, jwks or jwks_file");
         if (options.JwksUri is not null && !IsAllowedRemote(options.JwksUri))
             Error("jwksUri", "must be an absolute https URL (http only for a loopback host)");
         if (options.OidcDiscoveryUri is not null && !IsAllowedRemote(options.OidcDiscoveryUri))

@@ -15,8 +15,9 @@ namespace Legate.Authz.Policies;
 /// Loads the authz policy file (<c>Legate:Rules:authz:Path</c>): <c>tenants</c>, <c>jwt_providers</c>, <c>policies</c>,
 /// <c>api_keys</c>, <c>identity_headers</c>, <c>strip_credentials</c>, <c>strip_authorization</c>. Keys are strict;
 /// every error names file:line:column and the field. A directory of files is merged (a name defined twice is an error).
-/// The JWKS sources of a new set are started when it loads; the previous set's sources are disposed then (the hosting
-/// swaps in every set this loader returns).
+/// The JWKS sources of a new set are started when it loads; a provider whose key source is unchanged keeps the previous
+/// set's source and its keys (no fetch: a reload while the issuer is down loses no keys); the previous set's other
+/// sources are disposed then (the hosting swaps in every set this loader returns).
 /// </summary>
 public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, IDisposable
 {
@@ -24,7 +25,7 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
         "tenants", "jwt_providers", "policies", "api_keys", "identity_headers", "strip_credentials", "strip_authorization", "client_address", "failure_throttle");
     private static readonly FrozenSet<string> TenantFields = FrozenSet.Create(StringComparer.Ordinal, "hosts", "plan", "jwt", "api_keys", "tokens_from", "routes");
     private static readonly FrozenSet<string> ProviderFields = FrozenSet.Create(StringComparer.Ordinal,
-        "issuer", "audiences", "algorithms", "jwks_uri", "jwks", "jwks_file", "clock_skew", "max_lifetime", "typ", "tokens_from");
+        "issuer", "audiences", "algorithms", "jwks_uri", "oidc_discovery_uri", "jwks", "jwks_file", "clock_skew", "max_lifetime", "typ", "tokens_from");
     private static readonly FrozenSet<string> PolicyFields = FrozenSet.Create(StringComparer.Ordinal, "credentials", "scopes", "methods", "client_cidrs");
     private static readonly FrozenSet<string> ApiKeyFields = FrozenSet.Create(StringComparer.Ordinal, "file", "redis", "cache_ttl", "header", "query");
     private static readonly FrozenSet<string> IdentityFields = FrozenSet.Create(StringComparer.Ordinal, "tenant", "subject", "client", "claims");
@@ -52,19 +53,25 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
     {
         ArgumentNullException.ThrowIfNull(files);
         AuthzPolicySet set;
+        var previous = _last;
         try
         {
-            set = Build(files.Files);
+            set = Build(files.Files, previous);
         }
         catch
         {
             // A keys file named only by the refused policy is not watched any longer.
-            _stores.Retain(KeysFiles(_last));
+            _stores.Retain(KeysFiles(previous));
             throw;
         }
         set.Start();
-        // Requests still holding the previous snapshot keep working: a disposed source keeps its last keys.
-        Interlocked.Exchange(ref _last, set)?.Dispose();
+        foreach (var provider in set.Providers)
+        {
+            if (previous?.Providers.Any(p => ReferenceEquals(p.Keys, provider.Keys)) == true)
+                provider.Keys.OnKeptByReload();
+        }
+        // Requests still holding the previous snapshot keep working: a disposed source keeps its last keys for a while.
+        Interlocked.Exchange(ref _last, set)?.Retire(set);
         _stores.Retain(KeysFiles(set));
         return set;
     }
@@ -93,7 +100,8 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
         public FailureThrottleSettings? FailureThrottle;
     }
 
-    private AuthzPolicySet Build(IEnumerable<RulesFile> files)
+    /// <param name="previous">The set in use: a provider whose key source is unchanged keeps that set's source (and keys).</param>
+    private AuthzPolicySet Build(IEnumerable<RulesFile> files, AuthzPolicySet? previous)
     {
         var draft = new Draft();
         RulesFile? firstFile = null;
@@ -117,7 +125,7 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
             var providerSources = new Dictionary<string, IReadOnlyList<TokenSource>>(StringComparer.Ordinal);
             foreach (var (name, (file, node, key)) in draft.Providers)
             {
-                var provider = ReadProvider(file, name, node, key);
+                var provider = ReadProvider(file, name, node, key, previous);
                 created.Add(provider);
                 providers.Add(name, provider);
                 if (Field(node, "tokens_from") is { } from)
@@ -148,8 +156,12 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
         }
         catch
         {
+            // Only the sources made for the refused set: the kept ones still serve the set in use.
             foreach (var provider in created)
-                provider.Keys.Dispose();
+            {
+                if (previous?.Providers.Any(p => ReferenceEquals(p.Keys, provider.Keys)) != true)
+                    provider.Keys.Dispose();
+            }
             throw;
         }
     }
@@ -261,7 +273,7 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
         return new AccessPolicy(name, jwt, apiKey, none, scopes, methods.ToFrozenSet(StringComparer.Ordinal), cidrs);
     }
 
-    private JwtProvider ReadProvider(RulesFile file, string name, YamlMappingNode node, YamlNode keyNode)
+    private JwtProvider ReadProvider(RulesFile file, string name, YamlMappingNode node, YamlNode keyNode, AuthzPolicySet? previous)
     {
         var path = $"jwt_providers.{name}";
         CheckFields(file, node, path, ProviderFields);
@@ -271,6 +283,9 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
         Uri? jwksUri = null;
         if (Field(node, "jwks_uri") is { } u && !Uri.TryCreate(Scalar(file, u, path + ".jwks_uri"), UriKind.Absolute, out jwksUri))
             throw YamlRules.Error(file, u, path + ".jwks_uri", "is not an absolute URL");
+        Uri? discoveryUri = null;
+        if (Field(node, "oidc_discovery_uri") is { } d && !Uri.TryCreate(Scalar(file, d, path + ".oidc_discovery_uri"), UriKind.Absolute, out discoveryUri))
+            throw YamlRules.Error(file, d, path + ".oidc_discovery_uri", "is not an absolute URL");
         string? inline = Field(node, "jwks") is { } j ? (j is YamlScalarNode js ? js.Value : ToJson(j)) : null;
         string? jwksFile = Field(node, "jwks_file") is { } f ? RelativeTo(file, Scalar(file, f, path + ".jwks_file")) : null;
         var options = new JwtProviderOptions
@@ -280,6 +295,7 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
             Audiences = audiences,
             Algorithms = algorithms,
             JwksUri = jwksUri,
+            OidcDiscoveryUri = discoveryUri,
             InlineJwks = inline,
             JwksFile = jwksFile,
             ClockSkew = Field(node, "clock_skew") is { } cs ? Duration(file, cs, path + ".clock_skew") : TimeSpan.FromSeconds(60),
@@ -296,7 +312,10 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
             var at = Field(node, SnakeField(field)) ?? keyNode;
             throw YamlRules.Error(file, at, field, fieldEnd > 0 ? error[(fieldEnd + 2)..] : error);
         }
-        var http = jwksUri is null ? null : _http;
+        var kept = previous?.Providers.FirstOrDefault(p => p.Name == name && p.Keys.SameKeySource(options))?.Keys;
+        if (kept is not null)
+            return new JwtProvider(options, kept);
+        var http = jwksUri is null && discoveryUri is null ? null : _http;
         JwksSource source;
         try
         {
@@ -315,6 +334,7 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
         return leaf switch
         {
             "jwksUri" => "jwks_uri",
+            "oidcDiscoveryUri" => "oidc_discovery_uri",
             "inlineJwks" or "jwks" => "jwks",
             "jwksFile" => "jwks_file",
             "clockSkew" => "clock_skew",

@@ -38,7 +38,7 @@ public sealed class AuthzPolicySet : IDisposable
 
     public FrozenDictionary<string, AccessPolicy> Policies { get; }
 
-    /// <summary>Every provider, for starting and disposing their key sources.</summary>
+    /// <summary>Every provider, for starting and disposing their key sources (a source may be kept by the next set).</summary>
     public IReadOnlyList<JwtProvider> Providers { get; }
 
     /// <summary>Null when no keys file is configured: API keys are then never accepted.</summary>
@@ -64,10 +64,20 @@ public sealed class AuthzPolicySet : IDisposable
             provider.Keys.Start();
     }
 
-    public void Dispose()
+    /// <summary>Disposes the key sources of every provider.</summary>
+    public void Dispose() => Retire(null);
+
+    /// <summary>
+    /// This set was replaced by <paramref name="successor"/>: disposes the key sources that it did not keep (a provider
+    /// removed, or its key source changed), so the kept ones go on serving their keys.
+    /// </summary>
+    internal void Retire(AuthzPolicySet? successor)
     {
         foreach (var provider in Providers)
-            provider.Keys.Dispose();
+        {
+            if (successor is null || !successor.Providers.Any(p => ReferenceEquals(p.Keys, provider.Keys)))
+                provider.Keys.Dispose();
+        }
     }
 }
 

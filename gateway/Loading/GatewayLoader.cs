@@ -16,7 +16,7 @@ internal static partial class GatewayLoader
 {
     public const string DefaultPolicyName = "default";
 
-    private static readonly string[] KeySources = ["jwks_uri", "jwks", "jwks_file"];
+    private static readonly string[] KeySources = ["jwks_uri", "oidc_discovery_uri", "jwks", "jwks_file"];
     private static readonly string[] Credentials = ["jwt", "api_key", "none"];
 
     private static readonly string[] RetryConditions =
@@ -314,8 +314,11 @@ internal static partial class GatewayLoader
                 y.String(map, "issuer", path);
                 y.Strings(map, "audiences", path);
                 y.Strings(map, "algorithms", path);
-                if (y.String(map, "jwks_uri", path) is { } uri && !Uri.TryCreate(uri, UriKind.Absolute, out _))
-                    y.Add(Field(map, "jwks_uri"), path + ".jwks_uri", "is not an absolute URL");
+                foreach (var field in (ReadOnlySpan<string>)["jwks_uri", "oidc_discovery_uri"])
+                {
+                    if (y.String(map, field, path) is { } uri && !Uri.TryCreate(uri, UriKind.Absolute, out _))
+                        y.Add(Field(map, field), path + "." + field, "is not an absolute URL");
+                }
                 y.Duration(map, "clock_skew", path);
                 y.Duration(map, "max_lifetime", path);
                 var jwksFile = y.String(map, "jwks_file", path);
@@ -323,7 +326,7 @@ internal static partial class GatewayLoader
                     y.Add(Field(map, "jwks_file"), path + ".jwks_file", $"'{jwksFile}' does not exist", "the path is relative to the gateway file");
                 var sources = KeySources.Count(f => Field(map, f) is not null);
                 if (sources != 1)
-                    y.Add(key, path, sources == 0 ? "has no key source" : "has more than one key source", "exactly one of jwks_uri, jwks, jwks_file");
+                    y.Add(key, path, sources == 0 ? "has no key source" : "has more than one key source", "exactly one of jwks_uri, oidc_discovery_uri, jwks, jwks_file");
                 list.Add(new JwtProviderConfig(name, map, jwksFile is null ? null : RelativeTo(File, jwksFile)));
             }
             return [.. list];

@@ -217,6 +217,38 @@ public sealed partial class ValidateTests
     }
 
     [Fact]
+    public void AnOidcDiscoveryProvider_IsValid_AndReachesTheAuthzPolicyFile()
+    {
+        var yaml = GatewayFiles.Minimal.Replace("acme: { hosts: [api.acme.example] }", "acme: { hosts: [api.acme.example], jwt: [idp] }", StringComparison.Ordinal) + """
+
+            jwt_providers:
+              idp: { issuer: https://idp.example, audiences: [api], algorithms: [RS256], oidc_discovery_uri: https://idp.example/.well-known/openid-configuration }
+            """;
+        using var dir = GatewayFiles.Write(yaml);
+        using var stdout = new StringWriter();
+        using var stderr = new StringWriter();
+
+        Assert.True(Cli.Run(["render", dir.File("gateway.yaml"), "-o", dir.File("out"), "--envoy-dir", dir.File("out/envoy")], stdout, stderr) == Cli.Ok, stderr.ToString());
+
+        var policies = File.ReadAllText(dir.File("out/authz/policies.yaml"));
+        Assert.Contains("oidc_discovery_uri: https://idp.example/.well-known/openid-configuration", policies, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("oidc_discovery_uri: not-a-url", "jwt_providers.idp.oidc_discovery_uri: is not an absolute URL")]
+    [InlineData("jwks_uri: https://idp.example/jwks, oidc_discovery_uri: https://idp.example/.well-known/openid-configuration", "jwt_providers.idp: has more than one key source")]
+    public void ABadKeySource_IsAGatewayError(string source, string expected)
+    {
+        var yaml = GatewayFiles.Minimal.Replace("acme: { hosts: [api.acme.example] }", "acme: { hosts: [api.acme.example], jwt: [idp] }", StringComparison.Ordinal) + $$"""
+
+            jwt_providers:
+              idp: { issuer: https://idp.example, audiences: [api], algorithms: [RS256], {{source}} }
+            """;
+
+        Assert.Contains(GatewayFiles.Errors(yaml), e => e.ToString().Contains(expected, StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void WhatAuthzRefuses_PointsAtTheLineInTheGatewayFile()
     {
         var yaml = GatewayFiles.Minimal.Replace("acme: { hosts: [api.acme.example] }", "acme:\n    hosts: [api.acme.example]\n    tokens_from: [bearer, header:authorization]", StringComparison.Ordinal);

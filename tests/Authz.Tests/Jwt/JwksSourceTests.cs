@@ -166,6 +166,35 @@ public sealed class JwksSourceTests : IAsyncLifetime
         Assert.Equal(JwtFailureReason.UnknownKey, (await validator.ValidateAsync(provider, Token(Now), Ct)).Failure);
     }
 
+
+    [Fact]
+    public async Task Disposed_KeepsServingItsKeysThroughTheGrace_ThenFreesEveryKeyItHeld_AndFetchesNoMore()
+    {
+        var (provider, source) = Remote();
+        var validator = new JwtValidator(_time);
+        await source.RefreshAsync(Ct);
+        var first = source.Current!.Keys;
+        _server.Jwks = Jwks(Rsa(Rsa2, "k2"));
+        await source.RefreshAsync(Ct);
+        var second = source.Current!.Keys;
+        var rsa = ((Microsoft.IdentityModel.Tokens.RsaSecurityKey)second.Single().Key).Rsa;
+
+        source.Dispose();
+        Assert.True((await validator.ValidateAsync(provider, Token(Now, key: Rsa2, kid: "k2"), Ct)).Succeeded);
+        // An unknown kid after disposal fetches nothing.
+        _time.Advance(TimeSpan.FromSeconds(31));
+        Assert.Equal(JwtFailureReason.UnknownKey, (await validator.ValidateAsync(provider, Token(Now, kid: "k9"), Ct)).Failure);
+        Assert.Equal(2, _server.JwksRequests);
+        Assert.DoesNotContain(second, k => k.IsDisposed);
+
+        _time.Advance(JwksSource.RetiredKeysGrace);
+        Assert.All(first.Concat(second), k => Assert.True(k.IsDisposed));
+        Assert.Throws<ObjectDisposedException>(() => rsa.ExportParameters(false));
+        Assert.Null(source.Current);
+        Assert.False((await validator.ValidateAsync(provider, Token(Now, key: Rsa2, kid: "k2"), Ct)).Succeeded);
+        Assert.Equal(2, _server.JwksRequests);
+    }
+
     [Fact]
     public async Task BackgroundRefresh_FollowsTheTimeProvider()
     {
