@@ -112,13 +112,23 @@ public sealed class JwtValidator
     private async ValueTask<JwtResult> ValidateSignedAsync(JwtProvider provider, ReadOnlyMemory<char> token, string alg, string? kid, int headerEnd, int payloadEnd,
         TokenCacheKey? cacheKey, CancellationToken cancellationToken)
     {
-        var keys = provider.Keys.Current ?? await provider.Keys.GetAsync(cancellationToken).ConfigureAwait(false);
+        var keys = provider.Keys.Current;
         if (keys is null)
-            return JwtResult.Fail(JwtFailureReason.KeysUnavailable);
+        {
+            // Waiting for this provider's keys is for its own tokens only: a tenant trusting several issuers must not
+            // hold another issuer's token up behind this one's slow or failing JWKS endpoint.
+            if (!MayBeIssuedBy(provider, token.Span, headerEnd, payloadEnd))
+                return JwtResult.Fail(JwtFailureReason.WrongIssuer);
+            keys = await provider.Keys.GetAsync(cancellationToken).ConfigureAwait(false);
+            if (keys is null)
+                return JwtResult.Fail(JwtFailureReason.KeysUnavailable);
+        }
 
         var selected = SelectKey(keys, alg, kid, out var reason);
         if (selected is null && reason == JwtFailureReason.UnknownKey && kid is not null && kid.Length <= MaxKidLength)
         {
+            if (!MayBeIssuedBy(provider, token.Span, headerEnd, payloadEnd))
+                return JwtResult.Fail(JwtFailureReason.WrongIssuer);
             // A kid we do not know may be a rotation: re-fetch (throttled, single-flight) and look once more.
             var refreshed = await provider.Keys.RefetchAsync(cancellationToken).ConfigureAwait(false);
             if (refreshed is not null && !ReferenceEquals(refreshed, keys))
@@ -251,6 +261,48 @@ public sealed class JwtValidator
     }
 
     private const int StackPayloadBytes = 2048;
+
+    /// <summary>
+    /// Whether the payload, not yet verified, may be this provider's: false only when its top-level <c>iss</c> is
+    /// readable and is not the provider's issuer (or there is none: <c>iss</c> is required). Read only to decide whether to
+    /// wait for a key fetch; such a token would fail the verified claim check anyway. Unreadable payloads answer true and
+    /// are refused as before.
+    /// </summary>
+    [SkipLocalsInit]
+    private static bool MayBeIssuedBy(JwtProvider provider, ReadOnlySpan<char> token, int headerEnd, int payloadEnd)
+    {
+        var encoded = token.Slice(headerEnd + 1, payloadEnd - headerEnd - 1);
+        var maxLength = Base64Url.GetMaxDecodedLength(encoded.Length);
+        byte[]? rented = null;
+        var json = maxLength <= StackPayloadBytes ? stackalloc byte[StackPayloadBytes] : (rented = ArrayPool<byte>.Shared.Rent(maxLength));
+        try
+        {
+            if (!Base64Url.TryDecodeFromChars(encoded, json, out var length))
+                return true;
+            var reader = new Utf8JsonReader(json[..length], PayloadReaderOptions);
+            if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
+                return true;
+            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+            {
+                var isIssuer = reader.ValueTextEquals("iss"u8);
+                if (!reader.Read())
+                    return true;
+                if (isIssuer)
+                    return reader.TokenType != JsonTokenType.String || reader.ValueTextEquals(provider.Options.Issuer);
+                reader.Skip();
+            }
+            return reader.TokenType != JsonTokenType.EndObject;
+        }
+        catch (Exception e) when (IsPayloadError(e))
+        {
+            return true;
+        }
+        finally
+        {
+            if (rented is not null)
+                ArrayPool<byte>.Shared.Return(rented);
+        }
+    }
 
     /// <summary>What reading a payload throws on bad input: JSON syntax or depth, undecodable text or escapes, bad base64.</summary>
     private static bool IsPayloadError(Exception e) =>

@@ -151,7 +151,9 @@ public sealed partial class AuthorizationDecider
                 if (tokenLookup.Status != TokenLookupStatus.Found)
                     return CredentialFailure(clientAddress, throttle, tenantLabel, policyLabel, Unauthorized(challenge, "invalid token"), "invalid_token");
                 JwtResult? accepted = null;
+                // Providers whose keys could not be had, and those the token is plainly not from (refused before any key wait).
                 var unavailable = 0;
+                var otherIssuer = 0;
                 // By index here and below: foreach over an IReadOnlyList allocates an enumerator on every call.
                 for (var i = 0; i < tenant.JwtProviders.Count; i++)
                 {
@@ -163,10 +165,13 @@ public sealed partial class AuthorizationDecider
                     }
                     if (result.Failure == JwtFailureReason.KeysUnavailable)
                         unavailable++;
+                    else if (result.Failure == JwtFailureReason.WrongIssuer)
+                        otherIssuer++;
                 }
                 if (accepted?.Identity is not { } jwt)
                 {
-                    return unavailable == tenant.JwtProviders.Count
+                    // 503 only when no provider could judge the token for want of its keys: the caller may retry.
+                    return unavailable > 0 && unavailable + otherIssuer == tenant.JwtProviders.Count
                         ? Deny(tenantLabel, policyLabel, Unavailable("signing keys unavailable"), "keys_unavailable")
                         : CredentialFailure(clientAddress, throttle, tenantLabel, policyLabel, Unauthorized(challenge, "invalid token"), "invalid_token");
                 }

@@ -68,6 +68,30 @@ public sealed class JwksSourceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AnotherIssuersToken_NeverWaitsForThisProvidersKeys_NorTriggersARefetch()
+    {
+        // A tenant trusting several issuers tries each provider in turn: a slow endpoint of one must not hold up the others' tokens.
+        var (provider, source) = Remote();
+        using var _ = source;
+        var validator = new JwtValidator(_time);
+        _server.Delay = TimeSpan.FromSeconds(2);
+        var other = Token(Now, c => c["iss"] = "https://other.example", kid: "b1");
+
+        Assert.Equal(JwtFailureReason.WrongIssuer, (await validator.ValidateAsync(provider, other, Ct)).Failure);
+        Assert.Equal(0, _server.JwksRequests);
+
+        _server.Delay = TimeSpan.Zero;
+        await source.RefreshAsync(Ct);
+        _time.Advance(TimeSpan.FromSeconds(31));
+        Assert.Equal(JwtFailureReason.WrongIssuer, (await validator.ValidateAsync(provider, other, Ct)).Failure);
+        Assert.Equal(JwtFailureReason.WrongIssuer, (await validator.ValidateAsync(provider, Token(Now, c => c.Remove("iss"), kid: "b1"), Ct)).Failure);
+        Assert.Equal(1, _server.JwksRequests);
+        // This issuer's token with an unknown kid still refetches (a rotation).
+        Assert.Equal(JwtFailureReason.UnknownKey, (await validator.ValidateAsync(provider, Token(Now, kid: "b1"), Ct)).Failure);
+        Assert.Equal(2, _server.JwksRequests);
+    }
+
+    [Fact]
     public async Task J4_UnknownKidStorm_CostsAtMostOneFetchPerInterval()
     {
         var (provider, source) = Remote();
