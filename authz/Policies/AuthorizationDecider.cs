@@ -397,6 +397,8 @@ public sealed partial class AuthorizationDecider
     /// <summary>Removes the token from every place the tenant reads tokens from, so no copy of it reaches the upstream.</summary>
     private static void StripToken(OkHttpResponse ok, IReadOnlyList<TokenSource> sources, IReadOnlyDictionary<string, string> headers)
     {
+        headers.TryGetValue("cookie", out var cookie);
+        var rest = cookie;
         foreach (var source in sources)
         {
             switch (source.Kind)
@@ -410,24 +412,26 @@ public sealed partial class AuthorizationDecider
                 case TokenSourceKind.Query:
                     ok.QueryParametersToRemove.Add(source.Name);
                     break;
-                case TokenSourceKind.Cookie when headers.TryGetValue("cookie", out var cookie):
-                    // ext_authz cannot remove one cookie: the header is rewritten without it (other cookies kept).
-                    var rest = WithoutCookie(cookie, source.Name);
-                    if (rest.Length == 0)
-                    {
-                        ok.HeadersToRemove.Add("cookie");
-                    }
-                    else if (rest != cookie)
-                    {
-                        ok.Headers.Add(new HeaderValueOption
-                        {
-                            Header = new HeaderValue { Key = "cookie", Value = rest },
-                            AppendAction = HeaderValueOption.Types.HeaderAppendAction.OverwriteIfExistsOrAdd,
-                        });
-                    }
+                case TokenSourceKind.Cookie when rest is not null:
+                    // Every cookie source strips from what the ones before left: one rewrite for all of them, as a
+                    // second overwrite of the header would put back the cookies the first removed.
+                    rest = WithoutCookie(rest, source.Name);
                     break;
             }
         }
+        if (cookie is null || ReferenceEquals(rest, cookie))
+            return;
+        // ext_authz cannot remove one cookie: the header is rewritten without them (other cookies kept).
+        if (rest!.Length == 0)
+        {
+            ok.HeadersToRemove.Add("cookie");
+            return;
+        }
+        ok.Headers.Add(new HeaderValueOption
+        {
+            Header = new HeaderValue { Key = "cookie", Value = rest },
+            AppendAction = HeaderValueOption.Types.HeaderAppendAction.OverwriteIfExistsOrAdd,
+        });
     }
 
     /// <summary>The cookie header without the cookies named <paramref name="name"/> (pairs re-joined with "; ").</summary>

@@ -78,6 +78,29 @@ public sealed class TokenSourceTests
         Assert.DoesNotContain("cookie", response.OkResponse.HeadersToRemove);
     }
 
+    [Theory]
+    [InlineData("theme=dark; a={0}; lang=en; b={0}", "theme=dark; lang=en")]
+    [InlineData("b={0}; a={0}", null)]
+    public async Task TwoCookieSources_AreStrippedTogether_InOneRewrite(string cookies, string? expected)
+    {
+        using var host = new AuthzTestHost(Policy(acmeFrom: "    tokens_from: [cookie:a, cookie:b]"));
+
+        var response = await host.CheckAsync(Request(headers: new() { ["cookie"] = string.Format(System.Globalization.CultureInfo.InvariantCulture, cookies, AuthzTestHost.Token()) }));
+
+        Assert.Equal(0, response.Status.Code);
+        var rewrites = response.OkResponse.Headers.Where(h => h.Header.Key == "cookie").Select(h => h.Header.Value).ToArray();
+        if (expected is null)
+        {
+            Assert.Empty(rewrites);
+            Assert.Contains("cookie", response.OkResponse.HeadersToRemove);
+        }
+        else
+        {
+            Assert.Equal([expected], rewrites);
+            Assert.DoesNotContain("cookie", response.OkResponse.HeadersToRemove);
+        }
+    }
+
     [Fact]
     public async Task TheOnlyCookieBeingTheToken_RemovesTheCookieHeader()
     {
