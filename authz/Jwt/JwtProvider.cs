@@ -11,7 +11,8 @@ public sealed class JwtProvider
 {
     private static int s_nextId;
 
-    public JwtProvider(JwtProviderOptions options, JwksSource keys)
+    /// <param name="listClaims">Claims that policies require and that tokens may carry as arrays (groups, roles): kept as lists.</param>
+    public JwtProvider(JwtProviderOptions options, JwksSource keys, IEnumerable<string>? listClaims = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(keys);
@@ -23,6 +24,7 @@ public sealed class JwtProvider
         Id = Interlocked.Increment(ref s_nextId);
         Algorithms = options.Algorithms.ToFrozenSet(StringComparer.Ordinal);
         Audiences = options.Audiences.ToFrozenSet(StringComparer.Ordinal);
+        ListClaims = (listClaims ?? []).ToFrozenSet(StringComparer.Ordinal);
     }
 
     public JwtProviderOptions Options { get; }
@@ -36,4 +38,7 @@ public sealed class JwtProvider
     internal FrozenSet<string> Algorithms { get; }
 
     internal FrozenSet<string> Audiences { get; }
+
+    /// <summary>Top-level array claims read into <see cref="JwtIdentity.ListClaims"/> (only those a policy requires).</summary>
+    internal FrozenSet<string> ListClaims { get; }
 }

@@ -78,7 +78,7 @@ public sealed class JwtResult
 public sealed class JwtIdentity
 {
     public JwtIdentity(string? subject, string issuer, string audience, DateTimeOffset expiresAt,
-        IReadOnlyList<string> scopes, IReadOnlyDictionary<string, string> claims)
+        IReadOnlyList<string> scopes, IReadOnlyDictionary<string, string> claims, IReadOnlyDictionary<string, IReadOnlyList<string>>? listClaims = null)
     {
         Subject = subject;
         Issuer = issuer;
@@ -86,6 +86,7 @@ public sealed class JwtIdentity
         ExpiresAt = expiresAt;
         Scopes = scopes;
         Claims = claims;
+        ListClaims = listClaims;
     }
 
     public string? Subject { get; }
@@ -102,6 +103,9 @@ public sealed class JwtIdentity
 
     /// <summary>Top-level claims with a scalar value, as text (strings as-is, numbers and booleans as JSON text); arrays, objects and nulls are left out.</summary>
     public IReadOnlyDictionary<string, string> Claims { get; }
+
+    /// <summary>The string elements of top-level array claims that a policy requires (see <see cref="JwtProvider.ListClaims"/>); null when none.</summary>
+    public IReadOnlyDictionary<string, IReadOnlyList<string>>? ListClaims { get; }
 
     /// <summary>
     /// The authorization decider's last answer for this identity (its own type; this class never reads it). A field

@@ -323,6 +323,7 @@ public sealed class JwtValidator
             return JwtResult.Fail(JwtFailureReason.Malformed);
         string? issuer = null, subject = null, scope = null, scpText = null, audience = null;
         List<string>? scpList = null;
+        Dictionary<string, IReadOnlyList<string>>? listClaims = null;
         bool scpArray = false, audArray = false, undecodableAud = false, undecodableScp = false;
         TimeClaim exp = default, nbf = default, iat = default;
         while (reader.Read() && reader.TokenType != JsonTokenType.EndObject)
@@ -374,6 +375,11 @@ public sealed class JwtValidator
                 case "scp" when kind == JsonTokenType.StartArray:
                     scpArray = true;
                     undecodableScp = !TryReadStrings(ref reader, out scpList);
+                    break;
+                case var listed when kind == JsonTokenType.StartArray && provider.ListClaims.Contains(listed):
+                    // An element that does not decode leaves the claim out: a policy requiring it then denies.
+                    if (TryReadStrings(ref reader, out var list))
+                        (listClaims ??= new(StringComparer.Ordinal))[listed] = list;
                     break;
             }
             if (reader.TokenType is JsonTokenType.StartObject or JsonTokenType.StartArray)
@@ -432,7 +438,7 @@ public sealed class JwtValidator
         }
 
         return JwtResult.Success(new JwtIdentity(subject is { Length: > 0 } ? subject : null, options.Issuer, audience, expires, scopes,
-            members.Claims()));
+            members.Claims(), listClaims));
     }
 
     private static readonly JsonReaderOptions PayloadReaderOptions = new() { MaxDepth = 32 };

@@ -195,6 +195,12 @@ public sealed partial class AuthorizationDecider
                 if (!HasScope(identity.Scopes, policy.Scopes[i]))
                     return Deny(tenantLabel, policyLabel, Forbidden("missing scope"), "missing_scope");
             }
+            for (var i = 0; i < policy.Claims.Count; i++)
+            {
+                // A policy with claims accepts only JWTs (the loader sees to it), so the source is the validated token.
+                if (identity.Source is not JwtIdentity token || !policy.Claims[i].IsMetBy(token))
+                    return Deny(tenantLabel, policyLabel, Forbidden("missing claim"), "missing_claim");
+            }
 
             _metrics.Decided(tenantLabel, policyLabel, allowed: true, identity.Kind == "none" ? Anonymous : "ok");
             return AllowCached(set, tenant, policy, identity, headers);

@@ -26,7 +26,7 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
     private static readonly FrozenSet<string> TenantFields = FrozenSet.Create(StringComparer.Ordinal, "hosts", "plan", "jwt", "api_keys", "tokens_from", "routes");
     private static readonly FrozenSet<string> ProviderFields = FrozenSet.Create(StringComparer.Ordinal,
         "issuer", "audiences", "algorithms", "jwks_uri", "oidc_discovery_uri", "jwks", "jwks_file", "clock_skew", "max_lifetime", "typ", "tokens_from");
-    private static readonly FrozenSet<string> PolicyFields = FrozenSet.Create(StringComparer.Ordinal, "credentials", "scopes", "methods", "client_cidrs");
+    private static readonly FrozenSet<string> PolicyFields = FrozenSet.Create(StringComparer.Ordinal, "credentials", "scopes", "methods", "client_cidrs", "claims");
     private static readonly FrozenSet<string> ApiKeyFields = FrozenSet.Create(StringComparer.Ordinal, "file", "redis", "cache_ttl", "header", "query");
     private static readonly FrozenSet<string> IdentityFields = FrozenSet.Create(StringComparer.Ordinal, "tenant", "subject", "client", "claims");
 
@@ -123,9 +123,11 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
         {
             var providers = new Dictionary<string, JwtProvider>(StringComparer.Ordinal);
             var providerSources = new Dictionary<string, IReadOnlyList<TokenSource>>(StringComparer.Ordinal);
+            // Array claims are read from tokens only where a policy requires them.
+            var listClaims = draft.Policies.Values.SelectMany(p => p.Claims).Select(c => c.Name).ToHashSet(StringComparer.Ordinal);
             foreach (var (name, (file, node, key)) in draft.Providers)
             {
-                var provider = ReadProvider(file, name, node, key, previous);
+                var provider = ReadProvider(file, name, node, key, previous, listClaims);
                 created.Add(provider);
                 providers.Add(name, provider);
                 if (Field(node, "tokens_from") is { } from)
@@ -270,10 +272,29 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
             if (cidrs.Count == 0)
                 throw YamlRules.Error(file, cc, path + ".client_cidrs", "is empty (leave it out to allow any address)");
         }
-        return new AccessPolicy(name, jwt, apiKey, none, scopes, methods.ToFrozenSet(StringComparer.Ordinal), cidrs);
+        var claims = new List<ClaimRequirement>();
+        if (Field(node, "claims") is { } cl)
+        {
+            // Claims are the token's: an API key or an anonymous caller has none, so a policy that lets them in could not
+            // require any; refusing the combination keeps "claims: ..." from reading as a requirement it is not.
+            if (apiKey || none)
+                throw YamlRules.Error(file, cl, path + ".claims", "claims are JWT claims: a policy that requires them accepts only jwt credentials");
+            foreach (var (claimKey, claimValue) in Mapping(file, cl, path + ".claims", "is a mapping of claim name to a value or a list of values").Children)
+            {
+                var claim = Key(file, claimKey, path + ".claims");
+                var at = $"{path}.claims.{claim}";
+                var values = claimValue is YamlSequenceNode ? Strings(file, claimValue, at).Select(x => x.Value).ToArray() : [Scalar(file, claimValue, at)];
+                if (values.Length == 0 || values.Any(string.IsNullOrEmpty))
+                    throw YamlRules.Error(file, claimValue, at, "needs a value, or a list of values (any of them matches)");
+                claims.Add(new ClaimRequirement(claim, values.ToFrozenSet(StringComparer.Ordinal)));
+            }
+            if (claims.Count == 0)
+                throw YamlRules.Error(file, cl, path + ".claims", "is empty (leave it out to require no claim)");
+        }
+        return new AccessPolicy(name, jwt, apiKey, none, scopes, methods.ToFrozenSet(StringComparer.Ordinal), cidrs, claims);
     }
 
-    private JwtProvider ReadProvider(RulesFile file, string name, YamlMappingNode node, YamlNode keyNode, AuthzPolicySet? previous)
+    private JwtProvider ReadProvider(RulesFile file, string name, YamlMappingNode node, YamlNode keyNode, AuthzPolicySet? previous, IEnumerable<string> listClaims)
     {
         var path = $"jwt_providers.{name}";
         CheckFields(file, node, path, ProviderFields);
@@ -314,7 +335,7 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
         }
         var kept = previous?.Providers.FirstOrDefault(p => p.Name == name && p.Keys.SameKeySource(options))?.Keys;
         if (kept is not null)
-            return new JwtProvider(options, kept);
+            return new JwtProvider(options, kept, listClaims);
         var http = jwksUri is null && discoveryUri is null ? null : _http;
         JwksSource source;
         try
@@ -325,7 +346,7 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
         {
             throw YamlRules.Error(file, keyNode, path, e.Message);
         }
-        return new JwtProvider(options, source);
+        return new JwtProvider(options, source, listClaims);
     }
 
     private static string SnakeField(string field)

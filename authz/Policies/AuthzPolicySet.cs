@@ -89,10 +89,32 @@ public sealed record TenantPolicy(string Name, IReadOnlyList<string> Hosts, stri
 
 /// <summary>
 /// Which credentials a route accepts (any of), the scopes all required, the methods allowed (empty = any), the client
-/// networks allowed (empty = any).
+/// networks allowed (empty = any), the token claims all required (only for a policy that accepts JWTs alone).
 /// </summary>
 public sealed record AccessPolicy(string Name, bool AllowJwt, bool AllowApiKey, bool AllowNone, IReadOnlyList<string> Scopes, FrozenSet<string> Methods,
-    IReadOnlyList<System.Net.IPNetwork> ClientCidrs);
+    IReadOnlyList<System.Net.IPNetwork> ClientCidrs, IReadOnlyList<ClaimRequirement> Claims);
+
+/// <summary>
+/// A claim the token must carry with one of <paramref name="Values"/>: a scalar claim equal to one (numbers and booleans as
+/// written in the token), or an array claim with an element equal to one.
+/// </summary>
+public sealed record ClaimRequirement(string Name, FrozenSet<string> Values)
+{
+    public bool IsMetBy(Jwt.JwtIdentity token)
+    {
+        if (token.Claims.TryGetValue(Name, out var value))
+            return Values.Contains(value);
+        if (token.ListClaims?.TryGetValue(Name, out var list) == true)
+        {
+            for (var i = 0; i < list.Count; i++)
+            {
+                if (Values.Contains(list[i]))
+                    return true;
+            }
+        }
+        return false;
+    }
+}
 
 /// <param name="File">The keys file (full path), or null for the Redis store.</param>
 public sealed record ApiKeySettings(ApiKeyValidator Validator, ApiKeyLocator Locator, string? Header, string? Query, string? File);

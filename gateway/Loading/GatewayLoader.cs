@@ -366,7 +366,7 @@ internal static partial class GatewayLoader
                         y.Add(mn, path + ".methods", $"'{m}' is not an HTTP method", "upper case, e.g. GET");
                 }
                 list.Add(new PolicyConfig(name, credentials.Select(c => c.Value).ToArray(), scopes.Select(s => s.Value).ToArray(), methods.Select(m => m.Value).ToArray(),
-                    Field(map, "client_cidrs")));
+                    Field(map, "client_cidrs"), Field(map, "claims")));
             }
             return [.. list];
         }

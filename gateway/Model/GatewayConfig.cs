@@ -151,9 +151,10 @@ internal sealed record TenantConfig(string Name, IReadOnlyList<string> Hosts, st
 /// <summary>A JWT provider: the authz fields, carried over as written (authz validates their meaning).</summary>
 internal sealed record JwtProviderConfig(string Name, YamlMappingNode Node, string? JwksFile);
 
-/// <summary>An access policy; <paramref name="ClientCidrs"/> is authz's <c>client_cidrs</c>, carried over as written.</summary>
+/// <summary>An access policy; <paramref name="ClientCidrs"/> and <paramref name="Claims"/> are authz's <c>client_cidrs</c> and
+/// <c>claims</c>, carried over as written (authz validates their meaning).</summary>
 internal sealed record PolicyConfig(string Name, IReadOnlyList<string> Credentials, IReadOnlyList<string> Scopes, IReadOnlyList<string> Methods,
-    YamlNode? ClientCidrs = null);
+    YamlNode? ClientCidrs = null, YamlNode? Claims = null);
 
 /// <summary>The API key store: a keys file (path resolved against the gateway file) or the shared Redis, header and query parameter.</summary>
 internal sealed record ApiKeysConfig(string? File, string? Header, string? Query, bool Redis = false, string? CacheTtl = null);

@@ -42,7 +42,8 @@ internal static class AuthzPolicies
                 ("credentials", policy.Credentials.ToList()),
                 ("scopes", policy.Scopes.Count == 0 ? null : policy.Scopes.ToList()),
                 ("methods", policy.Methods.Count == 0 ? null : policy.Methods.ToList()),
-                ("client_cidrs", policy.ClientCidrs is { } cidrs ? Yaml.FromNode(cidrs) : null)));
+                ("client_cidrs", policy.ClientCidrs is { } cidrs ? Yaml.FromNode(cidrs) : null),
+                ("claims", policy.Claims is { } claims ? Yaml.FromNode(claims) : null)));
         }
 
         var document = Yaml.Map(

@@ -234,6 +234,23 @@ public sealed partial class ValidateTests
         Assert.Contains("oidc_discovery_uri: https://idp.example/.well-known/openid-configuration", policies, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void APolicysClaims_ReachTheAuthzPolicyFile_AndAuthzsRulesApply()
+    {
+        var yaml = GatewayFiles.Minimal.Replace("default: { credentials: [jwt] }", "default: { credentials: [jwt], claims: { role: [admin, owner] } }", StringComparison.Ordinal);
+        using var dir = GatewayFiles.Write(yaml);
+        using var stdout = new StringWriter();
+        using var stderr = new StringWriter();
+
+        Assert.True(Cli.Run(["render", dir.File("gateway.yaml"), "-o", dir.File("out"), "--envoy-dir", dir.File("out/envoy")], stdout, stderr) == Cli.Ok, stderr.ToString());
+        Assert.Contains("role:", File.ReadAllText(dir.File("out/authz/policies.yaml")), StringComparison.Ordinal);
+
+        using var bad = GatewayFiles.Write(yaml.Replace("credentials: [jwt], claims", "credentials: [jwt, api_key], claims", StringComparison.Ordinal));
+        using var badErr = new StringWriter();
+        Assert.Equal(Cli.Invalid, Cli.Run(["validate", bad.File("gateway.yaml")], stdout, badErr));
+        Assert.Contains("policies.default.claims: authz refuses it: claims are JWT claims", badErr.ToString(), StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("oidc_discovery_uri: not-a-url", "jwt_providers.idp.oidc_discovery_uri: is not an absolute URL")]
     [InlineData("jwks_uri: https://idp.example/jwks, oidc_discovery_uri: https://idp.example/.well-known/openid-configuration", "jwt_providers.idp: has more than one key source")]
