@@ -1,7 +1,10 @@
 using System.Globalization;
 using System.Net;
 using System.Text.RegularExpressions;
+using Legate.Authz.Policies;
 using Legate.Gateway.Model;
+using YamlDotNet.RepresentationModel;
+using static Legate.Hosting.Rules.YamlNodes;
 using Node = System.Collections.Generic.OrderedDictionary<string, object>;
 
 namespace Legate.Gateway.Render;
@@ -407,7 +410,44 @@ internal static class EnvoyConfig
         if (route.Cors is { } cors)
             perFilter.Add(CorsFilter, Cors(cors));
         perFilter.Add(ExtAuthzFilter, AuthzPerRoute(route.Auth, route.Tenant));
-        return Yaml.Map(("name", route.Name), ("match", match), ("route", action), ("typed_per_filter_config", perFilter));
+        var node = Yaml.Map(("name", route.Name), ("match", match), ("route", action), ("typed_per_filter_config", perFilter));
+        // Without ext_authz nothing overwrites the identity headers, so a client's own would reach the backend as if
+        // authz had set them. Checked routes are left alone: authz sets or removes every one on each allow, and the
+        // router applies a route's removals after ext_authz, so there they would drop the identity authz just set.
+        if (route.AuthDisabled)
+            RemoveRequestHeaders(node, IdentityHeaderNames(config));
+        return node;
+    }
+
+    /// <summary>
+    /// The headers authz sets or removes on every allow: tenant, subject, client and each claim mapping's, as authz
+    /// reads <c>identity_headers</c> (its defaults for names left out), in that order. A malformed entry is skipped:
+    /// authz's own loader refuses it in the self-check before anything is written.
+    /// </summary>
+    public static IReadOnlyList<string> IdentityHeaderNames(GatewayConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        var d = IdentityHeaders.Default;
+        var node = config.IdentityHeaders;
+        var names = new List<string> { Name(node, "tenant") ?? d.Tenant, Name(node, "subject") ?? d.Subject, Name(node, "client") ?? d.Client };
+        if (node is not null && Field(node, "claims") is YamlMappingNode claims)
+            names.AddRange(claims.Children.Values.OfType<YamlScalarNode>().Where(v => !IsNull(v)).Select(v => v.Value!));
+        return names.Distinct(StringComparer.Ordinal).ToList();
+
+        static string? Name(YamlMappingNode? node, string field)
+            => node is not null && Field(node, field) is YamlScalarNode scalar && !IsNull(scalar) ? scalar.Value : null;
+    }
+
+    /// <summary>Adds <paramref name="names"/> to the route's <c>request_headers_to_remove</c>, each name once.</summary>
+    private static void RemoveRequestHeaders(Node route, IEnumerable<string> names)
+    {
+        var list = route.TryGetValue("request_headers_to_remove", out var existing) ? (List<object>)existing : [];
+        foreach (var name in names)
+        {
+            if (!list.Contains(name))
+                list.Add(name);
+        }
+        route["request_headers_to_remove"] = list;
     }
 
     private static Node Action(DescriptorEntry entry) => entry.Source switch

@@ -320,6 +320,93 @@ public sealed class RenderTests : IDisposable
         Assert.False(File.Exists(_out.File("authz/keys.yaml")));
     }
 
+    private const string Identity = """
+        backends:
+          api: { urls: [http://127.0.0.1:9999] }
+        tenants:
+          acme: { hosts: [api.acme.example] }
+        policies:
+          default: { credentials: [jwt] }
+          anonymous: { credentials: [none] }
+        default_policy: none
+        identity_headers: { tenant: x-org, claims: { email: x-user-email, groups: x-user-groups } }
+        routes:
+          - { name: open, match: { prefix: /open }, backend: api, auth: none }
+          - { name: implicit, match: { prefix: /implicit }, backend: api }
+          - { name: checked, match: { prefix: /checked }, backend: api, auth: default }
+          - { name: anonymous, match: { prefix: /anonymous, hosts: [api.acme.example] }, backend: api, auth: anonymous }
+        """;
+
+    [Fact]
+    public async Task RoutesWithoutAuthz_RemoveEveryIdentityHeader_CustomAndClaimMappedOnesIncluded()
+    {
+        using var dir = GatewayFiles.Write(Identity);
+
+        var (exitCode, _, stderr) = Render(dir.File("gateway.yaml"), _out.Path);
+
+        Assert.True(exitCode == Cli.Ok, stderr);
+        // A custom tenant header, authz's default subject and client headers, and both claim mappings.
+        string[] identity = ["x-org", "x-legate-subject", "x-legate-client", "x-user-email", "x-user-groups"];
+        foreach (var host in new[] { "any_host", "host_api.acme.example" })
+        {
+            // auth: none, written out or through default_policy: none.
+            Assert.Equal(identity, Route("open", host).Seq("request_headers_to_remove").Select(n => n.Str()));
+            Assert.Equal(identity, Route("implicit", host).Seq("request_headers_to_remove").Select(n => n.Str()));
+            Assert.Equal("true", Route("implicit", host).Str("typed_per_filter_config", "envoy.filters.http.ext_authz", "disabled"));
+        }
+        AssertEveryRouteWithoutAuthzRemovesIdentity(identity);
+
+        var tool = SharedTools.EnvoyCheckTool("envoy-check");
+        Assert.SkipWhen(tool is null, "../shared/tools/envoy-check is not beside this checkout");
+        var (code, output) = await SharedTools.RunAsync(tool!, _out.File("envoy/envoy.yaml"));
+        Assert.True(code == 0, output);
+        Assert.Contains(" 0 error(s), 0 warning(s)", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void RoutesCheckedByAuthz_RemoveNoIdentityHeader_SinceAuthzSetsOrRemovesEachOnAllow()
+    {
+        using var dir = GatewayFiles.Write(Identity);
+
+        var (exitCode, _, stderr) = Render(dir.File("gateway.yaml"), _out.Path);
+
+        Assert.True(exitCode == Cli.Ok, stderr);
+        // The router applies a route's removals after ext_authz: here they would drop the identity authz set.
+        Assert.Null(Route("checked").Get("request_headers_to_remove"));
+        Assert.Null(Route("anonymous", "host_api.acme.example").Get("request_headers_to_remove"));
+        using var set = LoadAuthz();
+        Assert.Equal(
+            ["x-org", "x-legate-subject", "x-legate-client", "x-user-email", "x-user-groups"],
+            new[] { set.IdentityHeaders.Tenant, set.IdentityHeaders.Subject, set.IdentityHeaders.Client }.Concat(set.IdentityHeaders.Claims.Select(c => c.Value)));
+    }
+
+    [Fact]
+    public void Example_ItsAuthNoneRoute_RemovesTheDefaultIdentityHeaders_AndNoCheckedRouteDoes()
+    {
+        RenderExample();
+
+        Assert.Equal(["x-legate-tenant", "x-legate-subject", "x-legate-client"], Route("health").Seq("request_headers_to_remove").Select(n => n.Str()));
+        AssertEveryRouteWithoutAuthzRemovesIdentity(["x-legate-tenant", "x-legate-subject", "x-legate-client"]);
+    }
+
+    /// <summary>
+    /// Read back from lds.yaml: a route that forwards with ext_authz disabled removes every identity header, and one
+    /// that ext_authz checks removes none of them.
+    /// </summary>
+    private void AssertEveryRouteWithoutAuthzRemovesIdentity(string[] identity)
+    {
+        var forwarding = Hcm().Seq("route_config", "virtual_hosts").SelectMany(h => h.Seq("routes")).Where(r => r.Get("route") is not null).ToArray();
+        Assert.Contains(forwarding, r => r.Str("typed_per_filter_config", "envoy.filters.http.ext_authz", "disabled") == "true");
+        foreach (var route in forwarding)
+        {
+            var removed = route.Seq("request_headers_to_remove").Select(n => n.Str()).ToArray();
+            if (route.Str("typed_per_filter_config", "envoy.filters.http.ext_authz", "disabled") == "true")
+                Assert.All(identity, h => Assert.Contains(h, removed));
+            else
+                Assert.All(identity, h => Assert.DoesNotContain(h, removed));
+        }
+    }
+
     private const string Varied = """
         listeners:
           - { name: public, address: 0.0.0.0, port: 8080 }
