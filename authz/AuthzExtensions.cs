@@ -54,7 +54,7 @@ public static class AuthzExtensions
         if (!string.IsNullOrEmpty(nativeRsaText) && !bool.TryParse(nativeRsaText, out nativeRsa))
             throw new InvalidOperationException($"{NativeRsaKey} must be true or false; was '{nativeRsaText}'.");
         services.TryAddSingleton(sp => new JwtValidator(sp.GetRequiredService<TimeProvider>(),
-            capacity == 0 ? null : new ValidatedTokenCache(sp.GetRequiredService<TimeProvider>(), capacity),
+            capacity == 0 ? null : new ValidatedTokenCache(sp.GetRequiredService<TimeProvider>(), capacity, metrics: sp.GetRequiredService<IMetricFactory>()),
             nativeRsa, sp.GetRequiredService<ILogger<JwtValidator>>()));
         services.TryAddSingleton(sp => new AuthzMetrics(sp.GetRequiredService<IMetricFactory>()));
         services.TryAddSingleton<AuthorizationDecider>();

@@ -24,6 +24,7 @@ public sealed class ApiKeyStores : IDisposable
     private readonly TimeProvider _time;
     private readonly RulesOptions _watch;
     private readonly IMetricFactory _metrics;
+    private readonly ApiKeyMetrics _lookups;
     private readonly ILoggerFactory _loggers;
     private readonly Task<IConnectionMultiplexer>? _redis;
     private readonly Dictionary<string, RulesProvider<ApiKeySet>> _files = new(StringComparer.Ordinal);
@@ -40,6 +41,7 @@ public sealed class ApiKeyStores : IDisposable
         _time = time;
         _watch = watch ?? new RulesOptions { Watch = false };
         _metrics = metrics ?? Metrics.WithCustomRegistry(Metrics.NewCustomRegistry());
+        _lookups = new ApiKeyMetrics(_metrics);
         _loggers = loggers ?? NullLoggerFactory.Instance;
         _redis = redis;
     }
@@ -71,7 +73,7 @@ public sealed class ApiKeyStores : IDisposable
                 }
                 _files.Add(full, provider);
             }
-            return new FileApiKeyStore(provider);
+            return new FileApiKeyStore(provider, _lookups);
         }
     }
 
@@ -84,7 +86,7 @@ public sealed class ApiKeyStores : IDisposable
             if (_redisStore is null || _redisCacheTtl != cacheTtl)
             {
                 var redis = _redis ?? throw new InvalidOperationException("No Redis connection is configured.");
-                _redisStore = new RedisApiKeyStore(redis, new RedisApiKeyStoreOptions { CacheTtl = cacheTtl }, _time, _loggers.CreateLogger<RedisApiKeyStore>());
+                _redisStore = new RedisApiKeyStore(redis, new RedisApiKeyStoreOptions { CacheTtl = cacheTtl }, _time, _loggers.CreateLogger<RedisApiKeyStore>(), _lookups);
                 _redisCacheTtl = cacheTtl;
             }
             return _redisStore;

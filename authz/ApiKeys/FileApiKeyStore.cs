@@ -11,12 +11,14 @@ public sealed class FileApiKeyStore : IApiKeyStore
 {
     private readonly RulesProvider<ApiKeySet>? _provider;
     private readonly ApiKeySet? _set;
+    private readonly ApiKeyMetrics? _metrics;
 
     /// <summary>A store that follows the provider's current keys file.</summary>
-    public FileApiKeyStore(RulesProvider<ApiKeySet> provider)
+    public FileApiKeyStore(RulesProvider<ApiKeySet> provider, ApiKeyMetrics? metrics = null)
     {
         ArgumentNullException.ThrowIfNull(provider);
         _provider = provider;
+        _metrics = metrics;
     }
 
     /// <summary>A store over a fixed set (tests, or a set loaded once).</summary>
@@ -29,5 +31,10 @@ public sealed class FileApiKeyStore : IApiKeyStore
     /// <summary>The keys in force.</summary>
     public ApiKeySet Current => _set ?? _provider!.Current;
 
-    public ValueTask<ApiKeyRecord?> FindAsync(string keyId, CancellationToken cancellationToken) => new(Current.Find(keyId));
+    public ValueTask<ApiKeyRecord?> FindAsync(string keyId, CancellationToken cancellationToken)
+    {
+        var record = Current.Find(keyId);
+        _metrics?.FileLookup(record is not null);
+        return new ValueTask<ApiKeyRecord?>(record);
+    }
 }

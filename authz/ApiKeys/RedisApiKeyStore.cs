@@ -56,6 +56,7 @@ public sealed class RedisApiKeyStore : IApiKeyStore
     private readonly ILogger _logger;
     private readonly ConcurrentDictionary<string, CacheEntry> _cache = new(StringComparer.Ordinal);
     private readonly long _cacheTicks;
+    private readonly ApiKeyMetrics? _metrics;
 
     // An invalid record is not cached (each lookup reads it again, so a repair is seen at once): its log line would
     // come once per request with that key id, which anyone can send.
@@ -73,7 +74,9 @@ public sealed class RedisApiKeyStore : IApiKeyStore
     /// <param name="options">Key prefix, database, timeout and cache.</param>
     /// <param name="time">Clock for the cache and the timeout; the system clock when null.</param>
     /// <param name="logger">Logger; none when null.</param>
-    public RedisApiKeyStore(Task<IConnectionMultiplexer> connection, RedisApiKeyStoreOptions? options = null, TimeProvider? time = null, ILogger? logger = null)
+    /// <param name="metrics">Lookup and cache counters (the service's); none for the key management command.</param>
+    public RedisApiKeyStore(Task<IConnectionMultiplexer> connection, RedisApiKeyStoreOptions? options = null, TimeProvider? time = null, ILogger? logger = null,
+        ApiKeyMetrics? metrics = null)
     {
         ArgumentNullException.ThrowIfNull(connection);
         _connection = connection;
@@ -82,6 +85,7 @@ public sealed class RedisApiKeyStore : IApiKeyStore
         _logger = logger ?? NullLogger.Instance;
         _cacheTicks = (long)(_options.CacheTtl.TotalSeconds * _time.TimestampFrequency);
         _invalidRecords = new EventThrottle(_time);
+        _metrics = metrics;
     }
 
     // At once once the first connect completed; only at start-up do the management calls (add, revoke, list) wait for it,
@@ -105,8 +109,16 @@ public sealed class RedisApiKeyStore : IApiKeyStore
     public ValueTask<ApiKeyRecord?> FindAsync(string keyId, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(keyId);
-        if (_cacheTicks > 0 && _cache.TryGetValue(keyId, out var entry) && _time.GetTimestamp() < entry.ExpiresAt)
-            return new ValueTask<ApiKeyRecord?>(entry.Record);
+        if (_cacheTicks > 0)
+        {
+            var hit = _cache.TryGetValue(keyId, out var entry) && _time.GetTimestamp() < entry.ExpiresAt;
+            _metrics?.RedisCache(hit);
+            if (hit)
+            {
+                _metrics?.RedisLookup(entry.Record is not null);
+                return new ValueTask<ApiKeyRecord?>(entry.Record);
+            }
+        }
         return FindInRedisAsync(keyId, cancellationToken);
     }
 
@@ -118,6 +130,7 @@ public sealed class RedisApiKeyStore : IApiKeyStore
             : ReadWhenConnectedAsync(keyId);
         var values = await CallAsync(read, cancellationToken).ConfigureAwait(false);
         var record = Read(keyId, values);
+        _metrics?.RedisLookup(record is not null);
         if (_cacheTicks > 0)
         {
             // Bounded: a flood of made-up ids empties the cache instead of growing it (cost: a burst of Redis reads).

@@ -28,8 +28,11 @@ public sealed class ValidatedTokenCache
     private readonly int _target;
     private readonly TimeSpan _maxEntryLifetime;
     private int _count;
+    private readonly Prometheus.Counter.Child? _hits;
+    private readonly Prometheus.Counter.Child? _misses;
 
-    public ValidatedTokenCache(TimeProvider time, int capacity = 10_000, TimeSpan? maxEntryLifetime = null)
+    /// <param name="metrics">For <c>legate_authz_token_cache_total{result="hit"|"miss"}</c>; none when null.</param>
+    public ValidatedTokenCache(TimeProvider time, int capacity = 10_000, TimeSpan? maxEntryLifetime = null, Prometheus.IMetricFactory? metrics = null)
     {
         ArgumentNullException.ThrowIfNull(time);
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
@@ -38,6 +41,12 @@ public sealed class ValidatedTokenCache
         _ceiling = capacity + Math.Max(1, capacity / 10);
         _target = capacity - Math.Max(1, capacity / 10);
         _maxEntryLifetime = maxEntryLifetime ?? TimeSpan.FromMinutes(10);
+        if (metrics is not null)
+        {
+            var lookups = metrics.CreateCounter("legate_authz_token_cache_total", "Lookups of JWTs in the validated-token cache, by result (hit: no signature check).", ["result"]);
+            _hits = lookups.WithLabels("hit");
+            _misses = lookups.WithLabels("miss");
+        }
     }
 
     public int Count => Volatile.Read(ref _count);
@@ -50,11 +59,13 @@ public sealed class ValidatedTokenCache
         {
             if (entry.KeyVersion == keyVersion && _time.GetUtcNow().UtcTicks < entry.ExpiresAtTicks)
             {
+                _hits?.Inc();
                 result = entry.Result;
                 return true;
             }
             Remove(key, entry);
         }
+        _misses?.Inc();
         result = null;
         return false;
     }

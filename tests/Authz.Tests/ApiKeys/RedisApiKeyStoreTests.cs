@@ -76,6 +76,29 @@ public sealed class RedisApiKeyStoreTests(RedisFixture redis)
     }
 
     [Fact]
+    public async Task Lookups_AndTheLocalCache_AreCounted()
+    {
+        var registry = Prometheus.Metrics.NewCustomRegistry();
+        var time = new FakeTimeProvider(TestKeys.Now);
+        var store = new RedisApiKeyStore(Task.FromResult(redis.Multiplexer), new RedisApiKeyStoreOptions { KeyPrefix = _prefix, Database = _database, CacheTtl = TimeSpan.FromSeconds(2) },
+            time, metrics: new ApiKeyMetrics(Prometheus.Metrics.WithCustomRegistry(registry)));
+        var key = TestKeys.New();
+        await store.AddAsync(key.Record, Ct);
+
+        await store.FindAsync(key.Record.KeyId, Ct);
+        await store.FindAsync(key.Record.KeyId, Ct);
+        await store.FindAsync("ZZZZZZZZZZZZ", Ct);
+        time.Advance(TimeSpan.FromSeconds(3));
+        await store.FindAsync(key.Record.KeyId, Ct);
+
+        var scrape = registry.Scrape();
+        Assert.Contains("legate_authz_api_key_cache_total{result=\"hit\"} 1", scrape, StringComparison.Ordinal);
+        Assert.Contains("legate_authz_api_key_cache_total{result=\"miss\"} 3", scrape, StringComparison.Ordinal);
+        Assert.Contains("legate_authz_api_key_lookups_total{store=\"redis\",result=\"found\"} 3", scrape, StringComparison.Ordinal);
+        Assert.Contains("legate_authz_api_key_lookups_total{store=\"redis\",result=\"unknown\"} 1", scrape, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task NotFound_IsCachedNoLongerThanTheTtl()
     {
         var time = new FakeTimeProvider(TestKeys.Now);

@@ -269,6 +269,23 @@ public sealed class AuthzPolicyTests : IDisposable
     }
 
     [Fact]
+    public async Task KeyLookups_AndTokenCacheHits_AreCounted()
+    {
+        var apiKey = new Dictionary<string, string> { ["x-api-key"] = AuthzTestHost.AcmeKey.Key };
+        var unknownKey = new Dictionary<string, string> { ["x-api-key"] = Legate.Authz.Tests.ApiKeys.TestKeys.New("acme", "nobody", []).Key };
+        var token = new Dictionary<string, string> { ["authorization"] = "Bearer " + AuthzTestHost.Token() };
+        foreach (var headers in new[] { apiKey, apiKey, unknownKey, token, token })
+            await _host.CheckAsync(AuthzTestHost.Request(headers: headers));
+
+        var scrape = await _host.Service.ScrapeAsync(TestContext.Current.CancellationToken);
+
+        Assert.Contains("legate_authz_api_key_lookups_total{store=\"file\",result=\"found\"} 2", scrape, StringComparison.Ordinal);
+        Assert.Contains("legate_authz_api_key_lookups_total{store=\"file\",result=\"unknown\"} 1", scrape, StringComparison.Ordinal);
+        Assert.Contains("legate_authz_token_cache_total{result=\"miss\"} 1", scrape, StringComparison.Ordinal);
+        Assert.Contains("legate_authz_token_cache_total{result=\"hit\"} 1", scrape, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Decisions_AreCounted_WithBoundedLabels()
     {
         await _host.CheckAsync(AuthzTestHost.Request(headers: new Dictionary<string, string> { ["x-api-key"] = AuthzTestHost.AcmeKey.Key }));
