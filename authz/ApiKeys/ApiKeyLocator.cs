@@ -44,7 +44,7 @@ public sealed class ApiKeyLocator
 
     /// <param name="headerName">Header to read (any case; matched lower-case), or null.</param>
     /// <param name="scheme">When set, the header value must be <c>{scheme} {key}</c> (scheme matched case-insensitively); other schemes are not ours.</param>
-    /// <param name="queryParameter">Query parameter to read (exact, after percent-decoding), or null.</param>
+    /// <param name="queryParameter">Query parameter to read (its raw name, exact: no percent-decoding), or null.</param>
     public ApiKeyLocator(string? headerName = "x-api-key", string? scheme = null, string? queryParameter = null)
     {
         if (headerName is null && queryParameter is null)
@@ -108,7 +108,11 @@ public sealed class ApiKeyLocator
             var pair = query[range];
             var equals = pair.IndexOf('=');
             var rawName = equals < 0 ? pair : pair[..equals];
-            if (!NameMatches(rawName))
+            // The raw name, never decoded: Envoy's query_parameters_to_remove matches raw names, so a key accepted under
+            // api%5Fkey could not be stripped and would reach the upstream. An encoded spelling is not a credential but
+            // just another parameter, like apikey or API_KEY (no key: 401 where one is required); refusing it instead
+            // would single out one of many spellings authz never reads. The JWT query source does the same.
+            if (!rawName.SequenceEqual(_queryParameter))
                 continue;
             if (++count > 1)
                 return Ambiguous(ApiKeySource.QueryParameter, _queryParameter);
@@ -123,10 +127,6 @@ public sealed class ApiKeyLocator
             : found.Contains(',', StringComparison.Ordinal) ? Ambiguous(ApiKeySource.QueryParameter, _queryParameter)
             : new ApiKeyLocation(ApiKeyLocateStatus.Found, found, ApiKeySource.QueryParameter, _queryParameter);
     }
-
-    // The name as the client may have encoded it (api%5Fkey is api_key); the plain comparison first avoids decoding.
-    private bool NameMatches(ReadOnlySpan<char> rawName) =>
-        rawName.SequenceEqual(_queryParameter) || (rawName.Contains('%') || rawName.Contains('+')) && Decode(rawName) == _queryParameter;
 
     // Form-style decoding: '+' is a space (then refused by the key format), %XX is a byte of UTF-8; bad escapes stay as they are.
     private static string Decode(ReadOnlySpan<char> raw)

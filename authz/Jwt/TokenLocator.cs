@@ -134,6 +134,7 @@ public sealed class TokenLocator
             var pair = query[range];
             var equals = pair.IndexOf('=');
             var key = equals < 0 ? pair : pair[..equals];
+            // The raw name, never decoded: Envoy strips query parameters by raw name, so only a token it can strip is read.
             if (!key.SequenceEqual(name))
                 continue;
             if (equals < 0)

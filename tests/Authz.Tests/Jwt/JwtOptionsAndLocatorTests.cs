@@ -73,6 +73,13 @@ public sealed class JwtOptionsAndLocatorTests
     }
 
     [Theory]
+    [InlineData("/x?access%5Ftoken=a.b.c")]
+    [InlineData("/x?%61ccess_token=a.b.c")]
+    public void Locator_QueryParameter_PercentEncodedName_IsNotAToken(string path) =>
+        // Envoy strips query parameters by raw name; a token it could not strip is never read.
+        Assert.Equal(TokenLookupStatus.Missing, new TokenLocator([new TokenSource(TokenSourceKind.Query, "access_token")]).Locate(new Dictionary<string, string>(), path).Status);
+
+    [Theory]
     [InlineData(TokenSourceKind.Bearer, "authorization", "Bearer  a.b.c ")]
     [InlineData(TokenSourceKind.Header, "x-token", " a.b.c")]
     [InlineData(TokenSourceKind.Cookie, "cookie", "x=1; jwt=\"a.b.c\"")]

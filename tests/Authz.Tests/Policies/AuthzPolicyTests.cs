@@ -64,6 +64,18 @@ public sealed class AuthzPolicyTests : IDisposable
         Assert.Contains("api_key", response.OkResponse.QueryParametersToRemove);
     }
 
+    [Theory]
+    [InlineData("api%5Fkey")]
+    [InlineData("%61pi_key")]
+    public async Task ApiKey_UnderAPercentEncodedParameterName_IsNoCredential_401(string name)
+    {
+        // Envoy's query_parameters_to_remove matches raw names: allowing this would leave the key in the upstream's path.
+        var response = await _host.CheckAsync(AuthzTestHost.Request(path: $"/orders?{name}={AuthzTestHost.AcmeKey.Key}"));
+
+        AssertDenied(response, GrpcStatusCode.Unauthenticated, HttpStatusCode.Unauthorized, "unauthorized");
+        Assert.DoesNotContain(AuthzTestHost.AcmeKey.Key, response.DeniedResponse.Body, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Jwt_Allows_WithSubjectClientAndClaimHeaders()
     {
