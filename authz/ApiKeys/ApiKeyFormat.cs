@@ -58,11 +58,17 @@ public sealed class ApiKeyFormat
 
     private readonly string _prefix;
 
+    /// <summary>What a prefix may be, in words: one rule for this class, the policy file's <c>api_keys.prefix</c> and <c>legate keys create --prefix</c>.</summary>
+    public static string PrefixRule { get; } = $"1 to {MaxPrefixLength} lower-case ASCII letters or digits";
+
+    // Before Default: static initialisers run in order, and the constructor checks the prefix with it.
+    private static readonly SearchValues<char> PrefixValues = SearchValues.Create("0123456789abcdefghijklmnopqrstuvwxyz");
+
     public ApiKeyFormat(string prefix = DefaultPrefix)
     {
         ArgumentNullException.ThrowIfNull(prefix);
-        if (prefix.Length is 0 or > MaxPrefixLength || !prefix.All(c => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c)))
-            throw new ArgumentException($"An API key prefix is 1 to {MaxPrefixLength} lower-case ASCII letters or digits.", nameof(prefix));
+        if (!IsPrefix(prefix))
+            throw new ArgumentException($"An API key prefix is {PrefixRule}.", nameof(prefix));
         _prefix = prefix;
         KeyLength = prefix.Length + 3 + KeyIdLength + SecretLength + ChecksumLength;
     }
@@ -138,6 +144,9 @@ public sealed class ApiKeyFormat
         keyId = new string(text[range]);
         return true;
     }
+
+    /// <summary>Whether <paramref name="prefix"/> may be a key prefix (<see cref="PrefixRule"/>).</summary>
+    public static bool IsPrefix(ReadOnlySpan<char> prefix) => prefix.Length is > 0 and <= MaxPrefixLength && !prefix.ContainsAnyExcept(PrefixValues);
 
     /// <summary>Whether <paramref name="keyId"/> has the shape of a key id (the store files and Redis are checked with it).</summary>
     public static bool IsKeyId(ReadOnlySpan<char> keyId) => keyId.Length == KeyIdLength && IsBase62(keyId);

@@ -27,7 +27,7 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
     private static readonly FrozenSet<string> ProviderFields = FrozenSet.Create(StringComparer.Ordinal,
         "issuer", "audiences", "algorithms", "jwks_uri", "oidc_discovery_uri", "jwks", "jwks_file", "clock_skew", "max_lifetime", "typ", "tokens_from");
     private static readonly FrozenSet<string> PolicyFields = FrozenSet.Create(StringComparer.Ordinal, "credentials", "scopes", "methods", "client_cidrs", "claims");
-    private static readonly FrozenSet<string> ApiKeyFields = FrozenSet.Create(StringComparer.Ordinal, "file", "redis", "cache_ttl", "header", "query");
+    private static readonly FrozenSet<string> ApiKeyFields = FrozenSet.Create(StringComparer.Ordinal, "file", "redis", "cache_ttl", "header", "query", "prefix");
     private static readonly FrozenSet<string> IdentityFields = FrozenSet.Create(StringComparer.Ordinal, "tenant", "subject", "client", "claims");
 
     private readonly TimeProvider _time;
@@ -475,12 +475,21 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
     private ApiKeySettings ReadApiKeys(RulesFile file, YamlNode value)
     {
         if (value is not YamlMappingNode node)
-            throw YamlRules.Error(file, value, "api_keys", "is a mapping (file or redis, header, query)");
+            throw YamlRules.Error(file, value, "api_keys", "is a mapping (file or redis, header, query, prefix)");
         CheckFields(file, node, "api_keys", ApiKeyFields);
         var header = Field(node, "header") is { } h ? HeaderName(file, h, "api_keys.header") : "x-api-key";
         var query = Field(node, "query") is { } q ? Scalar(file, q, "api_keys.query") : null;
         if (query is { Length: 0 })
             throw YamlRules.Error(file, node, "api_keys.query", "is empty");
+        // Keys are checked against one prefix: keys made with `legate keys create --prefix X` need prefix: X here.
+        var format = ApiKeyFormat.Default;
+        if (Field(node, "prefix") is { } p)
+        {
+            var prefix = Scalar(file, p, "api_keys.prefix");
+            if (!ApiKeyFormat.IsPrefix(prefix))
+                throw YamlRules.Error(file, p, "api_keys.prefix", $"'{prefix}' is not a key prefix: {ApiKeyFormat.PrefixRule} (the --prefix given to legate keys create)");
+            format = new ApiKeyFormat(prefix);
+        }
         var fileNode = Field(node, "file");
         var redis = Field(node, "redis") is { } r && Bool(file, r, "api_keys.redis");
         if ((fileNode is null) == !redis)
@@ -511,7 +520,7 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
                 throw YamlRules.Error(file, fileNode, "api_keys.file", e.Message);
             }
         }
-        var validator = new ApiKeyValidator(store, _time, logger: _loggers?.CreateLogger<ApiKeyValidator>());
+        var validator = new ApiKeyValidator(store, _time, format, _loggers?.CreateLogger<ApiKeyValidator>());
         return new ApiKeySettings(validator, new ApiKeyLocator(header, queryParameter: query), header, query, keysPath);
     }
 

@@ -14,8 +14,9 @@ namespace Legate.Gateway.Keys;
 internal static partial class KeysCommand
 {
     public const string Help = """
-          legate keys create --tenant T --client C [--scope S]... [--expires WHEN] [--plan P] [--description D] STORE
-                                        make a key; prints it once on stdout (stores only its SHA-256)
+          legate keys create --tenant T --client C [--scope S]... [--expires WHEN] [--plan P] [--description D] [--prefix X] STORE
+                                        make a key; prints it once on stdout (stores only its SHA-256); --prefix
+                                        (default lgt) must be the policy's api_keys.prefix
           legate keys list [--tenant T] [--client C] STORE
                                         show key ids, tenant, client, scopes, plan, expiry and status (never keys)
           legate keys revoke KEY_ID STORE
@@ -122,15 +123,10 @@ internal static partial class KeysCommand
                 return Invalid(stderr, $"--expires {When(at)} is not in the future");
             expires = at;
         }
-        ApiKeyFormat format;
-        try
-        {
-            format = options.GetValueOrDefault("--prefix")?.Single() is { } prefix ? new ApiKeyFormat(prefix) : ApiKeyFormat.Default;
-        }
-        catch (ArgumentException e)
-        {
-            return Invalid(stderr, e.Message);
-        }
+        var prefix = options.GetValueOrDefault("--prefix")?.Single();
+        if (prefix is not null && !ApiKeyFormat.IsPrefix(prefix))
+            return Invalid(stderr, $"--prefix '{prefix}' must be {ApiKeyFormat.PrefixRule}");
+        var format = prefix is null ? ApiKeyFormat.Default : new ApiKeyFormat(prefix);
 
         var generated = format.Generate(tenant, client, scopes.Distinct(StringComparer.Ordinal), now, expires, plan, description);
         var record = generated.Record;
@@ -149,6 +145,9 @@ internal static partial class KeysCommand
         stderr.WriteLine($"Created key {record.KeyId} for client '{client}' of tenant '{tenant}' (scopes: {(scopes.Count == 0 ? "none" : string.Join(' ', record.Scopes))}; "
             + $"expires: {(expires is { } until ? When(until) : "never")}) in {file ?? "Redis"}.");
         stderr.WriteLine("This is the only time the key is shown: only its SHA-256 is stored. Keep it secret.");
+        // The store does not record a prefix, so a mismatch cannot be caught here: authz checks keys against one prefix.
+        if (format.Prefix != ApiKeyFormat.DefaultPrefix)
+            stderr.WriteLine($"authz accepts it only where its policy says api_keys: {{prefix: {format.Prefix}}} (without it, only {ApiKeyFormat.DefaultPrefix}_ keys).");
         return Cli.Ok;
     }
 

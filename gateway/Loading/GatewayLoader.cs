@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
+using Legate.Authz.ApiKeys;
 using Legate.Gateway.Model;
 using Legate.Hosting.Rules;
 using YamlDotNet.RepresentationModel;
@@ -373,9 +374,12 @@ internal static partial class GatewayLoader
 
         private ApiKeysConfig? ReadApiKeys(YamlNode? node)
         {
-            if (y.Mapping(node, "api_keys", "is a mapping (file, header, query)") is not { } map)
+            if (y.Mapping(node, "api_keys", "is a mapping (file, header, query, prefix)") is not { } map)
                 return null;
             y.CheckFields(map, "api_keys", GatewayFields.ApiKeys);
+            var prefix = y.String(map, "prefix", "api_keys");
+            if (prefix is not null && !ApiKeyFormat.IsPrefix(prefix))
+                y.Add(Field(map, "prefix"), "api_keys.prefix", $"'{prefix}' is not a key prefix", $"{ApiKeyFormat.PrefixRule}: the --prefix given to `legate keys create`");
             var file = y.String(map, "file", "api_keys");
             var redis = y.Bool(map, "redis", "api_keys") ?? false;
             var cacheTtl = y.Duration(map, "cache_ttl", "api_keys") is not null ? y.String(map, "cache_ttl", "api_keys") : null;
@@ -391,7 +395,7 @@ internal static partial class GatewayLoader
                 if (!System.IO.File.Exists(full))
                     y.Add(Field(map, "file"), "api_keys.file", $"'{file}' does not exist", "the path is relative to the gateway file; `legate keys create` makes one");
             }
-            return new ApiKeysConfig(full, y.String(map, "header", "api_keys"), y.String(map, "query", "api_keys"), redis, cacheTtl);
+            return new ApiKeysConfig(full, y.String(map, "header", "api_keys"), y.String(map, "query", "api_keys"), redis, cacheTtl, prefix);
         }
 
         private TenantConfig[] ReadTenants(YamlNode? node, YamlMappingNode root)

@@ -156,8 +156,8 @@ internal sealed record JwtProviderConfig(string Name, YamlMappingNode Node, stri
 internal sealed record PolicyConfig(string Name, IReadOnlyList<string> Credentials, IReadOnlyList<string> Scopes, IReadOnlyList<string> Methods,
     YamlNode? ClientCidrs = null, YamlNode? Claims = null);
 
-/// <summary>The API key store: a keys file (path resolved against the gateway file) or the shared Redis, header and query parameter.</summary>
-internal sealed record ApiKeysConfig(string? File, string? Header, string? Query, bool Redis = false, string? CacheTtl = null);
+/// <summary>The API key store: a keys file (path resolved against the gateway file) or the shared Redis, header and query parameter, and the keys' prefix.</summary>
+internal sealed record ApiKeysConfig(string? File, string? Header, string? Query, bool Redis = false, string? CacheTtl = null, string? Prefix = null);
 
 internal static class QuotaUnits
 {

@@ -52,7 +52,7 @@ internal static class AuthzPolicies
             ("policies", policies),
             ("api_keys", config.ApiKeys is { } keys
                 ? Yaml.Map(("file", keys.File is null ? null : KeysFileName), ("redis", keys.Redis ? true : null), ("cache_ttl", keys.CacheTtl),
-                    ("header", keys.Header), ("query", keys.Query))
+                    ("header", keys.Header), ("query", keys.Query), ("prefix", keys.Prefix))
                 : null),
             ("identity_headers", config.IdentityHeaders is { } identity && !IsNull(identity) ? Yaml.FromNode(identity) : null),
             ("strip_credentials", config.StripCredentials),

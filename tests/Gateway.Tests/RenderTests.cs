@@ -307,7 +307,7 @@ public sealed class RenderTests : IDisposable
         using var dir = GatewayFiles.Write(GatewayFiles.Minimal
             .Replace("acme: { hosts: [api.acme.example] }", "acme: { hosts: [api.acme.example], tokens_from: [bearer, \"cookie:session\"] }", StringComparison.Ordinal)
             .Replace("default: { credentials: [jwt] }", "default: { credentials: [jwt], client_cidrs: [10.0.0.0/8] }", StringComparison.Ordinal)
-            + "\napi_keys: { redis: true, cache_ttl: 5s, header: x-key }\nclient_address: { from: x-forwarded-for, trusted_hops: 1 }\n");
+            + "\napi_keys: { redis: true, cache_ttl: 5s, header: x-key, prefix: acme }\nclient_address: { from: x-forwarded-for, trusted_hops: 1 }\n");
 
         var (exitCode, _, stderr) = Render(dir.File("gateway.yaml"), _out.Path);
 
@@ -315,7 +315,8 @@ public sealed class RenderTests : IDisposable
         var policy = GatewayFiles.Load(_out.File("authz/policies.yaml"));
         Assert.Equal(["bearer", "cookie:session"], policy.Seq("tenants", "acme", "tokens_from").Select(n => n.Str()));
         Assert.Equal("10.0.0.0/8", policy.Seq("policies", "default", "client_cidrs").Single().Str());
-        Assert.Equal(("true", "5s", "x-key"), (policy.Str("api_keys", "redis"), policy.Str("api_keys", "cache_ttl"), policy.Str("api_keys", "header")));
+        Assert.Equal(("true", "5s", "x-key", "acme"),
+            (policy.Str("api_keys", "redis"), policy.Str("api_keys", "cache_ttl"), policy.Str("api_keys", "header"), policy.Str("api_keys", "prefix")));
         Assert.Equal("1", policy.Str("client_address", "trusted_hops"));
         Assert.False(File.Exists(_out.File("authz/keys.yaml")));
     }

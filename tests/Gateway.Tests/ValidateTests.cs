@@ -178,6 +178,20 @@ public sealed partial class ValidateTests
         Assert.All(errors, e => Assert.False(string.IsNullOrEmpty(e.Hint), e.ToString()));
     }
 
+    [Theory]
+    [InlineData("Acme")]
+    [InlineData("lgt_")]
+    [InlineData("abcdefghijklmnopq")]
+    public void BadApiKeyPrefix_IsAnError_AtItsLine(string prefix)
+    {
+        var errors = GatewayFiles.Errors(GatewayFiles.Minimal + "\napi_keys:\n  redis: true\n  prefix: " + prefix + "\n");
+
+        var error = Assert.Single(errors);
+        Assert.Equal(("gw.yaml", 11, "api_keys.prefix"), (error.File, error.Line, error.Field));
+        Assert.Contains(prefix, error.Problem, StringComparison.Ordinal);
+        Assert.Contains("1 to 16 lower-case ASCII letters or digits", error.Hint, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void EveryError_NamesFileLineColumnFieldAndHint_AndValidateExitsOne()
     {

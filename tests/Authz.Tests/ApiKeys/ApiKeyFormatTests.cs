@@ -43,6 +43,26 @@ public sealed class ApiKeyFormatTests
         Assert.Throws<ArgumentException>(() => new ApiKeyFormat(""));
     }
 
+    [Theory]
+    [InlineData("lgt", true)]
+    [InlineData("a", true)]
+    [InlineData("acme2026", true)]
+    [InlineData("abcdefghijklmnop", true)]
+    [InlineData("abcdefghijklmnopq", false)]
+    [InlineData("", false)]
+    [InlineData("Lgt", false)]
+    [InlineData("lgt_", false)]
+    [InlineData("lg t", false)]
+    [InlineData("é", false)]
+    public void IsPrefix_IsTheRuleTheConstructorApplies(string prefix, bool valid)
+    {
+        Assert.Equal(valid, ApiKeyFormat.IsPrefix(prefix));
+        if (valid)
+            Assert.Equal(prefix, new ApiKeyFormat(prefix).Prefix);
+        else
+            Assert.Throws<ArgumentException>(() => new ApiKeyFormat(prefix));
+    }
+
     [Fact]
     public void Checksum_RejectsEverySingleCharacterTypo()
     {

@@ -55,10 +55,11 @@ internal sealed class AuthzTestHost : IDisposable
 
     private readonly string _dir = Path.Combine(Path.GetTempPath(), "legate-authz-" + Guid.NewGuid().ToString("N"));
 
-    public AuthzTestHost(string? policy = null, IDictionary<string, string?>? settings = null)
+    /// <param name="keys">Keys stored beside the two above, written before the service starts.</param>
+    public AuthzTestHost(string? policy = null, IDictionary<string, string?>? settings = null, IEnumerable<GeneratedApiKey>? keys = null)
     {
         Directory.CreateDirectory(_dir);
-        File.WriteAllText(KeysPath, ApiKeyFileWriter.Serialize([AcmeKey.Record, GlobexKey.Record]));
+        File.WriteAllText(KeysPath, ApiKeyFileWriter.Serialize([AcmeKey.Record, GlobexKey.Record, .. (keys ?? []).Select(k => k.Record)]));
         WritePolicy(policy ?? DefaultPolicy);
         Service = new LegateServiceFactory<Program>(new Dictionary<string, string?>(settings ?? new Dictionary<string, string?>())
         {

@@ -68,6 +68,53 @@ public sealed class KeyStoreWiringTests
         Assert.Equal(0, (await host.CheckAsync(WithKey(AuthzTestHost.AcmeKey.Key))).Status.Code);
     }
 
+    private static string PrefixPolicy(string? prefix) => AuthzTestHost.DefaultPolicy.Replace(
+        "  query: api_key\n", "  query: api_key\n" + (prefix is null ? "" : $"  prefix: {prefix}\n"), StringComparison.Ordinal);
+
+    [Fact]
+    public async Task KeyWithACustomPrefix_IsAccepted_WhereThePolicyNamesThatPrefix_AndOnlyThen()
+    {
+        // As `legate keys create --prefix acme` makes it.
+        var custom = TestKeys.New("acme", "partner", format: new ApiKeyFormat("acme"));
+        using (var named = new AuthzTestHost(PrefixPolicy("acme"), keys: [custom]))
+        {
+            Assert.Contains("api_keys:\n  file: keys.yaml\n  query: api_key\n  prefix: acme\n", File.ReadAllText(named.PolicyPath), StringComparison.Ordinal);
+            var allowed = await named.CheckAsync(WithKey(custom.Key));
+            Assert.Equal(0, allowed.Status.Code);
+            Assert.Equal("partner", allowed.DynamicMetadata.Fields["client"].StringValue);
+            Assert.Equal(0, (await named.CheckAsync(AuthzTestHost.Request(path: "/orders?api_key=" + custom.Key))).Status.Code);
+            // One prefix per policy: a stored lgt_ key is not accepted beside it.
+            Assert.Equal((int)Grpc.Core.StatusCode.Unauthenticated, (await named.CheckAsync(WithKey(AuthzTestHost.AcmeKey.Key))).Status.Code);
+        }
+
+        using var unnamed = new AuthzTestHost(PrefixPolicy(null), keys: [custom]);
+        var refused = await unnamed.CheckAsync(WithKey(custom.Key));
+        Assert.Equal((int)Grpc.Core.StatusCode.Unauthenticated, refused.Status.Code);
+        Assert.Equal(Envoy.Type.V3.StatusCode.Unauthorized, refused.DeniedResponse.Status.Code);
+        Assert.Equal(0, (await unnamed.CheckAsync(WithKey(AuthzTestHost.AcmeKey.Key))).Status.Code);
+    }
+
+    [Theory]
+    [InlineData("Acme")]
+    [InlineData("lgt_")]
+    [InlineData("abcdefghijklmnopq")]
+    [InlineData("\"\"")]
+    [InlineData("é")]
+    public void BadPrefix_IsALoadError_NamingFileLineAndField(string prefix)
+    {
+        var policy = "tenants:\n  acme:\n    api_keys: true\npolicies:\n  default:\n    credentials: [api_key]\n"
+            + "api_keys:\n  file: keys.yaml\n  prefix: " + prefix + "\n";
+
+        var error = AuthzTestHost.LoadError(policy);
+
+        Assert.NotNull(error);
+        Assert.EndsWith("policies.yaml", error.File, StringComparison.Ordinal);
+        Assert.Equal(9, error.Line);
+        Assert.Equal("api_keys.prefix", error.Field);
+        Assert.Contains("1 to 16 lower-case ASCII letters or digits", error.Problem, StringComparison.Ordinal);
+        Assert.Contains($"{error.File}:9:", error.Message, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("api_keys:\n  redis: true\n", "api_keys.redis: needs the shared Redis connection: set Legate:Redis:Configuration")]
     [InlineData("api_keys:\n  file: keys.yaml\n  redis: true\n", "api_keys: needs exactly one store")]

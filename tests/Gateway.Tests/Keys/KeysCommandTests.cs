@@ -187,7 +187,8 @@ public sealed class KeysCommandTests : IDisposable
     [InlineData("--expires", "next tuesday", "neither an RFC 3339 time")]
     [InlineData("--expires", "2020-01-01T00:00:00Z", "is not in the future")]
     [InlineData("--expires", "2027-01-01T00:00:00", "neither an RFC 3339 time")]
-    [InlineData("--prefix", "LGT", "prefix")]
+    [InlineData("--prefix", "LGT", "--prefix 'LGT' must be 1 to 16 lower-case ASCII letters or digits")]
+    [InlineData("--prefix", "abcdefghijklmnopq", "--prefix 'abcdefghijklmnopq' must be 1 to 16")]
     public void InvalidValues_ExitWith1_AndWriteNothing(string option, string value, string message)
     {
         string[] args = ["create", "--tenant", "acme", "--client", "billing", "--file", KeysFile];
@@ -204,6 +205,32 @@ public sealed class KeysCommandTests : IDisposable
         Assert.Empty(stdout);
         Assert.False(File.Exists(KeysFile));
     }
+
+    [Fact]
+    public async Task Create_WithAPrefix_MakesAKeyAuthzAcceptsOnlyWhereItsPolicyNamesThatPrefix()
+    {
+        var (exitCode, stdout, stderr) = Run("create", "--tenant", "acme", "--client", "billing", "--prefix", "acme", "--file", KeysFile);
+        Assert.True(exitCode == Cli.Ok, stderr);
+        var key = stdout.Trim();
+        Assert.StartsWith("acme_", key, StringComparison.Ordinal);
+        Assert.Contains("api_keys: {prefix: acme}", stderr, StringComparison.Ordinal);
+
+        // authz's own policy loader, on a policy beside the keys file, with and without the prefix.
+        async Task<ApiKeyFailure> CheckAsync(string apiKeys)
+        {
+            var policy = Path.Combine(_dir, "policies.yaml");
+            File.WriteAllText(policy, "tenants:\n  acme:\n    api_keys: true\npolicies:\n  default:\n    credentials: [api_key]\n" + apiKeys);
+            using var loader = new Legate.Authz.Policies.AuthzPolicyLoader(_time);
+            using var set = loader.Load(RulesFiles.Read(policy));
+            return (await set.ApiKeys!.Validator.ValidateAsync(key, TestContext.Current.CancellationToken, "acme")).Failure;
+        }
+        Assert.Equal(ApiKeyFailure.None, await CheckAsync("api_keys: {file: keys.yaml, prefix: acme}\n"));
+        Assert.Equal(ApiKeyFailure.Malformed, await CheckAsync("api_keys: {file: keys.yaml}\n"));
+    }
+
+    [Fact]
+    public void Create_WithTheDefaultPrefix_NeedsNoReminder() =>
+        Assert.DoesNotContain("api_keys: {prefix", Run("create", "--tenant", "acme", "--client", "billing", "--file", KeysFile).Stderr, StringComparison.Ordinal);
 
     [Fact]
     public void ABrokenKeysFile_IsNamedWithLineAndLeftAlone()
