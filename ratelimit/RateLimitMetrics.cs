@@ -8,10 +8,22 @@ namespace Legate.RateLimit;
 /// The ratelimit service's own series. Per rule, as envoyproxy/ratelimit counts them (every counter moves by the hits,
 /// not by 1): <c>legate_ratelimit_{total_hits,over_limit,near_limit,within_limit,shadow_mode}_total{domain,rule}</c>.
 /// The rule label is the rule's path; runtime values appear in it only where <c>detailed_metric</c> or
-/// <c>value_to_metric</c> ask, which keeps cardinality bounded by the config.
+/// <c>value_to_metric</c> ask, which keeps cardinality bounded by the config. Labels a caller chooses are capped: an
+/// override's path (its keys, see <see cref="RateLimitPolicy.ForOverride(string, RlsDescriptor)"/>) beyond
+/// <see cref="MaxOverrideRules"/> distinct ones counts as <c>&lt;domain&gt;.(other)</c>, and an unknown domain beyond
+/// <see cref="MaxUnknownDomains"/> distinct ones as <c>(other)</c>.
 /// </summary>
 public sealed class RateLimitMetrics
 {
+    /// <summary>Distinct override rule labels (domain and key path) kept; later ones share <c>&lt;domain&gt;.(other)</c>.</summary>
+    public const int MaxOverrideRules = 256;
+
+    /// <summary>Distinct unknown domains kept as <c>domain_not_found_total</c> labels; later ones share <see cref="OtherLabel"/>.</summary>
+    public const int MaxUnknownDomains = 16;
+
+    /// <summary>The label value of what is past a cap.</summary>
+    public const string OtherLabel = "(other)";
+
     private static readonly string[] RuleLabels = ["domain", "rule"];
 
     private readonly Counter _totalHits;
@@ -23,6 +35,10 @@ public sealed class RateLimitMetrics
     private readonly Counter _storeErrors;
     private readonly Histogram _storeLatency;
     private readonly ConcurrentDictionary<(string Domain, string Rule), RuleSeries> _rules = new();
+
+    // Any caller can send keys and domains: each series lives as long as the process, so these labels are capped.
+    private readonly BoundedLabel _overrideRules = new(MaxOverrideRules);
+    private readonly BoundedLabel _unknownDomains = new(MaxUnknownDomains);
 
     // The usual match's metric path is its rule's own: the rule object finds its series without hashing two strings.
     // Weak, so the rules a reload replaced are not kept alive.
@@ -72,18 +88,27 @@ public sealed class RateLimitMetrics
     private RuleSeries SeriesOf(in DescriptorMatch match)
     {
         var policy = match.Policy;
-        var own = !policy.IsOverride && ReferenceEquals(match.MetricPath, policy.MetricPath); // an override is a new rule per call
+        var path = match.MetricPath;
+        var own = ReferenceEquals(path, policy.MetricPath);
+        if (policy.IsOverride)
+        {
+            // A new policy per call, so no cache by policy; its own path is the keys, which the caller chooses.
+            if (own && !_overrideRules.Admit(path))
+                path = policy.Domain + "." + OtherLabel;
+            own = false;
+        }
         if (own && _byPolicy.TryGetValue(policy, out var cached))
             return cached;
-        var series = _rules.TryGetValue((policy.Domain, match.MetricPath), out var found)
+        var series = _rules.TryGetValue((policy.Domain, path), out var found)
             ? found
-            : _rules.GetOrAdd((policy.Domain, match.MetricPath), key => new RuleSeries(this, key.Domain, key.Rule));
+            : _rules.GetOrAdd((policy.Domain, path), key => new RuleSeries(this, key.Domain, key.Rule));
         if (own)
             _byPolicy.TryAdd(policy, series);
         return series;
     }
 
-    public void DomainNotFound(string domain) => _domainNotFound.WithLabels(domain).Inc();
+    /// <summary>Counts a call for a domain no config defines, under its name while fewer than <see cref="MaxUnknownDomains"/> were seen, else <see cref="OtherLabel"/>.</summary>
+    public void DomainNotFound(string domain) => _domainNotFound.WithLabels(_unknownDomains.Admit(domain) ? domain : OtherLabel).Inc();
 
     public void StoreError(string kind) => _storeErrors.WithLabels(kind).Inc();
 
@@ -100,5 +125,28 @@ public sealed class RateLimitMetrics
         public Counter.Child WithinLimit { get; } = owner._withinLimit.WithLabels(domain, rule);
 
         public Counter.Child ShadowMode { get; } = owner._shadowMode.WithLabels(domain, rule);
+    }
+
+    /// <summary>A label's values as callers send them, the first <c>max</c> distinct ones kept and the rest refused.</summary>
+    private sealed class BoundedLabel(int max)
+    {
+        private readonly ConcurrentDictionary<string, byte> _kept = new(StringComparer.Ordinal);
+        private int _count;
+
+        /// <summary>True when the value is kept (seen before, or taken now while there is room).</summary>
+        public bool Admit(string value)
+        {
+            if (_kept.ContainsKey(value))
+                return true;
+            // Reserve a place first, so racing newcomers never take the count past max.
+            if (Interlocked.Increment(ref _count) > max)
+            {
+                Interlocked.Decrement(ref _count);
+                return false;
+            }
+            if (!_kept.TryAdd(value, 0))
+                Interlocked.Decrement(ref _count); // another call added it meanwhile
+            return true;
+        }
     }
 }

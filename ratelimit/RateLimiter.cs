@@ -41,6 +41,10 @@ public sealed partial class RateLimiter
     // during an outage every call fails, and a line per call would be thousands a second (the metrics count them all).
     private readonly EventThrottle _failures;
 
+    // Calls for an unknown domain go unlimited, so they are worth a line; throttled like the failures, since a
+    // misconfigured Envoy sends one on every call. The metric keeps few domain names (see RateLimitMetrics), the log the latest.
+    private readonly EventThrottle _unknownDomains;
+
     public RateLimiter(RulesProvider<RateLimitConfig> rules, ICounterStore store, TimeProvider time, IOptions<RateLimitOptions> options, RateLimitMetrics metrics, ILogger<RateLimiter>? logger = null)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -51,6 +55,7 @@ public sealed partial class RateLimiter
         _metrics = metrics;
         _logger = logger ?? NullLogger<RateLimiter>.Instance;
         _failures = new EventThrottle(time);
+        _unknownDomains = new EventThrottle(time);
     }
 
     /// <summary>The counter store in use.</summary>
@@ -74,6 +79,8 @@ public sealed partial class RateLimiter
         if (!config.HasDomain(request.Domain))
         {
             _metrics.DomainNotFound(request.Domain);
+            if (_unknownDomains.TryReport(out var calls))
+                LogDomainNotFound(_logger, calls, _unknownDomains.Interval.TotalSeconds, Truncate(request.Domain, 128));
             return new ValueTask<RlsResponse>(AllWithoutLimit(descriptors.Length));
         }
 
@@ -388,6 +395,13 @@ public sealed partial class RateLimiter
     [LoggerMessage(EventId = 110, EventName = "RateLimitStoreFailing", Level = LogLevel.Warning,
         Message = "The {Store} counter store failed {FailedCalls} call(s) since the last such line (at most one every {IntervalSeconds} s), answered UNAVAILABLE so that Envoy's failure_mode_deny decides; the latest: {Reason}")]
     private static partial void LogStoreFailing(ILogger logger, string store, long failedCalls, double intervalSeconds, string reason);
+
+    [LoggerMessage(EventId = 111, EventName = "RateLimitDomainNotFound", Level = LogLevel.Warning,
+        Message = "{Calls} call(s) named a domain no rules define since the last such line (at most one every {IntervalSeconds} s), answered OK without a limit; the latest: '{Domain}'")]
+    private static partial void LogDomainNotFound(ILogger logger, long calls, double intervalSeconds, string domain);
+
+    // A caller's string in a log line: bounded, so a junk request cannot make a huge line.
+    private static string Truncate(string value, int max) => value.Length <= max ? value : string.Concat(value.AsSpan(0, max), "…");
 
     /// <summary>
     /// A call's scratch arrays. Each thread keeps the last one it returned, so a call on a warm thread allocates none;

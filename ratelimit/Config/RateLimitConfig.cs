@@ -1,4 +1,5 @@
 using System.Collections.Frozen;
+using System.Diagnostics.CodeAnalysis;
 using System.Text;
 using Envoy.Extensions.Common.Ratelimit.V3;
 
@@ -46,7 +47,8 @@ public sealed class RateLimitConfig
     /// <summary>
     /// The limit for one request descriptor, or null for none: unknown domain, no entries, no rule at some level, a rule
     /// without children before the last entry, or a last rule without <c>rate_limit</c> (whitelisted). A descriptor with
-    /// its own limit gets an override policy if the domain is known (null if its unit is UNKNOWN). Unlimited rules do
+    /// its own limit gets an override policy if the domain is known (null if its unit is UNKNOWN), whose metric path names
+    /// the entries' keys only (see <see cref="RateLimitPolicy.ForOverride(string, RlsDescriptor)"/>). Unlimited rules do
     /// match: the caller answers OK without counting. <c>replaces</c> is not applied here: it spans the request's
     /// descriptors (see <see cref="RateLimitPolicy.Replaces"/>). Allocates nothing unless the metric path needs request
     /// values or the counter shared entries.
@@ -57,32 +59,12 @@ public sealed class RateLimitConfig
         if (!_domains.TryGetValue(domain, out var root))
             return null;
         if (descriptor.Limit is not null)
-            return MatchOverride(domain, descriptor);
+            return MatchOverride(domain, root, descriptor);
 
         var entries = descriptor.Entries;
-        if (entries.Count == 0)
+        if (!Walk(root, entries, out var node, out var runtimeValues, out var shared))
             return null;
-        var level = root;
-        RuleNode? node = null;
-        var runtimeValues = false;
-        var shared = false;
-        for (var i = 0; i < entries.Count; i++)
-        {
-            // The previous entry's rule has no children: the request is deeper than the config (no fallback).
-            if (level is null)
-                return null;
-            var entry = entries[i];
-            node = level.Find(entry.Key, entry.Value, out var how);
-            if (node is null)
-                return null;
-            if (how == EntryMatch.Wildcard && node.ShareThreshold)
-                shared = true;
-            else if (how != EntryMatch.Exact && node.ValueToMetric)
-                runtimeValues = true;
-            level = node.Children;
-        }
-
-        var policy = node!.Policy;
+        var policy = node.Policy;
         if (policy is null)
             return null;
         return shared || runtimeValues || policy.DetailedMetric
@@ -102,13 +84,47 @@ public sealed class RateLimitConfig
         return text.ToString();
     }
 
-    private static DescriptorMatch? MatchOverride(string domain, RlsDescriptor descriptor)
+    // The node the entries reach (exact depth, no fallback), and whether its metric path needs request values
+    // (value_to_metric on a level matched by pattern or default) or its counter the patterns (share_threshold).
+    private static bool Walk(RuleLevel? root, ArraySegment<KeyValuePair<string, string>> entries, [NotNullWhen(true)] out RuleNode? node, out bool runtimeValues, out bool shared)
+    {
+        node = null;
+        runtimeValues = false;
+        shared = false;
+        if (entries.Count == 0)
+            return false;
+        var level = root;
+        for (var i = 0; i < entries.Count; i++)
+        {
+            // The previous entry's rule has no children: the request is deeper than the config (no fallback).
+            if (level is null)
+                return false;
+            var entry = entries[i];
+            node = level.Find(entry.Key, entry.Value, out var how);
+            if (node is null)
+                return false;
+            if (how == EntryMatch.Wildcard && node.ShareThreshold)
+                shared = true;
+            else if (how != EntryMatch.Exact && node.ValueToMetric)
+                runtimeValues = true;
+            level = node.Children;
+        }
+        return node is not null;
+    }
+
+    private static DescriptorMatch? MatchOverride(string domain, RuleLevel? root, RlsDescriptor descriptor)
     {
         // An override without a usable unit cannot be counted. Envoy never sends one (it drops overrides whose unit
         // does not parse); other clients get no limit rather than an error.
         if (!LimitUnitExtensions.TryFromOverride(descriptor.Limit!.Value.Unit, out _))
             return null;
         var policy = RateLimitPolicy.ForOverride(domain, descriptor);
+        // The override's own metric path names keys only: the reference's k1_v1.k2_v2 made a series per client when
+        // the plan travels with each request (envoyproxy/ratelimit#275). Values appear only where the rule these
+        // entries would match asks for them (detailed_metric, value_to_metric), as they would without the override.
+        if (Walk(root, descriptor.Entries, out var node, out var runtimeValues, out var shared)
+            && node.Policy is { } rule && (runtimeValues || rule.DetailedMetric))
+            return new DescriptorMatch(policy, Resolve(domain, root, descriptor.Entries, rule, shared).MetricPath, null);
         return new DescriptorMatch(policy, policy.MetricPath, null);
     }
 

@@ -88,8 +88,8 @@ public sealed class RateLimitPolicy
     /// <summary>
     /// The rule's place in the tree, the reference's stats KEY_PATH: levels joined by <c>.</c>, each <c>key_value</c>
     /// for an explicit value, <c>key</c> for a key-only default, <c>key_pattern</c> for a wildcard
-    /// (<c>key1_value1.subkey1</c>, <c>wild_foo*</c>). For an override: the request's entries, <c>k1_v1.k2_v2</c>
-    /// (<c>k</c> alone when the value is empty).
+    /// (<c>key1_value1.subkey1</c>, <c>wild_foo*</c>). For an override: the request's keys, <c>k1.k2</c>, never its
+    /// values (see <see cref="ForOverride(string, RlsDescriptor)"/>).
     /// </summary>
     public string RulePath { get; }
 
@@ -145,9 +145,10 @@ public sealed class RateLimitPolicy
     internal byte[] CurrentLimitBytes { get; }
 
     /// <summary>
-    /// The policy of a descriptor that carries its own limit. As in the reference the config tree is not consulted,
-    /// the limit is never shadowed and the metric path is <c>domain.k1_v1.k2_v2</c> whatever the limit, so a changed
-    /// override keeps its metrics. The caller checks that the domain exists.
+    /// The policy of a descriptor that carries its own limit. As in the reference the config tree is not consulted for
+    /// the limit, and the limit is never shadowed. Unlike the reference (<c>domain.k1_v1.k2_v2</c>) the metric path is
+    /// <c>domain.k1.k2</c>, the keys alone: overrides carry per-tenant or per-client plans, and a path with the values
+    /// would be a metric series per client. A changed override keeps its metrics. The caller checks that the domain exists.
     /// </summary>
     /// <exception cref="ArgumentException">The descriptor has no override, or its unit is UNKNOWN or not known to this build.</exception>
     public static RateLimitPolicy ForOverride(string domain, RateLimitDescriptor descriptor) => ForOverride(domain, RlsDescriptor.From(descriptor));
@@ -183,12 +184,12 @@ public sealed class RateLimitPolicy
     /// <inheritdoc/>
     public override string ToString() => Describe();
 
-    // k1_v1.k2_v2, the value left out when empty; built in one allocation.
+    // k1.k2: the keys alone, whatever the values (bounded by the key sets Envoy's routes send); one allocation.
     private static string OverridePath(ArraySegment<KeyValuePair<string, string>> entries)
     {
         var length = entries.Count == 0 ? 0 : entries.Count - 1;
         foreach (var entry in entries)
-            length += entry.Key.Length + (entry.Value.Length == 0 ? 0 : entry.Value.Length + 1);
+            length += entry.Key.Length;
         return string.Create(length, entries, static (span, entries) =>
         {
             var at = 0;
@@ -196,15 +197,8 @@ public sealed class RateLimitPolicy
             {
                 if (i > 0)
                     span[at++] = '.';
-                var entry = entries[i];
-                entry.Key.CopyTo(span[at..]);
-                at += entry.Key.Length;
-                if (entry.Value.Length > 0)
-                {
-                    span[at++] = '_';
-                    entry.Value.CopyTo(span[at..]);
-                    at += entry.Value.Length;
-                }
+                entries[i].Key.CopyTo(span[at..]);
+                at += entries[i].Key.Length;
             }
         });
     }

@@ -220,6 +220,65 @@ public sealed class RateLimiterTests : IDisposable
     }
 
     [Fact]
+    public async Task LimitOverrides_WithDistinctValues_ShareOneSeriesPerKeySet()
+    {
+        var service = Service();
+        for (var i = 0; i < 50; i++)
+        {
+            var descriptor = D("tenant", "globex", "client", "key-" + i);
+            descriptor.Limit = new RateLimitDescriptor.Types.RateLimitOverride { RequestsPerUnit = 100, Unit = Envoy.Type.V3.RateLimitUnit.Minute };
+            await CallAsync(service, Request(descriptor));
+        }
+
+        var series = Series(await service.ScrapeAsync(Ct), "legate_ratelimit_total_hits_total{");
+        Assert.Equal(["legate_ratelimit_total_hits_total{domain=\"edge\",rule=\"edge.tenant.client\"} 50"], series);
+    }
+
+    [Fact]
+    public async Task LimitOverrides_WithEndlessKeySets_MakeABoundedNumberOfSeries()
+    {
+        var service = Service();
+        const int Extra = 40;
+        for (var i = 0; i < RateLimitMetrics.MaxOverrideRules + Extra; i++)
+        {
+            var descriptor = D("junk-" + i, "v");
+            descriptor.Limit = new RateLimitDescriptor.Types.RateLimitOverride { RequestsPerUnit = 100, Unit = Envoy.Type.V3.RateLimitUnit.Minute };
+            await CallAsync(service, Request(descriptor));
+        }
+
+        var series = Series(await service.ScrapeAsync(Ct), "legate_ratelimit_total_hits_total{");
+        Assert.Equal(RateLimitMetrics.MaxOverrideRules + 1, series.Count);
+        Assert.Contains($"legate_ratelimit_total_hits_total{{domain=\"edge\",rule=\"edge.(other)\"}} {Extra}", series);
+    }
+
+    [Fact]
+    public async Task UnknownDomains_MakeABoundedNumberOfSeries_AndAThrottledLogLine()
+    {
+        var logs = new FakeLogCollector();
+        var service = Service(configure: services => services.AddLogging(logging => logging.AddProvider(new FakeLoggerProvider(logs))));
+        const int Calls = 100;
+        for (var i = 0; i < Calls; i++)
+            await CallAsync(service, new RateLimitRequest { Domain = "junk-" + i, Descriptors = { D("tenant", "acme") } });
+
+        var series = Series(await service.ScrapeAsync(Ct), "legate_ratelimit_domain_not_found_total{");
+        Assert.Equal(RateLimitMetrics.MaxUnknownDomains + 1, series.Count);
+        Assert.Contains("legate_ratelimit_domain_not_found_total{domain=\"junk-0\"} 1", series);
+        Assert.Contains($"legate_ratelimit_domain_not_found_total{{domain=\"(other)\"}} {Calls - RateLimitMetrics.MaxUnknownDomains}", series);
+        var line = Assert.Single(logs.GetSnapshot(), r => r.Id.Name == "RateLimitDomainNotFound");
+        Assert.Contains("'junk-0'", line.Message, StringComparison.Ordinal);
+
+        _time.Advance(TimeSpan.FromSeconds(10));
+        await CallAsync(service, new RateLimitRequest { Domain = "junk-last", Descriptors = { D("tenant", "acme") } });
+        var lines = logs.GetSnapshot().Where(r => r.Id.Name == "RateLimitDomainNotFound").ToList();
+        Assert.Equal(2, lines.Count);
+        Assert.Contains($"{Calls} call(s)", lines[1].Message, StringComparison.Ordinal); // 99 throttled and this one
+        Assert.Contains("'junk-last'", lines[1].Message, StringComparison.Ordinal);
+    }
+
+    private static List<string> Series(string scrape, string prefix) =>
+        [.. scrape.Split('\n').Where(line => line.StartsWith(prefix, StringComparison.Ordinal))];
+
+    [Fact]
     public async Task ZeroRequestsPerUnit_BlocksEverything()
     {
         var service = Service();

@@ -633,8 +633,8 @@ public sealed class RateLimitConfigMatchTests
         var match = BasicConfig.Match("test-domain", descriptor)!.Value;
 
         Assert.True(match.Policy.IsOverride);
-        Assert.Equal("test-domain.key1_value1.subkey1_something", match.MetricPath);
-        Assert.Equal("key1_value1.subkey1_something", match.Policy.RulePath);
+        Assert.Equal("test-domain.key1.subkey1", match.MetricPath);
+        Assert.Equal("key1.subkey1", match.Policy.RulePath);
         Assert.Equal(10u, match.Policy.CurrentLimit.RequestsPerUnit);
         Assert.Equal(ProtoUnit.Day, match.Policy.CurrentLimit.Unit);
         Assert.False(match.Policy.ShadowMode);
@@ -643,28 +643,64 @@ public sealed class RateLimitConfigMatchTests
     }
 
     [Fact]
-    public void Override_KeepsItsMetricPathWhenTheLimitChanges_AndDiffersByValue()
+    public void Override_MetricPathNamesTheKeysOnly_WhateverTheLimitAndTheValues()
     {
         var first = Descriptor(("key1", "value1"), ("subkey1", "something"));
         first.Limit = new RateLimitDescriptor.Types.RateLimitOverride { RequestsPerUnit = 42, Unit = OverrideUnit.Hour };
         var other = Descriptor(("key1", "value1"), ("subkey1", "something_else"));
-        other.Limit = new RateLimitDescriptor.Types.RateLimitOverride { RequestsPerUnit = 42, Unit = OverrideUnit.Hour };
+        other.Limit = new RateLimitDescriptor.Types.RateLimitOverride { RequestsPerUnit = 7, Unit = OverrideUnit.Second };
 
         var match = BasicConfig.Match("test-domain", first)!.Value;
 
-        Assert.Equal("test-domain.key1_value1.subkey1_something", match.MetricPath);
+        // The reference writes test-domain.key1_value1.subkey1_something: a series per client when plans travel with requests.
+        Assert.Equal("test-domain.key1.subkey1", match.MetricPath);
         Assert.Equal(42u, match.Policy.RequestsPerUnit);
         Assert.Equal(LimitUnit.Hour, match.Policy.Unit);
-        Assert.Equal("test-domain.key1_value1.subkey1_something_else", BasicConfig.Match("test-domain", other)!.Value.MetricPath);
+        Assert.Equal("test-domain.key1.subkey1", BasicConfig.Match("test-domain", other)!.Value.MetricPath);
     }
 
     [Fact]
-    public void Override_ApplesEvenWhereTheTreeHasNoLimit_AndLeavesEmptyValuesOut()
+    public void Override_AppliesEvenWhereTheTreeHasNoLimit()
     {
         var descriptor = Descriptor(("nowhere", ""), ("k", "v"));
         descriptor.Limit = new RateLimitDescriptor.Types.RateLimitOverride { RequestsPerUnit = 3, Unit = OverrideUnit.Second };
 
-        Assert.Equal("test-domain.nowhere.k_v", BasicConfig.Match("test-domain", descriptor)!.Value.MetricPath);
+        Assert.Equal("test-domain.nowhere.k", BasicConfig.Match("test-domain", descriptor)!.Value.MetricPath);
+    }
+
+    [Fact]
+    public void Override_KeepsTheValuesWhereTheRuleTheEntriesMatchAsksForThem()
+    {
+        var config = Load("""
+            domain: d
+            descriptors:
+              - key: tenant
+                descriptors:
+                  - key: client
+                    value_to_metric: true
+                    rate_limit: { unit: second, requests_per_unit: 1 }
+              - key: user
+                detailed_metric: true
+                rate_limit: { unit: second, requests_per_unit: 1 }
+              - key: plain
+                rate_limit: { unit: second, requests_per_unit: 1 }
+            """);
+        RateLimitDescriptor WithOverride(params (string Key, string Value)[] entries)
+        {
+            var descriptor = Descriptor(entries);
+            descriptor.Limit = new RateLimitDescriptor.Types.RateLimitOverride { RequestsPerUnit = 5, Unit = OverrideUnit.Minute };
+            return descriptor;
+        }
+
+        var valueToMetric = config.Match("d", WithOverride(("tenant", "acme"), ("client", "c1")))!.Value;
+        var detailed = config.Match("d", WithOverride(("user", "alice")))!.Value;
+        var plain = config.Match("d", WithOverride(("plain", "x")))!.Value;
+
+        Assert.Equal("d.tenant.client_c1", valueToMetric.MetricPath);
+        Assert.Equal(5u, valueToMetric.Policy.RequestsPerUnit); // still the override's limit
+        Assert.Equal("d.user_alice", detailed.MetricPath);
+        Assert.Equal("d.plain", plain.MetricPath);
+        Assert.Same(plain.Policy.MetricPath, plain.MetricPath);
     }
 
     [Fact]
