@@ -251,7 +251,7 @@ public sealed partial class RateLimiter
                 _options.ShadowMode ? Code.Ok : overall,
                 statuses,
                 _options.ResponseHeaders && tightest is { } tightestStatus ? Headers(tightestStatus) : null,
-                _options.ResponseDynamicMetadata ? Metadata(request, call) : null);
+                _options.ResponseDynamicMetadata ? Metadata(request, call, statuses) : null);
         }
         finally
         {
@@ -292,9 +292,12 @@ public sealed partial class RateLimiter
         ];
     }
 
-    // As envoyproxy/ratelimit's RESPONSE_DYNAMIC_METADATA: the domain, each descriptor's entries, and the merged
-    // metadata of the rules whose descriptors passed (the first value wins where two rules name the same key).
-    private static Struct Metadata(RlsRequest request, Call call)
+    // As envoyproxy/ratelimit's RESPONSE_DYNAMIC_METADATA: the domain, each descriptor's entries (with its limit
+    // override and hits_addend when it has them), the request's hits_addend, and the merged metadata of the rules whose
+    // descriptors passed. A rule over its limit (a shadow-mode rule answers OK, so it passes) adds nothing, nor do
+    // unlimited and replaced rules, which the reference never sends to its cache. Where two rules name the same key
+    // the first wins, except that two maps merge key by key, as the reference merges structs.
+    private static Struct Metadata(RlsRequest request, Call call, RlsStatus[] statuses)
     {
         var descriptors = new ListValue();
         var merged = new Struct();
@@ -304,6 +307,8 @@ public sealed partial class RateLimiter
             foreach (var entry in descriptor.Entries)
                 entries.Values.Add(Value.ForString(entry.Key + "=" + entry.Value));
             var item = new Struct { Fields = { ["entries"] = Value.ForList([.. entries.Values]) } };
+            if (descriptor.Limit is { } limit)
+                item.Fields["limit"] = Value.ForString(OverrideText(limit));
             if (descriptor.HitsAddend is { } hits)
                 item.Fields["hitsAddend"] = Value.ForNumber(hits);
             descriptors.Values.Add(Value.ForStruct(item));
@@ -320,14 +325,41 @@ public sealed partial class RateLimiter
             metadata.Fields["hitsAddend"] = Value.ForNumber(request.HitsAddend);
         for (var i = 0; i < request.Descriptors.Length; i++)
         {
-            if (call.Matches[i] is not { } match)
+            if (call.Matches[i] is not { } match || match.Policy.Unlimited || statuses[i].Code == Code.OverLimit)
                 continue;
-            foreach (var (key, value) in match.Policy.Metadata)
-                merged.Fields.TryAdd(key, ToValue(value));
+            Merge(merged, match.Policy.Metadata);
         }
         if (merged.Fields.Count > 0)
             metadata.Fields["metadata"] = Value.ForStruct(merged);
         return metadata;
+    }
+
+    // The reference writes the override as Go's protobuf text (requests_per_unit:42 unit:HOUR, zero fields left out;
+    // Go varies its spacing from build to build, so no client can rely on more than this shape).
+    private static string OverrideText(RlsLimitOverride limit)
+    {
+        var parts = new List<string>(2);
+        if (limit.RequestsPerUnit != 0)
+            parts.Add("requests_per_unit:" + limit.RequestsPerUnit.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        if (limit.Unit != 0)
+        {
+            var unit = (int)limit.Unit is >= (int)LimitUnit.Second and <= (int)LimitUnit.Week
+                ? ((LimitUnit)(int)limit.Unit).ToProtoName()
+                : ((int)limit.Unit).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            parts.Add("unit:" + unit);
+        }
+        return string.Join(' ', parts);
+    }
+
+    private static void Merge(Struct into, IReadOnlyDictionary<string, object?> from)
+    {
+        foreach (var (key, value) in from)
+        {
+            if (!into.Fields.TryGetValue(key, out var existing))
+                into.Fields[key] = ToValue(value);
+            else if (existing.KindCase == Value.KindOneofCase.StructValue && value is IReadOnlyDictionary<string, object?> map)
+                Merge(existing.StructValue, map);
+        }
     }
 
     private static Value ToValue(object? value) => value switch

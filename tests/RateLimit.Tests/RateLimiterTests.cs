@@ -424,6 +424,77 @@ public sealed class RateLimiterTests : IDisposable
         Assert.Equal(2, fields["metadata"].StructValue.Fields["tier"].NumberValue);
     }
 
+    private const string MetadataRules = """
+        domain: edge
+        descriptors:
+          - key: hot
+            metadata: { team: search, pool: hot, route: { fallback: b } }
+            rate_limit: { unit: second, requests_per_unit: 1 }
+          - key: tagged
+            metadata: { team: payments, route: { primary: a } }
+            rate_limit: { unit: second, requests_per_unit: 5 }
+          - key: free
+            metadata: { free: granted }
+            rate_limit: { unlimited: true }
+          - key: shadowed
+            shadow_mode: true
+            metadata: { shadow: seen }
+            rate_limit: { unit: second, requests_per_unit: 0 }
+        """;
+
+    [Fact]
+    public async Task DynamicMetadata_MergesOnlyTheRulesOfDescriptorsThatPassed()
+    {
+        var service = Service(new Dictionary<string, string?> { ["Legate:RateLimit:ResponseDynamicMetadata"] = "true" }, MetadataRules);
+
+        var bothPass = (await CallAsync(service, Request(D("hot", "x"), D("tagged", "x")))).DynamicMetadata.Fields["metadata"].StructValue.Fields;
+        var hotOver = await CallAsync(service, Request(D("hot", "x"), D("tagged", "x")));
+
+        // Both passed: the first descriptor's value wins, and maps merge key by key.
+        Assert.Equal("search", bothPass["team"].StringValue);
+        Assert.Equal("hot", bothPass["pool"].StringValue);
+        Assert.Equal(["fallback", "primary"], bothPass["route"].StructValue.Fields.Keys.Order());
+        // The hot rule is over its limit now: only the passing rule's metadata.
+        Assert.Equal([Code.OverLimit, Code.Ok], hotOver.Statuses.Select(s => s.Code));
+        var merged = hotOver.DynamicMetadata.Fields["metadata"].StructValue.Fields;
+        Assert.Equal("payments", merged["team"].StringValue);
+        Assert.False(merged.ContainsKey("pool"));
+        Assert.Equal(["primary"], merged["route"].StructValue.Fields.Keys);
+    }
+
+    [Fact]
+    public async Task DynamicMetadata_LeavesOutUnlimitedRules_AndKeepsAShadowedRuleThatWouldBeOver()
+    {
+        var service = Service(new Dictionary<string, string?> { ["Legate:RateLimit:ResponseDynamicMetadata"] = "true" }, MetadataRules);
+
+        var response = await CallAsync(service, Request(D("free", "x"), D("shadowed", "x")));
+
+        var merged = response.DynamicMetadata.Fields["metadata"].StructValue.Fields;
+        Assert.Equal(["shadow"], merged.Keys);
+        Assert.Equal("seen", merged["shadow"].StringValue);
+    }
+
+    [Fact]
+    public async Task DynamicMetadata_DescribesEachDescriptorsOverrideAndHitsAddend_AsTheReference()
+    {
+        var service = Service(new Dictionary<string, string?> { ["Legate:RateLimit:ResponseDynamicMetadata"] = "true" }, MetadataRules);
+        var withOverride = D("tagged", "x");
+        withOverride.Limit = new RateLimitDescriptor.Types.RateLimitOverride { RequestsPerUnit = 3, Unit = Envoy.Type.V3.RateLimitUnit.Hour };
+        withOverride.HitsAddend = 2;
+        var request = Request(withOverride, D("hot", "y"));
+        request.HitsAddend = 4;
+
+        var fields = (await CallAsync(service, request)).DynamicMetadata.Fields;
+
+        var described = fields["descriptors"].ListValue.Values.Select(v => v.StructValue.Fields).ToList();
+        Assert.Equal("requests_per_unit:3 unit:HOUR", described[0]["limit"].StringValue);
+        Assert.Equal(2, described[0]["hitsAddend"].NumberValue);
+        Assert.Equal(["entries"], described[1].Keys);
+        Assert.Equal(4, fields["hitsAddend"].NumberValue);
+        // An override is no rule: no rule metadata; the hot rule is over (4 hits against 1).
+        Assert.Equal(["descriptors", "domain", "hitsAddend"], fields.Keys.Order());
+    }
+
     [Fact]
     public async Task Metrics_CountHitsPerRule()
     {
