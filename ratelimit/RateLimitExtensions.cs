@@ -36,7 +36,7 @@ public static class RateLimitExtensions
 
         if (options.Store == "redis")
         {
-            services.AddLegateRedis(builder.Configuration, readinessCheck: options.ReadinessRequiresStore);
+            services.AddLegateRedis(builder.Configuration, readinessCheck: options.ReadinessFollowsStore);
             services.TryAddSingleton(sp =>
             {
                 var o = sp.GetRequiredService<IOptions<RateLimitOptions>>().Value;

@@ -58,8 +58,20 @@ public sealed class RateLimitOptions
     /// <summary>In degraded mode, how often one call tries Redis again (10 ms..1 h).</summary>
     public TimeSpan DegradedRetryInterval { get; set; } = TimeSpan.FromSeconds(1);
 
-    /// <summary>Whether <c>/readyz</c> and the gRPC health service report not-ready while the Redis store is unreachable.</summary>
-    public bool ReadinessRequiresStore { get; set; } = true;
+    /// <summary>
+    /// Whether <c>/readyz</c> and the gRPC health service report not-ready while the Redis store is unreachable. Unset,
+    /// it follows <see cref="DegradedMode"/>: true without it, false with it (see <see cref="ReadinessFollowsStore"/>).
+    /// </summary>
+    public bool? ReadinessRequiresStore { get; set; }
+
+    /// <summary>
+    /// The readiness rule in force. Degraded mode exists to keep answering while Redis is down; were readiness to
+    /// follow Redis too, Kubernetes would take every pod out of service at that very moment and Envoy would get no
+    /// answer at all, so a platform team turning degraded mode on expects the pods to stay ready. An explicit
+    /// <c>true</c> is still honoured rather than refused: it has a use (in a partial partition, traffic goes to the
+    /// pods that still reach Redis) and whoever writes both keys has chosen that trade.
+    /// </summary>
+    public bool ReadinessFollowsStore => ReadinessRequiresStore ?? !DegradedMode;
 
     /// <summary>
     /// Group commit on a standalone Redis or a Sentinel's primary: the counter updates of concurrent calls go to Redis

@@ -1,12 +1,16 @@
+using System.Net;
 using Envoy.Extensions.Common.Ratelimit.V3;
 using Envoy.Service.Ratelimit.V3;
 using Grpc.Core;
+using Grpc.Health.V1;
 using Legate.RateLimit.Stores;
 using Legate.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using Code = Envoy.Service.Ratelimit.V3.RateLimitResponse.Types.Code;
+using HealthClient = Grpc.Health.V1.Health.HealthClient;
 using RateLimitClient = Envoy.Service.Ratelimit.V3.RateLimitService.RateLimitServiceClient;
+using ServingStatus = Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus;
 
 namespace Legate.RateLimit.Tests;
 
@@ -210,6 +214,35 @@ public sealed class RedisRateLimitTests : IDisposable
 
         Assert.Equal([Code.Ok, Code.Ok, Code.Ok, Code.OverLimit], codes);
         Assert.Contains("legate_ratelimit_degraded 1", await service.ScrapeAsync(Ct), StringComparison.Ordinal);
+    }
+
+    // Redis unreachable (nothing listens on the port). Unset, readiness follows Redis only without degraded mode:
+    // with it, the pods must stay in rotation, which is what degraded mode is for; an explicit setting wins.
+    [Theory]
+    [InlineData(false, null, false)]
+    [InlineData(true, null, true)]
+    [InlineData(true, "true", false)]
+    [InlineData(false, "false", true)]
+    public async Task RedisDown_Readiness_FollowsRedisUnlessDegradedMode(bool degraded, string? readinessRequiresStore, bool ready)
+    {
+        var service = Service($"127.0.0.1:{FreePort.Next()},connectTimeout=200", degraded: degraded,
+            extra: readinessRequiresStore is null ? null : ("Legate:RateLimit:ReadinessRequiresStore", readinessRequiresStore));
+        using var http = service.CreateClient();
+
+        using var readyz = await http.GetAsync(new Uri("/readyz", UriKind.Relative), Ct);
+        var health = new HealthClient(service.Channel);
+        var overall = await health.CheckAsync(new HealthCheckRequest(), cancellationToken: Ct);
+        var rls = await health.CheckAsync(new HealthCheckRequest { Service = Microsoft.Extensions.Hosting.RateLimitExtensions.GrpcServiceName }, cancellationToken: Ct);
+
+        Assert.Equal(ready ? HttpStatusCode.OK : HttpStatusCode.ServiceUnavailable, readyz.StatusCode);
+        Assert.Equal(ready ? ServingStatus.Serving : ServingStatus.NotServing, overall.Status);
+        Assert.Equal(overall.Status, rls.Status);
+        if (degraded)
+        {
+            // Ready, and answering from local counters.
+            var response = await new RateLimitClient(service.Channel).ShouldRateLimitAsync(Request("acme"), cancellationToken: Ct);
+            Assert.Equal(Code.Ok, response.OverallCode);
+        }
     }
 
     public void Dispose()
