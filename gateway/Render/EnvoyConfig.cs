@@ -278,6 +278,7 @@ internal static class EnvoyConfig
                     ("merge_slashes", true),
                     ("path_with_escaped_slashes_action", "UNESCAPE_AND_REDIRECT"),
                     ("common_http_protocol_options", Yaml.Map(("headers_with_underscores_action", "REJECT_REQUEST"))),
+                    ("early_header_mutation_extensions", new List<object> { IdentityHeaderRemoval(config) }),
                     ("http_filters", HttpFilters(config)),
                     ("route_config", Yaml.Map(("name", listener.Name), ("virtual_hosts", VirtualHosts(config)))))));
             list.Add(Yaml.Map(
@@ -410,14 +411,21 @@ internal static class EnvoyConfig
         if (route.Cors is { } cors)
             perFilter.Add(CorsFilter, Cors(cors));
         perFilter.Add(ExtAuthzFilter, AuthzPerRoute(route.Auth, route.Tenant));
-        var node = Yaml.Map(("name", route.Name), ("match", match), ("route", action), ("typed_per_filter_config", perFilter));
-        // Without ext_authz nothing overwrites the identity headers, so a client's own would reach the backend as if
-        // authz had set them. Checked routes are left alone: authz sets or removes every one on each allow, and the
-        // router applies a route's removals after ext_authz, so there they would drop the identity authz just set.
-        if (route.AuthDisabled)
-            RemoveRequestHeaders(node, IdentityHeaderNames(config));
-        return node;
+        return Yaml.Map(("name", route.Name), ("match", match), ("route", action), ("typed_per_filter_config", perFilter));
     }
+
+    /// <summary>
+    /// The identity headers a client sent are removed as the request arrives, before routing and every filter: only
+    /// authz's answer can then put them back. This covers each way a request reaches a backend without that answer —
+    /// a route with ext_authz disabled (<c>auth: none</c>), and authz failing while <c>failure_mode: allow</c> lets the
+    /// request through — which a route's <c>request_headers_to_remove</c> could not: the router applies those after
+    /// ext_authz, so they would also drop what authz set.
+    /// </summary>
+    private static Node IdentityHeaderRemoval(GatewayConfig config) => Yaml.Map(
+        ("name", "envoy.http.early_header_mutation.header_mutation"),
+        ("typed_config", Yaml.Map(
+            ("@type", "type.googleapis.com/envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation"),
+            ("mutations", IdentityHeaderNames(config).Select(name => (object)Yaml.Map(("remove", name))).ToList()))));
 
     /// <summary>
     /// The headers authz sets or removes on every allow: tenant, subject, client and each claim mapping's, as authz
@@ -436,18 +444,6 @@ internal static class EnvoyConfig
 
         static string? Name(YamlMappingNode? node, string field)
             => node is not null && Field(node, field) is YamlScalarNode scalar && !IsNull(scalar) ? scalar.Value : null;
-    }
-
-    /// <summary>Adds <paramref name="names"/> to the route's <c>request_headers_to_remove</c>, each name once.</summary>
-    private static void RemoveRequestHeaders(Node route, IEnumerable<string> names)
-    {
-        var list = route.TryGetValue("request_headers_to_remove", out var existing) ? (List<object>)existing : [];
-        foreach (var name in names)
-        {
-            if (!list.Contains(name))
-                list.Add(name);
-        }
-        route["request_headers_to_remove"] = list;
     }
 
     private static Node Action(DescriptorEntry entry) => entry.Source switch
