@@ -28,6 +28,14 @@ internal static partial class HostingLog
         Message = "Rules '{Rules}': watching {Path} for changes failed; polling continues")]
     public static partial void RulesWatchFailed(ILogger logger, Exception exception, string rules, string path);
 
+    [LoggerMessage(EventId = 13, EventName = "RulesLoaderFaulted", Level = LogLevel.Error,
+        Message = "Rules '{Rules}': loading {Path} threw {ExceptionType}, a bug in the loader (its message is left out: it can quote the files) {StackTrace}")]
+    public static partial void RulesLoaderFaulted(ILogger logger, string rules, string path, string exceptionType, string stackTrace);
+
+    [LoggerMessage(EventId = 14, EventName = "RulesChangeCallbackFailed", Level = LogLevel.Warning,
+        Message = "Rules '{Rules}': a change callback threw {ExceptionType}; the new rules are in force")]
+    public static partial void RulesChangeCallbackFailed(ILogger logger, string rules, string exceptionType);
+
     [LoggerMessage(EventId = 20, EventName = "RedisConfigured", Level = LogLevel.Information,
         Message = "Redis: {Configuration}")]
     public static partial void RedisConfigured(ILogger logger, string configuration);

@@ -23,6 +23,33 @@ public sealed class RulesException : Exception
         Problem = problem;
     }
 
+    private RulesException(string file, string problem, string message, Exception? inner)
+        : base(message, inner)
+    {
+        File = file;
+        Problem = problem;
+    }
+
+    /// <summary>
+    /// A file or directory the operating system would not let us read: <c>cannot read /etc/legate/rules.yaml: permission denied</c>.
+    /// Only a reason is kept from <paramref name="error"/>, not the exception: operators get a line, not a stack trace.
+    /// </summary>
+    /// <param name="exact">
+    /// Whether <paramref name="path"/> is what failed to open, so the reason can be short. When not (a loader that
+    /// opened another file), the reason is the system's message, which names that file.
+    /// </param>
+    public static RulesException CannotRead(string path, Exception error, bool exact = true)
+    {
+        ArgumentNullException.ThrowIfNull(error);
+        var reason = (exact, error) switch
+        {
+            (true, UnauthorizedAccessException) => "permission denied",
+            (true, FileNotFoundException or DirectoryNotFoundException) => "no such file or directory",
+            _ => error.Message,
+        };
+        return new RulesException(path, "cannot read: " + reason, $"cannot read {path}: {reason}", null);
+    }
+
     public RulesException()
         : this("(unknown file)", null, null, null, "invalid rules")
     {

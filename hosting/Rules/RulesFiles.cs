@@ -30,7 +30,7 @@ public sealed class RulesFiles
     public string Fingerprint { get; }
 
     /// <summary>Reads the rules at <paramref name="path"/>.</summary>
-    /// <exception cref="RulesException">The path does not exist or a file cannot be read.</exception>
+    /// <exception cref="RulesException">The path does not exist, or the directory or a file cannot be read (<c>cannot read PATH: reason</c>).</exception>
     public static RulesFiles Read(string path)
     {
         string[] paths;
@@ -40,10 +40,17 @@ public sealed class RulesFiles
         }
         else if (Directory.Exists(path))
         {
-            paths = [.. Directory.EnumerateFiles(path)
-                .Where(p => !System.IO.Path.GetFileName(p).StartsWith('.')
-                    && (p.EndsWith(".yaml", StringComparison.OrdinalIgnoreCase) || p.EndsWith(".yml", StringComparison.OrdinalIgnoreCase)))
-                .Order(StringComparer.Ordinal)];
+            try
+            {
+                paths = [.. Directory.EnumerateFiles(path)
+                    .Where(p => !System.IO.Path.GetFileName(p).StartsWith('.')
+                        && (p.EndsWith(".yaml", StringComparison.OrdinalIgnoreCase) || p.EndsWith(".yml", StringComparison.OrdinalIgnoreCase)))
+                    .Order(StringComparer.Ordinal)];
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw RulesException.CannotRead(path, e);
+            }
             // Serving without rules would silently mean "no limits, no policies": say so instead.
             if (paths.Length == 0)
                 throw new RulesException(path, null, null, null, "the directory has no *.yaml or *.yml files");
@@ -64,7 +71,7 @@ public sealed class RulesFiles
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                throw new RulesException(file, "cannot be read: " + e.Message, e);
+                throw RulesException.CannotRead(file, e);
             }
             files.Add(new RulesFile(file, text));
             hash.AppendData(Encoding.UTF8.GetBytes(file));

@@ -31,8 +31,8 @@ public sealed class RulesOptions
 
 /// <summary>
 /// Holds the current rules as an immutable snapshot swapped atomically. The first load happens before the
-/// server starts and a bad file stops start-up; later loads happen when the files change, and a bad one is
-/// logged and counted while the last good snapshot stays in force.
+/// server starts and a bad or unreadable file stops start-up; later loads happen when the files change, and a
+/// failed one (bad or unreadable file, loader bug) is logged and counted while the last good snapshot stays in force.
 /// </summary>
 public sealed class RulesProvider<TRules> : IHostedLifecycleService, IDisposable
     where TRules : class
@@ -57,6 +57,7 @@ public sealed class RulesProvider<TRules> : IHostedLifecycleService, IDisposable
     private FileSystemWatcher? _watcher;
     private System.Threading.ITimer? _poll;
     private System.Threading.ITimer? _debounce;
+    private bool _disposed;
 
     public RulesProvider(string name, RulesOptions options, IRulesLoader<TRules> loader, TimeProvider time, ILogger logger, IMetricFactory metrics)
     {
@@ -81,56 +82,95 @@ public sealed class RulesProvider<TRules> : IHostedLifecycleService, IDisposable
     /// <summary>A token that fires when a new snapshot comes into force.</summary>
     public IChangeToken GetChangeToken() => new CancellationChangeToken(Volatile.Read(ref _changed).Token);
 
-    /// <summary>Loads the rules for the first time. Throws <see cref="RulesException"/> when they are bad.</summary>
+    /// <summary>Loads the rules for the first time.</summary>
+    /// <exception cref="RulesException">The rules are bad or cannot be read, or the loader failed; the message names the file.</exception>
     public void LoadInitial()
     {
         lock (_reloadGate)
         {
             if (_snapshot is not null)
                 return;
+            RulesFiles files;
+            TRules rules;
             try
             {
-                var files = RulesFiles.Read(_options.Path);
+                files = RulesFiles.Read(_options.Path);
                 _lastAttempted = files.Fingerprint;
-                Swap(_loader.Load(files), files);
+                rules = _loader.Load(files);
             }
-            catch (RulesException)
+            catch (Exception e) when (!IsFatal(e))
             {
                 _reloadFailed.Inc();
-                throw;
+                var failure = Failure(e);
+                if (ReferenceEquals(failure, e))
+                    throw;
+                throw failure;
             }
+            Swap(rules, files);
         }
     }
 
     /// <summary>Reads the files again and, when they changed and are good, swaps in a new snapshot.</summary>
+    /// <remarks>
+    /// Runs on timer threads, where an escaping exception ends the process: whatever goes wrong short of a fatal
+    /// error (bad YAML, an unreadable file, a bug in the loader) is a failed reload, logged and counted, and the
+    /// last good snapshot stays in force.
+    /// </remarks>
     /// <returns>True when a new snapshot came into force.</returns>
     public bool Reload()
     {
         lock (_reloadGate)
         {
+            if (_disposed)
+                return false;
             if (_snapshot is null)
             {
                 LoadInitial();
                 return true;
             }
             RulesFiles files;
+            TRules rules;
             try
             {
                 files = RulesFiles.Read(_options.Path);
                 if (files.Fingerprint == _lastAttempted)
                     return false;
                 _lastAttempted = files.Fingerprint;
-                Swap(_loader.Load(files), files);
-                return true;
+                rules = _loader.Load(files);
             }
-            catch (RulesException e)
+            catch (Exception e) when (!IsFatal(e))
             {
                 _reloadFailed.Inc();
-                HostingLog.RulesReloadFailed(_logger, _name, _snapshot.Version, e.Message);
+                HostingLog.RulesReloadFailed(_logger, _name, _snapshot.Version, Failure(e).Message);
                 return false;
             }
+            Swap(rules, files);
+            return true;
         }
     }
+
+    // What a failed load says, naming the path. RulesFiles.Read reports its own I/O errors; an I/O error from the
+    // loader (one that opens more files) keeps the system's message, which names the file. Anything else is a bug:
+    // its type and stack trace are logged for the bug report, but not its message, which can quote the files
+    // (a FormatException names the text it could not parse, and policies and keys files can hold secrets).
+    private RulesException Failure(Exception e)
+    {
+        switch (e)
+        {
+            case RulesException rules:
+                return rules;
+            case IOException or UnauthorizedAccessException:
+                return RulesException.CannotRead(_options.Path, e, exact: false);
+            default:
+                var type = e.GetType().FullName ?? e.GetType().Name;
+                HostingLog.RulesLoaderFaulted(_logger, _name, _options.Path, type, e.StackTrace ?? "");
+                return new RulesException(_options.Path, null, null, null,
+                    $"the loader failed with {type} (a bug; the RulesLoaderFaulted log event has the stack trace)");
+        }
+    }
+
+    // What no caller can recover from; everything else on a reload is a failed reload, not a dead process.
+    private static bool IsFatal(Exception e) => e is OutOfMemoryException or AccessViolationException or StackOverflowException;
 
     private void Swap(TRules rules, RulesFiles files)
     {
@@ -143,7 +183,15 @@ public sealed class RulesProvider<TRules> : IHostedLifecycleService, IDisposable
         HostingLog.RulesLoaded(_logger, _name, files.Root, snapshot.Version);
 
         var previous = Interlocked.Exchange(ref _changed, new CancellationTokenSource());
-        previous.Cancel();
+        try
+        {
+            previous.Cancel();
+        }
+        catch (AggregateException e)
+        {
+            // A change-token callback threw. The new snapshot is in force regardless; this may be a timer thread.
+            HostingLog.RulesChangeCallbackFailed(_logger, _name, e.InnerExceptions.Count > 0 ? e.InnerExceptions[0].GetType().FullName ?? "" : "");
+        }
         previous.Dispose();
     }
 
@@ -210,6 +258,13 @@ public sealed class RulesProvider<TRules> : IHostedLifecycleService, IDisposable
     public void Dispose()
     {
         StopWatching();
-        _changed.Dispose();
+        // Under the gate: a timer callback already running finishes first, and later ones see _disposed.
+        lock (_reloadGate)
+        {
+            if (_disposed)
+                return;
+            _disposed = true;
+            _changed.Dispose();
+        }
     }
 }

@@ -1,6 +1,8 @@
 using Legate.Hosting.Rules;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Logging.Testing;
 using Microsoft.Extensions.Time.Testing;
 using Legate.Testing;
 using Prometheus;
@@ -20,9 +22,28 @@ public sealed class RulesProviderTests : IDisposable
         return path;
     }
 
-    private RulesProvider<Limits> Provider(string path, bool watch = false) =>
+    private RulesProvider<Limits> Provider(string path, bool watch = false, IRulesLoader<Limits>? loader = null, ILogger? logger = null) =>
         new("limits", new RulesOptions { Path = path, Watch = watch, PollInterval = TimeSpan.FromSeconds(5) },
-            new LimitsLoader(), _time, NullLogger.Instance, Prometheus.Metrics.WithCustomRegistry(_registry));
+            loader ?? new LimitsLoader(), _time, logger ?? NullLogger.Instance, Prometheus.Metrics.WithCustomRegistry(_registry));
+
+    private string Failures => _registry.Scrape().Split('\n').Single(l => l.StartsWith("legate_rules_reloads_total{rules=\"limits\",result=\"failure\"}", StringComparison.Ordinal));
+
+    // Root reads a chmod-000 file anyway: only where the mode denies us does the test exercise a real denial.
+    private static bool DenyReading(string path)
+    {
+        if (OperatingSystem.IsWindows())
+            return false;
+        File.SetUnixFileMode(path, UnixFileMode.None);
+        try
+        {
+            File.ReadAllBytes(path);
+            return false;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return true;
+        }
+    }
 
     [Fact]
     public void FirstLoad_BuildsVersionOne()
@@ -171,6 +192,145 @@ public sealed class RulesProviderTests : IDisposable
         await lifecycle.StopAsync(TestContext.Current.CancellationToken);
     }
 
+    [Fact]
+    public void UnreadableFileOnReload_IsAFailedReload()
+    {
+        var file = Write("limits.yaml", "tenant_a: 10\n");
+        var logger = new FakeLogger();
+        using var provider = Provider(file, logger: logger);
+        provider.LoadInitial();
+        File.WriteAllText(file, "tenant_a: 11\n");
+        Assert.SkipUnless(DenyReading(file), "running as root: mode 000 does not deny reading (UnreadableFilesFromTheLoader covers this case)");
+
+        Assert.False(provider.Reload());
+
+        Assert.Equal(10, provider.Current.Values["tenant_a"]);
+        Assert.EndsWith(" 1", Failures, StringComparison.Ordinal);
+        Assert.Equal($"Rules 'limits' not reloaded, the last good version 1 stays in force: cannot read {file}: permission denied", logger.LatestRecord.Message);
+    }
+
+    [Fact]
+    public void UnreadableFileAtFirstLoad_StopsStartUpNamingTheFile()
+    {
+        var file = Write("limits.yaml", "tenant_a: 10\n");
+        using var provider = Provider(_dir);
+        Assert.SkipUnless(DenyReading(file), "running as root: mode 000 does not deny reading");
+
+        var error = Assert.Throws<RulesException>(provider.LoadInitial);
+
+        Assert.Equal($"cannot read {file}: permission denied", error.Message);
+    }
+
+    [Fact]
+    public void UnreadableFilesFromTheLoader_AreAFailedReloadNamingThePath()
+    {
+        var file = Write("limits.yaml", "tenant_a: 10\n");
+        var loader = new FaultyLoader();
+        var logger = new FakeLogger();
+        using var provider = Provider(file, loader: loader, logger: logger);
+        provider.LoadInitial();
+
+        File.WriteAllText(file, "tenant_a: 11\n");
+        loader.Fault = new UnauthorizedAccessException("Access to the path '/etc/legate/keys.yaml' is denied.");
+        Assert.False(provider.Reload());
+        File.WriteAllText(file, "tenant_a: 12\n");
+        loader.Fault = new IOException("Input/output error : '/etc/legate/keys.yaml'");
+        Assert.False(provider.Reload());
+
+        Assert.Equal(10, provider.Current.Values["tenant_a"]);
+        Assert.EndsWith(" 2", Failures, StringComparison.Ordinal);
+        Assert.Equal(
+            [
+                $"Rules 'limits' not reloaded, the last good version 1 stays in force: cannot read {file}: Access to the path '/etc/legate/keys.yaml' is denied.",
+                $"Rules 'limits' not reloaded, the last good version 1 stays in force: cannot read {file}: Input/output error : '/etc/legate/keys.yaml'",
+            ],
+            logger.Collector.GetSnapshot().Where(r => r.Id.Name == "RulesReloadFailed").Select(r => r.Message));
+    }
+
+    [Fact]
+    public void LoaderBugOnReload_IsAFailedReloadAndItsMessageIsNotLogged()
+    {
+        var file = Write("limits.yaml", "tenant_a: 10\n");
+        var loader = new FaultyLoader();
+        var logger = new FakeLogger();
+        using var provider = Provider(file, loader: loader, logger: logger);
+        provider.LoadInitial();
+        logger.Collector.Clear();
+
+        File.WriteAllText(file, "tenant_a: 11\n");
+        loader.Fault = new FormatException("The input string 's3cr3t-from-the-file' was not in a correct format.");
+        Assert.False(provider.Reload());
+
+        Assert.Equal(10, provider.Current.Values["tenant_a"]);
+        Assert.EndsWith(" 1", Failures, StringComparison.Ordinal);
+        var records = logger.Collector.GetSnapshot();
+        Assert.Equal(["RulesLoaderFaulted", "RulesReloadFailed"], records.Select(r => r.Id.Name));
+        Assert.All(records, r => Assert.Null(r.Exception));
+        Assert.All(records, r => Assert.DoesNotContain("s3cr3t", r.Message, StringComparison.Ordinal));
+        Assert.Contains("System.FormatException", records[0].Message, StringComparison.Ordinal);
+        Assert.Contains(nameof(FaultyLoader), records[0].Message, StringComparison.Ordinal);
+        Assert.Equal($"Rules 'limits' not reloaded, the last good version 1 stays in force: {file}: the loader failed with System.FormatException "
+            + "(a bug; the RulesLoaderFaulted log event has the stack trace)", records[1].Message);
+    }
+
+    [Fact]
+    public void LoaderBugAtFirstLoad_StopsStartUpNamingThePathWithoutTheMessage()
+    {
+        var file = Write("limits.yaml", "tenant_a: 10\n");
+        var loader = new FaultyLoader { Fault = new KeyNotFoundException("The given key 's3cr3t' was not present in the dictionary.") };
+        using var provider = Provider(file, loader: loader);
+
+        var error = Assert.Throws<RulesException>(provider.LoadInitial);
+
+        Assert.Equal($"{file}: the loader failed with System.Collections.Generic.KeyNotFoundException (a bug; the RulesLoaderFaulted log event has the stack trace)", error.Message);
+        Assert.Null(error.InnerException);
+        Assert.EndsWith(" 1", Failures, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task FailingReloadsOnTheTimer_DoNotEscapeTheTimerThread()
+    {
+        var file = Write("limits.yaml", "tenant_a: 10\n");
+        var loader = new FaultyLoader();
+        using var provider = Provider(file, watch: true, loader: loader);
+        IHostedLifecycleService lifecycle = provider;
+        await lifecycle.StartingAsync(TestContext.Current.CancellationToken);
+
+        // FakeTimeProvider runs timer callbacks inside Advance: an exception escaping Reload would fail the test here.
+        File.WriteAllText(file, "tenant_a: 11\n");
+        loader.Fault = new IOException("disk on fire");
+        _time.Advance(TimeSpan.FromSeconds(5));
+        File.WriteAllText(file, "tenant_a: 12\n");
+        loader.Fault = new InvalidCastException("bug");
+        _time.Advance(TimeSpan.FromSeconds(5));
+        File.WriteAllText(file, "tenant_a: 13\n");
+        loader.Fault = null;
+        _time.Advance(TimeSpan.FromSeconds(5));
+
+        Assert.EndsWith(" 2", Failures, StringComparison.Ordinal);
+        Assert.Equal(13, provider.Current.Values["tenant_a"]);
+        await lifecycle.StopAsync(TestContext.Current.CancellationToken);
+    }
+
+    [Fact]
+    public void ReloadAfterDispose_DoesNothing()
+    {
+        var file = Write("limits.yaml", "tenant_a: 10\n");
+        var provider = Provider(file);
+        provider.LoadInitial();
+        provider.Dispose();
+        File.WriteAllText(file, "tenant_a: 11\n");
+
+        Assert.False(provider.Reload());
+    }
+
+    /// <summary>Throws <see cref="Fault"/> when set, as a loader with a bug or one that opens other files might.</summary>
+    private sealed class FaultyLoader : IRulesLoader<Limits>
+    {
+        public Exception? Fault { get; set; }
+
+        public Limits Load(RulesFiles files) => Fault is { } fault ? throw fault : new LimitsLoader().Load(files);
+    }
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 }
