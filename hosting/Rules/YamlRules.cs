@@ -5,7 +5,11 @@ using YamlDotNet.Serialization.NamingConventions;
 
 namespace Legate.Hosting.Rules;
 
-/// <summary>Reads YAML rules files, turning YamlDotNet's errors into <see cref="RulesException"/>s that name file, line and column.</summary>
+/// <summary>
+/// Reads YAML rules files, turning YamlDotNet's errors into <see cref="RulesException"/>s that name file, line and column.
+/// Every read goes through <see cref="YamlGuard"/>: alias cycles, forward aliases, alias expansion beyond
+/// <see cref="YamlGuard.MaxAliasedNodes"/> nodes and nesting beyond <see cref="YamlGuard.MaxDepth"/> levels are errors.
+/// </summary>
 public static class YamlRules
 {
     private static readonly IDeserializer Deserializer = new DeserializerBuilder()
@@ -19,7 +23,8 @@ public static class YamlRules
         ArgumentNullException.ThrowIfNull(file);
         try
         {
-            return Deserializer.Deserialize<T>(file.Text)
+            using var reader = new StringReader(file.Text);
+            return Deserializer.Deserialize<T>(Guarded(reader))
                 ?? throw new RulesException(file.Path, 1, 1, null, "the file is empty");
         }
         catch (YamlException e)
@@ -28,7 +33,10 @@ public static class YamlRules
         }
     }
 
-    /// <summary>Parses a file into YAML nodes that keep their line and column, for loaders that validate field by field.</summary>
+    /// <summary>
+    /// Parses a file into YAML nodes that keep their line and column, for loaders that validate field by field.
+    /// The node graph has no cycles (an alias is the node it names, so it can be reached twice, but never from itself).
+    /// </summary>
     public static YamlStream Parse(RulesFile file)
     {
         ArgumentNullException.ThrowIfNull(file);
@@ -36,7 +44,7 @@ public static class YamlRules
         try
         {
             using var reader = new StringReader(file.Text);
-            stream.Load(reader);
+            stream.Load(Guarded(reader));
         }
         catch (YamlException e)
         {
@@ -44,6 +52,9 @@ public static class YamlRules
         }
         return stream;
     }
+
+    // Every rules file is read through the guard, so no loader sees an alias cycle, an alias bomb or runaway nesting.
+    private static YamlGuard Guarded(TextReader reader) => new(new Parser(reader));
 
     /// <summary>An error at a node of a parsed file.</summary>
     public static RulesException Error(RulesFile file, YamlNode? node, string field, string problem)

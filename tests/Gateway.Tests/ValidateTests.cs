@@ -50,6 +50,30 @@ public sealed partial class ValidateTests
         Assert.DoesNotContain("warning", stderr.ToString(), StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("backends:\n  api: &api { urls: [http://127.0.0.1:9999], extra: *api }\n", 2, 53, "alias *api is inside the node it names (&api at line 2), which makes a cycle")]
+    [InlineData("tenants: &t\n  acme: &a\n    hosts: [api.acme.example]\n    nested: { back: [*t] }\n", 4, 22, "alias *t is inside the node it names (&t at line 1), which makes a cycle")]
+    [InlineData("backends:\n  api: *later\nlater: &later {}\n", 2, 8, "alias *later names no anchor &later before it")]
+    public void AliasCycle_IsOneErrorAtTheAlias_NotACrash(string yaml, int line, int column, string problem)
+    {
+        var errors = GatewayFiles.Errors(yaml);
+
+        var error = Assert.Single(errors);
+        Assert.Equal(("gw.yaml", line, column, problem), (error.File, error.Line, error.Column, error.Problem));
+    }
+
+    [Fact]
+    public void AliasCycle_FailsValidateNamingFileAndLine()
+    {
+        using var dir = GatewayFiles.Write(GatewayFiles.Minimal.Replace("acme: { hosts: [api.acme.example] }", "acme: &acme { hosts: [api.acme.example], x: *acme }", StringComparison.Ordinal));
+        var path = Path.Combine(dir.Path, "gateway.yaml");
+        using var stdout = new StringWriter();
+        using var stderr = new StringWriter();
+
+        Assert.Equal(Cli.Invalid, Cli.Run(["validate", path], stdout, stderr));
+        Assert.Contains($"{path}:4:47: alias *acme is inside the node it names (&acme at line 4), which makes a cycle", stderr.ToString(), StringComparison.Ordinal);
+    }
+
     [Fact]
     public void UnknownFields_AreAllReportedWithPlaceAndSuggestion()
     {

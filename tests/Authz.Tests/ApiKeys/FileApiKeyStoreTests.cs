@@ -29,6 +29,14 @@ public sealed class FileApiKeyStoreTests : IDisposable
 
     private static RulesException Error(string text) => Assert.Throws<RulesException>(() => Load(text));
 
+    [Theory]
+    [InlineData("- &k {id: AAAAAAAAAAAA, scopes: [*k]}\n", "keys.yaml:1:34: alias *k is inside the node it names (&k at line 1), which makes a cycle")]
+    [InlineData("- &all\n  - *all\n", "keys.yaml:2:5: alias *all is inside the node it names (&all at line 1), which makes a cycle")]
+    public void AliasCycle_IsAnErrorNamingFileAndLine(string text, string expected)
+    {
+        Assert.Equal(expected, Error(text).Message);
+    }
+
     [Fact]
     public void Load_ReadsEveryField()
     {

@@ -335,6 +335,21 @@ public sealed class AuthzPolicyTests : IDisposable
         Assert.Equal(0, (await _host.CheckAsync(AuthzTestHost.Request(headers: key))).Status.Code);
     }
 
+    [Fact]
+    public async Task HotReload_AliasCycle_KeepsTheLastGoodPolicies()
+    {
+        var key = new Dictionary<string, string> { ["x-api-key"] = AuthzTestHost.AcmeKey.Key };
+        _ = _host.Client;
+        var cyclic = AuthzTestHost.DefaultPolicy.Replace("  public:\n    credentials: [none]", "  public: &public\n    credentials: [none]\n    scopes: [*public]", StringComparison.Ordinal);
+        Assert.NotEqual(AuthzTestHost.DefaultPolicy, cyclic);
+        _host.WritePolicy(cyclic);
+
+        Assert.False(_host.Rules.Reload());
+
+        Assert.Equal(1, _host.Rules.Snapshot.Version);
+        Assert.Equal(0, (await _host.CheckAsync(AuthzTestHost.Request(headers: key))).Status.Code);
+    }
+
     public void Dispose() => _host.Dispose();
 }
 
@@ -394,6 +409,10 @@ public sealed class AuthzPolicyFileTests
     [InlineData("tenants:\n  acme:\n    jwt: [nope]\n", "policies.yaml:3:11: tenants.acme.jwt: no jwt_providers entry named 'nope'")]
     [InlineData("tenants:\n  acme: {}\npolicies:\n  default:\n    credentials: [password]\n", "policies.yaml:5:19: policies.default.credentials: unknown credential 'password'")]
     [InlineData("tenants:\n  acme: {}\njwt_providers:\n  idp:\n    issuer: x\n    audiences: [a]\n    algorithms: [none]\n    jwks: '{}'\n", "policies.yaml:7:17: jwt_providers.idp.algorithms: 'none' is not allowed")]
+    [InlineData("tenants:\n  acme: &acme\n    hosts: [api.acme.example]\n    plan: *acme\n",
+        "policies.yaml:4:11: alias *acme is inside the node it names (&acme at line 2), which makes a cycle")]
+    [InlineData("tenants:\n  acme: {}\npolicies: &p\n  default: &d\n    credentials: [none]\n    scopes: [*p]\n",
+        "policies.yaml:6:14: alias *p is inside the node it names (&p at line 3), which makes a cycle")]
     public void BadPolicyFile_StopsStartUp_WithFileLineAndField(string policy, string expected)
     {
         var rules = AuthzTestHost.LoadError(policy);

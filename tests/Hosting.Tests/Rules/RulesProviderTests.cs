@@ -116,6 +116,24 @@ public sealed class RulesProviderTests : IDisposable
         Assert.Equal(1, provider.Snapshot.Version);
     }
 
+    [Theory]
+    [InlineData("tenant_a: &a [*a]\n", "1:15: alias *a is inside the node it names")]
+    [InlineData("tenant_a: &a\n  b: &b\n    c: *a\n", "3:8: alias *a is inside the node it names")]
+    public void ReloadWithAnAliasCycle_KeepsTheLastGoodRules(string text, string error)
+    {
+        var file = Write("limits.yaml", "tenant_a: 10\n");
+        var logger = new FakeLogger();
+        using var provider = Provider(file, logger: logger);
+        provider.LoadInitial();
+
+        File.WriteAllText(file, text);
+
+        Assert.False(provider.Reload());
+        Assert.Equal(10, provider.Current.Values["tenant_a"]);
+        Assert.EndsWith(" 1", Failures, StringComparison.Ordinal);
+        Assert.Contains($"{file}:{error}", logger.LatestRecord.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void SameBadFile_IsReportedOnce()
     {

@@ -1,5 +1,7 @@
 using Legate.Hosting.Rules;
 using Legate.RateLimit.Config;
+using Legate.Testing;
+using Microsoft.Extensions.Logging.Testing;
 using static Legate.RateLimit.Tests.Config.ConfigFixtures;
 
 namespace Legate.RateLimit.Tests.Config;
@@ -105,6 +107,93 @@ public sealed class RateLimitConfigFilesTests : IDisposable
         provider.LoadInitial();
 
         Assert.Equal(["test-domain"], provider.Current.Domains);
+    }
+
+    // A probe with the first of these overflowed the stack of the test host before the YAML guard.
+    public static TheoryData<string, string> AliasCycles => new()
+    {
+        {
+            """
+            domain: d
+            descriptors: &all
+              - key: a
+                descriptors: *all
+            """,
+            "4:18: error loading config file: alias *all is inside the node it names (&all at line 2), which makes a cycle"
+        },
+        {
+            """
+            domain: d
+            descriptors:
+              - key: a
+                metadata: &m
+                  note: *m
+            """,
+            "5:13: error loading config file: alias *m is inside the node it names (&m at line 4), which makes a cycle"
+        },
+        {
+            """
+            domain: d
+            descriptors:
+              - &outer
+                key: a
+                descriptors:
+                  - &inner
+                    key: b
+                    descriptors: [*outer]
+            """,
+            "8:23: error loading config file: alias *outer is inside the node it names (&outer at line 3), which makes a cycle"
+        },
+    };
+
+    [Theory]
+    [MemberData(nameof(AliasCycles))]
+    public void AliasCycle_IsALoadErrorNamingFileAndLine(string yaml, string error)
+    {
+        var path = Write("cycle.yaml", yaml);
+
+        var e = Assert.Throws<RulesException>(() => new RateLimitConfigLoader().Load(RulesFiles.Read(_directory)));
+
+        Assert.Equal($"{path}:{error}", e.Message);
+    }
+
+    [Theory]
+    [MemberData(nameof(AliasCycles))]
+    public void ReloadWithAnAliasCycle_KeepsTheLastGoodConfig(string yaml, string error)
+    {
+        var path = Write("config.yaml", Basic);
+        var registry = Prometheus.Metrics.NewCustomRegistry();
+        var logger = new FakeLogger();
+        var options = new RulesOptions { Path = _directory, Watch = false };
+        using var provider = new RulesProvider<RateLimitConfig>("ratelimit", options, new RateLimitConfigLoader(), TimeProvider.System,
+            logger, Prometheus.Metrics.WithCustomRegistry(registry));
+        provider.LoadInitial();
+
+        File.WriteAllText(path, yaml);
+
+        Assert.False(provider.Reload());
+        Assert.Equal(["test-domain"], provider.Current.Domains);
+        Assert.Contains("legate_rules_reloads_total{rules=\"ratelimit\",result=\"failure\"} 1", registry.Scrape(), StringComparison.Ordinal);
+        Assert.EndsWith($"stays in force: {path}:{error}", logger.LatestRecord.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void SharedAnchors_StillLoad()
+    {
+        Write("shared.yaml", """
+            domain: d
+            descriptors:
+              - key: a
+                rate_limit: &per_minute
+                  unit: minute
+                  requests_per_unit: 5
+              - key: b
+                rate_limit: *per_minute
+            """);
+
+        var config = new RateLimitConfigLoader().Load(RulesFiles.Read(_directory));
+
+        Assert.Equal(5u, config.Match("d", Descriptor(("b", "x")))!.Value.Policy.RequestsPerUnit);
     }
 
     [Fact]
