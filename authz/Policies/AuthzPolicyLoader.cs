@@ -481,6 +481,9 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
         var query = Field(node, "query") is { } q ? Scalar(file, q, "api_keys.query") : null;
         if (query is { Length: 0 })
             throw YamlRules.Error(file, node, "api_keys.query", "is empty");
+        // Matched and stripped by its raw name: one that needs percent-encoding could never be written as configured.
+        if (query is not null && !QueryNamePattern().IsMatch(query))
+            throw YamlRules.Error(file, Field(node, "query")!, "api_keys.query", $"'{query}' is not a plain query parameter name (letters, digits, - . _ ~)");
         // Keys are checked against one prefix: keys made with `legate keys create --prefix X` need prefix: X here.
         var format = ApiKeyFormat.Default;
         if (Field(node, "prefix") is { } p)

@@ -95,6 +95,23 @@ public sealed class KeyStoreWiringTests
     }
 
     [Theory]
+    [InlineData("api key")]
+    [InlineData("api%5Fkey")]
+    [InlineData("key[]")]
+    public void AQueryNameThatNeedsEncoding_IsALoadError(string query)
+    {
+        var policy = "tenants:\n  acme:\n    api_keys: true\npolicies:\n  default:\n    credentials: [api_key]\n"
+            + "api_keys:\n  file: keys.yaml\n  query: '" + query + "'\n";
+
+        var error = AuthzTestHost.LoadError(policy);
+
+        Assert.NotNull(error);
+        Assert.Equal(9, error.Line);
+        Assert.Equal("api_keys.query", error.Field);
+        Assert.Contains("is not a plain query parameter name", error.Problem, StringComparison.Ordinal);
+    }
+
+    [Theory]
     [InlineData("Acme")]
     [InlineData("lgt_")]
     [InlineData("abcdefghijklmnopq")]
