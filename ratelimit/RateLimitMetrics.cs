@@ -74,7 +74,10 @@ public sealed class RateLimitMetrics
             near = 0;
 
         series.TotalHits.Inc(hits);
-        series.WithinLimit.Inc(hits - over);
+        // As the reference: within_limit takes a call's hits only when none of them went over; a crossing call's
+        // part below the limit shows in near_limit (as far as it is above the near threshold), not here.
+        if (over == 0)
+            series.WithinLimit.Inc(hits);
         if (over > 0)
         {
             series.OverLimit.Inc(over);

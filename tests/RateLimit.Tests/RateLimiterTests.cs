@@ -511,6 +511,23 @@ public sealed class RateLimiterTests : IDisposable
     }
 
     [Fact]
+    public async Task Metrics_ACallCrossingTheLimit_SplitsItsHitsAsTheReference()
+    {
+        // Limit 5, near threshold floor(5 × 0.8) = 4: 8 hits on a fresh counter are 3 over, 1 near and none within.
+        var service = Service();
+        var request = Request(D("tenant", "hooli"));
+        request.HitsAddend = 8;
+
+        Assert.Equal(Code.OverLimit, (await CallAsync(service, request)).OverallCode);
+
+        var scrape = await service.ScrapeAsync(Ct);
+        Assert.Contains("legate_ratelimit_total_hits_total{domain=\"edge\",rule=\"edge.tenant\"} 8", scrape, StringComparison.Ordinal);
+        Assert.Contains("legate_ratelimit_over_limit_total{domain=\"edge\",rule=\"edge.tenant\"} 3", scrape, StringComparison.Ordinal);
+        Assert.Contains("legate_ratelimit_near_limit_total{domain=\"edge\",rule=\"edge.tenant\"} 1", scrape, StringComparison.Ordinal);
+        Assert.Contains("legate_ratelimit_within_limit_total{domain=\"edge\",rule=\"edge.tenant\"} 0", scrape, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task SlowStore_AnswersUnavailableWithinTheDeadline()
     {
         var service = Service(new Dictionary<string, string?> { ["Legate:RateLimit:StoreTimeout"] = "00:00:00.050" },
