@@ -30,6 +30,15 @@ public sealed partial class RateLimiter
     // UpdateIndex of a descriptor answered without the store (see the update loop).
     private const int Blocked = -1;
 
+    /// <summary>
+    /// The most hits one descriptor counts in one call: 2^32, one more than the highest limit (requests_per_unit and a
+    /// request's limit override are uint32). A descriptor's hits_addend is a uint64 that a route may take from a header;
+    /// unbounded, one call could drive a counter to 2^63, where Redis refuses every later INCRBY. More than 2^32 hits
+    /// are over any limit on their own, so the cap changes no fixed-window decision; in a sliding window such a call
+    /// weighs into the next window as 2^32 hits (over any limit L while the weight is above L / 2^32).
+    /// </summary>
+    public const ulong MaxHitsPerDescriptor = 1UL << 32;
+
     private readonly RulesProvider<RateLimitConfig> _rules;
     private readonly ICounterStore _store;
     private readonly TimeProvider _time;
@@ -101,7 +110,7 @@ public sealed partial class RateLimiter
                 throw Invalid($"descriptor {i}: {e.Message}");
             }
             call.Matches[i] = match;
-            call.Hits[i] = descriptor.HitsAddend ?? requestHits;
+            call.Hits[i] = Math.Min(descriptor.HitsAddend ?? requestHits, MaxHitsPerDescriptor);
         }
         if (config.HasReplaces)
             ApplyReplaces(call.Matches.AsSpan(0, descriptors.Length));
@@ -268,7 +277,7 @@ public sealed partial class RateLimiter
         {
             var unitMs = policy.Unit.Seconds() * 1000;
             var weight = (double)(unitMs - nowMs % unitMs) / unitMs;
-            after += (ulong)Math.Floor(result.PreviousWindowCount * weight);
+            after = CounterMath.Add(after, CounterMath.Weighted(result.PreviousWindowCount, weight));
         }
         var over = after > limit;
         _metrics.Count(match, hits, after, limit, _options.NearLimitRatio);

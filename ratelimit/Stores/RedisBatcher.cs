@@ -35,8 +35,11 @@ internal sealed class RedisBatcher
     // counter instead of two or three per update. The script is atomic, so this is the same as applying them in turn.
     // Lua numbers are doubles: counting in the table stops below 2^50, beyond which updates go to Redis one by one.
     // Expiry as in the single-counter script: set by the add that created the key, or on a key found without one.
+    // Counts returned are capped at 2^53 and an INCRBY that would pass 2^63 answers that cap, as in the single-counter
+    // script (see RedisCounterStore.Saturated): additions in the table stop at 2^50, so only a direct INCRBY can overflow.
     internal const string Script = """
         local BIG = 1125899906842624
+        local CAP = 9007199254740992
         local value, pending, fresh, ttl, bad = {}, {}, {}, {}, {}
         local function failed(r) return type(r) == 'table' and r.err end
         local function load(k)
@@ -44,6 +47,11 @@ internal sealed class RedisBatcher
             local c = redis.pcall('GET', KEYS[k])
             if failed(c) then bad[k] = c else value[k] = tonumber(c or '0'); pending[k] = 0; fresh[k] = not c end
           end
+        end
+        local function incrby(k, h)
+          local c = redis.pcall('INCRBY', KEYS[k], h)
+          if failed(c) and string.find(c.err, 'overflow', 1, true) then return CAP end
+          return c
         end
         local function flush(k)
           local p = pending[k]
@@ -74,11 +82,11 @@ internal sealed class RedisBatcher
           if not err and value[k] == nil and not bad[k] then
             if h > 0 and limit == '' then
               -- First touch, unconditional: add at once, as the single-counter script does.
-              local c = redis.pcall('INCRBY', KEYS[k], hits)
+              local c = incrby(k, hits)
               if failed(c) then
                 err = c
               else
-                value[k] = c; pending[k] = 0; fresh[k] = (c == h); ttl[k] = ARGV[i + 2]; count = c
+                value[k] = c; pending[k] = 0; fresh[k] = (c == h and c ~= CAP); ttl[k] = ARGV[i + 2]; count = c
               end
             else
               load(k)
@@ -98,14 +106,14 @@ internal sealed class RedisBatcher
                 value[k] = v + h; pending[k] = pending[k] + h; count = v + h
               else
                 flush(k)
-                local c = bad[k] or redis.pcall('INCRBY', KEYS[k], hits)
+                local c = bad[k] or incrby(k, hits)
                 if failed(c) then err = c else value[k] = c; count = c end
               end
               if count ~= nil and applied == 1 and h > 0 and ttl[k] == nil then ttl[k] = ARGV[i + 2] end
             end
           end
-          if err then out[n + 1] = err else out[n + 1] = count end
-          out[n + 2] = prev
+          if err then out[n + 1] = err else out[n + 1] = math.min(count, CAP) end
+          out[n + 2] = math.min(prev, CAP)
           out[n + 3] = applied
           n = n + 3
         end
@@ -416,8 +424,9 @@ internal sealed class RedisBatcher
     }
 
     // A merged entry's sum stays where the script still counts in Lua's doubles (below 2^50), so only a counter within
-    // 2^50 of Redis's signed 64-bit limit can tell merged additions from separate ones: there, an addition that
-    // overflows fails its whole entry, not only itself and the ones after it.
+    // 2^50 of Redis's signed 64-bit limit can tell merged additions from separate ones: there, an addition that would
+    // overflow leaves the counter as it is for its whole entry, not only for itself and the ones after it (all of them
+    // answer the saturated count either way).
     private const long MergedHitsBound = 1L << 50;
 
     /// <summary>A key's position in KEYS, and the entry that unconditional additions to it may still join (-1: none).</summary>

@@ -26,23 +26,37 @@ public sealed class RedisCounterStore : ICounterStore
     // Returns {count, previous, applied}; a refused update returns the count before it (the caller adds the hits,
     // exactly, in 64-bit arithmetic). Reads and refusals never create the key. The expiry is set only by the add that
     // created the key (INCRBY returned the hits), or on a key found without one, so increments never extend a window.
+    // Counts go back through Lua's doubles, which turn into a negative integer at 2^63: every count returned is capped
+    // at Saturated (2^53, exact in a double and over any limit), and an INCRBY that would pass 2^63 leaves the counter
+    // as it is and answers Saturated, so a counter driven that far stays over its limit instead of failing every call.
     private const string Script = """
+        local CAP = 9007199254740992
         local prev = 0
         if #KEYS > 1 then prev = tonumber(redis.call('GET', KEYS[2]) or '0') end
         local hits = ARGV[1]
         if hits == '0' or ARGV[3] ~= '' then
           local count = tonumber(redis.call('GET', KEYS[1]) or '0')
           if ARGV[3] ~= '' and count + tonumber(hits) + math.floor(prev * tonumber(ARGV[4])) > tonumber(ARGV[3]) then
-            return {count, prev, 0}
+            return {math.min(count, CAP), math.min(prev, CAP), 0}
           end
-          if hits == '0' then return {count, prev, 1} end
+          if hits == '0' then return {math.min(count, CAP), math.min(prev, CAP), 1} end
         end
-        local count = redis.call('INCRBY', KEYS[1], hits)
+        local count = redis.pcall('INCRBY', KEYS[1], hits)
+        if type(count) == 'table' then
+          if not string.find(count.err, 'overflow', 1, true) then return count end
+          return {CAP, math.min(prev, CAP), 1}
+        end
         if count == tonumber(hits) or redis.call('PTTL', KEYS[1]) == -1 then
           redis.call('PEXPIRE', KEYS[1], ARGV[2])
         end
-        return {count, prev, 1}
+        return {math.min(count, CAP), math.min(prev, CAP), 1}
         """;
+
+    /// <summary>
+    /// The count Redis answers for a counter at or past 2^53 (its scripts' cap): the last count Lua's doubles hold
+    /// exactly, and far over any limit (limits are uint32), so the decision is the one the real count would give.
+    /// </summary>
+    public const ulong Saturated = 1UL << 53;
 
     private const int Undecided = 0;
     private const int Batched = 1;

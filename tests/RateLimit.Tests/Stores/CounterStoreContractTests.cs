@@ -1,4 +1,5 @@
 using Legate.RateLimit.Stores;
+using Code = Envoy.Service.Ratelimit.V3.RateLimitResponse.Types.Code;
 
 namespace Legate.RateLimit.Tests.Stores;
 
@@ -48,6 +49,29 @@ public abstract class CounterStoreContractTests
     protected async Task<CounterResult> UpdateOneAsync(CounterUpdate update) => (await UpdateAsync(update))[0];
 
     protected async Task<ulong> ReadAsync(string key) => (await UpdateOneAsync(Add(key, 0))).Count;
+
+    /// <summary>Rules of the limiter tests: <c>a</c> 1/min, <c>b</c> 10/min, <c>s</c> 10/min in a sliding window.</summary>
+    protected const string LimiterRules = """
+        domain: edge
+        descriptors:
+          - key: a
+            rate_limit: { unit: minute, requests_per_unit: 1 }
+          - key: b
+            rate_limit: { unit: minute, requests_per_unit: 10 }
+          - key: s
+            rate_limit: { unit: minute, requests_per_unit: 10, algorithm: sliding_window }
+          - key: n
+            rate_limit: { unit: minute, requests_per_unit: 20 }
+          - key: big
+            rate_limit: { unit: hour, requests_per_unit: 1000000 }
+        """;
+
+    /// <summary>The key of a limiter's one-entry descriptor in a minute window (its clock is at <see cref="Window"/>).</summary>
+    protected string LimiterKey(string key, string value) =>
+        CounterKey.Build(_prefix, "edge", new KeyValuePair<string, string>[] { new(key, value) }, "m", Window);
+
+    /// <summary>A <see cref="RateLimiter"/> on <see cref="Store"/>, its counters under this test's prefix.</summary>
+    protected StoreLimiter Limiter(bool countRejectedHits = true, string rules = LimiterRules) => new(Store, rules, _prefix, countRejectedHits);
 
     [Fact]
     public async Task Increment_AddsHitsAndReturnsTheCount()
@@ -205,6 +229,61 @@ public abstract class CounterStoreContractTests
         Assert.Equal(new CounterResult(104, 0, true), results[40]);
         Assert.Equal(new CounterResult(6, 0, false), results[41]);
         Assert.Equal(new CounterResult(7, 0, false), results[42]);
+    }
+
+    [Fact]
+    public async Task HugeHits_AreOverAnyLimit_AndTheCounterKeepsAnswering()
+    {
+        // A descriptor's hits_addend is a uint64: every store answers such an addition, and each one after it, as over
+        // any limit (limits are uint32), whatever its own arithmetic stops at (Redis counts in signed 64 bits).
+        var key = Key("huge");
+
+        var first = await UpdateOneAsync(Add(key, ulong.MaxValue));
+        var next = await UpdateOneAsync(Add(key, 1));
+        var conditional = await UpdateOneAsync(AddWithin(key, 1, uint.MaxValue));
+
+        Assert.True(first.Applied && first.Count > uint.MaxValue, first.ToString());
+        Assert.True(next.Applied && next.Count > uint.MaxValue, next.ToString());
+        Assert.True(!conditional.Applied && conditional.Count > uint.MaxValue, conditional.ToString());
+        Assert.True(await ReadAsync(key) > uint.MaxValue);
+
+        // Refused, they count nothing.
+        var refused = Key("huge-refused");
+        Assert.Equal(new CounterResult(ulong.MaxValue, 0, false), await UpdateOneAsync(AddWithin(refused, ulong.MaxValue, uint.MaxValue)));
+        Assert.Equal(0ul, await ReadAsync(refused));
+    }
+
+    [Theory]
+    [InlineData("b")]
+    [InlineData("s")]
+    public async Task Limiter_HugeHitsAddend_IsOverLimit_AndSoIsTheNextCall(string descriptor)
+    {
+        using var limiter = Limiter();
+
+        var huge = await limiter.CallAsync(Ct, (descriptor, "x", ulong.MaxValue));
+        var next = await limiter.CallAsync(Ct, (descriptor, "x", null));
+        var check = await limiter.CallAsync(Ct, (descriptor, "x", 0));
+
+        Assert.Equal(Code.OverLimit, huge.OverallCode);
+        Assert.Equal(Code.OverLimit, next.OverallCode);
+        Assert.Equal(Code.OverLimit, check.OverallCode);
+        Assert.All([huge, next, check], r => Assert.Equal(0u, r.Statuses[0].LimitRemaining));
+        Assert.All([huge, next, check], r => Assert.Equal(60u, r.Statuses[0].DurationUntilReset.Seconds));
+        // The call counted 2^32 hits, more than any limit, and far from where a counter overflows.
+        Assert.Equal(RateLimiter.MaxHitsPerDescriptor + 1, await ReadAsync(LimiterKey(descriptor, "x")));
+    }
+
+    [Fact]
+    public async Task Limiter_HugeHitsAddend_NotCountingRejectedHits_LeavesTheCounterAsItWas()
+    {
+        using var limiter = Limiter(countRejectedHits: false);
+
+        var huge = await limiter.CallAsync(Ct, ("b", "x", ulong.MaxValue));
+        var next = await limiter.CallAsync(Ct, ("b", "x", null));
+
+        Assert.Equal(Code.OverLimit, huge.OverallCode);
+        Assert.Equal(Code.Ok, next.OverallCode);
+        Assert.Equal(9u, next.Statuses[0].LimitRemaining);
     }
 
     [Fact]

@@ -241,7 +241,7 @@ public sealed class RedisBatchingTests(RedisFixture redis)
     }
 
     [Fact]
-    public async Task CountsNearRedisLimits_InOneBatch_StayExact_AndAnOverflowFailsItsCall()
+    public async Task CountsNearRedisLimits_InOneBatch_StayExact_AndAnOverflowSaturates()
     {
         redis.RequireRedis();
         var store = new RedisCounterStore(redis.Multiplexer, timeout: TimeSpan.FromSeconds(10));
@@ -254,16 +254,21 @@ public sealed class RedisBatchingTests(RedisFixture redis)
         Assert.Equal([new(3, 0, true), new(Large + 3, 0, true), new(Large + 8, 0, true), new(Large + 9, 0, true)], results);
         Assert.Equal((long)(Large + 9), (long)await redis.Multiplexer.GetDatabase().StringGetAsync(key));
 
-        // An addition that would overflow Redis's signed 64 bits is refused by Redis, and fails its call.
+        // An addition that would overflow Redis's signed 64 bits leaves the counter as it is and answers the saturated
+        // count, over any limit, instead of failing its call (which would make the counter unusable until it expires).
+        const ulong Saturated = RedisCounterStore.Saturated;
         var overflow = Key("overflow");
-        await UpdateAsync(store, Add(overflow, long.MaxValue - 2));
-        await UpdateAsync(store, Add(overflow, 1));
-        await Assert.ThrowsAsync<CounterStoreException>(() => UpdateAsync(store, Add(overflow, 1), Add(overflow, 1)));
-        // Those two went as one addition of 2 (see RedisBatcher.MergedHitsBound), refused whole: the counter is unchanged.
+        Assert.Equal([new(Saturated, 0, true)], await UpdateAsync(store, Add(overflow, long.MaxValue - 2)));
+        Assert.Equal([new(Saturated, 0, true)], await UpdateAsync(store, Add(overflow, 1)));
+        // Those two go as one addition of 2 (see RedisBatcher.MergedHitsBound), left out whole; each answers where its
+        // own part of the sum ends below the saturated count.
+        Assert.Equal([new(Saturated - 1, 0, true), new(Saturated, 0, true)], await UpdateAsync(store, Add(overflow, 1), Add(overflow, 1)));
         Assert.Equal(long.MaxValue - 1, (long)await redis.Multiplexer.GetDatabase().StringGetAsync(overflow));
         await UpdateAsync(store, Add(overflow, 1));
-        await Assert.ThrowsAsync<CounterStoreException>(() => UpdateAsync(store, Add(overflow, 1)));
+        Assert.Equal([new(Saturated, 0, true)], await UpdateAsync(store, Add(overflow, 1)));
         Assert.Equal(long.MaxValue, (long)await redis.Multiplexer.GetDatabase().StringGetAsync(overflow));
+        // A conditional update on it is refused, as over its limit.
+        Assert.Equal([new(Saturated + 1, 0, false)], await UpdateAsync(store, AddWithin(overflow, 1, uint.MaxValue)));
     }
 
     [Fact]
