@@ -34,6 +34,7 @@ public sealed class RateLimitMetrics
     private readonly Counter _domainNotFound;
     private readonly Counter _storeErrors;
     private readonly Histogram _storeLatency;
+    private readonly Counter _refundsFailed;
     private readonly ConcurrentDictionary<(string Domain, string Rule), RuleSeries> _rules = new();
 
     // Any caller can send keys and domains: each series lives as long as the process, so these labels are capped.
@@ -56,6 +57,8 @@ public sealed class RateLimitMetrics
         _storeErrors = metrics.CreateCounter("legate_ratelimit_store_errors_total", "Calls answered UNAVAILABLE because the counter store failed, by kind.", ["kind"]);
         _storeLatency = metrics.CreateHistogram("legate_ratelimit_store_seconds", "Time waiting for the counter store when it did not answer at once.",
             new HistogramConfiguration { Buckets = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1] });
+        _refundsFailed = metrics.CreateCounter("legate_ratelimit_refunds_failed_total",
+            "Rejected calls (CountRejectedHits=false) whose hits the counter store failed to take back; they stay counted.");
     }
 
     /// <summary>Counts one descriptor's hits: <paramref name="after"/> is the count they brought the window to.</summary>
@@ -116,6 +119,8 @@ public sealed class RateLimitMetrics
     public void StoreError(string kind) => _storeErrors.WithLabels(kind).Inc();
 
     public void StoreLatency(TimeSpan elapsed) => _storeLatency.Observe(elapsed.TotalSeconds);
+
+    public void RefundFailed() => _refundsFailed.Inc();
 
     private sealed class RuleSeries(RateLimitMetrics owner, string domain, string rule)
     {
