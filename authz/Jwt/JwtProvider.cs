@@ -39,6 +39,24 @@ public sealed class JwtProvider
 
     internal FrozenSet<string> Audiences { get; }
 
+    /// <summary>
+    /// Whether a provider made from <paramref name="options"/> and <paramref name="listClaims"/> would judge every token
+    /// as this one does (its key source aside): then a policy reload keeps this provider, and with it the tokens the
+    /// validated-token cache holds for it.
+    /// </summary>
+    internal bool ValidatesAs(JwtProviderOptions options, IEnumerable<string> listClaims)
+    {
+        var mine = Options;
+        return mine.Issuer == options.Issuer
+            && Audiences.SetEquals(options.Audiences)
+            && Algorithms.SetEquals(options.Algorithms)
+            && mine.ClockSkew == options.ClockSkew
+            && mine.MaxLifetime == options.MaxLifetime
+            && string.Equals(mine.RequireTyp, options.RequireTyp, StringComparison.Ordinal)
+            && mine.MaxTokenBytes == options.MaxTokenBytes
+            && ListClaims.SetEquals(listClaims);
+    }
+
     /// <summary>Top-level array claims read into <see cref="JwtIdentity.ListClaims"/> (only those a policy requires).</summary>
     internal FrozenSet<string> ListClaims { get; }
 }

@@ -333,9 +333,11 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
             var at = Field(node, SnakeField(field)) ?? keyNode;
             throw YamlRules.Error(file, at, field, fieldEnd > 0 ? error[(fieldEnd + 2)..] : error);
         }
-        var kept = previous?.Providers.FirstOrDefault(p => p.Name == name && p.Keys.SameKeySource(options))?.Keys;
-        if (kept is not null)
-            return new JwtProvider(options, kept, listClaims);
+        if (previous?.Providers.FirstOrDefault(p => p.Name == name && p.Keys.SameKeySource(options)) is { } same)
+        {
+            // Nothing a token is judged by changed either: the same provider, so its validated tokens stay cached.
+            return same.ValidatesAs(options, listClaims) ? same : new JwtProvider(options, same.Keys, listClaims);
+        }
         var http = jwksUri is null && discoveryUri is null ? null : _http;
         JwksSource source;
         try

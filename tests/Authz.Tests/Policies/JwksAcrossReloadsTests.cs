@@ -77,6 +77,27 @@ public sealed class JwksAcrossReloadsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AReloadThatChangesNothingAProviderJudgesBy_KeepsItsValidatedTokensCached()
+    {
+        var validator = new JwtValidator(_time, new ValidatedTokenCache(_time));
+        var token = Token(Now);
+        var first = Load(Remote);
+        Assert.True((await validator.ValidateAsync(first.Providers.Single(), token, Ct)).Succeeded);
+
+        var second = Load(Remote, extraTenant: "  beta: {hosts: [beta.example], jwt: [idp]}");
+        Assert.Same(first.Providers.Single(), second.Providers.Single());
+        Assert.True((await validator.ValidateAsync(second.Providers.Single(), token, Ct)).Succeeded);
+        Assert.Equal(1, validator.Verifications);
+
+        // A new audience changes how tokens are judged: a new provider (same keys), whose tokens are verified afresh.
+        var third = Load(Remote, audiences: "[orders-api, admin-api]");
+        Assert.NotSame(second.Providers.Single(), third.Providers.Single());
+        Assert.Same(second.Providers.Single().Keys, third.Providers.Single().Keys);
+        Assert.True((await validator.ValidateAsync(third.Providers.Single(), token, Ct)).Succeeded);
+        Assert.Equal(2, validator.Verifications);
+    }
+
+    [Fact]
     public async Task AReloadThatChangesTheKeySource_FetchesAnew_AndFreesTheOldKeysAMinuteLater()
     {
         var first = Load(Remote);
