@@ -36,7 +36,11 @@ internal static partial class GatewayLoader
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new GatewayFileException([new GatewayError(path, null, null, "", e is FileNotFoundException or DirectoryNotFoundException ? "no such file" : e.Message)]);
+            // The hosting's wording for files that cannot be read ("permission denied"), not the runtime's sentence.
+            var problem = e is FileNotFoundException or DirectoryNotFoundException ? "no such file"
+                : Directory.Exists(path) ? "is a directory, not a gateway file"
+                : RulesException.CannotRead(path, e).Problem;
+            throw new GatewayFileException([new GatewayError(path, null, null, "", problem)]);
         }
         return Load(new RulesFile(path, text));
     }

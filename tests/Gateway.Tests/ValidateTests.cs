@@ -317,6 +317,17 @@ public sealed partial class ValidateTests
     }
 
     [Fact]
+    public void ADirectory_IsAnError_SayingSo()
+    {
+        using var dir = GatewayFiles.Write(GatewayFiles.Minimal);
+        using var stdout = new StringWriter();
+        using var stderr = new StringWriter();
+
+        Assert.Equal(Cli.Invalid, Cli.Run(["validate", dir.Path], stdout, stderr));
+        Assert.Contains($"{dir.Path}: is a directory, not a gateway file", stderr.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void MissingFile_IsAnError()
     {
         using var stdout = new StringWriter();
