@@ -303,18 +303,25 @@ public sealed partial class WriteBehindCounterStore : LocalFirstCounterStore, IA
             }
             if (e is OperationCanceledException)
                 throw;
-            _syncsFailed.Inc();
-            Volatile.Write(ref _failing, 1);
-            if (_syncFailures.TryReport(out var failed))
-            {
-                Volatile.Write(ref _failingLogged, 1);
-                LogSyncFailing(_logger, failed, _syncFailures.Interval.TotalSeconds, e.Message);
-            }
+            SyncFailed(e);
             return;
         }
         for (var i = 0; i < count; i++)
             entries[i].Refunded(refunds[i].Hits);
         _syncsOk.Inc();
+    }
+
+    // A sync or refund the store refused: counted, and logged at most once per interval (every sync fails alike while
+    // Redis is away).
+    private void SyncFailed(Exception e)
+    {
+        _syncsFailed.Inc();
+        Volatile.Write(ref _failing, 1);
+        if (_syncFailures.TryReport(out var failed))
+        {
+            Volatile.Write(ref _failingLogged, 1);
+            LogSyncFailing(_logger, failed, _syncFailures.Interval.TotalSeconds, e.Message);
+        }
     }
 
     private async Task SyncChunkAsync(Entry[] entries, CounterUpdate[] updates, CounterResult[] results, int count, CancellationToken cancellationToken)
@@ -333,13 +340,7 @@ public sealed partial class WriteBehindCounterStore : LocalFirstCounterStore, IA
             }
             if (e is OperationCanceledException)
                 throw;
-            _syncsFailed.Inc();
-            Volatile.Write(ref _failing, 1);
-            if (_syncFailures.TryReport(out var failed))
-            {
-                Volatile.Write(ref _failingLogged, 1);
-                LogSyncFailing(_logger, failed, _syncFailures.Interval.TotalSeconds, e.Message);
-            }
+            SyncFailed(e);
             return;
         }
         var now = Time.GetTimestamp();
