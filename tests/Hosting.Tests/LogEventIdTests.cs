@@ -1,21 +1,9 @@
-using System.Reflection;
-using Microsoft.Extensions.Logging;
+using Legate.Testing;
 
 namespace Legate.Hosting.Tests;
 
 public sealed class LogEventIdTests
 {
     [Fact]
-    public void EveryLogEvent_HasItsOwnIdAndName()
-    {
-        var events = typeof(Legate.Hosting.Rules.RulesException).Assembly.GetTypes()
-            .SelectMany(t => t.GetMethods(BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Static | BindingFlags.Instance | BindingFlags.DeclaredOnly))
-            .Select(m => (Method: $"{m.DeclaringType!.Name}.{m.Name}", Attribute: m.GetCustomAttribute<LoggerMessageAttribute>()))
-            .Where(e => e.Attribute is not null)
-            .ToList();
-
-        Assert.NotEmpty(events);
-        Assert.Empty(events.GroupBy(e => e.Attribute!.EventId).Where(g => g.Count() > 1).Select(g => $"{g.Key}: {string.Join(", ", g.Select(e => e.Method))}"));
-        Assert.Empty(events.Where(e => e.Attribute!.EventName is { } name && events.Count(o => o.Attribute!.EventName == name) > 1).Select(e => e.Method));
-    }
+    public void EveryLogEvent_HasItsOwnIdAndName() => LogEventIds.AssertUniqueIn(typeof(Legate.Hosting.Rules.RulesException).Assembly);
 }

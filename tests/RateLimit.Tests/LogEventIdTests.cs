@@ -1,0 +1,9 @@
+using Legate.Testing;
+
+namespace Legate.RateLimit.Tests;
+
+public sealed class LogEventIdTests
+{
+    [Fact]
+    public void EveryLogEvent_HasItsOwnIdAndName() => LogEventIds.AssertUniqueIn(typeof(Legate.RateLimit.RateLimiter).Assembly);
+}

@@ -1,0 +1,9 @@
+using Legate.Testing;
+
+namespace Legate.StatSink.Tests;
+
+public sealed class LogEventIdTests
+{
+    [Fact]
+    public void EveryLogEvent_HasItsOwnIdAndName() => LogEventIds.AssertUniqueIn(typeof(Legate.StatSink.StatSinkOptions).Assembly);
+}
