@@ -32,6 +32,7 @@ public sealed class RateLimitMetrics
     private readonly Counter _withinLimit;
     private readonly Counter _shadowMode;
     private readonly Counter _domainNotFound;
+    private readonly Counter _globalShadowMode;
     private readonly Counter _storeErrors;
     private readonly Histogram _storeLatency;
     private readonly Counter _refundsFailed;
@@ -57,6 +58,8 @@ public sealed class RateLimitMetrics
         _storeErrors = metrics.CreateCounter("legate_ratelimit_store_errors_total", "Calls answered UNAVAILABLE because the counter store failed, by kind.", ["kind"]);
         _storeLatency = metrics.CreateHistogram("legate_ratelimit_store_seconds", "Time waiting for the counter store when it did not answer at once.",
             new HistogramConfiguration { Buckets = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1] });
+        _globalShadowMode = metrics.CreateCounter("legate_ratelimit_global_shadow_mode_total",
+            "Calls answered OK only because of the global ShadowMode (they would have been OVER_LIMIT).");
         _refundsFailed = metrics.CreateCounter("legate_ratelimit_refunds_failed_total",
             "Rejected calls (CountRejectedHits=false) whose hits the counter store failed to take back; they stay counted.");
     }
@@ -121,6 +124,9 @@ public sealed class RateLimitMetrics
     public void StoreLatency(TimeSpan elapsed) => _storeLatency.Observe(elapsed.TotalSeconds);
 
     public void RefundFailed() => _refundsFailed.Inc();
+
+    /// <summary>A call the global shadow mode answered OK instead of OVER_LIMIT (the reference's <c>global_shadow_mode</c>).</summary>
+    public void GlobalShadowMode() => _globalShadowMode.Inc();
 
     private sealed class RuleSeries(RateLimitMetrics owner, string domain, string rule)
     {

@@ -380,8 +380,13 @@ public sealed partial class RateLimiter
                 statuses[i] = status;
             }
             var overall = anyOver || (quotaTotal > 0 && quotaOver == quotaTotal) ? Code.OverLimit : Code.Ok;
+            if (overall == Code.OverLimit && _options.ShadowMode)
+            {
+                _metrics.GlobalShadowMode();
+                overall = Code.Ok;
+            }
             return new RlsResponse(
-                _options.ShadowMode ? Code.Ok : overall,
+                overall,
                 statuses,
                 _options.ResponseHeaders && tightest is { } tightestStatus ? Headers(tightestStatus) : null,
                 _options.ResponseDynamicMetadata ? Metadata(request, call, statuses) : null);

@@ -326,9 +326,12 @@ public sealed class RateLimiterTests : IDisposable
 
         await CallAsync(service, Request(D("blocked", "x")));
         var response = await CallAsync(service, Request(D("blocked", "x")));
+        await CallAsync(service, Request(D("tenant", "acme")));
 
         Assert.Equal(Code.Ok, response.OverallCode);
         Assert.Equal(Code.OverLimit, response.Statuses[0].Code);
+        // Counted per call it let through, as the reference's global_shadow_mode stat; the call within its limit is not.
+        Assert.Contains("legate_ratelimit_global_shadow_mode_total 2", await service.ScrapeAsync(Ct), StringComparison.Ordinal);
     }
 
     [Fact]
