@@ -30,6 +30,7 @@ public sealed class RateLimitMetrics
     private readonly Counter _overLimit;
     private readonly Counter _nearLimit;
     private readonly Counter _withinLimit;
+    private readonly Counter _overLimitWithLocalCache;
     private readonly Counter _shadowMode;
     private readonly Counter _domainNotFound;
     private readonly Counter _globalShadowMode;
@@ -54,6 +55,8 @@ public sealed class RateLimitMetrics
         _nearLimit = metrics.CreateCounter("legate_ratelimit_near_limit_total", "Hits within a rule's limit but above its near-limit ratio.", RuleLabels);
         _withinLimit = metrics.CreateCounter("legate_ratelimit_within_limit_total", "Hits within a rule's limit.", RuleLabels);
         _shadowMode = metrics.CreateCounter("legate_ratelimit_shadow_mode_total", "Hits over the limit of a shadow-mode rule (answered OK).", RuleLabels);
+        _overLimitWithLocalCache = metrics.CreateCounter("legate_ratelimit_over_limit_with_local_cache_total",
+            "Hits over a rule's limit that the local over-limit cache answered without the store.", RuleLabels);
         _domainNotFound = metrics.CreateCounter("legate_ratelimit_domain_not_found_total", "Calls for a domain no config defines (answered OK).", ["domain"]);
         _storeErrors = metrics.CreateCounter("legate_ratelimit_store_errors_total", "Calls answered UNAVAILABLE because the counter store failed, by kind.", ["kind"]);
         _storeLatency = metrics.CreateHistogram("legate_ratelimit_store_seconds", "Time waiting for the counter store when it did not answer at once.",
@@ -65,7 +68,9 @@ public sealed class RateLimitMetrics
     }
 
     /// <summary>Counts one descriptor's hits: <paramref name="after"/> is the count they brought the window to.</summary>
-    public void Count(DescriptorMatch match, ulong hits, ulong after, ulong limit, double nearLimitRatio)
+    /// <param name="fromLocalCache">The local over-limit cache answered: its over-limit hits also count in
+    /// <c>over_limit_with_local_cache</c>, as the reference's stat of that name.</param>
+    public void Count(DescriptorMatch match, ulong hits, ulong after, ulong limit, double nearLimitRatio, bool fromLocalCache = false)
     {
         if (hits == 0)
             return;
@@ -87,6 +92,8 @@ public sealed class RateLimitMetrics
         if (over > 0)
         {
             series.OverLimit.Inc(over);
+            if (fromLocalCache)
+                series.OverLimitWithLocalCache.Inc(over);
             if (match.Policy.ShadowMode)
                 series.ShadowMode.Inc(over);
         }
@@ -139,6 +146,8 @@ public sealed class RateLimitMetrics
         public Counter.Child WithinLimit { get; } = owner._withinLimit.WithLabels(domain, rule);
 
         public Counter.Child ShadowMode { get; } = owner._shadowMode.WithLabels(domain, rule);
+
+        public Counter.Child OverLimitWithLocalCache { get; } = owner._overLimitWithLocalCache.WithLabels(domain, rule);
     }
 
     /// <summary>A label's values as callers send them, the first <c>max</c> distinct ones kept and the rest refused.</summary>

@@ -416,7 +416,7 @@ public sealed partial class RateLimiter
         var limit = (ulong)policy.RequestsPerUnit;
         var after = After(policy, result, nowMs);
         var over = after > limit;
-        _metrics.Count(match, hits, after, limit, _options.NearLimitRatio);
+        _metrics.Count(match, hits, after, limit, _options.NearLimitRatio, result.FromLocalCache);
 
         var unitSeconds = policy.Unit.Seconds();
         return new RlsStatus(

@@ -27,7 +27,8 @@ public readonly record struct CounterUpdate(
 /// <param name="Count">The counter after the change, or, when the change was refused, what it would have been (count + hits).</param>
 /// <param name="PreviousWindowCount">The previous window's counter when one was asked for, else 0.</param>
 /// <param name="Applied">False when <see cref="CounterUpdate.OnlyIfWithinLimit"/> refused the hits.</param>
-public readonly record struct CounterResult(ulong Count, ulong PreviousWindowCount, bool Applied);
+/// <param name="FromLocalCache">True when the local over-limit cache answered, without the store (for the metrics).</param>
+public readonly record struct CounterResult(ulong Count, ulong PreviousWindowCount, bool Applied, bool FromLocalCache = false);
 
 /// <summary>Where rate limit counters live: in this process, or in Redis shared by every ratelimit replica.</summary>
 public interface ICounterStore

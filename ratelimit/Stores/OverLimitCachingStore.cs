@@ -54,7 +54,7 @@ public sealed class OverLimitCachingStore : LocalFirstCounterStore
         var weighted = CounterMath.Weighted(previous, CounterMath.Weight(update));
         if (CounterMath.WithinLimit(entry.Count, update.Hits, weighted, update.Limit))
             return false;
-        result = new CounterResult(CounterMath.Add(entry.Count, update.Hits), previous, Applied: false);
+        result = new CounterResult(CounterMath.Add(entry.Count, update.Hits), previous, Applied: false, FromLocalCache: true);
         return true;
     }
 

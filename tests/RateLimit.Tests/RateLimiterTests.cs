@@ -581,6 +581,19 @@ public sealed class RateLimiterTests : IDisposable
     }
 
     [Fact]
+    public async Task Metrics_HitsTheLocalOverLimitCacheAnswered_CountAlsoAsOverLimitWithLocalCache()
+    {
+        // tenant: 5 a minute. The sixth call goes to the store and is over; from then on the cache answers.
+        var service = Service(configure: services => services.AddSingleton<ICounterStore>(new OverLimitCachingStore(new MemoryCounterStore(_time), _time)));
+        for (var i = 0; i < 8; i++)
+            await CallAsync(service, Request(D("tenant", "globex")));
+
+        var scrape = await service.ScrapeAsync(Ct);
+        Assert.Contains("legate_ratelimit_over_limit_total{domain=\"edge\",rule=\"edge.tenant\"} 3", scrape, StringComparison.Ordinal);
+        Assert.Contains("legate_ratelimit_over_limit_with_local_cache_total{domain=\"edge\",rule=\"edge.tenant\"} 2", scrape, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task SlowStore_AnswersUnavailableWithinTheDeadline()
     {
         var service = Service(new Dictionary<string, string?> { ["Legate:RateLimit:StoreTimeout"] = "00:00:00.050" },

@@ -52,8 +52,8 @@ public sealed class OverLimitCachingStoreTests : IDisposable
             Assert.Equal(new CounterResult(i, 0, true), (await UpdateAsync(Add("a", 1, 3)))[0]);
         Assert.Equal(4, _inner.Calls);
 
-        Assert.Equal(new CounterResult(5, 0, false), (await UpdateAsync(Add("a", 1, 3)))[0]);
-        Assert.Equal(new CounterResult(6, 0, false), (await UpdateAsync(Add("a", 2, 3)))[0]);
+        Assert.Equal(new CounterResult(5, 0, false, FromLocalCache: true), (await UpdateAsync(Add("a", 1, 3)))[0]);
+        Assert.Equal(new CounterResult(6, 0, false, FromLocalCache: true), (await UpdateAsync(Add("a", 2, 3)))[0]);
 
         Assert.Equal(4, _inner.Calls);
         Assert.Equal(2, _cache.Hits);
@@ -114,7 +114,7 @@ public sealed class OverLimitCachingStoreTests : IDisposable
         Assert.Equal([Key("b"), Key("d")], _inner.Keys);
         Assert.Equal(1, _inner.Calls);
         Assert.Equal(
-            [new(5, 0, false), new(2, 0, true), new(6, 0, false), new(5, 0, true), new(5, 0, false)],
+            [new(5, 0, false, true), new(2, 0, true), new(6, 0, false, true), new(5, 0, true), new(5, 0, false, true)],
             results);
     }
 
@@ -128,7 +128,7 @@ public sealed class OverLimitCachingStoreTests : IDisposable
         var results = await UpdateAsync(Add("b", 1, 3), Add("a", 1, 3));
 
         Assert.Equal(0, _inner.Calls);
-        Assert.Equal([new(5, 0, false), new(5, 0, false)], results);
+        Assert.Equal([new(5, 0, false, true), new(5, 0, false, true)], results);
     }
 
     [Fact]
@@ -141,12 +141,12 @@ public sealed class OverLimitCachingStoreTests : IDisposable
         inner.Reset();
 
         var results = await UpdateAsync(cache, Add("async-b", 1, 3), Add("async-a", 1, 3), Add("async-c", 7, 3));
-        Assert.Equal([new(1, 0, true), new(5, 0, false), new(7, 0, true)], results);
+        Assert.Equal([new(1, 0, true), new(5, 0, false, true), new(7, 0, true)], results);
         Assert.Equal([Key("async-b"), Key("async-c")], inner.Keys);
 
         // async-c went over in that call, and is remembered from it.
         inner.Reset();
-        Assert.Equal(new CounterResult(8, 0, false), (await UpdateAsync(cache, Add("async-c", 1, 3)))[0]);
+        Assert.Equal(new CounterResult(8, 0, false, FromLocalCache: true), (await UpdateAsync(cache, Add("async-c", 1, 3)))[0]);
         Assert.Equal(0, inner.Calls);
     }
 
@@ -158,7 +158,7 @@ public sealed class OverLimitCachingStoreTests : IDisposable
         _inner.Reset();
 
         // 5 stored + 1 > 5: over, from memory.
-        Assert.Equal(new CounterResult(6, 0, false), (await UpdateAsync(AddWithin("r", 1, 5)))[0]);
+        Assert.Equal(new CounterResult(6, 0, false, FromLocalCache: true), (await UpdateAsync(AddWithin("r", 1, 5)))[0]);
         Assert.Equal(0, _inner.Calls);
         // A read is not over the limit by itself: 5 + 0 ≤ 5.
         Assert.Equal(new CounterResult(5, 0, true), (await UpdateAsync(AddWithin("r", 0, 5)))[0]);
@@ -186,7 +186,7 @@ public sealed class OverLimitCachingStoreTests : IDisposable
         // 0 + 2 + floor(10 × 0.9) = 11 > 10: refused, and remembered.
         Assert.Equal(new CounterResult(2, 10, false), (await UpdateAsync(Sliding(0.9)))[0]);
         _inner.Reset();
-        Assert.Equal(new CounterResult(2, 10, false), (await UpdateAsync(Sliding(0.9)))[0]);
+        Assert.Equal(new CounterResult(2, 10, false, FromLocalCache: true), (await UpdateAsync(Sliding(0.9)))[0]);
         Assert.Equal(0, _inner.Calls);
 
         // Later in the window the previous share is 5: 0 + 2 + 5 ≤ 10, so the cache must not answer.
