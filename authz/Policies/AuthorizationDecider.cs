@@ -205,6 +205,12 @@ public sealed partial class AuthorizationDecider
             _metrics.Decided(tenantLabel, policyLabel, allowed: true, identity.Kind == "none" ? Anonymous : "ok");
             return AllowCached(set, tenant, policy, identity, headers);
         }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // The call's deadline (Envoy's ext_authz timeout) passed while waiting, say for a key fetch, or Envoy went
+            // away: Envoy has answered without us, and nothing went wrong here. Still an explicit deny.
+            return Deny(tenantLabel, policyLabel, Unavailable("deadline exceeded"), "cancelled");
+        }
 #pragma warning disable CA1031 // Fail closed: whatever went wrong, Envoy gets an explicit deny, never an empty (= allow) answer.
         catch (Exception e)
 #pragma warning restore CA1031

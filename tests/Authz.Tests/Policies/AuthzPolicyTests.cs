@@ -383,6 +383,50 @@ public sealed class AuthzPolicyEdgeTests
     }
 
     [Fact]
+    public async Task E11_ASlowJwksEndpoint_HoldsACallNoLongerThanItsDeadline()
+    {
+        // Envoy sends its ext_authz timeout as the call's deadline: a check waiting on a cold key fetch ends there
+        // (Envoy then answers with its status_on_error), not when the fetch's own 5 s timeout would.
+        await using var jwks = await Jwt.JwksServer.StartAsync(TestContext.Current.CancellationToken);
+        jwks.Delay = TimeSpan.FromSeconds(20);
+        var policy = $$"""
+            tenants:
+              acme:
+                hosts: [api.acme.example]
+                jwt: [remote]
+            jwt_providers:
+              remote:
+                issuer: {{Jwt.JwtTestKit.Issuer}}
+                audiences: [{{Jwt.JwtTestKit.Audience}}]
+                algorithms: [RS256]
+                jwks_uri: {{jwks.JwksUri}}
+            policies:
+              default:
+                credentials: [jwt]
+            """;
+        using var host = new AuthzTestHost(policy);
+        var request = AuthzTestHost.Request(headers: new Dictionary<string, string> { ["authorization"] = "Bearer " + AuthzTestHost.Token() });
+
+        var call = host.Client.CheckAsync(request, deadline: DateTime.UtcNow.AddMilliseconds(300), cancellationToken: TestContext.Current.CancellationToken);
+
+        // The client's side of a deadline over the in-memory test server is DeadlineExceeded or, as the server ends the
+        // call, an Internal error; what matters is the server's side below.
+        await Assert.ThrowsAsync<Grpc.Core.RpcException>(() => call.ResponseAsync);
+
+        // The server stopped waiting too, at the deadline rather than when the endpoint answers (20 s on): the check is
+        // counted as cancelled, not as an internal error.
+        const string cancelled = "legate_authz_decisions_total{tenant=\"acme\",policy=\"default\",result=\"deny\",reason=\"cancelled\"} 1";
+        string scrape = "";
+        for (var i = 0; i < 100 && !scrape.Contains(cancelled, StringComparison.Ordinal); i++)
+        {
+            await Task.Delay(50, TestContext.Current.CancellationToken);
+            scrape = await host.Service.ScrapeAsync(TestContext.Current.CancellationToken);
+        }
+        Assert.Contains(cancelled, scrape, StringComparison.Ordinal);
+        Assert.DoesNotContain("reason=\"internal_error\"", scrape, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task WithoutKeysFile_ServiceStarts_AndKeysAreNotAccepted()
     {
         var policy = """
