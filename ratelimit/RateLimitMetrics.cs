@@ -36,7 +36,6 @@ public sealed class RateLimitMetrics
     private readonly Counter _globalShadowMode;
     private readonly Counter _storeErrors;
     private readonly Histogram _storeLatency;
-    private readonly Counter _refundsFailed;
     private readonly ConcurrentDictionary<(string Domain, string Rule), RuleSeries> _rules = new();
 
     // Any caller can send keys and domains: each series lives as long as the process, so these labels are capped.
@@ -63,8 +62,6 @@ public sealed class RateLimitMetrics
             new HistogramConfiguration { Buckets = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1] });
         _globalShadowMode = metrics.CreateCounter("legate_ratelimit_global_shadow_mode_total",
             "Calls answered OK only because of the global ShadowMode (they would have been OVER_LIMIT).");
-        _refundsFailed = metrics.CreateCounter("legate_ratelimit_refunds_failed_total",
-            "Rejected calls (CountRejectedHits=false) whose hits the counter store failed to take back; they stay counted.");
     }
 
     /// <summary>Counts one descriptor's hits: <paramref name="after"/> is the count they brought the window to.</summary>
@@ -129,8 +126,6 @@ public sealed class RateLimitMetrics
     public void StoreError(string kind) => _storeErrors.WithLabels(kind).Inc();
 
     public void StoreLatency(TimeSpan elapsed) => _storeLatency.Observe(elapsed.TotalSeconds);
-
-    public void RefundFailed() => _refundsFailed.Inc();
 
     /// <summary>A call the global shadow mode answered OK instead of OVER_LIMIT (the reference's <c>global_shadow_mode</c>).</summary>
     public void GlobalShadowMode() => _globalShadowMode.Inc();

@@ -21,10 +21,8 @@ public sealed class RateLimitOptions
     public TimeSpan StoreTimeout { get; set; } = TimeSpan.FromMilliseconds(10);
 
     /// <summary>
-    /// Whether hits that are rejected still count (envoyproxy/ratelimit's behaviour, the default). Off (its
-    /// STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT), a rejected request counts against none of its counters, so a client
-    /// hammering while limited neither extends its own penalty nor uses up its other quotas (see RateLimiter's
-    /// RefundIfRejected for how, and the race it leaves).
+    /// Whether hits that are rejected still count (envoyproxy/ratelimit's behaviour, the default). Off, an over-limit
+    /// hit leaves the counter unchanged, so a client hammering while limited does not extend its own penalty.
     /// </summary>
     public bool CountRejectedHits { get; set; } = true;
 

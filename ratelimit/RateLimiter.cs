@@ -49,7 +49,6 @@ public sealed partial class RateLimiter
     // Store failures are logged at most once per interval, each line with how many calls failed since the one before:
     // during an outage every call fails, and a line per call would be thousands a second (the metrics count them all).
     private readonly EventThrottle _failures;
-    private readonly EventThrottle _refundFailures;
 
     // Calls for an unknown domain go unlimited, so they are worth a line; throttled like the failures, since a
     // misconfigured Envoy sends one on every call. The metric keeps few domain names (see RateLimitMetrics), the log the latest.
@@ -66,7 +65,6 @@ public sealed partial class RateLimiter
         _logger = logger ?? NullLogger<RateLimiter>.Instance;
         _failures = new EventThrottle(time);
         _unknownDomains = new EventThrottle(time);
-        _refundFailures = new EventThrottle(time);
     }
 
     /// <summary>The counter store in use.</summary>
@@ -147,9 +145,7 @@ public sealed partial class RateLimiter
         if (pending.IsCompletedSuccessfully)
         {
             pending.GetAwaiter().GetResult();
-            return _options.CountRejectedHits
-                ? new ValueTask<RlsResponse>(Respond(request, call, nowMs, updates))
-                : RefundIfRejected(request, call, nowMs, updates, cancellationToken);
+            return new ValueTask<RlsResponse>(Respond(request, call, nowMs, updates));
         }
         return new ValueTask<RlsResponse>(AwaitStore(pending, request, call, nowMs, updates, cancellationToken));
     }
@@ -192,127 +188,7 @@ public sealed partial class RateLimiter
         {
             _metrics.StoreLatency(_time.GetElapsedTime(started));
         }
-        if (_options.CountRejectedHits)
-            return Respond(request, call, nowMs, updates);
-        return await RefundIfRejected(request, call, nowMs, updates, cancellationToken);
-    }
-
-    // With CountRejectedHits off, a rejected request counts against none of its counters, as envoyproxy/ratelimit's
-    // STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT means. Each update is already conditional (atomic on its own counter, so
-    // no counter ever admits past its limit); when the request turns out rejected, the hits its other counters took
-    // are taken back before the answer. A check first and conditional adds after (the reference's way) would need a
-    // second round trip on every call and still count a request that a race rejects after the check; a script over all
-    // of a request's counters cannot run on a Redis Cluster, where they may sit on different slots. What this leaves:
-    // between the adds and their refund (one more round trip, only for a rejected request whose other counters had
-    // room), other calls see those hits and may be refused by a counter that has room once they are taken back. So
-    // under contention a counter may admit fewer than its limit, never more; a refund that fails leaves the hits counted.
-    private ValueTask<RlsResponse> RefundIfRejected(RlsRequest request, Call call, long nowMs, int updates, CancellationToken cancellationToken)
-    {
-        var refunds = CollectRefunds(request, call, nowMs, updates);
-        if (refunds == 0)
-            return new ValueTask<RlsResponse>(Respond(request, call, nowMs, updates));
-        ValueTask pending;
-        try
-        {
-            pending = _store.RefundAsync(call.Refunds.AsMemory(0, refunds), cancellationToken);
-        }
-        catch (CounterStoreException e)
-        {
-            RefundFailed(e.Message);
-            return new ValueTask<RlsResponse>(Respond(request, call, nowMs, updates));
-        }
-        if (pending.IsCompletedSuccessfully)
-        {
-            pending.GetAwaiter().GetResult();
-            Refunded(call, updates);
-            return new ValueTask<RlsResponse>(Respond(request, call, nowMs, updates));
-        }
-        return new ValueTask<RlsResponse>(AwaitRefund(pending, request, call, nowMs, updates, cancellationToken));
-    }
-
-    // The answer stands whatever the refund does: the request is rejected either way.
-    private async Task<RlsResponse> AwaitRefund(ValueTask pending, RlsRequest request, Call call, long nowMs, int updates, CancellationToken cancellationToken)
-    {
-        try
-        {
-            if (_store.Deadline is { } bound && bound <= _options.StoreTimeout)
-                await pending;
-            else
-                await pending.AsTask().WaitAsync(_options.StoreTimeout, _time, cancellationToken);
-            Refunded(call, updates);
-        }
-        catch (TimeoutException)
-        {
-            call.Abandon(); // the store may still read the refunds
-            RefundFailed($"the {_store.Name} counter store did not answer within {_options.StoreTimeout.TotalMilliseconds} ms");
-        }
-        catch (CounterStoreException e)
-        {
-            if (e.TimedOut)
-                call.Abandon();
-            RefundFailed(e.Message);
-        }
-        catch (OperationCanceledException)
-        {
-            call.Abandon();
-            throw;
-        }
         return Respond(request, call, nowMs, updates);
-    }
-
-    /// <summary>
-    /// When the request is rejected (as <see cref="Respond"/> decides, before global shadow mode), puts the updates that
-    /// added hits into <see cref="Call.Refunds"/> and returns how many; 0 when it is not rejected or nothing was added.
-    /// </summary>
-    private static int CollectRefunds(RlsRequest request, Call call, long nowMs, int updates)
-    {
-        var anyOver = false;
-        var quotaTotal = 0;
-        var quotaOver = 0;
-        for (var i = 0; i < request.Descriptors.Length; i++)
-        {
-            if (call.Matches[i] is not { } match || match.Policy.Unlimited)
-                continue;
-            var policy = match.Policy;
-            var over = !policy.ShadowMode
-                && (call.UpdateIndex[i] == Blocked || After(policy, call.Results[call.UpdateIndex[i]], nowMs) > policy.RequestsPerUnit);
-            if (policy.QuotaMode)
-            {
-                quotaTotal++;
-                quotaOver += over ? 1 : 0;
-            }
-            else
-            {
-                anyOver |= over;
-            }
-        }
-        if (!anyOver && (quotaTotal == 0 || quotaOver < quotaTotal))
-            return 0;
-        var refunds = 0;
-        for (var u = 0; u < updates; u++)
-        {
-            if (call.Results[u].Applied && call.Updates[u].Hits > 0)
-                call.Refunds[refunds++] = call.Updates[u];
-        }
-        return refunds;
-    }
-
-    // The refunded counters are answered as they stand without this request's hits.
-    private static void Refunded(Call call, int updates)
-    {
-        for (var u = 0; u < updates; u++)
-        {
-            var result = call.Results[u];
-            if (result.Applied && call.Updates[u].Hits > 0)
-                call.Results[u] = result with { Count = result.Count - Math.Min(result.Count, call.Updates[u].Hits), Applied = false };
-        }
-    }
-
-    private void RefundFailed(string reason)
-    {
-        _metrics.RefundFailed();
-        if (_refundFailures.TryReport(out var failed))
-            LogRefundFailing(_logger, _store.Name, failed, _refundFailures.Interval.TotalSeconds, reason);
     }
 
     private CounterUpdate BuildUpdate(string domain, in RlsDescriptor descriptor, DescriptorMatch match, ulong hits, long nowMs)
@@ -397,9 +273,10 @@ public sealed partial class RateLimiter
         }
     }
 
-    // The count a descriptor's hits brought its window to, a sliding window's weighted previous window included.
-    private static ulong After(RateLimitPolicy policy, in CounterResult result, long nowMs)
+    private RlsStatus Decide(DescriptorMatch match, ulong hits, CounterResult result, long nowMs)
     {
+        var policy = match.Policy;
+        var limit = (ulong)policy.RequestsPerUnit;
         var after = result.Count;
         if (policy.Algorithm == LimitAlgorithm.SlidingWindow && result.PreviousWindowCount > 0)
         {
@@ -407,14 +284,6 @@ public sealed partial class RateLimiter
             var weight = (double)(unitMs - nowMs % unitMs) / unitMs;
             after = CounterMath.Add(after, CounterMath.Weighted(result.PreviousWindowCount, weight));
         }
-        return after;
-    }
-
-    private RlsStatus Decide(DescriptorMatch match, ulong hits, CounterResult result, long nowMs)
-    {
-        var policy = match.Policy;
-        var limit = (ulong)policy.RequestsPerUnit;
-        var after = After(policy, result, nowMs);
         var over = after > limit;
         _metrics.Count(match, hits, after, limit, _options.NearLimitRatio, result.FromLocalCache);
 
@@ -579,9 +448,6 @@ public sealed partial class RateLimiter
 
     // A caller's string in a log line: bounded, so a junk request cannot make a huge line.
     private static string Truncate(string value, int max) => value.Length <= max ? value : string.Concat(value.AsSpan(0, max), "…");
-    [LoggerMessage(EventId = 112, EventName = "RateLimitRefundFailing", Level = LogLevel.Warning,
-        Message = "The {Store} counter store failed to take back the hits of {FailedCalls} rejected call(s) since the last such line (at most one every {IntervalSeconds} s); they stay counted until their windows end (the answers stood); the latest: {Reason}")]
-    private static partial void LogRefundFailing(ILogger logger, string store, long failedCalls, double intervalSeconds, string reason);
 
     /// <summary>
     /// A call's scratch arrays. Each thread keeps the last one it returned, so a call on a warm thread allocates none;
@@ -594,7 +460,6 @@ public sealed partial class RateLimiter
 
         private int _used;
         private int _returned;
-        private CounterUpdate[]? _refunds;
 
         private Call(int capacity)
         {
@@ -615,9 +480,6 @@ public sealed partial class RateLimiter
 
         public CounterResult[] Results { get; }
 
-        /// <summary>The updates whose hits a rejected request takes back (see <see cref="RefundIfRejected"/>); made on first use.</summary>
-        public CounterUpdate[] Refunds => _refunds ??= new CounterUpdate[Updates.Length];
-
         public static Call Rent(int count)
         {
             var call = _spare;
@@ -637,8 +499,6 @@ public sealed partial class RateLimiter
             // Drop the references (rules, keys) so a spare keeps nothing alive; values need no clearing.
             Array.Clear(Matches, 0, _used);
             Array.Clear(Updates, 0, _used);
-            if (_refunds is not null)
-                Array.Clear(_refunds, 0, _used);
             if (Matches.Length <= 64)
                 _spare = this;
         }

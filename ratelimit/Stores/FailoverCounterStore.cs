@@ -71,13 +71,6 @@ public sealed partial class FailoverCounterStore : ICounterStore
         return AwaitPrimary(primary, updates, results, cancellationToken);
     }
 
-    /// <summary>
-    /// To the store calls go to now. A refund that comes while the store in use changes (between a call's answer and its
-    /// refund) reaches the other one: there it takes back at most that call's hits that it never counted.
-    /// </summary>
-    public ValueTask RefundAsync(ReadOnlyMemory<CounterUpdate> updates, CancellationToken cancellationToken) =>
-        IsDegraded ? _fallback.RefundAsync(updates, cancellationToken) : _primary.RefundAsync(updates, cancellationToken);
-
     private async ValueTask AwaitPrimary(ValueTask primary, ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results, CancellationToken cancellationToken)
     {
         try

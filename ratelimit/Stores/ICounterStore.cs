@@ -43,14 +43,6 @@ public interface ICounterStore
     ValueTask UpdateAsync(ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Takes back hits an earlier <see cref="UpdateAsync"/> added (a request rejected by another of its counters, with
-    /// rejected hits not counted): subtracts each update's <see cref="CounterUpdate.Hits"/> from its counter, each
-    /// atomically, never below 0 and never creating a counter (one that expired meanwhile stays absent); the expiry
-    /// stays as it is. Throws <see cref="CounterStoreException"/> when the store cannot answer; the hits then stay counted.
-    /// </summary>
-    ValueTask RefundAsync(ReadOnlyMemory<CounterUpdate> updates, CancellationToken cancellationToken);
-
-    /// <summary>
     /// The longest an <see cref="UpdateAsync"/> call can take: past it the store fails the call by itself, with a
     /// <see cref="CounterStoreException"/> whose <see cref="CounterStoreException.TimedOut"/> is set. Null when the store
     /// promises no bound; the caller then sets its own deadline (a timer per call, which a bounded store spares it).

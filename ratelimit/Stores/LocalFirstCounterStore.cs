@@ -88,10 +88,6 @@ public abstract class LocalFirstCounterStore : ICounterStore
         return ForwardAsync(updates, results, slots, forwarded, cancellationToken);
     }
 
-    /// <summary>Refunds go to the shared store; a layer that keeps counts of its own adjusts them first.</summary>
-    public virtual ValueTask RefundAsync(ReadOnlyMemory<CounterUpdate> updates, CancellationToken cancellationToken) =>
-        _inner.RefundAsync(updates, cancellationToken);
-
     /// <summary>Answers the update from what this layer knows; false sends it to the shared store.</summary>
     protected abstract bool TryAnswer(in CounterUpdate update, long now, out CounterResult result);
 

@@ -44,27 +44,6 @@ public sealed class MemoryCounterStore : ICounterStore, IDisposable
         return ValueTask.CompletedTask;
     }
 
-    public ValueTask RefundAsync(ReadOnlyMemory<CounterUpdate> updates, CancellationToken cancellationToken)
-    {
-        cancellationToken.ThrowIfCancellationRequested();
-        var now = _time.GetTimestamp();
-        foreach (ref readonly var update in updates.Span)
-        {
-            ArgumentNullException.ThrowIfNull(update.Key, nameof(updates));
-            if (update.Hits == 0 || !_counters.TryGetValue(update.Key, out var counter) || counter.ExpiresAt <= now)
-                continue;
-            var current = Volatile.Read(ref counter.Value);
-            while (current > 0)
-            {
-                var seen = Interlocked.CompareExchange(ref counter.Value, current - Math.Min(current, update.Hits), current);
-                if (seen == current)
-                    break;
-                current = seen;
-            }
-        }
-        return ValueTask.CompletedTask;
-    }
-
     /// <summary>Drops expired counters now (the timer does this every <see cref="SweepInterval"/>).</summary>
     public int Sweep() => _counters.SweepExpired(_time.GetTimestamp());
 

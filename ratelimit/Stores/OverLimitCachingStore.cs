@@ -58,20 +58,6 @@ public sealed class OverLimitCachingStore : LocalFirstCounterStore
         return true;
     }
 
-    /// <summary>
-    /// A refunded counter holds less than an entry may remember (the entry can include the refunded hits): its entry
-    /// goes, so the cache never refuses what the counter would now admit.
-    /// </summary>
-    public override ValueTask RefundAsync(ReadOnlyMemory<CounterUpdate> updates, CancellationToken cancellationToken)
-    {
-        foreach (ref readonly var update in updates.Span)
-        {
-            if (update.Key is { } key && _entries.TryGetValue(key, out var entry))
-                _entries.TryRemove(key, entry);
-        }
-        return base.RefundAsync(updates, cancellationToken);
-    }
-
     protected override void Learn(ReadOnlySpan<CounterUpdate> updates, ReadOnlySpan<CounterResult> results)
     {
         long now = 0;

@@ -52,14 +52,6 @@ public sealed class RedisCounterStore : ICounterStore
         return {math.min(count, CAP), math.min(prev, CAP), 1}
         """;
 
-    // KEYS[1] counter; ARGV[1] hits to take back. Never below 0, and a missing key (expired) is not created; DECRBY
-    // keeps the expiry. One key per script, so it runs on a cluster as on one server.
-    private const string RefundScript = """
-        local take = math.min(tonumber(redis.call('GET', KEYS[1]) or '0'), tonumber(ARGV[1]))
-        if take > 0 then redis.call('DECRBY', KEYS[1], string.format('%d', take)) end
-        return 0
-        """;
-
     /// <summary>
     /// The count Redis answers for a counter at or past 2^53 (its scripts' cap): the last count Lua's doubles hold
     /// exactly, and far over any limit (limits are uint32), so the decision is the one the real count would give.
@@ -150,60 +142,6 @@ public sealed class RedisCounterStore : ICounterStore
         return IsBatchingOn(connected)
             ? connected.Batcher!.UpdateAsync(updates, results, cancellationToken)
             : UpdateCoreAsync(connected.Database, updates, results, cancellationToken);
-    }
-
-    /// <summary>
-    /// One script per counter, on every kind of Redis (no batching: refunds are rare, and come after their call's
-    /// answer, so they need no ordering with the batches). A call's scripts go out in one pipeline.
-    /// </summary>
-    public ValueTask RefundAsync(ReadOnlyMemory<CounterUpdate> updates, CancellationToken cancellationToken)
-    {
-        if (updates.IsEmpty)
-            return ValueTask.CompletedTask;
-        // Nothing was added before the first connect, so nothing is to be taken back.
-        if ((Volatile.Read(ref _connected) ?? TryConnect()) is not { } connected)
-            throw new CounterStoreException("Redis is not connected yet.");
-        return RefundCoreAsync(connected.Database, updates, cancellationToken);
-    }
-
-    private async ValueTask RefundCoreAsync(IDatabaseAsync database, ReadOnlyMemory<CounterUpdate> updates, CancellationToken cancellationToken)
-    {
-        cancellationToken.ThrowIfCancellationRequested();
-        var tasks = new Task[updates.Length];
-        var sent = 0;
-        try
-        {
-            for (; sent < tasks.Length; sent++)
-            {
-                var update = updates.Span[sent];
-                ArgumentNullException.ThrowIfNull(update.Key, nameof(updates));
-                tasks[sent] = database.ScriptEvaluateAsync(RefundScript, [update.Key], [Math.Min(update.Hits, long.MaxValue)]);
-            }
-        }
-        catch (Exception e) when (IsRedisFailure(e))
-        {
-            ObserveLater(Task.WhenAll(tasks.AsSpan(0, sent)));
-            throw Translate(e);
-        }
-        var all = Task.WhenAll(tasks);
-        try
-        {
-            await all.WaitAsync(_timeout, _time, cancellationToken).ConfigureAwait(false);
-        }
-        catch (TimeoutException e) when (e is not RedisTimeoutException)
-        {
-            ObserveLater(all);
-            throw new CounterStoreException($"Redis did not answer within {_timeout.TotalMilliseconds:F0} ms.") { TimedOut = true };
-        }
-        catch (OperationCanceledException) when (!all.IsCompleted)
-        {
-            ObserveLater(all);
-            throw;
-        }
-        catch (Exception e) when (IsRedisFailure(e))
-        {
-            throw Translate(e);
-        }
     }
 
     /// <summary>The connected state once the first connect completed; null before.</summary>

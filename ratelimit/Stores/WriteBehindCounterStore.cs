@@ -82,8 +82,6 @@ public sealed partial class WriteBehindCounterStore : LocalFirstCounterStore, IA
         var updates = ArrayPool<CounterUpdate>.Shared.Rent(SyncChunk);
         var results = ArrayPool<CounterResult>.Shared.Rent(SyncChunk);
         var entries = ArrayPool<Entry>.Shared.Rent(SyncChunk);
-        CounterUpdate[]? refunds = null;
-        Entry[]? refunded = null;
         try
         {
             // Only what is due now: entries queued again meanwhile wait for the next sync.
@@ -91,28 +89,16 @@ public sealed partial class WriteBehindCounterStore : LocalFirstCounterStore, IA
             {
                 var now = Time.GetTimestamp();
                 var count = 0;
-                var refundCount = 0;
-                for (; count + refundCount < SyncChunk && left > 0 && _due.TryDequeue(out var entry); left--)
+                for (; count < SyncChunk && left > 0 && _due.TryDequeue(out var entry); left--)
                 {
-                    if (!entry.TakeDue(now, out var hits, out var refund))
+                    if (!entry.TakePending(now, out var hits))
                         continue; // its window is over: what was not sent no longer limits anyone
-                    if (refund > 0)
-                    {
-                        refunds ??= ArrayPool<CounterUpdate>.Shared.Rent(SyncChunk);
-                        refunded ??= ArrayPool<Entry>.Shared.Rent(SyncChunk);
-                        refunded[refundCount] = entry;
-                        refunds[refundCount++] = new CounterUpdate(entry.Key, refund, Time.GetElapsedTime(now, entry.ExpiresAt));
-                        continue;
-                    }
                     entries[count] = entry;
                     updates[count++] = new CounterUpdate(entry.Key, hits, Time.GetElapsedTime(now, entry.ExpiresAt));
                 }
-                if (count == 0 && refundCount == 0)
+                if (count == 0)
                     break;
-                if (count > 0)
-                    await SyncChunkAsync(entries, updates, results, count, cancellationToken).ConfigureAwait(false);
-                if (refundCount > 0)
-                    await RefundChunkAsync(refunded!, refunds!, refundCount, cancellationToken).ConfigureAwait(false);
+                await SyncChunkAsync(entries, updates, results, count, cancellationToken).ConfigureAwait(false);
             }
         }
         finally
@@ -120,50 +106,6 @@ public sealed partial class WriteBehindCounterStore : LocalFirstCounterStore, IA
             ArrayPool<CounterUpdate>.Shared.Return(updates, clearArray: true);
             ArrayPool<CounterResult>.Shared.Return(results);
             ArrayPool<Entry>.Shared.Return(entries, clearArray: true);
-            if (refunds is not null)
-                ArrayPool<CounterUpdate>.Shared.Return(refunds, clearArray: true);
-            if (refunded is not null)
-                ArrayPool<Entry>.Shared.Return(refunded, clearArray: true);
-        }
-    }
-
-    /// <summary>
-    /// A counter known here is refunded here: from the hits not sent yet, and the rest from the shared store with the
-    /// next sync (after any sync still carrying those hits, as syncs run one at a time). Others go to the store now.
-    /// </summary>
-    public override ValueTask RefundAsync(ReadOnlyMemory<CounterUpdate> updates, CancellationToken cancellationToken)
-    {
-        cancellationToken.ThrowIfCancellationRequested();
-        var now = Time.GetTimestamp();
-        CounterUpdate[]? forward = null; // rented only once a counter is not known here
-        var forwarded = 0;
-        foreach (ref readonly var update in updates.Span)
-        {
-            ArgumentNullException.ThrowIfNull(update.Key, nameof(updates));
-            if (update.Hits == 0)
-                continue;
-            if (TryGetLive(update.Key, now, out var entry) && entry.TryRefund(update.Hits, out var due))
-            {
-                if (due)
-                    _due.Enqueue(entry);
-                continue;
-            }
-            forward ??= ArrayPool<CounterUpdate>.Shared.Rent(updates.Length);
-            forward[forwarded++] = update;
-        }
-        return forward is null ? ValueTask.CompletedTask : ForwardRefundsAsync(forward, forwarded, cancellationToken);
-    }
-
-    // The counters not known here (never answered, or dropped since) are refunded by the shared store at once.
-    private async ValueTask ForwardRefundsAsync(CounterUpdate[] forward, int count, CancellationToken cancellationToken)
-    {
-        try
-        {
-            await Inner.RefundAsync(forward.AsMemory(0, count), cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            ArrayPool<CounterUpdate>.Shared.Return(forward, clearArray: true);
         }
     }
 
@@ -287,31 +229,7 @@ public sealed partial class WriteBehindCounterStore : LocalFirstCounterStore, IA
         }
     }
 
-    private async Task RefundChunkAsync(Entry[] entries, CounterUpdate[] refunds, int count, CancellationToken cancellationToken)
-    {
-        try
-        {
-            await _syncStore.RefundAsync(refunds.AsMemory(0, count), cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is CounterStoreException or OperationCanceledException)
-        {
-            // Kept, and sent again with the next sync.
-            for (var i = 0; i < count; i++)
-            {
-                if (entries[i].Unrefunded(refunds[i].Hits))
-                    _due.Enqueue(entries[i]);
-            }
-            if (e is OperationCanceledException)
-                throw;
-            SyncFailed(e);
-            return;
-        }
-        for (var i = 0; i < count; i++)
-            entries[i].Refunded(refunds[i].Hits);
-        _syncsOk.Inc();
-    }
-
-    // A sync or refund the store refused: counted, and logged at most once per interval (every sync fails alike while
+    // A sync the store refused: counted, and logged at most once per interval (every sync fails alike while
     // Redis is away).
     private void SyncFailed(Exception e)
     {
@@ -370,10 +288,8 @@ public sealed partial class WriteBehindCounterStore : LocalFirstCounterStore, IA
 
     /// <summary>
     /// One counter as this instance sees it: the store's count when last heard (<c>stored</c>), hits sent and not yet
-    /// answered (<c>sending</c>) and hits not sent yet (<c>pending</c>), less hits refunded here and not yet taken back
-    /// from the store (<c>refund</c>, then <c>refunding</c> while a sync carries it). That is what this instance decides
-    /// on, once the store has answered a call for the counter (<c>known</c>) and while no call for it is out
-    /// (<c>forwarded</c>). Pending hits and a refund cancel out, so at most one of them is not 0.
+    /// answered (<c>sending</c>) and hits not sent yet (<c>pending</c>). Their sum is what this instance decides on,
+    /// once the store has answered a call for the counter (<c>known</c>) and while no call for it is out (<c>forwarded</c>).
     /// </summary>
     private sealed class Entry(string key, long expiresAt) : IExpiring
     {
@@ -381,8 +297,6 @@ public sealed partial class WriteBehindCounterStore : LocalFirstCounterStore, IA
         private ulong _stored;
         private ulong _sending;
         private ulong _pending;
-        private ulong _refund;
-        private ulong _refunding;
         private long _heardAt;
         private bool _known;
         private int _forwarded;
@@ -392,20 +306,7 @@ public sealed partial class WriteBehindCounterStore : LocalFirstCounterStore, IA
 
         public long ExpiresAt { get; } = expiresAt;
 
-        private ulong Sum()
-        {
-            var counted = CounterMath.Add(CounterMath.Add(_stored, _sending), _pending);
-            var refunded = CounterMath.Add(_refund, _refunding);
-            return counted - Math.Min(counted, refunded);
-        }
-
-        // Hits to send; a refund not sent yet takes them first (the store would add them and take them back).
-        private void AddPending(ulong hits)
-        {
-            var cancelled = Math.Min(_refund, hits);
-            _refund -= cancelled;
-            _pending = CounterMath.Add(_pending, hits - cancelled);
-        }
+        private ulong Sum() => CounterMath.Add(CounterMath.Add(_stored, _sending), _pending);
 
         /// <summary>The count, for a previous window read here; false while it is not known or a call for it is out.</summary>
         public bool TryRead(out ulong count)
@@ -450,79 +351,28 @@ public sealed partial class WriteBehindCounterStore : LocalFirstCounterStore, IA
                 }
                 else
                 {
-                    AddPending(hits);
+                    _pending = CounterMath.Add(_pending, hits);
                     result = new CounterResult(CounterMath.Add(count, hits), previous, true);
                 }
-                needed = _pending > 0 || _refund > 0 || now - _heardAt >= interval;
+                needed = _pending > 0 || now - _heardAt >= interval;
             }
             due = needed && Volatile.Read(ref _due) == 0 && Interlocked.Exchange(ref _due, 1) == 0;
             return true;
         }
 
-        /// <summary>
-        /// Takes the hits to send and the hits to take back (at most one of them is not 0); false when the counter's
-        /// window is over (they are dropped).
-        /// </summary>
-        public bool TakeDue(long now, out ulong hits, out ulong refund)
+        /// <summary>Takes the hits to send; false when the counter's window is over (they are dropped).</summary>
+        public bool TakePending(long now, out ulong hits)
         {
             Volatile.Write(ref _due, 0);
             lock (_lock)
             {
                 hits = _pending;
-                refund = _refund;
                 _pending = 0;
-                _refund = 0;
                 if (ExpiresAt <= now)
                     return false;
                 _sending = CounterMath.Add(_sending, hits);
-                _refunding = CounterMath.Add(_refunding, refund);
                 return true;
             }
-        }
-
-        /// <summary>
-        /// Takes hits back from the count decided on here: from the pending ones first, the rest from the store with a
-        /// sync (<paramref name="due"/> as in <see cref="TryApply"/>). False when the count is not known here.
-        /// </summary>
-        public bool TryRefund(ulong hits, out bool due)
-        {
-            lock (_lock)
-            {
-                if (!_known)
-                {
-                    due = false;
-                    return false;
-                }
-                var unsent = Math.Min(_pending, hits);
-                _pending -= unsent;
-                _refund = CounterMath.Add(_refund, hits - unsent);
-                due = _refund > 0;
-            }
-            due = due && Volatile.Read(ref _due) == 0 && Interlocked.Exchange(ref _due, 1) == 0;
-            return true;
-        }
-
-        /// <summary>The store took the hits back: the count it held when last heard no longer includes them.</summary>
-        public void Refunded(ulong hits)
-        {
-            lock (_lock)
-            {
-                _refunding -= Math.Min(_refunding, hits);
-                _stored -= Math.Min(_stored, hits);
-            }
-        }
-
-        /// <summary>The refund failed: it is due again (a pending addition meanwhile cancels it). True when the entry is to be queued again.</summary>
-        public bool Unrefunded(ulong hits)
-        {
-            lock (_lock)
-            {
-                _refunding -= Math.Min(_refunding, hits);
-                var cancelled = Math.Min(_pending, hits);
-                _pending -= cancelled;
-                _refund = CounterMath.Add(_refund, hits - cancelled);
-            }
-            return Interlocked.Exchange(ref _due, 1) == 0;
         }
 
         /// <summary>The store took the hits and answered its count, which includes them and every replica's hits sent so far.</summary>
@@ -542,7 +392,7 @@ public sealed partial class WriteBehindCounterStore : LocalFirstCounterStore, IA
             lock (_lock)
             {
                 _sending -= Math.Min(_sending, hits);
-                AddPending(hits);
+                _pending = CounterMath.Add(_pending, hits);
             }
             return Interlocked.Exchange(ref _due, 1) == 0;
         }

@@ -382,56 +382,6 @@ public sealed class RateLimiterTests : IDisposable
     }
 
     [Fact]
-    public async Task RejectedHits_NotCounted_ARejectingShadowRuleRefundsNothing_ARejectingQuotaRuleDoes()
-    {
-        var service = Service(new Dictionary<string, string?> { ["Legate:RateLimit:CountRejectedHits"] = "false" });
-
-        // shadow (1/s) is over on the second call but rejects nothing: tenant counts both calls.
-        RateLimitResponse shadowed = null!;
-        for (var i = 0; i < 2; i++)
-            shadowed = await CallAsync(service, Request(D("shadow", "s"), D("tenant", "globex")));
-        // quota (1/s) alone is all of the request's quota descriptors: over, it rejects, and tenant gets its hit back.
-        RateLimitResponse quota = null!;
-        for (var i = 0; i < 2; i++)
-            quota = await CallAsync(service, Request(D("quota", "q"), D("tenant", "initech")));
-
-        Assert.Equal((Code.Ok, 3u), (shadowed.OverallCode, shadowed.Statuses[1].LimitRemaining));
-        Assert.Equal((Code.OverLimit, 4u), (quota.OverallCode, quota.Statuses[1].LimitRemaining));
-    }
-
-    [Fact]
-    public async Task RejectedHits_NotCounted_ARefundThatFails_LeavesTheAnswer_AndIsLoggedAndCounted()
-    {
-        var logs = new FakeLogCollector();
-        var store = new RefundFailingStore(new MemoryCounterStore(_time));
-        var service = Service(new Dictionary<string, string?> { ["Legate:RateLimit:CountRejectedHits"] = "false" }, configure: services =>
-        {
-            services.AddSingleton<ICounterStore>(store);
-            services.AddLogging(logging => logging.AddProvider(new FakeLoggerProvider(logs)));
-        });
-        var request = Request(D("plan", "free"), D("tenant", "globex"));
-
-        await CallAsync(service, request);
-        var failed = await CallAsync(service, request);
-        store.Hang = true;
-        var hanging = CallAsync(service, request);
-        for (var i = 0; i < 500 && !hanging.IsCompleted; i++)
-        {
-            _time.Advance(TimeSpan.FromMilliseconds(10));
-            await Task.Delay(5, Ct);
-        }
-        var timedOut = await hanging.WaitAsync(TimeSpan.FromSeconds(10), Ct);
-
-        // The refunds did not happen: tenant keeps the rejected calls' hits, and says so.
-        Assert.Equal((Code.OverLimit, 3u), (failed.OverallCode, failed.Statuses[1].LimitRemaining));
-        Assert.Equal((Code.OverLimit, 2u), (timedOut.OverallCode, timedOut.Statuses[1].LimitRemaining));
-        var line = Assert.Single(logs.GetSnapshot(), r => r.Id.Name == "RateLimitRefundFailing");
-        Assert.Equal(LogLevel.Warning, line.Level);
-        Assert.Contains("refused by the test", line.Message, StringComparison.Ordinal);
-        Assert.Contains("legate_ratelimit_refunds_failed_total 2", await service.ScrapeAsync(Ct), StringComparison.Ordinal);
-    }
-
-    [Fact]
     public async Task SlidingWindow_WeighsThePreviousWindow()
     {
         var service = Service();
@@ -769,27 +719,6 @@ public sealed class RateLimiterTests : IDisposable
             Interlocked.Add(ref _updates, updates.Length);
             return inner.UpdateAsync(updates, results, cancellationToken);
         }
-
-        public ValueTask RefundAsync(ReadOnlyMemory<CounterUpdate> updates, CancellationToken cancellationToken) =>
-            inner.RefundAsync(updates, cancellationToken);
-    }
-
-    /// <summary>Counts as the inner store, but refuses every refund, or never answers one while <see cref="Hang"/>.</summary>
-    private sealed class RefundFailingStore(ICounterStore inner) : ICounterStore
-    {
-        public volatile bool Hang;
-
-        public string Name => "refund-failing";
-
-        public ValueTask UpdateAsync(ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results, CancellationToken cancellationToken) =>
-            inner.UpdateAsync(updates, results, cancellationToken);
-
-        public async ValueTask RefundAsync(ReadOnlyMemory<CounterUpdate> updates, CancellationToken cancellationToken)
-        {
-            if (Hang)
-                await Task.Delay(Timeout.Infinite, cancellationToken);
-            throw new CounterStoreException("refused by the test");
-        }
     }
 
     /// <summary>
@@ -818,9 +747,6 @@ public sealed class RateLimiterTests : IDisposable
             _abandoned.Span.Fill(new CounterResult(ulong.MaxValue, 0, true));
             Interlocked.Increment(ref _lateWrites);
         }
-
-        public ValueTask RefundAsync(ReadOnlyMemory<CounterUpdate> updates, CancellationToken cancellationToken) =>
-            inner.RefundAsync(updates, cancellationToken);
     }
 
     /// <summary>Bounds its own calls (as the Redis store does) and fails each one as timed out, after a hop.</summary>
@@ -835,9 +761,6 @@ public sealed class RateLimiterTests : IDisposable
             await Task.Yield();
             throw new CounterStoreException("the store gave up") { TimedOut = true };
         }
-
-        public ValueTask RefundAsync(ReadOnlyMemory<CounterUpdate> updates, CancellationToken cancellationToken) =>
-            throw new NotSupportedException();
     }
 
     /// <summary>Fails every call at once, as the Redis store does while the multiplexer has no connection.</summary>
@@ -849,9 +772,6 @@ public sealed class RateLimiterTests : IDisposable
 
         public ValueTask UpdateAsync(ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results, CancellationToken cancellationToken) =>
             throw new CounterStoreException("Redis is unreachable (UnableToConnect).");
-
-        public ValueTask RefundAsync(ReadOnlyMemory<CounterUpdate> updates, CancellationToken cancellationToken) =>
-            throw new CounterStoreException("Redis is unreachable (UnableToConnect).");
     }
 
     private sealed class HangingStore(TimeSpan? deadline = null) : ICounterStore
@@ -861,9 +781,6 @@ public sealed class RateLimiterTests : IDisposable
         public TimeSpan? Deadline => deadline;
 
         public async ValueTask UpdateAsync(ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results, CancellationToken cancellationToken) =>
-            await Task.Delay(Timeout.Infinite, cancellationToken);
-
-        public async ValueTask RefundAsync(ReadOnlyMemory<CounterUpdate> updates, CancellationToken cancellationToken) =>
             await Task.Delay(Timeout.Infinite, cancellationToken);
     }
 }

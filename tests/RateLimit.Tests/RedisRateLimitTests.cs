@@ -22,8 +22,6 @@ public sealed class RedisRateLimitTests : IDisposable
         descriptors:
           - key: tenant
             rate_limit: { unit: hour, requests_per_unit: 3 }
-          - key: client
-            rate_limit: { unit: hour, requests_per_unit: 10 }
         """;
 
     private readonly string _dir = Directory.CreateTempSubdirectory("legate-rl-redis-").FullName;
@@ -39,7 +37,7 @@ public sealed class RedisRateLimitTests : IDisposable
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    private LegateServiceFactory<Program> Service(string redisConfiguration, bool degraded = false, string? keyPrefix = null, bool batching = true, (string Key, string Value)? extra = null, (string Key, string Value)[]? extras = null)
+    private LegateServiceFactory<Program> Service(string redisConfiguration, bool degraded = false, string? keyPrefix = null, bool batching = true, (string Key, string Value)? extra = null)
     {
         var settings = new Dictionary<string, string?>
         {
@@ -53,8 +51,6 @@ public sealed class RedisRateLimitTests : IDisposable
         };
         if (extra is { } setting)
             settings[setting.Key] = setting.Value;
-        foreach (var (key, value) in extras ?? [])
-            settings[key] = value;
         var service = new LegateServiceFactory<Program>(settings);
         _services.Add(service);
         return service;
@@ -107,28 +103,6 @@ public sealed class RedisRateLimitTests : IDisposable
         // Two tenants with 3 each.
         Assert.Equal(6, codes.Count(c => c == Code.Ok));
         Assert.Equal(34, codes.Count(c => c == Code.OverLimit));
-    }
-
-    [Theory]
-    [InlineData(true, false)]
-    [InlineData(false, false)]
-    [InlineData(true, true)]
-    public async Task RejectedHitsNotCounted_ARejectedCallCountsAgainstNoneOfItsCounters(bool batching, bool writeBehind)
-    {
-        // As deployed: the over-limit cache (or write-behind) in front of Redis. tenant: 3/h, client: 10/h.
-        _redis.RequireRedis();
-        var service = Service(_redis.Configuration!, batching: batching, extras:
-            [("Legate:RateLimit:CountRejectedHits", "false"), ("Legate:RateLimit:WriteBehind", writeBehind ? "true" : "false")]);
-        var client = new RateLimitClient(service.Channel);
-        var request = Request("acme");
-        request.Descriptors.Add(new RateLimitDescriptor { Entries = { new RateLimitDescriptor.Types.Entry { Key = "client", Value = "c1" } } });
-
-        var answers = new List<RateLimitResponse>();
-        for (var i = 0; i < 6; i++)
-            answers.Add(await client.ShouldRateLimitAsync(request, cancellationToken: Ct));
-
-        Assert.Equal([Code.Ok, Code.Ok, Code.Ok, Code.OverLimit, Code.OverLimit, Code.OverLimit], answers.Select(a => a.OverallCode));
-        Assert.All(answers.Skip(3), a => Assert.Equal((Code.Ok, 7u), (a.Statuses[1].Code, a.Statuses[1].LimitRemaining)));
     }
 
     [Theory]

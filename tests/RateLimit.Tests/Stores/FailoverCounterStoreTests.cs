@@ -145,15 +145,5 @@ public sealed class FailoverCounterStoreTests : IDisposable
                 results.Span[i] = new CounterResult(_counts[update.Key], 0, true);
             }
         }
-
-        public ValueTask RefundAsync(ReadOnlyMemory<CounterUpdate> updates, CancellationToken cancellationToken)
-        {
-            Calls++;
-            if (Failing)
-                throw new CounterStoreException("switched off");
-            foreach (var update in updates.Span)
-                _counts[update.Key] = _counts.GetValueOrDefault(update.Key) - Math.Min(_counts.GetValueOrDefault(update.Key), update.Hits);
-            return ValueTask.CompletedTask;
-        }
     }
 }

@@ -63,21 +63,6 @@ public sealed class OverLimitCachingStoreTests : IDisposable
     }
 
     [Fact]
-    public async Task Refund_GoesToTheInnerStore_AndDropsTheCountersEntry()
-    {
-        // 2 of 3 counted, then 2 more refused: remembered as over at 2.
-        await UpdateAsync(AddWithin("r", 2, 3));
-        Assert.False((await UpdateAsync(AddWithin("r", 2, 3)))[0].Applied);
-        Assert.Equal(1, _cache.Count);
-
-        await _cache.RefundAsync(new[] { AddWithin("r", 2, 3) }, Ct);
-
-        // The counter holds 0 now: 3 fit, which the entry (at 2) would have refused.
-        Assert.Equal(0, _cache.Count);
-        Assert.Equal(new CounterResult(3, 0, true), (await UpdateAsync(AddWithin("r", 3, 3)))[0]);
-    }
-
-    [Fact]
     public async Task CachedAnswer_CompletesSynchronously()
     {
         await DriveOverAsync("sync");
@@ -247,9 +232,6 @@ public sealed class OverLimitCachingStoreTests : IDisposable
             return yields ? YieldThenAsync(updates, results, cancellationToken) : inner.UpdateAsync(updates, results, cancellationToken);
         }
 
-        public ValueTask RefundAsync(ReadOnlyMemory<CounterUpdate> updates, CancellationToken cancellationToken) =>
-            inner.RefundAsync(updates, cancellationToken);
-
         private async ValueTask YieldThenAsync(ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results, CancellationToken cancellationToken)
         {
             await Task.Yield();
@@ -262,9 +244,6 @@ public sealed class OverLimitCachingStoreTests : IDisposable
         public string Name => "failing";
 
         public ValueTask UpdateAsync(ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results, CancellationToken cancellationToken) =>
-            ValueTask.FromException(new CounterStoreException("down"));
-
-        public ValueTask RefundAsync(ReadOnlyMemory<CounterUpdate> updates, CancellationToken cancellationToken) =>
             ValueTask.FromException(new CounterStoreException("down"));
     }
 }

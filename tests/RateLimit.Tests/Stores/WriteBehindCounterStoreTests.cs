@@ -279,9 +279,6 @@ public sealed class WriteBehindGatingTests : IAsyncDisposable
             await inner.UpdateAsync(updates, results, cancellationToken);
         }
 
-        public ValueTask RefundAsync(ReadOnlyMemory<CounterUpdate> updates, CancellationToken cancellationToken) =>
-            inner.RefundAsync(updates, cancellationToken);
-
         public Task ReleaseNextAsync()
         {
             Assert.True(_gates.TryDequeue(out var gate));
@@ -397,12 +394,6 @@ public sealed class WriteBehindSyncLogTests
             for (var i = 0; i < updates.Length; i++)
                 results.Span[i] = new CounterResult(updates.Span[i].Hits, 0, true);
             return ValueTask.CompletedTask;
-        }
-
-        public ValueTask RefundAsync(ReadOnlyMemory<CounterUpdate> updates, CancellationToken cancellationToken)
-        {
-            Interlocked.Increment(ref _calls);
-            return Failing ? ValueTask.FromException(new CounterStoreException("failed by the test")) : ValueTask.CompletedTask;
         }
     }
 }
