@@ -11,8 +11,8 @@ public sealed class JwtProvider
 {
     private static int s_nextId;
 
-    /// <param name="listClaims">Claims that policies require and that tokens may carry as arrays (groups, roles): kept as lists.</param>
-    public JwtProvider(JwtProviderOptions options, JwksSource keys, IEnumerable<string>? listClaims = null)
+    /// <param name="policyClaims">Claims that policies require: read from tokens with their JSON types (see <see cref="JwtIdentity.PolicyClaims"/>).</param>
+    public JwtProvider(JwtProviderOptions options, JwksSource keys, IEnumerable<string>? policyClaims = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(keys);
@@ -24,7 +24,7 @@ public sealed class JwtProvider
         Id = Interlocked.Increment(ref s_nextId);
         Algorithms = options.Algorithms.ToFrozenSet(StringComparer.Ordinal);
         Audiences = options.Audiences.ToFrozenSet(StringComparer.Ordinal);
-        ListClaims = (listClaims ?? []).ToFrozenSet(StringComparer.Ordinal);
+        PolicyClaims = (policyClaims ?? []).ToFrozenSet(StringComparer.Ordinal);
     }
 
     public JwtProviderOptions Options { get; }
@@ -40,11 +40,11 @@ public sealed class JwtProvider
     internal FrozenSet<string> Audiences { get; }
 
     /// <summary>
-    /// Whether a provider made from <paramref name="options"/> and <paramref name="listClaims"/> would judge every token
+    /// Whether a provider made from <paramref name="options"/> and <paramref name="policyClaims"/> would judge every token
     /// as this one does (its key source aside): then a policy reload keeps this provider, and with it the tokens the
     /// validated-token cache holds for it.
     /// </summary>
-    internal bool ValidatesAs(JwtProviderOptions options, IEnumerable<string> listClaims)
+    internal bool ValidatesAs(JwtProviderOptions options, IEnumerable<string> policyClaims)
     {
         var mine = Options;
         return mine.Issuer == options.Issuer
@@ -54,9 +54,9 @@ public sealed class JwtProvider
             && mine.MaxLifetime == options.MaxLifetime
             && string.Equals(mine.RequireTyp, options.RequireTyp, StringComparison.Ordinal)
             && mine.MaxTokenBytes == options.MaxTokenBytes
-            && ListClaims.SetEquals(listClaims);
+            && PolicyClaims.SetEquals(policyClaims);
     }
 
-    /// <summary>Top-level array claims read into <see cref="JwtIdentity.ListClaims"/> (only those a policy requires).</summary>
-    internal FrozenSet<string> ListClaims { get; }
+    /// <summary>Top-level array claims read into <see cref="JwtIdentity.PolicyClaims"/> (only those a policy requires).</summary>
+    internal FrozenSet<string> PolicyClaims { get; }
 }

@@ -78,7 +78,7 @@ public sealed class JwtResult
 public sealed class JwtIdentity
 {
     public JwtIdentity(string? subject, string issuer, string audience, DateTimeOffset expiresAt,
-        IReadOnlyList<string> scopes, IReadOnlyDictionary<string, string> claims, IReadOnlyDictionary<string, IReadOnlyList<string>>? listClaims = null)
+        IReadOnlyList<string> scopes, IReadOnlyDictionary<string, string> claims, IReadOnlyDictionary<string, IReadOnlyList<string>>? policyClaims = null)
     {
         Subject = subject;
         Issuer = issuer;
@@ -86,7 +86,7 @@ public sealed class JwtIdentity
         ExpiresAt = expiresAt;
         Scopes = scopes;
         Claims = claims;
-        ListClaims = listClaims;
+        PolicyClaims = policyClaims;
     }
 
     public string? Subject { get; }
@@ -104,8 +104,11 @@ public sealed class JwtIdentity
     /// <summary>Top-level claims with a scalar value, as text (strings as-is, numbers and booleans as JSON text); arrays, objects and nulls are left out.</summary>
     public IReadOnlyDictionary<string, string> Claims { get; }
 
-    /// <summary>The string elements of top-level array claims that a policy requires (see <see cref="JwtProvider.ListClaims"/>); null when none.</summary>
-    public IReadOnlyDictionary<string, IReadOnlyList<string>>? ListClaims { get; }
+    /// <summary>
+    /// The claims that a policy requires (see <see cref="JwtProvider.PolicyClaims"/>), each as its typed values (see
+    /// <see cref="TypedClaim"/>): a scalar claim gives one, an array claim its scalar elements. Null when none is present.
+    /// </summary>
+    public IReadOnlyDictionary<string, IReadOnlyList<string>>? PolicyClaims { get; }
 
     /// <summary>
     /// The authorization decider's last answer for this identity (its own type; this class never reads it). A field
@@ -153,4 +156,18 @@ internal sealed class JwtClaims : IReadOnlyDictionary<string, string>
     public IEnumerator<KeyValuePair<string, string>> GetEnumerator() => ((IEnumerable<KeyValuePair<string, string>>)_claims).GetEnumerator();
 
     System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
+}
+
+/// <summary>
+/// A claim value with its JSON type, so that a policy's <c>true</c> never matches the string "true", nor its <c>5</c>
+/// the string "5": <c>s:</c> and the text for a string, <c>n:</c> and the number as written for a number, <c>b:true</c>
+/// or <c>b:false</c>.
+/// </summary>
+public static class TypedClaim
+{
+    public static string OfString(string value) => "s:" + value;
+
+    public static string OfNumber(string text) => "n:" + text;
+
+    public static string OfBoolean(bool value) => value ? "b:true" : "b:false";
 }

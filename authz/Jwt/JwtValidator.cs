@@ -323,7 +323,7 @@ public sealed class JwtValidator
             return JwtResult.Fail(JwtFailureReason.Malformed);
         string? issuer = null, subject = null, scope = null, scpText = null, audience = null;
         List<string>? scpList = null;
-        Dictionary<string, IReadOnlyList<string>>? listClaims = null;
+        Dictionary<string, IReadOnlyList<string>>? policyClaims = null;
         bool scpArray = false, audArray = false, undecodableAud = false, undecodableScp = false;
         TimeClaim exp = default, nbf = default, iat = default;
         while (reader.Read() && reader.TokenType != JsonTokenType.EndObject)
@@ -348,6 +348,8 @@ public sealed class JwtValidator
             };
             if (text is not null)
                 members.AddClaim(name, text);
+            if (kind is not JsonTokenType.StartArray && text is not null && provider.PolicyClaims.Contains(name))
+                (policyClaims ??= new(StringComparer.Ordinal))[name] = [Typed(kind, text)];
             switch (name)
             {
                 case "iss":
@@ -376,10 +378,10 @@ public sealed class JwtValidator
                     scpArray = true;
                     undecodableScp = !TryReadStrings(ref reader, out scpList);
                     break;
-                case var listed when kind == JsonTokenType.StartArray && provider.ListClaims.Contains(listed):
+                case var listed when kind == JsonTokenType.StartArray && provider.PolicyClaims.Contains(listed):
                     // An element that does not decode leaves the claim out: a policy requiring it then denies.
-                    if (TryReadStrings(ref reader, out var list))
-                        (listClaims ??= new(StringComparer.Ordinal))[listed] = list;
+                    if (TryReadTypedScalars(ref reader, out var list))
+                        (policyClaims ??= new(StringComparer.Ordinal))[listed] = list;
                     break;
             }
             if (reader.TokenType is JsonTokenType.StartObject or JsonTokenType.StartArray)
@@ -438,7 +440,7 @@ public sealed class JwtValidator
         }
 
         return JwtResult.Success(new JwtIdentity(subject is { Length: > 0 } ? subject : null, options.Issuer, audience, expires, scopes,
-            members.Claims(), listClaims));
+            members.Claims(), policyClaims));
     }
 
     private static readonly JsonReaderOptions PayloadReaderOptions = new() { MaxDepth = 32 };
@@ -530,6 +532,51 @@ public sealed class JwtValidator
             }
         }
         return decodable;
+    }
+
+    private static string Typed(JsonTokenType kind, string text) => kind switch
+    {
+        JsonTokenType.String => TypedClaim.OfString(text),
+        JsonTokenType.Number => TypedClaim.OfNumber(text),
+        _ => TypedClaim.OfBoolean(kind == JsonTokenType.True),
+    };
+
+    /// <summary>An array claim's scalar elements with their types (objects, arrays and nulls skipped); false when a string does not decode.</summary>
+    private static bool TryReadTypedScalars(ref Utf8JsonReader reader, out List<string> values)
+    {
+        values = [];
+        while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
+        {
+            switch (reader.TokenType)
+            {
+                case JsonTokenType.String:
+                    if (!TryGetString(ref reader, out var value))
+                        return SkipRest(ref reader);
+                    values.Add(TypedClaim.OfString(value!));
+                    break;
+                case JsonTokenType.Number:
+                    values.Add(TypedClaim.OfNumber(Encoding.UTF8.GetString(reader.ValueSpan)));
+                    break;
+                case JsonTokenType.True or JsonTokenType.False:
+                    values.Add(TypedClaim.OfBoolean(reader.TokenType == JsonTokenType.True));
+                    break;
+                case JsonTokenType.StartObject or JsonTokenType.StartArray:
+                    reader.Skip();
+                    break;
+            }
+        }
+        return true;
+
+        // Leaves the reader at the array's end, as the caller expects, and reports the array unusable.
+        static bool SkipRest(ref Utf8JsonReader reader)
+        {
+            while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
+            {
+                if (reader.TokenType is JsonTokenType.StartObject or JsonTokenType.StartArray)
+                    reader.Skip();
+            }
+            return false;
+        }
     }
 
     private static bool TryGetString(ref Utf8JsonReader reader, out string? value)

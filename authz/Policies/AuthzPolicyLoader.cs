@@ -124,10 +124,10 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
             var providers = new Dictionary<string, JwtProvider>(StringComparer.Ordinal);
             var providerSources = new Dictionary<string, IReadOnlyList<TokenSource>>(StringComparer.Ordinal);
             // Array claims are read from tokens only where a policy requires them.
-            var listClaims = draft.Policies.Values.SelectMany(p => p.Claims).Select(c => c.Name).ToHashSet(StringComparer.Ordinal);
+            var policyClaims = draft.Policies.Values.SelectMany(p => p.Claims).Select(c => c.Name).ToHashSet(StringComparer.Ordinal);
             foreach (var (name, (file, node, key)) in draft.Providers)
             {
-                var provider = ReadProvider(file, name, node, key, previous, listClaims);
+                var provider = ReadProvider(file, name, node, key, previous, policyClaims);
                 created.Add(provider);
                 providers.Add(name, provider);
                 if (Field(node, "tokens_from") is { } from)
@@ -283,10 +283,10 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
             {
                 var claim = Key(file, claimKey, path + ".claims");
                 var at = $"{path}.claims.{claim}";
-                var values = claimValue is YamlSequenceNode ? Strings(file, claimValue, at).Select(x => x.Value).ToArray() : [Scalar(file, claimValue, at)];
-                if (values.Length == 0 || values.Any(string.IsNullOrEmpty))
+                var values = claimValue is YamlSequenceNode ? Strings(file, claimValue, at).Select(x => x.Node).ToArray() : [claimValue];
+                if (values.Length == 0 || values.Any(v => string.IsNullOrEmpty(Scalar(file, v, at))))
                     throw YamlRules.Error(file, claimValue, at, "needs a value, or a list of values (any of them matches)");
-                claims.Add(new ClaimRequirement(claim, values.ToFrozenSet(StringComparer.Ordinal)));
+                claims.Add(new ClaimRequirement(claim, values.Select(v => TypedClaimValue((YamlScalarNode)v)).ToFrozenSet(StringComparer.Ordinal)));
             }
             if (claims.Count == 0)
                 throw YamlRules.Error(file, cl, path + ".claims", "is empty (leave it out to require no claim)");
@@ -294,7 +294,7 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
         return new AccessPolicy(name, jwt, apiKey, none, scopes, methods.ToFrozenSet(StringComparer.Ordinal), cidrs, claims);
     }
 
-    private JwtProvider ReadProvider(RulesFile file, string name, YamlMappingNode node, YamlNode keyNode, AuthzPolicySet? previous, IEnumerable<string> listClaims)
+    private JwtProvider ReadProvider(RulesFile file, string name, YamlMappingNode node, YamlNode keyNode, AuthzPolicySet? previous, IEnumerable<string> policyClaims)
     {
         var path = $"jwt_providers.{name}";
         CheckFields(file, node, path, ProviderFields);
@@ -336,7 +336,7 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
         if (previous?.Providers.FirstOrDefault(p => p.Name == name && p.Keys.SameKeySource(options)) is { } same)
         {
             // Nothing a token is judged by changed either: the same provider, so its validated tokens stay cached.
-            return same.ValidatesAs(options, listClaims) ? same : new JwtProvider(options, same.Keys, listClaims);
+            return same.ValidatesAs(options, policyClaims) ? same : new JwtProvider(options, same.Keys, policyClaims);
         }
         var http = jwksUri is null && discoveryUri is null ? null : _http;
         JwksSource source;
@@ -348,7 +348,7 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
         {
             throw YamlRules.Error(file, keyNode, path, e.Message);
         }
-        return new JwtProvider(options, source, listClaims);
+        return new JwtProvider(options, source, policyClaims);
     }
 
     private static string SnakeField(string field)
@@ -365,6 +365,18 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
             "requireTyp" => "typ",
             _ => leaf,
         };
+    }
+
+    // A policy's claim value with the JSON type a token's must have: unquoted true/false a boolean, an unquoted JSON
+    // number a number (compared as written: 5 is not 5.0), anything else (quoted "true" or "5" included) a string.
+    private static string TypedClaimValue(YamlScalarNode node)
+    {
+        var text = node.Value!;
+        if (node.Style is not YamlDotNet.Core.ScalarStyle.Plain)
+            return TypedClaim.OfString(text);
+        if (text is "true" or "false")
+            return TypedClaim.OfBoolean(text == "true");
+        return JsonNumberPattern().IsMatch(text) ? TypedClaim.OfNumber(text) : TypedClaim.OfString(text);
     }
 
     private static TenantPolicy ReadTenant(RulesFile file, string name, YamlMappingNode node, Dictionary<string, JwtProvider> providers,
@@ -646,18 +658,21 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
         }
     }
 
-    [GeneratedRegex("^[a-z0-9][a-z0-9._-]{0,63}$")]
+    [GeneratedRegex("^-?(0|[1-9][0-9]*)(\\.[0-9]+)?([eE][+-]?[0-9]+)?\\z")]
+    private static partial Regex JsonNumberPattern();
+
+    [GeneratedRegex("^[a-z0-9][a-z0-9._-]{0,63}\\z")]
     private static partial Regex NamePattern();
 
-    [GeneratedRegex("^[A-Z][A-Z0-9-]{0,31}$")]
+    [GeneratedRegex("^[A-Z][A-Z0-9-]{0,31}\\z")]
     private static partial Regex MethodPattern();
 
-    [GeneratedRegex("^[a-z0-9!#$%&'*+.^_`|~-]{1,128}$")]
+    [GeneratedRegex("^[a-z0-9!#$%&'*+.^_`|~-]{1,128}\\z")]
     private static partial Regex HeaderPattern();
 
-    [GeneratedRegex("^[A-Za-z0-9._~-]{1,128}$")]
+    [GeneratedRegex("^[A-Za-z0-9._~-]{1,128}\\z")]
     private static partial Regex QueryNamePattern();
 
-    [GeneratedRegex("^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")]
+    [GeneratedRegex("^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}\\z")]
     private static partial Regex CookieNamePattern();
 }

@@ -95,22 +95,19 @@ public sealed record AccessPolicy(string Name, bool AllowJwt, bool AllowApiKey, 
     IReadOnlyList<System.Net.IPNetwork> ClientCidrs, IReadOnlyList<ClaimRequirement> Claims);
 
 /// <summary>
-/// A claim the token must carry with one of <paramref name="Values"/>: a scalar claim equal to one (numbers and booleans as
-/// written in the token), or an array claim with an element equal to one.
+/// A claim the token must carry with one of <paramref name="Values"/> (typed, see <see cref="Jwt.TypedClaim"/>): a scalar
+/// claim equal to one, or an array claim with an element equal to one; type and value must both match.
 /// </summary>
 public sealed record ClaimRequirement(string Name, FrozenSet<string> Values)
 {
     public bool IsMetBy(Jwt.JwtIdentity token)
     {
-        if (token.Claims.TryGetValue(Name, out var value))
-            return Values.Contains(value);
-        if (token.ListClaims?.TryGetValue(Name, out var list) == true)
+        if (token.PolicyClaims?.TryGetValue(Name, out var values) != true)
+            return false;
+        for (var i = 0; i < values!.Count; i++)
         {
-            for (var i = 0; i < list.Count; i++)
-            {
-                if (Values.Contains(list[i]))
-                    return true;
-            }
+            if (Values.Contains(values[i]))
+                return true;
         }
         return false;
     }

@@ -886,15 +886,15 @@ internal static partial class GatewayLoader
         return true;
     }
 
-    [GeneratedRegex("^[a-z0-9][a-z0-9._-]{0,63}$")]
+    [GeneratedRegex("^[a-z0-9][a-z0-9._-]{0,63}\\z")]
     internal static partial Regex NamePattern();
 
-    [GeneratedRegex("^[A-Z][A-Z0-9-]{0,31}$")]
+    [GeneratedRegex("^[A-Z][A-Z0-9-]{0,31}\\z")]
     private static partial Regex MethodPattern();
 
-    [GeneratedRegex("^[a-z0-9!#$%&'*+.^_`|~-]{1,128}$")]
+    [GeneratedRegex("^[a-z0-9!#$%&'*+.^_`|~-]{1,128}\\z")]
     private static partial Regex HeaderPattern();
 
-    [GeneratedRegex("^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")]
+    [GeneratedRegex("^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\\z")]
     private static partial Regex HostPattern();
 }

@@ -19,6 +19,7 @@ public sealed class ClaimPolicyTests : IDisposable
               role: [admin, owner]
               groups: ops
               email_verified: true
+              level: [5, "7"]
         """, StringComparison.Ordinal);
 
     private readonly AuthzTestHost _host = new(Policy);
@@ -42,7 +43,7 @@ public sealed class ClaimPolicyTests : IDisposable
     [InlineData("owner")]
     public async Task EveryClaimMet_ScalarOrArray_AnyListedValue_IsAllowed(string role)
     {
-        var response = await CheckAsync(c => { c["role"] = role; c["groups"] = List("dev", "ops"); c["email_verified"] = true; });
+        var response = await CheckAsync(c => { c["role"] = role; c["groups"] = List("dev", "ops"); c["email_verified"] = true; c["level"] = 5; });
 
         Assert.Equal(0, response.Status.Code);
     }
@@ -50,26 +51,42 @@ public sealed class ClaimPolicyTests : IDisposable
     [Fact]
     public async Task AnArrayClaim_MayAlsoBeAString()
     {
-        var response = await CheckAsync(c => { c["role"] = List("viewer", "owner"); c["groups"] = "ops"; c["email_verified"] = true; });
+        var response = await CheckAsync(c => { c["role"] = List("viewer", "owner"); c["groups"] = "ops"; c["email_verified"] = true; c["level"] = "7"; });
 
         Assert.Equal(0, response.Status.Code);
     }
 
     [Fact]
     public async Task AWrongValue_IsForbidden()
-        => AssertMissingClaim(await CheckAsync(c => { c["role"] = "viewer"; c["groups"] = List("ops"); c["email_verified"] = true; }));
+        => AssertMissingClaim(await CheckAsync(c => { c["role"] = "viewer"; c["groups"] = List("ops"); c["email_verified"] = true; c["level"] = 5; }));
 
     [Fact]
     public async Task AMissingClaim_IsForbidden()
-        => AssertMissingClaim(await CheckAsync(c => { c["role"] = "admin"; c["groups"] = List("ops"); }));
+        => AssertMissingClaim(await CheckAsync(c => { c["role"] = "admin"; c["groups"] = List("ops"); c["level"] = 5; }));
 
     [Fact]
     public async Task AnArrayWithoutTheValue_IsForbidden()
-        => AssertMissingClaim(await CheckAsync(c => { c["role"] = "admin"; c["groups"] = List("dev", "opsx"); c["email_verified"] = true; }));
+        => AssertMissingClaim(await CheckAsync(c => { c["role"] = "admin"; c["groups"] = List("dev", "opsx"); c["email_verified"] = true; c["level"] = 5; }));
 
     [Fact]
-    public async Task AValueOfAnotherType_DoesNotMatch()
-        => AssertMissingClaim(await CheckAsync(c => { c["role"] = "admin"; c["groups"] = "ops"; c["email_verified"] = "yes"; }));
+    public async Task AnotherValue_DoesNotMatch()
+        => AssertMissingClaim(await CheckAsync(c => { c["role"] = "admin"; c["groups"] = "ops"; c["email_verified"] = false; c["level"] = 5; }));
+
+    // The policy's unquoted true and 5 are a boolean and a number; its quoted "7" is a string. A claim a user can set
+    // as free text must not satisfy a boolean or number requirement by its spelling.
+    [Theory]
+    [InlineData("email_verified", "true")]
+    [InlineData("level", "5")]
+    [InlineData("level", 7)]
+    public async Task AValueOfAnotherJsonType_DoesNotMatch(string claim, object value)
+        => AssertMissingClaim(await CheckAsync(c => { c["role"] = "admin"; c["groups"] = "ops"; c["email_verified"] = true; c["level"] = 5; c[claim] = value; }));
+
+    [Fact]
+    public async Task AnArrayClaim_MatchesByTypeToo()
+    {
+        Assert.Equal(0, (await CheckAsync(c => { c["role"] = "admin"; c["groups"] = "ops"; c["email_verified"] = true; c["level"] = new object[] { "x", 5 }; })).Status.Code);
+        AssertMissingClaim(await CheckAsync(c => { c["role"] = "admin"; c["groups"] = "ops"; c["email_verified"] = true; c["level"] = new object[] { "5", 7 }; }));
+    }
 
     [Theory]
     [InlineData("credentials: [jwt, api_key]\n    claims: {role: admin}", "claims are JWT claims: a policy that requires them accepts only jwt credentials")]

@@ -128,8 +128,9 @@ public sealed class JwksAcrossReloadsTests : IAsyncLifetime
         var first = Load(Remote);
         Assert.True(await AcceptsAsync(first));
 
-        // The provider reads fine (and would be kept); a later section is wrong, so the whole file is refused.
-        File.AppendAllText(PolicyPath, "\nidentity_headers: {nope: x}\n");
+        // The provider is read (and kept) before the tenant naming an unknown one refuses the whole file: the refusal
+        // must dispose only what it made, never the source the set in use holds.
+        File.WriteAllText(PolicyPath, File.ReadAllText(PolicyPath).Replace("jwt: [idp]", "jwt: [idp, nope]", StringComparison.Ordinal));
         Assert.Throws<RulesException>(() => _loader.Load(RulesFiles.Read(PolicyPath)));
 
         Assert.False(first.Providers.Single().Keys.IsDisposed);

@@ -98,10 +98,11 @@ public sealed class KeyStoreWiringTests
     [InlineData("api key")]
     [InlineData("api%5Fkey")]
     [InlineData("key[]")]
+    [InlineData("api_key\\n")]
     public void AQueryNameThatNeedsEncoding_IsALoadError(string query)
     {
         var policy = "tenants:\n  acme:\n    api_keys: true\npolicies:\n  default:\n    credentials: [api_key]\n"
-            + "api_keys:\n  file: keys.yaml\n  query: '" + query + "'\n";
+            + "api_keys:\n  file: keys.yaml\n  query: \"" + query + "\"\n";
 
         var error = AuthzTestHost.LoadError(policy);
 
