@@ -21,8 +21,9 @@ public sealed class RateLimitOptions
     public TimeSpan StoreTimeout { get; set; } = TimeSpan.FromMilliseconds(10);
 
     /// <summary>
-    /// Whether hits that are rejected still count (envoyproxy/ratelimit's behaviour, the default). Off, an over-limit
-    /// hit leaves the counter unchanged, so a client hammering while limited does not extend its own penalty.
+    /// Whether hits that are rejected still count (envoyproxy/ratelimit's behaviour, the default). Off, a rejected
+    /// request counts against none of its counters (its STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT), so a client hammering
+    /// while limited neither extends its own penalty nor uses up its other quotas; see RateLimiter.RejectedByCheck.
     /// </summary>
     public bool CountRejectedHits { get; set; } = true;
 

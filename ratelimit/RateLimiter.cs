@@ -132,63 +132,152 @@ public sealed partial class RateLimiter
         if (updates == 0)
             return new ValueTask<RlsResponse>(Respond(request, call, nowMs, updates));
 
+        // With CountRejectedHits off, a first pass only reads the request's counters; see RejectedByCheck.
+        var checking = !_options.CountRejectedHits;
+        if (checking)
+            SetHits(call, descriptors.Length, checking: true);
         ValueTask pending;
+        pending = StartStore(call, updates, cancellationToken);
+        if (!pending.IsCompletedSuccessfully)
+            return new ValueTask<RlsResponse>(AwaitStore(pending, request, call, nowMs, updates, checking, cancellationToken));
+        pending.GetAwaiter().GetResult();
+        if (!checking || RejectedByCheck(call, descriptors.Length, nowMs))
+            return new ValueTask<RlsResponse>(Respond(request, call, nowMs, updates));
+        SetHits(call, descriptors.Length, checking: false);
+        return new ValueTask<RlsResponse>(AwaitStore(StartStore(call, updates, cancellationToken), request, call, nowMs, updates, checking: false, cancellationToken));
+    }
+
+    private ValueTask StartStore(Call call, int updates, CancellationToken cancellationToken)
+    {
         try
         {
-            pending = _store.UpdateAsync(call.Updates.AsMemory(0, updates), call.Results.AsMemory(0, updates), cancellationToken);
+            return _store.UpdateAsync(call.Updates.AsMemory(0, updates), call.Results.AsMemory(0, updates), cancellationToken);
         }
         catch (CounterStoreException e)
         {
             call.Return();
             throw StoreFailed(e.TimedOut ? "timeout" : "unavailable", e.Message);
         }
-        if (pending.IsCompletedSuccessfully)
+    }
+
+    /// <summary>
+    /// Each update's hits: none for the reading pass (a check-only update returns the counter as it stands), or the
+    /// descriptor's own for the counting pass.
+    /// </summary>
+    private static void SetHits(Call call, int descriptors, bool checking)
+    {
+        for (var i = 0; i < descriptors; i++)
         {
-            pending.GetAwaiter().GetResult();
-            return new ValueTask<RlsResponse>(Respond(request, call, nowMs, updates));
+            if (call.Matches[i] is not { } match || match.Policy.Unlimited || call.UpdateIndex[i] == Blocked)
+                continue;
+            ref var update = ref call.Updates[call.UpdateIndex[i]];
+            update = update with { Hits = checking ? 0 : call.Hits[i] };
         }
-        return new ValueTask<RlsResponse>(AwaitStore(pending, request, call, nowMs, updates, cancellationToken));
+    }
+
+    /// <summary>
+    /// After the reading pass of CountRejectedHits=false: whether the request would be rejected (a descriptor not in
+    /// shadow mode over its limit with this request's hits, or every quota-mode one), as envoyproxy/ratelimit's
+    /// STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT decides before it increments anything. Then nothing is counted, and the
+    /// results are set for the answer (see below). Otherwise the counting pass adds the
+    /// hits, each still conditional on its own limit. The race this leaves, as in the reference: a counter that fills
+    /// between the two passes refuses its hits while the request's other counters take theirs (a strict over-count);
+    /// no counter ever admits past its limit, and no count ever goes down (which the over-limit cache and write-behind
+    /// rely on). It costs one more store round trip per call, only with the option off.
+    /// </summary>
+    private static bool RejectedByCheck(Call call, int descriptors, long nowMs)
+    {
+        var anyOver = false;
+        var quotaTotal = 0;
+        var quotaOver = 0;
+        for (var i = 0; i < descriptors; i++)
+        {
+            if (call.Matches[i] is not { } match || match.Policy.Unlimited)
+                continue;
+            var policy = match.Policy;
+            var over = call.UpdateIndex[i] == Blocked
+                || After(policy, Projected(call, i), nowMs) > policy.RequestsPerUnit;
+            if (policy.QuotaMode)
+            {
+                quotaTotal++;
+                quotaOver += over ? 1 : 0;
+            }
+            else if (!policy.ShadowMode)
+            {
+                anyOver |= over;
+            }
+        }
+        if (!anyOver && (quotaTotal == 0 || quotaOver < quotaTotal))
+            return false;
+        // A descriptor over its limit is answered as a refused update (the count with its hits); the others as they
+        // stand, since nothing was counted: their remaining is what it truly is.
+        for (var i = 0; i < descriptors; i++)
+        {
+            if (call.Matches[i] is not { } match || match.Policy.Unlimited || call.UpdateIndex[i] == Blocked)
+                continue;
+            var projected = Projected(call, i);
+            if (After(match.Policy, projected, nowMs) > match.Policy.RequestsPerUnit)
+                call.Results[call.UpdateIndex[i]] = projected;
+            else
+                call.Results[call.UpdateIndex[i]] = call.Results[call.UpdateIndex[i]] with { Applied = false };
+        }
+        return true;
+    }
+
+    // The counter read by the reading pass, with the descriptor's hits as a refused update reports them.
+    private static CounterResult Projected(Call call, int descriptor)
+    {
+        var read = call.Results[call.UpdateIndex[descriptor]];
+        return read with { Count = CounterMath.Add(read.Count, call.Hits[descriptor]), Applied = false };
     }
 
     // A Task, not a ValueTask: gRPC wants a Task, and a ValueTask made from this one hands it over without a wrapper.
-    private async Task<RlsResponse> AwaitStore(ValueTask pending, RlsRequest request, Call call, long nowMs, int updates, CancellationToken cancellationToken)
+    private async Task<RlsResponse> AwaitStore(ValueTask pending, RlsRequest request, Call call, long nowMs, int updates, bool checking, CancellationToken cancellationToken)
     {
-        var started = _time.GetTimestamp();
-        try
+        while (true)
         {
-            // A store that bounds its own calls within our deadline (Redis does) needs no timer per call from us.
-            if (_store.Deadline is { } bound && bound <= _options.StoreTimeout)
-                await pending;
-            else
-                await pending.AsTask().WaitAsync(_options.StoreTimeout, _time, cancellationToken);
+            var started = _time.GetTimestamp();
+            try
+            {
+                // A store that bounds its own calls within our deadline (Redis does) needs no timer per call from us.
+                if (_store.Deadline is { } bound && bound <= _options.StoreTimeout)
+                    await pending;
+                else
+                    await pending.AsTask().WaitAsync(_options.StoreTimeout, _time, cancellationToken);
+            }
+            catch (TimeoutException)
+            {
+                // The store may still write this call's results after the deadline: its arrays must not go back to the pool.
+                call.Abandon();
+                throw StoreFailed("timeout", $"the {_store.Name} counter store did not answer within {_options.StoreTimeout.TotalMilliseconds} ms");
+            }
+            catch (CounterStoreException e) when (e.TimedOut)
+            {
+                call.Abandon(); // as above: a store that gave up may not be done with the call's arrays
+                throw StoreFailed("timeout", e.Message);
+            }
+            catch (CounterStoreException e)
+            {
+                call.Return();
+                throw StoreFailed("unavailable", e.Message);
+            }
+            catch (OperationCanceledException)
+            {
+                // Envoy gave up on the call: nothing to answer (and, as on a timeout, the store may not be done with it).
+                call.Abandon();
+                throw;
+            }
+            finally
+            {
+                _metrics.StoreLatency(_time.GetElapsedTime(started));
+            }
+            // The reading pass of CountRejectedHits=false is followed by the counting pass unless it rejects the request.
+            if (!checking || RejectedByCheck(call, request.Descriptors.Length, nowMs))
+                return Respond(request, call, nowMs, updates);
+            checking = false;
+            SetHits(call, request.Descriptors.Length, checking: false);
+            pending = StartStore(call, updates, cancellationToken);
         }
-        catch (TimeoutException)
-        {
-            // The store may still write this call's results after the deadline: its arrays must not go back to the pool.
-            call.Abandon();
-            throw StoreFailed("timeout", $"the {_store.Name} counter store did not answer within {_options.StoreTimeout.TotalMilliseconds} ms");
-        }
-        catch (CounterStoreException e) when (e.TimedOut)
-        {
-            call.Abandon(); // as above: a store that gave up may not be done with the call's arrays
-            throw StoreFailed("timeout", e.Message);
-        }
-        catch (CounterStoreException e)
-        {
-            call.Return();
-            throw StoreFailed("unavailable", e.Message);
-        }
-        catch (OperationCanceledException)
-        {
-            // Envoy gave up on the call: nothing to answer (and, as on a timeout, the store may not be done with it).
-            call.Abandon();
-            throw;
-        }
-        finally
-        {
-            _metrics.StoreLatency(_time.GetElapsedTime(started));
-        }
-        return Respond(request, call, nowMs, updates);
     }
 
     private CounterUpdate BuildUpdate(string domain, in RlsDescriptor descriptor, DescriptorMatch match, ulong hits, long nowMs)
@@ -277,13 +366,7 @@ public sealed partial class RateLimiter
     {
         var policy = match.Policy;
         var limit = (ulong)policy.RequestsPerUnit;
-        var after = result.Count;
-        if (policy.Algorithm == LimitAlgorithm.SlidingWindow && result.PreviousWindowCount > 0)
-        {
-            var unitMs = policy.Unit.Seconds() * 1000;
-            var weight = (double)(unitMs - nowMs % unitMs) / unitMs;
-            after = CounterMath.Add(after, CounterMath.Weighted(result.PreviousWindowCount, weight));
-        }
+        var after = After(policy, result, nowMs);
         var over = after > limit;
         _metrics.Count(match, hits, after, limit, _options.NearLimitRatio, result.FromLocalCache);
 
@@ -293,6 +376,19 @@ public sealed partial class RateLimiter
             policy,
             over ? 0 : (uint)(limit - after),
             unitSeconds - nowMs / 1000 % unitSeconds);
+    }
+
+    // The count a descriptor's hits brought its window to, a sliding window's weighted previous window included.
+    private static ulong After(RateLimitPolicy policy, in CounterResult result, long nowMs)
+    {
+        var after = result.Count;
+        if (policy.Algorithm == LimitAlgorithm.SlidingWindow && result.PreviousWindowCount > 0)
+        {
+            var unitMs = policy.Unit.Seconds() * 1000;
+            var weight = (double)(unitMs - nowMs % unitMs) / unitMs;
+            after = CounterMath.Add(after, CounterMath.Weighted(result.PreviousWindowCount, weight));
+        }
+        return after;
     }
 
     private HeaderValue[] Headers(RlsStatus tightest)

@@ -70,6 +70,10 @@ public abstract class CounterStoreContractTests
     protected string LimiterKey(string key, string value) =>
         CounterKey.Build(_prefix, "edge", new KeyValuePair<string, string>[] { new(key, value) }, "m", Window);
 
+    /// <summary>The same in an hour window (the limiter's clock is at the start of a day, so of an hour too).</summary>
+    protected string LimiterKeyHour(string key, string value) =>
+        CounterKey.Build(_prefix, "edge", new KeyValuePair<string, string>[] { new(key, value) }, "h", Window);
+
     /// <summary>A <see cref="RateLimiter"/> on <see cref="Store"/>, its counters under this test's prefix.</summary>
     protected StoreLimiter Limiter(bool countRejectedHits = true, string rules = LimiterRules) => new(Store, rules, _prefix, countRejectedHits);
 
@@ -284,6 +288,62 @@ public abstract class CounterStoreContractTests
         Assert.Equal(Code.OverLimit, huge.OverallCode);
         Assert.Equal(Code.Ok, next.OverallCode);
         Assert.Equal(9u, next.Statuses[0].LimitRemaining);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Limiter_NotCountingRejectedHits_ARejectedRequestCountsAgainstNoneOfItsCounters(bool overLimitFirst)
+    {
+        // a: 1 a minute, b: 10. Five calls with both: the first is admitted; the four rejected by a count nowhere,
+        // in either descriptor order (as envoyproxy/ratelimit's STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT).
+        using var limiter = Limiter(countRejectedHits: false);
+        (string, string, ulong?)[] request = overLimitFirst ? [("a", "p", null), ("b", "p", null)] : [("b", "p", null), ("a", "p", null)];
+        var codes = new List<Code>();
+        Envoy.Service.Ratelimit.V3.RateLimitResponse last = null!;
+        for (var i = 0; i < 5; i++)
+        {
+            last = await limiter.CallAsync(Ct, request);
+            codes.Add(last.OverallCode);
+        }
+
+        Assert.Equal([Code.Ok, Code.OverLimit, Code.OverLimit, Code.OverLimit, Code.OverLimit], codes);
+        Assert.Equal(9u, last.Statuses[overLimitFirst ? 1 : 0].LimitRemaining);
+        Assert.Equal(1ul, await ReadAsync(LimiterKey("a", "p")));
+        Assert.Equal(1ul, await ReadAsync(LimiterKey("b", "p")));
+    }
+
+    [Fact]
+    public async Task Limiter_CountingRejectedHits_ByDefault_CountsEveryDescriptor()
+    {
+        using var limiter = Limiter();
+        for (var i = 0; i < 5; i++)
+            await limiter.CallAsync(Ct, ("a", "q", null), ("b", "q", null));
+
+        Assert.Equal(5ul, await ReadAsync(LimiterKey("a", "q")));
+        Assert.Equal(5ul, await ReadAsync(LimiterKey("b", "q")));
+    }
+
+    [Fact]
+    public async Task Limiter_NotCountingRejectedHits_ParallelCallers_AdmitExactlyTheLimit_AndCountOnlyWhatTheyAdmit()
+    {
+        // n: 20 a minute; big: effectively unlimited, 2 hits a call. Only admitted calls may count on big (the race
+        // between the reading and the counting pass can only over-count a refused call's other counters).
+        using var limiter = Limiter(countRejectedHits: false);
+        var admitted = 0;
+        await Parallel.ForEachAsync(Enumerable.Range(0, 32), new ParallelOptions { MaxDegreeOfParallelism = 16, CancellationToken = Ct }, async (_, ct) =>
+        {
+            for (var i = 0; i < 5; i++)
+            {
+                if ((await limiter.CallAsync(ct, ("n", "r", null), ("big", "r", 2))).OverallCode == Code.Ok)
+                    Interlocked.Increment(ref admitted);
+            }
+        });
+
+        Assert.Equal(20, admitted);
+        Assert.Equal(20ul, await ReadAsync(LimiterKey("n", "r")));
+        var big = await ReadAsync(LimiterKeyHour("big", "r"));
+        Assert.InRange(big, 40ul, 2ul * 160);
     }
 
     [Fact]
