@@ -136,8 +136,7 @@ public sealed partial class RateLimiter
         var checking = !_options.CountRejectedHits;
         if (checking)
             SetHits(call, descriptors.Length, checking: true);
-        ValueTask pending;
-        pending = StartStore(call, updates, cancellationToken);
+        var pending = StartStore(call, updates, cancellationToken);
         if (!pending.IsCompletedSuccessfully)
             return new ValueTask<RlsResponse>(AwaitStore(pending, request, call, nowMs, updates, checking, cancellationToken));
         pending.GetAwaiter().GetResult();
@@ -179,8 +178,8 @@ public sealed partial class RateLimiter
     /// After the reading pass of CountRejectedHits=false: whether the request would be rejected (a descriptor not in
     /// shadow mode over its limit with this request's hits, or every quota-mode one), as envoyproxy/ratelimit's
     /// STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT decides before it increments anything. Then nothing is counted, and the
-    /// results are set for the answer (see below). Otherwise the counting pass adds the
-    /// hits, each still conditional on its own limit. The race this leaves, as in the reference: a counter that fills
+    /// results are set for the answer (see below). Otherwise the counting pass adds the hits, each still conditional on
+    /// its own limit. The race this leaves, as in the reference: a counter that fills
     /// between the two passes refuses its hits while the request's other counters take theirs (a strict over-count);
     /// no counter ever admits past its limit, and no count ever goes down (which the over-limit cache and write-behind
     /// rely on). It costs one more store round trip per call, only with the option off.

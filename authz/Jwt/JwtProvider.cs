@@ -57,6 +57,6 @@ public sealed class JwtProvider
             && PolicyClaims.SetEquals(policyClaims);
     }
 
-    /// <summary>Top-level array claims read into <see cref="JwtIdentity.PolicyClaims"/> (only those a policy requires).</summary>
+    /// <summary>The claims policies require: read from tokens, with their JSON types, into <see cref="JwtIdentity.PolicyClaims"/>.</summary>
     internal FrozenSet<string> PolicyClaims { get; }
 }

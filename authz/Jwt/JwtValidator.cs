@@ -545,14 +545,15 @@ public sealed class JwtValidator
     private static bool TryReadTypedScalars(ref Utf8JsonReader reader, out List<string> values)
     {
         values = [];
+        var decodable = true;
         while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
         {
             switch (reader.TokenType)
             {
-                case JsonTokenType.String:
-                    if (!TryGetString(ref reader, out var value))
-                        return SkipRest(ref reader);
-                    values.Add(TypedClaim.OfString(value!));
+                case JsonTokenType.String when decodable:
+                    decodable = TryGetString(ref reader, out var value);
+                    if (decodable)
+                        values.Add(TypedClaim.OfString(value!));
                     break;
                 case JsonTokenType.Number:
                     values.Add(TypedClaim.OfNumber(Encoding.UTF8.GetString(reader.ValueSpan)));
@@ -565,18 +566,7 @@ public sealed class JwtValidator
                     break;
             }
         }
-        return true;
-
-        // Leaves the reader at the array's end, as the caller expects, and reports the array unusable.
-        static bool SkipRest(ref Utf8JsonReader reader)
-        {
-            while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
-            {
-                if (reader.TokenType is JsonTokenType.StartObject or JsonTokenType.StartArray)
-                    reader.Skip();
-            }
-            return false;
-        }
+        return decodable;
     }
 
     private static bool TryGetString(ref Utf8JsonReader reader, out string? value)

@@ -67,7 +67,7 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
         set.Start();
         foreach (var provider in set.Providers)
         {
-            if (previous?.Providers.Any(p => ReferenceEquals(p.Keys, provider.Keys)) == true)
+            if (previous?.Holds(provider.Keys) == true)
                 provider.Keys.OnKeptByReload();
         }
         // Requests still holding the previous snapshot keep working: a disposed source keeps its last keys for a while.
@@ -123,7 +123,7 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
         {
             var providers = new Dictionary<string, JwtProvider>(StringComparer.Ordinal);
             var providerSources = new Dictionary<string, IReadOnlyList<TokenSource>>(StringComparer.Ordinal);
-            // Array claims are read from tokens only where a policy requires them.
+            // Claims are read from tokens with their types (arrays included) only where a policy requires them.
             var policyClaims = draft.Policies.Values.SelectMany(p => p.Claims).Select(c => c.Name).ToHashSet(StringComparer.Ordinal);
             foreach (var (name, (file, node, key)) in draft.Providers)
             {
@@ -161,7 +161,7 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
             // Only the sources made for the refused set: the kept ones still serve the set in use.
             foreach (var provider in created)
             {
-                if (previous?.Providers.Any(p => ReferenceEquals(p.Keys, provider.Keys)) != true)
+                if (previous?.Holds(provider.Keys) != true)
                     provider.Keys.Dispose();
             }
             throw;

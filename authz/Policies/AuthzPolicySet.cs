@@ -75,10 +75,13 @@ public sealed class AuthzPolicySet : IDisposable
     {
         foreach (var provider in Providers)
         {
-            if (successor is null || !successor.Providers.Any(p => ReferenceEquals(p.Keys, provider.Keys)))
+            if (successor?.Holds(provider.Keys) != true)
                 provider.Keys.Dispose();
         }
     }
+
+    /// <summary>Whether one of this set's providers has <paramref name="keys"/> (a source a reload kept).</summary>
+    internal bool Holds(JwksSource keys) => Providers.Any(p => ReferenceEquals(p.Keys, keys));
 }
 
 /// <param name="TokenSources">Where this tenant's JWTs are looked for (the tenant's <c>tokens_from</c>, else its providers', else Bearer).</param>

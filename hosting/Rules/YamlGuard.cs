@@ -55,7 +55,11 @@ internal sealed class YamlGuard(IParser inner) : IParser
             case Scalar scalar:
                 _nodes++;
                 if (!scalar.Anchor.IsEmpty)
-                    _anchors[scalar.Anchor.Value] = new Anchor(scalar.Start) { Size = 1, Open = false };
+                {
+                    var named = new Anchor(scalar.Start);
+                    named.Close(size: 1, height: 0);
+                    _anchors[scalar.Anchor.Value] = named;
+                }
                 Child(0);
                 break;
             case NodeEvent start and (SequenceStart or MappingStart):
@@ -111,9 +115,9 @@ internal sealed class YamlGuard(IParser inner) : IParser
     {
         public Mark Start { get; } = start;
 
-        public bool Open { get; set; } = true;
+        public bool Open { get; private set; } = true;
 
-        public long Size { get; set; }
+        public long Size { get; private set; }
 
         public int Height { get; private set; }
 

@@ -355,26 +355,28 @@ public sealed class AuthzPolicyTests : IDisposable
 
 public sealed class AuthzPolicyEdgeTests
 {
+    // Tenant acme trusting one provider whose keys come only from jwksUri.
+    private static string RemoteJwksPolicy(string jwksUri) => $$"""
+        tenants:
+          acme:
+            hosts: [api.acme.example]
+            jwt: [remote]
+        jwt_providers:
+          remote:
+            issuer: {{Jwt.JwtTestKit.Issuer}}
+            audiences: [{{Jwt.JwtTestKit.Audience}}]
+            algorithms: [RS256]
+            jwks_uri: {{jwksUri}}
+        policies:
+          default:
+            credentials: [jwt]
+        """;
+
     [Fact]
     public async Task E11_JwksUnreachable_DeniesWith503_NotAnAllow()
     {
         // Nothing listens on port 1: the provider never has keys.
-        var policy = $$"""
-            tenants:
-              acme:
-                hosts: [api.acme.example]
-                jwt: [remote]
-            jwt_providers:
-              remote:
-                issuer: {{Jwt.JwtTestKit.Issuer}}
-                audiences: [{{Jwt.JwtTestKit.Audience}}]
-                algorithms: [RS256]
-                jwks_uri: http://127.0.0.1:1/jwks
-            policies:
-              default:
-                credentials: [jwt]
-            """;
-        using var host = new AuthzTestHost(policy);
+        using var host = new AuthzTestHost(RemoteJwksPolicy("http://127.0.0.1:1/jwks"));
 
         var response = await host.CheckAsync(AuthzTestHost.Request(headers: new Dictionary<string, string> { ["authorization"] = "Bearer " + AuthzTestHost.Token() }));
 
@@ -389,22 +391,7 @@ public sealed class AuthzPolicyEdgeTests
         // (Envoy then answers with its status_on_error), not when the fetch's own 5 s timeout would.
         await using var jwks = await Jwt.JwksServer.StartAsync(TestContext.Current.CancellationToken);
         jwks.Delay = TimeSpan.FromSeconds(20);
-        var policy = $$"""
-            tenants:
-              acme:
-                hosts: [api.acme.example]
-                jwt: [remote]
-            jwt_providers:
-              remote:
-                issuer: {{Jwt.JwtTestKit.Issuer}}
-                audiences: [{{Jwt.JwtTestKit.Audience}}]
-                algorithms: [RS256]
-                jwks_uri: {{jwks.JwksUri}}
-            policies:
-              default:
-                credentials: [jwt]
-            """;
-        using var host = new AuthzTestHost(policy);
+        using var host = new AuthzTestHost(RemoteJwksPolicy(jwks.JwksUri.ToString()));
         var request = AuthzTestHost.Request(headers: new Dictionary<string, string> { ["authorization"] = "Bearer " + AuthzTestHost.Token() });
 
         var call = host.Client.CheckAsync(request, deadline: DateTime.UtcNow.AddMilliseconds(300), cancellationToken: TestContext.Current.CancellationToken);
