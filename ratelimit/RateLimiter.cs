@@ -176,10 +176,10 @@ public sealed partial class RateLimiter
 
     /// <summary>
     /// After the reading pass of CountRejectedHits=false: whether the request would be rejected (a descriptor not in
-    /// shadow mode over its limit with this request's hits, or every quota-mode one), as envoyproxy/ratelimit's
-    /// STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT decides before it increments anything. Then nothing is counted, and the
-    /// results are set for the answer (see below). Otherwise the counting pass adds the hits, each still conditional on
-    /// its own limit. The race this leaves, as in the reference: a counter that fills
+    /// shadow mode over its limit with this request's hits, or every quota-mode one, none of them in shadow mode), as
+    /// envoyproxy/ratelimit's STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT decides before it increments anything. Then
+    /// nothing is counted, and the results are set for the answer (see below). Otherwise the counting pass adds the
+    /// hits, each still conditional on its own limit. The race this leaves, as in the reference: a counter that fills
     /// between the two passes refuses its hits while the request's other counters take theirs (a strict over-count);
     /// no counter ever admits past its limit, and no count ever goes down (which the over-limit cache and write-behind
     /// rely on). It costs one more store round trip per call, only with the option off.
@@ -194,14 +194,15 @@ public sealed partial class RateLimiter
             if (call.Matches[i] is not { } match || match.Policy.Unlimited)
                 continue;
             var policy = match.Policy;
-            var over = call.UpdateIndex[i] == Blocked
-                || After(policy, Projected(call, i), nowMs) > policy.RequestsPerUnit;
+            // As Respond decides: a shadow-mode descriptor answers OK, so it rejects nothing, in quota mode too.
+            var over = !policy.ShadowMode
+                && (call.UpdateIndex[i] == Blocked || After(policy, Projected(call, i), nowMs) > policy.RequestsPerUnit);
             if (policy.QuotaMode)
             {
                 quotaTotal++;
                 quotaOver += over ? 1 : 0;
             }
-            else if (!policy.ShadowMode)
+            else
             {
                 anyOver |= over;
             }

@@ -382,6 +382,29 @@ public sealed class RateLimiterTests : IDisposable
     }
 
     [Fact]
+    public async Task RejectedHits_NotCounting_AShadowModeQuotaDescriptorOverItsLimit_StopsNoAdmittedRequestFromCounting()
+    {
+        // watch: quota and shadow mode, 1 a minute; tenant: 5. A shadow-mode descriptor answers OK, so watch over its
+        // limit rejects nothing: the requests it lets through count on tenant, which refuses the sixth.
+        const string rules = """
+            domain: edge
+            descriptors:
+              - key: watch
+                quota_mode: true
+                shadow_mode: true
+                rate_limit: { unit: minute, requests_per_unit: 1 }
+              - key: tenant
+                rate_limit: { unit: minute, requests_per_unit: 5 }
+            """;
+        var service = Service(new Dictionary<string, string?> { ["Legate:RateLimit:CountRejectedHits"] = "false" }, rules);
+        var codes = new List<Code>();
+        for (var i = 0; i < 7; i++)
+            codes.Add((await CallAsync(service, Request(D("watch", "w"), D("tenant", "t")))).OverallCode);
+
+        Assert.Equal([Code.Ok, Code.Ok, Code.Ok, Code.Ok, Code.Ok, Code.OverLimit, Code.OverLimit], codes);
+    }
+
+    [Fact]
     public async Task SlidingWindow_WeighsThePreviousWindow()
     {
         var service = Service();
