@@ -133,7 +133,7 @@ public sealed partial class RateLimiter
             return new ValueTask<RlsResponse>(Respond(request, call, nowMs, updates));
 
         // With CountRejectedHits off, a first pass only reads the request's counters; see RejectedByCheck.
-        var checking = !_options.CountRejectedHits;
+        var checking = !_options.CountRejectedHits && NeedsReadingPass(call, descriptors.Length, updates);
         if (checking)
             SetHits(call, descriptors.Length, checking: true);
         var pending = StartStore(call, updates, cancellationToken);
@@ -160,6 +160,25 @@ public sealed partial class RateLimiter
     }
 
     /// <summary>
+    /// Whether CountRejectedHits=false needs its reading pass: only when one counter could take hits while something
+    /// else rejects the request. A lone counter, no descriptor blocked by a limit of 0 beside it, needs none: its
+    /// conditional add refuses the hits exactly when the reading pass would reject them (the reference, too, reads
+    /// only for several keys). Such a call, the most common, then costs one round trip, and the over-limit cache can
+    /// answer it (a read, with no hits, never finds a counter held at its limit over it).
+    /// </summary>
+    private static bool NeedsReadingPass(Call call, int descriptors, int updates)
+    {
+        if (updates > 1)
+            return true;
+        for (var i = 0; i < descriptors; i++)
+        {
+            if (call.Matches[i] is { } match && !match.Policy.Unlimited && call.UpdateIndex[i] == Blocked)
+                return true;
+        }
+        return false;
+    }
+
+    /// <summary>
     /// Each update's hits: none for the reading pass (a check-only update returns the counter as it stands), or the
     /// descriptor's own for the counting pass.
     /// </summary>
@@ -182,7 +201,8 @@ public sealed partial class RateLimiter
     /// hits, each still conditional on its own limit. The race this leaves, as in the reference: a counter that fills
     /// between the two passes refuses its hits while the request's other counters take theirs (a strict over-count);
     /// no counter ever admits past its limit, and no count ever goes down (which the over-limit cache and write-behind
-    /// rely on). It costs one more store round trip per call, only with the option off.
+    /// rely on). It costs one more store round trip per call that needs it (see NeedsReadingPass), only with the
+    /// option off.
     /// </summary>
     private static bool RejectedByCheck(Call call, int descriptors, long nowMs)
     {

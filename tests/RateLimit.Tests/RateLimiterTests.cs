@@ -405,6 +405,33 @@ public sealed class RateLimiterTests : IDisposable
     }
 
     [Fact]
+    public async Task RejectedHits_NotCounting_ARequestWithOneCounter_TakesOneStoreUpdate_AndTheOverLimitCacheAnswersIt()
+    {
+        // tenant: 5 a minute. With one counter its conditional add alone decides: five admitted calls reach the store
+        // once each, the sixth is refused there and remembered, and the cache answers the three after it.
+        var store = new CountingStore(new MemoryCounterStore(_time));
+        var service = Service(new Dictionary<string, string?> { ["Legate:RateLimit:CountRejectedHits"] = "false" },
+            configure: services => services.AddSingleton<ICounterStore>(new OverLimitCachingStore(store, _time)));
+        var codes = new List<Code>();
+        for (var i = 0; i < 9; i++)
+            codes.Add((await CallAsync(service, Request(D("tenant", "globex")))).OverallCode);
+
+        Assert.Equal([.. Enumerable.Repeat(Code.Ok, 5), .. Enumerable.Repeat(Code.OverLimit, 4)], codes);
+        Assert.Equal(6, store.Updates);
+    }
+
+    [Fact]
+    public async Task RejectedHits_NotCounting_ALoneCounterBesideABlockedDescriptor_CountsNothing()
+    {
+        // blocked (a limit of 0) rejects every request that names it: tenant, the one counter sent, must not count them.
+        var service = Service(new Dictionary<string, string?> { ["Legate:RateLimit:CountRejectedHits"] = "false" });
+        for (var i = 0; i < 3; i++)
+            Assert.Equal(Code.OverLimit, (await CallAsync(service, Request(D("tenant", "globex"), D("blocked", "x")))).OverallCode);
+
+        Assert.Equal(4u, (await CallAsync(service, Request(D("tenant", "globex")))).Statuses[0].LimitRemaining);
+    }
+
+    [Fact]
     public async Task SlidingWindow_WeighsThePreviousWindow()
     {
         var service = Service();
