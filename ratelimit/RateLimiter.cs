@@ -254,22 +254,24 @@ public sealed partial class RateLimiter
     // A Task, not a ValueTask: gRPC wants a Task, and a ValueTask made from this one hands it over without a wrapper.
     private async Task<RlsResponse> AwaitStore(ValueTask pending, RlsRequest request, Call call, long nowMs, int updates, bool checking, CancellationToken cancellationToken)
     {
+        // The call's one deadline: the counting pass of CountRejectedHits=false has what the reading pass left of it.
+        var wait = _options.StoreTimeout;
         while (true)
         {
             var started = _time.GetTimestamp();
             try
             {
                 // A store that bounds its own calls within our deadline (Redis does) needs no timer per call from us.
-                if (_store.Deadline is { } bound && bound <= _options.StoreTimeout)
+                if (_store.Deadline is { } bound && bound <= wait)
                     await pending;
                 else
-                    await pending.AsTask().WaitAsync(_options.StoreTimeout, _time, cancellationToken);
+                    await pending.AsTask().WaitAsync(wait, _time, cancellationToken);
             }
             catch (TimeoutException)
             {
                 // The store may still write this call's results after the deadline: its arrays must not go back to the pool.
                 call.Abandon();
-                throw StoreFailed("timeout", $"the {_store.Name} counter store did not answer within {_options.StoreTimeout.TotalMilliseconds} ms");
+                throw StoreTimedOut();
             }
             catch (CounterStoreException e) when (e.TimedOut)
             {
@@ -295,10 +297,19 @@ public sealed partial class RateLimiter
             if (!checking || RejectedByCheck(call, request.Descriptors.Length, nowMs))
                 return Respond(request, call, nowMs, updates);
             checking = false;
+            wait -= _time.GetElapsedTime(started);
+            if (wait <= TimeSpan.Zero)
+            {
+                call.Return(); // nothing counted yet, and the store is done with the arrays
+                throw StoreTimedOut();
+            }
             SetHits(call, request.Descriptors.Length, checking: false);
             pending = StartStore(call, updates, cancellationToken);
         }
     }
+
+    private RpcException StoreTimedOut() =>
+        StoreFailed("timeout", $"the {_store.Name} counter store did not answer within {_options.StoreTimeout.TotalMilliseconds} ms");
 
     private CounterUpdate BuildUpdate(string domain, in RlsDescriptor descriptor, DescriptorMatch match, ulong hits, long nowMs)
     {

@@ -431,6 +431,24 @@ public sealed class RateLimiterTests : IDisposable
         Assert.Equal(4u, (await CallAsync(service, Request(D("tenant", "globex")))).Statuses[0].LimitRemaining);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task RejectedHits_NotCounting_TheReadingAndCountingPassesShareTheCallsDeadline(bool storeBoundsItself)
+    {
+        // 50 ms for the call; each store call takes 30: the reading pass fits, the counting pass would end at 60 ms.
+        var store = new SlowStore(new MemoryCounterStore(_time), _time, TimeSpan.FromMilliseconds(30), storeBoundsItself ? TimeSpan.FromMilliseconds(50) : null);
+        var service = Service(new Dictionary<string, string?> { ["Legate:RateLimit:CountRejectedHits"] = "false", ["Legate:RateLimit:StoreTimeout"] = "00:00:00.050" },
+            configure: services => services.AddSingleton<ICounterStore>(store));
+        var client = new RateLimitClient(service.Channel);
+
+        var call = client.ShouldRateLimitAsync(Request(D("tenant", "acme"), D("tenant", "globex")), cancellationToken: Ct).ResponseAsync;
+        var error = await FailsAfterTheDeadlineAsync(call);
+
+        Assert.Equal(StatusCode.Unavailable, error.StatusCode);
+        Assert.Contains("legate_ratelimit_store_errors_total{kind=\"timeout\"} 1", await service.ScrapeAsync(Ct), StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task SlidingWindow_WeighsThePreviousWindow()
     {
@@ -768,6 +786,20 @@ public sealed class RateLimiterTests : IDisposable
         {
             Interlocked.Add(ref _updates, updates.Length);
             return inner.UpdateAsync(updates, results, cancellationToken);
+        }
+    }
+
+    /// <summary>Answers through <paramref name="inner"/> after <paramref name="delay"/> on <paramref name="time"/>; claims <paramref name="deadline"/> as its own bound.</summary>
+    private sealed class SlowStore(ICounterStore inner, TimeProvider time, TimeSpan delay, TimeSpan? deadline) : ICounterStore
+    {
+        public string Name => "slow";
+
+        public TimeSpan? Deadline => deadline;
+
+        public async ValueTask UpdateAsync(ReadOnlyMemory<CounterUpdate> updates, Memory<CounterResult> results, CancellationToken cancellationToken)
+        {
+            await Task.Delay(delay, time, cancellationToken);
+            await inner.UpdateAsync(updates, results, cancellationToken);
         }
     }
 
