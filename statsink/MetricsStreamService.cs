@@ -9,7 +9,8 @@ namespace Legate.StatSink;
 /// it while it runs. The first message names the node; each message's families are applied to that node's series.
 /// A stream holds one message at a time (at most <c>Legate:MaxReceiveMessageSize</c>), so its memory is bounded.
 /// </summary>
-internal sealed class MetricsStreamService(SeriesStore store, StatSinkMetrics metrics, ILogger<MetricsStreamService> logger) : LenientMetricsService.ServiceBase
+internal sealed class MetricsStreamService(SeriesStore store, StatSinkMetrics metrics, StreamShutdown shutdown, ILogger<MetricsStreamService> logger)
+    : LenientMetricsService.ServiceBase
 {
     private static readonly StreamMetricsResponse Empty = new();
 
@@ -20,9 +21,11 @@ internal sealed class MetricsStreamService(SeriesStore store, StatSinkMetrics me
         metrics.Opened();
         var stream = new object();
         Node? node = null;
+        // Also ended when statsink stops (StreamShutdown), with OK: Envoy reopens it at its next flush.
+        using var ending = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, shutdown.Ending);
         try
         {
-            while (await requestStream.MoveNext(context.CancellationToken))
+            while (await requestStream.MoveNext(ending.Token))
             {
                 var message = requestStream.Current;
                 // The identifier comes with the first message of a stream only; one on a later message is ignored.
@@ -31,9 +34,9 @@ internal sealed class MetricsStreamService(SeriesStore store, StatSinkMetrics me
                 metrics.Received(message.EnvoyMetrics.Count);
             }
         }
-        catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
+        catch (OperationCanceledException) when (ending.IsCancellationRequested)
         {
-            // Envoy went away: an ordinary end of a metrics stream.
+            // Envoy went away, or statsink is stopping: an ordinary end of a metrics stream.
         }
         catch (IOException e) when (e is not Google.Protobuf.InvalidProtocolBufferException)
         {

@@ -28,6 +28,8 @@ public static class StatSinkExtensions
         services.TryAddSingleton<SeriesStore>();
         services.TryAddSingleton<EnvoyExposition>();
         services.AddHostedService<SeriesSweeper>();
+        services.TryAddSingleton<StreamShutdown>();
+        services.AddHostedService(sp => sp.GetRequiredService<StreamShutdown>());
         // Inert unless Legate:StatSink:DogStatsd:Enabled; when on, it observes every flush the store applies.
         services.TryAddSingleton<DogStatsdForwarder>();
         services.AddHostedService(sp => sp.GetRequiredService<DogStatsdForwarder>());

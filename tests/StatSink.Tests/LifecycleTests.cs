@@ -1,9 +1,11 @@
+using System.Diagnostics;
 using Envoy.Config.Core.V3;
 using Envoy.Service.Metrics.V3;
 using Google.Protobuf;
 using Grpc.Core;
 using Io.Prometheus.Client;
 using Legate.Testing;
+using MetricsClient = Envoy.Service.Metrics.V3.MetricsService.MetricsServiceClient;
 
 namespace Legate.StatSink.Tests;
 
@@ -322,6 +324,31 @@ public sealed class LifecycleTests
         Assert.Equal(0, scrape["legate_statsink_streams_active"]);
         Assert.Equal(4, scrape[Series("envoy-1")]);  // kept for the grace period
         Assert.DoesNotContain("grpc_code=\"Unknown\"", scrape.Text, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Stopping_EndsEnvoyStreamsAfterTheDrain_InsteadOfWaitingOutTheShutdownTimeout()
+    {
+        // Envoy never ends its stream: left open, it would hold the stop for the whole shutdown timeout (25 s) while
+        // Envoy kept flushing into a replica nobody scrapes any more, then be cut off.
+        await using var statsink = ServiceProcess.Start(RepoPaths.ServiceAssembly("statsink", "legate-statsink"), drainDelay: TimeSpan.FromSeconds(1));
+        await statsink.WaitUntilReadyAsync();
+        using var call = new MetricsClient(statsink.Channel).StreamMetrics(cancellationToken: Ct);
+        var envoy = new EnvoyFlushGenerator("stopping");
+        envoy.Count("http.downstream_rq_total", 1);
+        await call.RequestStream.WriteAsync(envoy.Flush(), Ct);
+        using (var http = new HttpClient())
+        {
+            for (var i = 0; i < 100 && !(await http.GetStringAsync(new Uri(statsink.HttpAddress, "/metrics"), Ct)).Contains("legate_statsink_messages_total 1\n", StringComparison.Ordinal); i++)
+                await Task.Delay(100, Ct);
+        }
+
+        var stopping = Stopwatch.StartNew();
+        statsink.Terminate();
+        // The stream ends with OK once the drain is over: Envoy opens a new one, on another replica, at its next flush.
+        await call.ResponseAsync.WaitAsync(TimeSpan.FromSeconds(15), Ct);
+        Assert.InRange(stopping.Elapsed, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(15));
+        Assert.Equal(0, await statsink.WaitForExitAsync(TimeSpan.FromSeconds(15)));
     }
 
     [Fact]
