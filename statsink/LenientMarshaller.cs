@@ -10,8 +10,8 @@ namespace Legate.StatSink;
 /// <summary>
 /// Reads <c>StreamMetricsMessage</c> like the generated marshaller, except that invalid UTF-8 in a name, label or node
 /// string does not fail the whole flush (Google.Protobuf refuses such strings, and Envoy would lose every flush of that
-/// stream): such a message is rewritten with U+FFFD for each bad sequence and parsed again. Valid messages take the
-/// ordinary path at no extra cost.
+/// stream): such a message is rewritten with U+FFFD for each bad sequence, without the node's metadata and locality,
+/// and parsed again. Valid messages take the ordinary path at no extra cost.
 /// </summary>
 internal static class LenientMarshaller
 {
@@ -45,13 +45,15 @@ internal static class LenientMarshaller
         }
     }
 
-    // Which length-delimited fields of each message are strings, and which are messages holding strings.
-    private sealed record Schema(int[] Strings, (int Field, Func<Schema> Inner)[] Messages)
+    // Which length-delimited fields of each message are strings, which are messages holding strings, and which hold
+    // strings statsink never reads and are left out of a rewritten message.
+    private sealed record Schema(int[] Strings, (int Field, Func<Schema> Inner)[] Messages, int[]? Dropped = null)
     {
         public static readonly Schema LabelPair = new([1, 2], []);
         public static readonly Schema Metric = new([], [(1, () => LabelPair)]);
         public static readonly Schema Family = new([1, 2, 5], [(4, () => Metric)]);
-        public static readonly Schema Node = new([1, 2, 6, 7], []);
+        // The node's metadata (a Struct, nested without bound) and locality (--service-zone) are not read here.
+        public static readonly Schema Node = new([1, 2, 6, 7], [], Dropped: [3, 4]);
         public static readonly Schema Identifier = new([], [(1, () => Node)]);
         public static readonly Schema Message = new([], [(1, () => Identifier), (2, () => Family)]);
     }
@@ -71,6 +73,8 @@ internal static class LenientMarshaller
             }
             var field = (int)(tag >> 3);
             var (at, length) = reader.ReadLengthDelimited();
+            if (schema.Dropped is { } dropped && Array.IndexOf(dropped, field) >= 0)
+                continue;
             var payload = input.Slice(at, length);
             var inner = Array.Find(schema.Messages, m => m.Field == field).Inner;
             byte[] rewritten;

@@ -303,6 +303,32 @@ public sealed class LifecycleTests
         Assert.Equal(3, scrape["envoy_bad_utf8{k=\"a\uFFFDb\",envoy_node_id=\"raw\"}"]);
     }
 
+    [Theory]
+    [InlineData("locality")]
+    [InlineData("metadata")]
+    public async Task InvalidUtf8_InTheNodesLocalityOrMetadata_StreamStillServed(string where)
+    {
+        using var sink = new StatSinkHarness();
+        // Envoy's node carries --service-zone as locality.zone and the bootstrap's metadata: strings Envoy does not check.
+        byte[] bad = [(byte)'a', 0xFF];
+        var nodeField = where == "locality"
+            ? Field(4, Field(2, bad))                                          // Locality { zone }
+            : Field(3, Field(1, Concat(Field(1, "k"u8), Field(2, Field(3, bad))))); // Struct { fields { "k": Value { string_value } } }
+        var node = Concat(Field(1, "odd-node"u8), nodeField);
+        var counter = Concat([0x09], BitConverter.GetBytes(3.0));
+        var family = Concat(Field(1, "server.uptime"u8), [0x18, 0x00], Field(4, Field(3, counter)));
+        var message = Concat(Field(1, Field(1, node)), Field(2, family));
+
+        var method = new Method<byte[], byte[]>(MethodType.ClientStreaming, "envoy.service.metrics.v3.MetricsService", "StreamMetrics",
+            Marshallers.Create(b => b, b => b), Marshallers.Create(b => b, b => b));
+        using var call = sink.Service.Channel.CreateCallInvoker().AsyncClientStreamingCall(method, null, new CallOptions(cancellationToken: Ct));
+        await call.RequestStream.WriteAsync(message, Ct);
+        await call.RequestStream.CompleteAsync();
+        await call.ResponseAsync;
+
+        Assert.Equal(3, (await sink.ScrapeAsync())["envoy_server_uptime{envoy_node_id=\"odd-node\"}"]);
+    }
+
     [Fact]
     public async Task EnvoyGoneMidStream_Cancelled_IsAnOrdinaryDisconnect()
     {
