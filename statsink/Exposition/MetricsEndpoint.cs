@@ -8,7 +8,7 @@ namespace Legate.StatSink.Exposition;
 /// <summary>
 /// statsink's <c>/metrics</c>: its own series (prometheus-net: <c>legate_statsink_*</c>, gRPC, process) followed by
 /// every Envoy's series, so one scrape job gets both, as with statsd_exporter. OpenMetrics when the scraper's
-/// <c>Accept</c> asks for it (Prometheus does by default), text format 0.0.4 otherwise. <c>?envoy=false</c> leaves
+/// <c>Accept</c> prefers it (Prometheus does by default), text format 0.0.4 otherwise. <c>?envoy=false</c> leaves
 /// the Envoy series out: a cheap scrape of statsink's health alone. Gzip when the scraper accepts it (Prometheus
 /// does): a fleet's exposition is large and repetitive (label sets repeat on every line), and shrinks several times.
 /// </summary>
@@ -73,13 +73,37 @@ internal static class MetricsEndpoint
         return false;
     }
 
+    /// <summary>
+    /// OpenMetrics when <c>Accept</c> names it, ranked above 0 and not below text (Prometheus ranks its
+    /// <c>scrape_protocols</c> so); <c>*/*</c> alone gets text.
+    /// </summary>
     internal static bool AcceptsOpenMetrics(Microsoft.Extensions.Primitives.StringValues accept)
     {
-        foreach (var value in accept)
+        if (!MediaTypeHeaderValue.TryParseList(accept, out var ranges))
+            return false;
+        var openMetrics = Quality(ranges, "application", "openmetrics-text", out var named);
+        return named && openMetrics > 0 && openMetrics >= Quality(ranges, "text", "plain", out _);
+    }
+
+    // As HTTP ranks media ranges: the most specific range that matches gives the quality (of several, e.g. one per
+    // version, the highest); none matching is 0.
+    private static double Quality(IList<MediaTypeHeaderValue> ranges, string type, string subtype, out bool named)
+    {
+        var specificity = -1;
+        var quality = 0.0;
+        foreach (var range in ranges)
         {
-            if (value is not null && value.Contains("application/openmetrics-text", StringComparison.OrdinalIgnoreCase))
-                return true;
+            var matched = range.MatchesAllTypes ? 0
+                : !range.Type.Equals(type, StringComparison.OrdinalIgnoreCase) ? -1
+                : range.MatchesAllSubTypes ? 1
+                : range.SubType.Equals(subtype, StringComparison.OrdinalIgnoreCase) ? 2 : -1;
+            if (matched < specificity || matched < 0)
+                continue;
+            var q = range.Quality ?? 1;
+            quality = matched > specificity ? q : Math.Max(quality, q);
+            specificity = matched;
         }
-        return false;
+        named = specificity == 2;
+        return quality;
     }
 }

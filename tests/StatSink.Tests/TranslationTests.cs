@@ -334,6 +334,20 @@ public sealed class TranslationTests : IDisposable
     }
 
     [Theory]
+    // Prometheus 3 and 2 by default: OpenMetrics first.
+    [InlineData("application/openmetrics-text;version=1.0.0;escaping=allow-utf-8,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.5,text/plain;version=0.0.4;q=0.25,*/*;q=0.1", true)]
+    [InlineData("application/openmetrics-text; version=0.0.1,text/plain;version=0.0.4;q=0.5,*/*;q=0.1", true)]
+    [InlineData("application/openmetrics-text", true)]
+    // scrape_protocols: [PrometheusText0.0.4, OpenMetricsText1.0.0]: text preferred.
+    [InlineData("text/plain;version=0.0.4,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.1", false)]
+    [InlineData("application/openmetrics-text;q=0,text/plain", false)]
+    [InlineData("application/openmetrics-text;q=0.5,*/*", false)]
+    [InlineData("*/*", false)]
+    [InlineData("", false)]
+    public void OpenMetrics_OnlyWhenTheScraperPrefersIt(string accept, bool expected) =>
+        Assert.Equal(expected, Exposition.MetricsEndpoint.AcceptsOpenMetrics(accept));
+
+    [Theory]
     [InlineData(false)]
     [InlineData(true)]
     public async Task Gzip_WhenTheScraperAcceptsIt_TheSameExposition(bool openMetrics)
