@@ -77,6 +77,12 @@ internal sealed class StatSinkOptionsValidator : IValidateOptions<StatSinkOption
             errors.Add($"{S}:NodeClusterLabel '{options.NodeClusterLabel}' is not a Prometheus label name (empty leaves it out).");
         if (options.NodeClusterLabel == options.NodeIdLabel)
             errors.Add($"{S}:NodeClusterLabel and {S}:NodeIdLabel must differ.");
+        // Every bucket and quantile line carries these too: a label twice makes Prometheus refuse the whole scrape.
+        foreach (var (key, label) in new[] { ("NodeIdLabel", options.NodeIdLabel), ("NodeClusterLabel", options.NodeClusterLabel) })
+        {
+            if (label is "le" or "quantile")
+                errors.Add($"{S}:{key} '{label}' is written by histograms or summaries themselves; choose another name.");
+        }
         if (options.DisconnectGracePeriod < TimeSpan.Zero)
             errors.Add($"{S}:DisconnectGracePeriod must not be negative (was {options.DisconnectGracePeriod}).");
         if (options.SeriesTtl < TimeSpan.FromSeconds(1))

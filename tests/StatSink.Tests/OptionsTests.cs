@@ -10,6 +10,9 @@ public sealed class OptionsTests
     [InlineData("Legate:StatSink:CounterMode", "deltas", "Legate:StatSink:CounterMode must be 'cumulative' or 'delta'")]
     [InlineData("Legate:StatSink:NodeIdLabel", "", "Legate:StatSink:NodeIdLabel")]
     [InlineData("Legate:StatSink:NodeClusterLabel", "node-cluster", "Legate:StatSink:NodeClusterLabel")]
+    // Histogram buckets and summary quantiles carry these themselves: a second one makes Prometheus refuse the scrape.
+    [InlineData("Legate:StatSink:NodeIdLabel", "le", "Legate:StatSink:NodeIdLabel 'le' is written by histograms")]
+    [InlineData("Legate:StatSink:NodeClusterLabel", "quantile", "Legate:StatSink:NodeClusterLabel 'quantile' is written by")]
     [InlineData("Legate:StatSink:SeriesTtl", "00:00:00", "Legate:StatSink:SeriesTtl")]
     [InlineData("Legate:StatSink:MaxSeries", "0", "Legate:StatSink:MaxSeries")]
     [InlineData("Legate:StatSink:DogStatsd:Port", "0", "Legate:StatSink:DogStatsd:Port")]
