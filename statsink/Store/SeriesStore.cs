@@ -280,7 +280,8 @@ internal sealed class SeriesStore
         var quantiles = summary.Quantile;
         for (var i = 0; i < quantiles.Count; i++)
         {
-            if (quantiles[i].Quantile_ is not (>= 0 and <= 1))
+            // In order, as Envoy sends them: a quantile twice would write its series twice.
+            if (quantiles[i].Quantile_ is not (>= 0 and <= 1) || (i > 0 && quantiles[i].Quantile_ <= quantiles[i - 1].Quantile_))
                 return DropReason.Invalid;
         }
         if (!double.IsFinite(summary.SampleSum))

@@ -279,6 +279,23 @@ public sealed class TranslationTests : IDisposable
     }
 
     [Fact]
+    public async Task Summaries_QuantilesOutOfOrderOrTwiceRefused()
+    {
+        static Metric Sum(params double[] quantiles) =>
+            new() { Summary = new Summary { SampleCount = 1, SampleSum = 1, Quantile = { quantiles.Select(q => new Quantile { Quantile_ = q, Value = q }) } } };
+        await _sink.SendAsync(Identified(
+            Fam("twice", MetricType.Summary, Sum(0.5, 0.5)),
+            Fam("unsorted", MetricType.Summary, Sum(0.9, 0.5)),
+            Fam("envoy", MetricType.Summary, Sum(EnvoyFlushGenerator.EnvoyQuantiles))));
+
+        // Parse fails on a series written twice, as Prometheus does.
+        var scrape = await _sink.ScrapeAsync();
+        Assert.Equal(2, scrape["legate_statsink_series_dropped_total{reason=\"invalid\"}"]);
+        Assert.Empty(scrape.SeriesOf("envoy_twice_quantiles"));
+        Assert.Equal(10, scrape.SeriesOf("envoy_envoy_quantiles").Count());
+    }
+
+    [Fact]
     public async Task SeriesWithDifferentLabelSets_InOneFamily()
     {
         await _sink.SendAsync(Identified(
