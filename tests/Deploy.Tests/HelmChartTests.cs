@@ -202,6 +202,51 @@ public sealed partial class HelmChartTests
         Assert.EndsWith("@sha256:" + new string('0', 64), HelmChart.Container(chart.Deployment("authz"), "authz").Str("image"), StringComparison.Ordinal);
     }
 
+    // A gateway file whose API keys live in Redis (docs/gateway-file.md: "needs no render at all"): authz refuses to
+    // start on it without Legate:Redis:Configuration.
+    private static readonly Lazy<string> RedisKeysGateway = new(() =>
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"legate-redis-keys-gateway-{Environment.ProcessId}.yaml");
+        File.WriteAllText(path, """
+            listeners: [{ name: http, address: 0.0.0.0, port: 8080 }]
+            api_keys: { redis: true, header: x-api-key }
+            """);
+        return path;
+    });
+
+    [Theory]
+    [InlineData(null, "rel-legate-redis:6379", null)]
+    [InlineData("external-redis.yaml", null, "legate-redis")]
+    public async Task RedisKeyStore_GivesAuthzTheChartsRedis(string? values, string? address, string? secret)
+    {
+        var chart = await HelmChart.TemplateWithArgsAsync(
+            [.. values is null ? [] : new[] { "-f", Path.Combine(HelmChart.Directory, "ci", values) }, "--set-file", "gateway=" + RedisKeysGateway.Value]);
+
+        var authz = HelmChart.Container(chart.Deployment("authz"), "authz");
+        var env = authz.Seq("env").SingleOrDefault(e => e.Str("name") == "Legate__Redis__Configuration");
+        Assert.True(env is not null, "authz gets no Redis connection, so it stops at start on api_keys.redis");
+        Assert.Equal(address, env.Str("value"));
+        Assert.Equal(secret, env.Str("valueFrom", "secretKeyRef", "name"));
+    }
+
+    [Fact]
+    public async Task FileKeyStore_LeavesAuthzWithoutRedis_SoARedisOutageDoesNotUnreadyIt()
+    {
+        var chart = await HelmChart.TemplateAsync("inline-gateway.yaml");
+
+        Assert.Null(HelmChart.Container(chart.Deployment("authz"), "authz").Seq("env").SingleOrDefault(e => e.Str("name") == "Legate__Redis__Configuration"));
+    }
+
+    [Fact]
+    public async Task RedisKeyStore_WithoutAnyRedis_IsRefused()
+    {
+        var (exitCode, _, stderr) = await HelmChart.HelmAsync("template", HelmChart.Release, HelmChart.Directory,
+            "-f", Path.Combine(HelmChart.Directory, "ci", "memory-store.yaml"), "--set-file", "gateway=" + RedisKeysGateway.Value);
+
+        Assert.NotEqual(0, exitCode);
+        Assert.Contains("api_keys", stderr, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task WithoutRedis_RatelimitCountsInMemory_OnOneReplicaWithoutABudget()
     {

@@ -102,6 +102,26 @@ envoy/ (bootstrap and dynamic/ files), authz/policies.yaml, ratelimit/.
 {{- if or .Values.redis.enabled .Values.redis.external.existingSecret -}}true{{- end -}}
 {{- end -}}
 
+{{/* The chart's Redis as a container env entry: the in-chart Redis, else the external one's Secret. */}}
+{{- define "legate.redisEnv" -}}
+{{- if .Values.redis.enabled -}}
+- { name: Legate__Redis__Configuration, value: {{ printf "%s-redis:%v" (include "legate.fullname" .) .Values.redis.port | quote }} }
+{{- else -}}
+- name: Legate__Redis__Configuration
+  valueFrom:
+    secretKeyRef: { name: {{ .Values.redis.external.existingSecret }}, key: {{ .Values.redis.external.existingSecretKey }} }
+{{- end -}}
+{{- end -}}
+
+{{/*
+True when the gateway file keeps its API keys in Redis (api_keys: {redis: true}): authz then needs the chart's Redis,
+and refuses to start without it. Only then, since with Redis configured authz's readiness follows Redis.
+*/}}
+{{- define "legate.authzUsesRedis" -}}
+{{- $gateway := fromYaml (include "legate.gatewayFile" .) -}}
+{{- if and (kindIs "map" $gateway.api_keys) $gateway.api_keys.redis -}}true{{- end -}}
+{{- end -}}
+
 {{- define "legate.imagePullSecrets" -}}
 {{- with .Values.global.imagePullSecrets -}}
 imagePullSecrets:
