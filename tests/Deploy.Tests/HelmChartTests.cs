@@ -94,6 +94,23 @@ public sealed partial class HelmChartTests
         Assert.Contains(service.Seq("spec", "ports"), p => p.Str("port") == listener.Str("port"));
     }
 
+    [Fact]
+    public async Task EachEnvoyPod_StreamsItsStatsToStatsinkUnderItsOwnNodeId()
+    {
+        // The rendered bootstrap gives every Envoy node.id `legate`; statsink keeps one stream per node id (a second
+        // one is taken for a hot restart and the older one's stats are ignored), so replicas need their own ids.
+        var chart = await HelmChart.TemplateAsync("inline-gateway.yaml");
+
+        var envoy = HelmChart.Container(chart.Deployment("envoy"), "envoy");
+        var args = envoy.Strs("args").ToList();
+        var at = args.IndexOf("--service-node");
+        Assert.True(at >= 0 && at + 1 < args.Count, "Envoy's node id is the rendered bootstrap's, the same in every pod: " + string.Join(' ', args));
+        var variable = args[at + 1];
+        Assert.Matches(@"^\$\([A-Z_]+\)$", variable);
+        var env = envoy.Seq("env").Single(e => e.Str("name") == variable[2..^1]);
+        Assert.Equal("metadata.name", env.Str("valueFrom", "fieldRef", "fieldPath"));
+    }
+
     [Theory]
     [InlineData("inline-gateway.yaml")]
     [InlineData("hpa-servicemonitor.yaml")]
