@@ -94,6 +94,19 @@ public sealed partial class HelmChartTests
         Assert.Contains(service.Seq("spec", "ports"), p => p.Str("port") == listener.Str("port"));
     }
 
+    [Theory]
+    [InlineData("inline-gateway.yaml")]
+    [InlineData("hpa-servicemonitor.yaml")]
+    public async Task EnvoysPublicService_PublishesTheGatewayListenersOnly(string values)
+    {
+        // The Envoy Service is what clients reach (a LoadBalancer in hpa-servicemonitor.yaml): Envoy's own stats
+        // (cluster names, backend addresses, traffic) stay inside the cluster, as compose keeps them on 127.0.0.1.
+        var chart = await HelmChart.TemplateAsync(values);
+
+        var listenerPorts = chart.GatewayFile().Seq("listeners").Select(l => l.Str("port"));
+        Assert.Equal(listenerPorts, chart.Get("Service", HelmChart.Name("envoy")).Seq("spec", "ports").Select(p => p.Str("port")));
+    }
+
     [Fact]
     public async Task EachEnvoyPod_StreamsItsStatsToStatsinkUnderItsOwnNodeId()
     {
@@ -291,7 +304,11 @@ public sealed partial class HelmChartTests
         }
         var envoy = chart.Get("ServiceMonitor", HelmChart.Name("envoy")).Seq("spec", "endpoints").Single();
         Assert.Equal(("stats", "/stats/prometheus"), (envoy.Str("port"), envoy.Str("path")));
-        Assert.Contains(chart.Get("Service", HelmChart.Name("envoy")).Seq("spec", "ports"), p => p.Str("name") == "stats");
+        var stats = chart.Get("Service", HelmChart.Name("envoy") + "-stats");
+        Assert.Equal("ClusterIP", stats.Str("spec", "type"));
+        Assert.Equal(["stats"], stats.Seq("spec", "ports").Select(p => p.Str("name")!));
+        Assert.Equal(envoy.Str("port"), stats.Seq("spec", "ports").Single().Str("targetPort"));
+        Assert.DoesNotContain(none.OfKind("Service"), s => s.Str("metadata", "name") == HelmChart.Name("envoy") + "-stats");
     }
 
     [Theory]
