@@ -225,7 +225,9 @@ internal static class EnvoyConfig
                         ("@type", "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"),
                         ("sni", backend.Sni ?? (IsIp(backend.Endpoints[0].Host) ? null : backend.Endpoints[0].Host)),
                         ("common_tls_context", Yaml.Map(
-                            ("validation_context", Yaml.Map(("trusted_ca", Yaml.Map(("filename", ca))))))))));
+                            ("validation_context", Yaml.Map(
+                                ("trusted_ca", Yaml.Map(("filename", ca))),
+                                ("match_typed_subject_alt_names", ServerNames(backend)))))))));
             }
             var cb = backend.CircuitBreakers;
             list.Add(Yaml.Map(
@@ -258,6 +260,15 @@ internal static class EnvoyConfig
         }
         return list;
     }
+
+    /// <summary>
+    /// The names a TLS backend's certificate must carry: <c>tls.sni</c>, else the URLs' hosts. Envoy checks only the
+    /// chain without them, so any certificate the CA ever issued (with the system bundle: any public site's) would pass.
+    /// </summary>
+    private static List<object> ServerNames(BackendConfig backend)
+        => (backend.Sni is { } sni ? [sni] : backend.Endpoints.Select(e => e.Host).Distinct(StringComparer.OrdinalIgnoreCase))
+            .Select(name => (object)Yaml.Map(("san_type", IsIp(name) ? "IP_ADDRESS" : "DNS"), ("matcher", Yaml.Map(("exact", name)))))
+            .ToList();
 
     // ---- listeners and routes --------------------------------------------------------------------------------------
 

@@ -423,6 +423,7 @@ public sealed class RenderTests : IDisposable
         Assert.Equal(Path.Combine(_out.Path, "envoy", "certs", "secure-ca.pem"),
             secure.Str("transport_socket", "typed_config", "common_tls_context", "validation_context", "trusted_ca", "filename"));
         Assert.True(File.Exists(_out.File("envoy/certs/secure-ca.pem")));
+        Assert.Equal(["DNS pay.internal"], ServerNames(secure));
         Assert.NotNull(secure.Get("typed_extension_protocol_options"));
         Assert.Equal("STATIC", cds.Single(c => c.Str("name") == "plain").Str("type"));
 
@@ -446,6 +447,28 @@ public sealed class RenderTests : IDisposable
         Assert.True(code == 0, output);
         Assert.Contains(" 0 error(s), 0 warning(s)", output, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void TlsBackends_CheckTheCertificateNamesTheServer_NotOnlyItsChain()
+    {
+        using var dir = GatewayFiles.Write(GatewayFiles.Minimal.Replace("api: { urls: [http://127.0.0.1:9999] }", """
+            api: { urls: [http://127.0.0.1:9999] }
+              named: { urls: ["https://Orders-1.internal:8443", "https://orders-2.internal:8443"] }
+              addressed: { urls: ["https://10.0.0.9:8443"] }
+            """, StringComparison.Ordinal));
+
+        var (exitCode, _, stderr) = Render(dir.File("gateway.yaml"), _out.Path);
+
+        Assert.True(exitCode == Cli.Ok, stderr);
+        var cds = GatewayFiles.Load(_out.File("envoy/dynamic/cds.yaml")).Seq("resources");
+        // Without these Envoy accepts any certificate its CA bundle vouches for, whoever it was issued to.
+        Assert.Equal(["DNS orders-1.internal", "DNS orders-2.internal"], ServerNames(cds.Single(c => c.Str("name") == "named")));
+        Assert.Equal(["IP_ADDRESS 10.0.0.9"], ServerNames(cds.Single(c => c.Str("name") == "addressed")));
+    }
+
+    private static IEnumerable<string> ServerNames(YamlNode cluster)
+        => cluster.Seq("transport_socket", "typed_config", "common_tls_context", "validation_context", "match_typed_subject_alt_names")
+            .Select(m => $"{m.Str("san_type")} {m.Str("matcher", "exact")}");
 
     private AuthzPolicySet LoadAuthz()
     {
