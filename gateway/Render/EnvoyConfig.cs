@@ -253,7 +253,8 @@ internal static class EnvoyConfig
                         ("interval", Yaml.Duration(hc.Interval)),
                         ("unhealthy_threshold", hc.UnhealthyThreshold),
                         ("healthy_threshold", hc.HealthyThreshold),
-                        ("http_health_check", Yaml.Map(("path", hc.Path)))),
+                        // The cluster's protocol: an HTTP/2-only (gRPC) backend does not answer Envoy's default HTTP/1.1 check.
+                        ("http_health_check", Yaml.Map(("path", hc.Path), ("codec_client_type", backend.Http2 ? "HTTP2" : null)))),
                 } : null),
                 ("transport_socket", transport),
                 ("load_assignment", LoadAssignment(backend.Name, backend.Endpoints))));

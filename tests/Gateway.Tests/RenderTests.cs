@@ -394,8 +394,8 @@ public sealed class RenderTests : IDisposable
           - { name: public, address: 0.0.0.0, port: 8080 }
           - { name: internal, address: 127.0.0.1, port: 8081 }
         backends:
-          secure: { urls: [https://payments.internal:8443], tls: { sni: pay.internal, ca_file: ca.pem }, http2: true, connect_timeout: 250ms }
-          plain: { urls: ["http://10.0.0.1:80", "http://10.0.0.2:80"] }
+          secure: { urls: [https://payments.internal:8443], tls: { sni: pay.internal, ca_file: ca.pem }, http2: true, connect_timeout: 250ms, health_check: { path: /healthz } }
+          plain: { urls: ["http://10.0.0.1:80", "http://10.0.0.2:80"], health_check: { path: /healthz } }
         tenants:
           acme: { hosts: [api.acme.example] }
         policies:
@@ -426,6 +426,9 @@ public sealed class RenderTests : IDisposable
         Assert.Equal(["DNS pay.internal"], ServerNames(secure));
         Assert.NotNull(secure.Get("typed_extension_protocol_options"));
         Assert.Equal("STATIC", cds.Single(c => c.Str("name") == "plain").Str("type"));
+        // An HTTP/2-only (gRPC) backend does not answer an HTTP/1.1 check, Envoy's default: it would never turn healthy.
+        Assert.Equal("HTTP2", secure.Seq("health_checks").Single().Str("http_health_check", "codec_client_type"));
+        Assert.Null(cds.Single(c => c.Str("name") == "plain").Seq("health_checks").Single().Get("http_health_check", "codec_client_type"));
 
         Assert.Equal(["public", "internal"], Lds().Seq("resources").Select(l => l.Str("name")));
         var exact = Route("exact");
