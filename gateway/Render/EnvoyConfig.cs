@@ -401,6 +401,11 @@ internal static class EnvoyConfig
                 // prefix_rewrite would turn /orders/1 into //1 for /orders → /: also swallow the separator.
                 action.Add("regex_rewrite", Yaml.Map(("pattern", Yaml.Map(("regex", "^" + Regex.Escape(m.Path) + "/?"))), ("substitution", rewrite)));
             }
+            else if (m.Kind == PathMatchKind.Prefix && m.Path == "/" && !rewrite.EndsWith('/'))
+            {
+                // The matched prefix is the leading '/': keep it as the separator, or /x would become /v1x.
+                action.Add("prefix_rewrite", rewrite + "/");
+            }
             else
             {
                 action.Add("prefix_rewrite", rewrite);

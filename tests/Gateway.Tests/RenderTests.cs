@@ -404,6 +404,7 @@ public sealed class RenderTests : IDisposable
           - { name: exact, match: { path: /status, query: { verbose: "1" }, headers: { x-debug: "yes" } }, backend: plain, rewrite: /health }
           - { name: regex, match: { regex: "^/v[0-9]+/pay$", methods: [POST] }, backend: secure, timeout: 2s }
           - { name: strip, match: { prefix: /api/ }, backend: plain, rewrite: /, cors: { origins: ["*"], max_age: 1m } }
+          - { name: under, match: { prefix: / }, backend: plain, rewrite: /v1 }
         """;
 
     [Fact]
@@ -442,6 +443,10 @@ public sealed class RenderTests : IDisposable
         Assert.Equal("/api", strip.Str("match", "path_separated_prefix"));
         Assert.Equal("^/api/?", strip.Str("route", "regex_rewrite", "pattern", "regex"));
         Assert.Equal("/", strip.Str("route", "regex_rewrite", "substitution"));
+        // prefix_rewrite replaces the matched '/': /x must become /v1/x, not /v1x.
+        var under = Route("under");
+        Assert.Equal("/", under.Str("match", "prefix"));
+        Assert.Equal("/v1/x", under.Str("route", "prefix_rewrite") + "/x"[1..]);
         Assert.Equal(".*", strip.Seq("typed_per_filter_config", "envoy.filters.http.cors", "allow_origin_string_match")[0].Str("safe_regex", "regex"));
 
         var tool = SharedTools.EnvoyCheckTool("envoy-check");
