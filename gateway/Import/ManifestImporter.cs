@@ -789,18 +789,7 @@ internal sealed partial class ManifestImporter
         return value.ToString(CultureInfo.InvariantCulture) + unit;
     }
 
-    private static bool IsRegex(string pattern)
-    {
-        try
-        {
-            _ = new Regex(pattern, RegexOptions.None, TimeSpan.FromSeconds(1));
-            return true;
-        }
-        catch (ArgumentException)
-        {
-            return false;
-        }
-    }
+    private static bool IsRegex(string pattern) => Re2Syntax.Problem(pattern) is null;
 
     private static string List(IEnumerable<string> items) => "[" + string.Join(", ", items.Select(Scalar)) + "]";
 

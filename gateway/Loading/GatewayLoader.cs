@@ -148,8 +148,21 @@ internal static partial class GatewayLoader
                 !FailureMode(ratelimit, "services.ratelimit", allowByDefault: true),
                 domain ?? d.RateLimitDomain,
                 Address(statsink, "services.statsink", d.StatSink),
-                statsink is null ? d.StatsFlushInterval : y.Duration(statsink, "flush_interval", "services.statsink", TimeSpan.FromSeconds(1)) ?? d.StatsFlushInterval);
+                FlushInterval(statsink) ?? d.StatsFlushInterval);
         }
+
+        private TimeSpan? FlushInterval(YamlMappingNode? statsink)
+        {
+            if (statsink is null || y.Duration(statsink, "flush_interval", "services.statsink", TimeSpan.FromSeconds(1)) is not { } interval)
+                return null;
+            if (interval < MaxFlushInterval)
+                return interval;
+            // Envoy refuses a bootstrap whose stats_flush_interval is 5 minutes or more.
+            y.Add(Field(statsink, "flush_interval"), "services.statsink.flush_interval", "must be under 5m (Envoy's limit)", "e.g. 10s, the default");
+            return null;
+        }
+
+        private static readonly TimeSpan MaxFlushInterval = TimeSpan.FromMinutes(5);
 
         private ServiceAddress Address(YamlMappingNode? node, string path, ServiceAddress fallback)
         {
@@ -593,19 +606,20 @@ internal static partial class GatewayLoader
                 return null;
             if (kind != PathMatchKind.Regex && !value.StartsWith('/'))
                 y.Add(Field(map, field), $"{path}.{field}", "must start with '/'");
-            if (kind == PathMatchKind.Prefix && value.Length > 1)
-                value = value.TrimEnd('/');   // matched segment-wise: /orders covers /orders and /orders/..., not /ordersx
-            if (kind == PathMatchKind.Regex)
+            if (kind != PathMatchKind.Regex && value.AsSpan().IndexOfAny('?', '#') >= 0)
             {
-                try
-                {
-                    _ = new Regex(value, RegexOptions.None, TimeSpan.FromSeconds(1));
-                }
-                catch (ArgumentException e)
-                {
-                    y.Add(Field(map, field), path + ".regex", $"is not a regular expression: {e.Message}", "Envoy uses RE2 syntax (no look-around or back-references)");
-                }
+                y.Add(Field(map, field), $"{path}.{field}", "contains '?' or '#', which a request path never does (Envoy refuses it in a prefix)",
+                    "match the query string with query: {name: value}");
             }
+            if (kind == PathMatchKind.Prefix && value.Length > 1)
+            {
+                // Matched segment-wise: /orders covers /orders and /orders/..., not /ordersx. Only slashes ("//") is "/".
+                value = value.TrimEnd('/');
+                if (value.Length == 0)
+                    value = "/";
+            }
+            if (kind == PathMatchKind.Regex && Re2Syntax.Problem(value) is { } problem)
+                y.Add(Field(map, field), path + ".regex", $"is not a regular expression Envoy accepts: {problem}", "Envoy uses RE2 syntax (no look-around or back-references)");
             var methods = new List<string>();
             foreach (var (m, mn) in y.Strings(map, "methods", path))
             {

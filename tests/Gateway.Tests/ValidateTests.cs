@@ -202,6 +202,54 @@ public sealed partial class ValidateTests
         Assert.All(errors, e => Assert.False(string.IsNullOrEmpty(e.Hint), e.ToString()));
     }
 
+    /// <summary>Values .NET or the loader took but Envoy refuses, which would fail the whole listener (or bootstrap) update.</summary>
+    [Theory]
+    [InlineData("{ regex: \"^/(?=v1)[a-z0-9/]+$\" }", "routes[0].match.regex", "look-around is not RE2 syntax")]
+    [InlineData("{ regex: \"^/(?<!x)y$\" }", "routes[0].match.regex", "look-around is not RE2 syntax")]
+    [InlineData("{ regex: \"^/(a)\\\\1$\" }", "routes[0].match.regex", "back-references are not RE2 syntax")]
+    [InlineData("{ regex: \"^/(?>a+)$\" }", "routes[0].match.regex", "atomic groups")]
+    [InlineData("{ regex: \"^/x\\\\Z\" }", "routes[0].match.regex", "\\Z is not RE2 syntax")]
+    [InlineData("{ regex: \"(?x)^/ x $\" }", "routes[0].match.regex", "the flags (?x)")]
+    [InlineData("{ prefix: \"/orders?debug=1\" }", "routes[0].match.prefix", "contains '?' or '#'")]
+    [InlineData("{ path: \"/page#top\" }", "routes[0].match.path", "contains '?' or '#'")]
+    public void WhatEnvoyRefusesInAMatch_IsAnError(string match, string field, string problem)
+    {
+        var errors = GatewayFiles.Errors(GatewayFiles.Minimal.Replace("match: { prefix: / }", "match: " + match, StringComparison.Ordinal));
+
+        var error = Assert.Single(errors);
+        Assert.Equal(field, error.Field);
+        Assert.Contains(problem, error.Problem, StringComparison.Ordinal);
+        Assert.Equal(8, error.Line);
+    }
+
+    [Theory]
+    [InlineData("^/v[0-9]+/(orders|items)/[^/]+$")]
+    [InlineData("(?i)^/API/(?:v1|v2)/[]a-z-]+\\.json$")]
+    [InlineData("^/(?<version>v[0-9])/[^?]*$")]
+    [InlineData("^/a\\(b\\)[\\\\(]$")]
+    public void Re2Regexes_AreValid(string regex)
+    {
+        Assert.Empty(GatewayFiles.Errors(GatewayFiles.Minimal.Replace("match: { prefix: / }", $"match: {{ regex: '{regex}' }}", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public void AFlushIntervalEnvoyRefuses_IsAnError()
+    {
+        var error = Assert.Single(GatewayFiles.Errors(GatewayFiles.Minimal + "\nservices: { statsink: { flush_interval: 5m } }\n"));
+
+        Assert.Equal(("services.statsink.flush_interval", 9), (error.Field, error.Line));
+        Assert.Empty(GatewayFiles.Errors(GatewayFiles.Minimal + "\nservices: { statsink: { flush_interval: 299s } }\n"));
+    }
+
+    [Fact]
+    public void APrefixOfSlashesOnly_MatchesEverything_AsSlashDoes()
+    {
+        var config = Legate.Gateway.Loading.GatewayLoader.Load(new Legate.Hosting.Rules.RulesFile("gw.yaml",
+            GatewayFiles.Minimal.Replace("match: { prefix: / }", "match: { prefix: // }", StringComparison.Ordinal)));
+
+        Assert.Equal("/", config.Routes[0].Match.Path);
+    }
+
     [Theory]
     [InlineData("Acme")]
     [InlineData("lgt_")]
