@@ -347,7 +347,13 @@ internal static class EnvoyConfig
 
     private static Node VirtualHost(GatewayConfig config, string name, List<object> domains, IEnumerable<RouteConfig> routes)
     {
-        var list = routes.Select(r => Route(config, r)).ToList();
+        var list = new List<Node>();
+        foreach (var route in routes)
+        {
+            if (Preflight(route) is { } preflight)
+                list.Add(preflight);
+            list.Add(Route(config, route));
+        }
         // Envoy skips ext_authz when no route matches: this route makes every request checked, then answered 404.
         list.Add(Yaml.Map(
             ("name", CatchAllRoute),
@@ -365,18 +371,40 @@ internal static class EnvoyConfig
         return Yaml.Map(("@type", type), ("check_settings", Yaml.Map(("context_extensions", Yaml.Map(("policy", policy), ("tenant", tenant))))));
     }
 
-    private static Node Route(GatewayConfig config, RouteConfig route)
+    /// <summary>
+    /// A browser's CORS preflight is an OPTIONS request without the route's own headers, so a route that matches methods
+    /// or headers never sees it: it would end in the catch-all (authz, then 404) and the browser would refuse the call.
+    /// This route, just before it, takes the preflights for the route's path (asking for one of its methods) and has the
+    /// CORS filter answer each of them, allowed origin or not, so none reaches authz or the backend. It routes to the
+    /// backend rather than answering directly because the CORS filter ignores direct-response routes.
+    /// </summary>
+    private static Node? Preflight(RouteConfig route)
     {
         var m = route.Match;
-        var headers = new List<object>();
-        if (m.Methods.Count > 0)
+        if (route.Cors is not { } cors || (m.Headers.Count == 0 && (m.Methods.Count == 0 || m.Methods.Contains("OPTIONS"))))
+            return null;
+        var headers = new List<object>
         {
-            headers.Add(Yaml.Map(("name", ":method"), ("string_match", m.Methods.Count == 1
-                ? Yaml.Map(("exact", m.Methods[0]))
-                : Yaml.Map(("safe_regex", Yaml.Map(("regex", "^(" + string.Join('|', m.Methods) + ")$")))))));
-        }
-        foreach (var (name, value) in m.Headers)
-            headers.Add(Yaml.Map(("name", name), ("string_match", Yaml.Map(("exact", value)))));
+            HeaderMatch(":method", ["OPTIONS"]),
+            Yaml.Map(("name", "origin"), ("present_match", true)),
+            m.Methods.Count == 0 ? Yaml.Map(("name", "access-control-request-method"), ("present_match", true)) : HeaderMatch("access-control-request-method", m.Methods),
+        };
+        var policy = Cors(cors);
+        policy.Add("forward_not_matching_preflights", false);
+        return Yaml.Map(
+            ("name", route.Name + ".preflight"),
+            ("match", PathMatch(m, headers)),
+            ("route", Yaml.Map(("cluster", route.Backends[0].Name))),
+            ("typed_per_filter_config", Yaml.Map((CorsFilter, policy), (ExtAuthzFilter, AuthzPerRoute(route.Auth, route.Tenant)))));
+    }
+
+    private static Node HeaderMatch(string name, IReadOnlyList<string> values) => Yaml.Map(("name", name), ("string_match", values.Count == 1
+        ? Yaml.Map(("exact", values[0]))
+        : Yaml.Map(("safe_regex", Yaml.Map(("regex", "^(" + string.Join('|', values) + ")$"))))));
+
+    /// <summary>The route's path and query match, with <paramref name="headers"/> as its header conditions.</summary>
+    private static Node PathMatch(RouteMatch m, List<object> headers)
+    {
         var query = m.Query.Select(q => (object)Yaml.Map(("name", q.Key), ("string_match", Yaml.Map(("exact", q.Value))))).ToList();
         var match = m.Kind switch
         {
@@ -390,6 +418,18 @@ internal static class EnvoyConfig
             match.Add("headers", headers);
         if (query.Count > 0)
             match.Add("query_parameters", query);
+        return match;
+    }
+
+    private static Node Route(GatewayConfig config, RouteConfig route)
+    {
+        var m = route.Match;
+        var headers = new List<object>();
+        if (m.Methods.Count > 0)
+            headers.Add(HeaderMatch(":method", m.Methods));
+        foreach (var (name, value) in m.Headers)
+            headers.Add(Yaml.Map(("name", name), ("string_match", Yaml.Map(("exact", value)))));
+        var match = PathMatch(m, headers);
 
         var action = route.Backends.Count == 1
             ? Yaml.Map(("cluster", route.Backends[0].Name))

@@ -138,6 +138,41 @@ public sealed class RenderTests : IDisposable
         }
     }
 
+    [Theory]
+    [InlineData("any_host", "/catalog/items", "GET", "https://shop.acme.example", "catalog")]      // the route matches GET and HEAD only
+    [InlineData("any_host", "/orders/1", "POST", "https://app.acme.example", "orders")]           // orders-write does not match OPTIONS, orders does
+    [InlineData("host_api.acme.example", "/admin/users", "GET", "https://evil.example", null)]   // no CORS on admin: authz, then 404
+    public void CorsPreflights_ReachARouteWithTheCorsPolicy_EvenWhenTheRouteMatchesMethodsOnly(string virtualHost, string path, string method, string origin, string? policyOf)
+    {
+        RenderExample();
+        var headers = new Dictionary<string, string> { [":method"] = "OPTIONS", ["origin"] = origin, ["access-control-request-method"] = method };
+
+        // The first route Envoy picks for the preflight: the CORS filter acts only on one with a route action and a CORS policy.
+        var route = Routes(virtualHost).First(r => Matches(r.Get("match")!, path, headers));
+
+        var cors = route.Get("typed_per_filter_config", "envoy.filters.http.cors");
+        if (policyOf is null)
+        {
+            Assert.Null(cors);
+            return;
+        }
+        Assert.NotNull(route.Get("route"));
+        Assert.Equal(Route(policyOf).Get("typed_per_filter_config", "envoy.filters.http.cors")!.Seq("allow_origin_string_match").Select(o => o.Str("exact")),
+            cors!.Seq("allow_origin_string_match").Select(o => o.Str("exact")));
+    }
+
+    /// <summary>Envoy's route match for what the example renders: prefix, path_separated_prefix, path; exact, regex and present header matches.</summary>
+    private static bool Matches(YamlNode match, string path, Dictionary<string, string> headers)
+    {
+        var pathMatches = match.Str("prefix") is { } prefix ? path.StartsWith(prefix, StringComparison.Ordinal)
+            : match.Str("path_separated_prefix") is { } segments ? path == segments || path.StartsWith(segments + "/", StringComparison.Ordinal)
+            : match.Str("path") is { } exact ? path == exact
+            : throw new InvalidOperationException("the example renders no other path match");
+        return pathMatches && match.Seq("headers").All(h => headers.TryGetValue(h.Str("name")!, out var value)
+            && (h.Str("present_match") == "true" || h.Str("string_match", "exact") == value
+                || (h.Str("string_match", "safe_regex", "regex") is { } regex && System.Text.RegularExpressions.Regex.IsMatch(value, regex))));
+    }
+
     [Fact]
     public void RateLimitActions_BuildDescriptorsFromAuthzMetadata_GenericKeys_AndRemoteAddress()
     {
