@@ -341,7 +341,8 @@ internal sealed partial class ManifestImporter
                     if (Get(ur, "path") is YamlMappingNode path)
                     {
                         rewriteKind = Str(path, "type") ?? "";
-                        rewrite = rewriteKind == "ReplacePrefixMatch" ? Str(path, "replacePrefixMatch") ?? "/" : Str(path, "replaceFullPath");
+                        // An empty replacePrefixMatch drops the prefix (/foo/bar → /bar), which is the gateway file's rewrite: /.
+                        rewrite = rewriteKind == "ReplacePrefixMatch" ? Str(path, "replacePrefixMatch") is { Length: > 0 } r ? r : "/" : Str(path, "replaceFullPath");
                         rewriteNode = path;
                         rewriteField = ff + ".urlRewrite.path";
                     }
@@ -645,6 +646,12 @@ internal sealed partial class ManifestImporter
         IReadOnlyList<KeyValuePair<string, string>> headers, IReadOnlyList<KeyValuePair<string, string>> query, IReadOnlyList<string> hosts,
         IReadOnlyList<KeyValuePair<string, int>> backends, string? rewrite, string? timeout, int? rank = null, string? cors = null)
     {
+        if (kind != "regex" && path.AsSpan().IndexOfAny('?', '#') >= 0)
+        {
+            // Not a path a request can have (Gateway API's own schema refuses it), and Envoy refuses it in a prefix.
+            Report(m, node, field, $"path '{path}' contains '?' or '#': not imported", "a path match covers the path only; the query string is matched apart");
+            return;
+        }
         if (kind == "prefix" && path.Length > 1)
             path = path.TrimEnd('/');
         var sortedHosts = hosts.Order(StringComparer.Ordinal).ToArray();

@@ -189,6 +189,42 @@ public sealed class ImportTests : IDisposable
     }
 
     [Fact]
+    public void AnEmptyPrefixReplacement_DropsThePrefix_AndPathsWithAQuery_AreReported()
+    {
+        File.WriteAllText(_dir.File("routes.yaml"), """
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: HTTPRoute
+            metadata: { name: a, namespace: ns }
+            spec:
+              rules:
+              - matches: [{ path: { type: PathPrefix, value: /foo } }]
+                filters: [{ type: URLRewrite, urlRewrite: { path: { type: ReplacePrefixMatch, replacePrefixMatch: "" } } }]
+                backendRefs: [{ name: svc, port: 80 }]
+              - matches: [{ path: { type: Exact, value: "/bar?x=1" } }]
+                backendRefs: [{ name: svc, port: 80 }]
+            ---
+            apiVersion: networking.k8s.io/v1
+            kind: Ingress
+            metadata: { name: i, namespace: ns }
+            spec:
+              rules:
+              - http:
+                  paths:
+                  - { path: "/docs#top", pathType: Prefix, backend: { service: { name: svc, port: { number: 80 } } } }
+            """);
+
+        var (code, yaml, stderr) = Run(_dir.File("routes.yaml"));
+
+        Assert.True(code == Cli.Ok, stderr);
+        var file = _dir.File("routes.yaml");
+        Assert.Contains($"{file}:9:15: spec.rules[1].matches[0]: path '/bar?x=1' contains '?' or '#': not imported", stderr, StringComparison.Ordinal);
+        Assert.Contains($"{file}:19:9: spec.rules[0].http.paths[0]: path '/docs#top' contains '?' or '#': not imported", stderr, StringComparison.Ordinal);
+        // Gateway API: /foo/bar with the prefix /foo replaced by "" is /bar, which rewrite: / does.
+        var route = Assert.Single(GatewayLoader.Load(new RulesFile("imported.yaml", yaml)).Routes);
+        Assert.Equal(("/foo", "/"), (route.Match.Path, route.Rewrite));
+    }
+
+    [Fact]
     public void GrpcRoute_ServiceAndMethodMatches_ToHttp2Backends()
     {
         var config = Imported(Path.Combine(Manifests, "grpcroute.yaml"));
