@@ -540,7 +540,8 @@ internal sealed partial class ManifestImporter
                 ("Exact", { } s, null) => ("prefix", $"/{s}"),
                 ("Exact", null, { } n) => ("regex", $"^/[^/]+/{Regex.Escape(n)}$"),
                 ("Exact", null, null) => ("prefix", "/"),
-                ("RegularExpression", _, _) => ("regex", $"^/{service ?? "[^/]+"}/{name ?? "[^/]+"}$"),
+                // Grouped: an alternation in either regex ("Get|List") must not swallow the rest of the pattern.
+                ("RegularExpression", _, _) => ("regex", $"^/(?:{service ?? "[^/]+"})/(?:{name ?? "[^/]+"})$"),
                 _ => ("", ""),
             };
             if (kind.Length == 0 || (kind == "regex" && !IsRegex(path)))

@@ -241,6 +241,29 @@ public sealed class ImportTests : IDisposable
         Assert.Equal("user-v2.grpc.svc.cluster.local:50051", backend.Endpoints.Single().ToString());
     }
 
+    [Theory]
+    [InlineData("/pkg.Users/Get", true)]
+    [InlineData("/pkg.Orders/List", true)]
+    [InlineData("/pkg.Users/Delete", false)]
+    [InlineData("/other.Users/Get", false)]
+    public void GrpcRoute_RegexMethodMatch_MatchesServiceAndMethodEachAsAWhole(string path, bool matches)
+    {
+        File.WriteAllText(_dir.File("grpc.yaml"), """
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: GRPCRoute
+            metadata: { name: g, namespace: ns }
+            spec:
+              rules:
+              - matches: [{ method: { type: RegularExpression, service: "pkg\\.(Users|Orders)", method: "Get|List" } }]
+                backendRefs: [{ name: svc, port: 50051 }]
+            """);
+
+        var regex = Imported(_dir.File("grpc.yaml")).Routes.Single().Match.Path;
+
+        // Envoy matches a route regex against the whole path.
+        Assert.Equal(matches, System.Text.RegularExpressions.Regex.IsMatch(path, $"^(?:{regex})$"));
+    }
+
     [Fact]
     public void MatchesTheGatewayFileCannotExpress_AreLeftOut_NotBroadened()
     {
