@@ -298,12 +298,13 @@ internal static partial class KeysCommand
         return Cli.Invalid;
     }
 
-    [GeneratedRegex("^[a-z0-9][a-z0-9._-]{0,63}$")]
+    // \z, not $: $ also matches before a trailing newline, which would reach the keys file and, as the client, a header value.
+    [GeneratedRegex("^[a-z0-9][a-z0-9._-]{0,63}\\z")]
     private static partial Regex NamePattern();
 
-    [GeneratedRegex("^[A-Za-z0-9._:@/-]{1,128}$")]
+    [GeneratedRegex("^[A-Za-z0-9._:@/-]{1,128}\\z")]
     private static partial Regex ClientPattern();
 
-    [GeneratedRegex("^[\\x21-\\x2B\\x2D-\\x7E]{1,128}$")]
+    [GeneratedRegex("^[\\x21-\\x2B\\x2D-\\x7E]{1,128}\\z")]
     private static partial Regex ScopePattern();
 }

@@ -183,6 +183,10 @@ public sealed class KeysCommandTests : IDisposable
     [Theory]
     [InlineData("--tenant", "Acme Corp", "tenant 'Acme Corp' must match")]
     [InlineData("--client", "bad\r\nx-admin: true", "must be 1 to 128 characters")]
+    [InlineData("--client", "billing\n", "must be 1 to 128 characters")]   // a trailing newline too: the client becomes a header value
+    [InlineData("--tenant", "acme\n", "must match")]
+    [InlineData("--plan", "free\n", "must match")]
+    [InlineData("--scope", "read\n", "scope 'read")]
     [InlineData("--scope", "a b", "scope 'a b'")]
     [InlineData("--expires", "next tuesday", "neither an RFC 3339 time")]
     [InlineData("--expires", "2020-01-01T00:00:00Z", "is not in the future")]
