@@ -289,6 +289,8 @@ internal static class EnvoyConfig
                     ("normalize_path", true),
                     ("merge_slashes", true),
                     ("path_with_escaped_slashes_action", "UNESCAPE_AND_REDIRECT"),
+                    // api.acme.example. is api.acme.example, as for the loader and authz: the same virtual host, not "*".
+                    ("strip_trailing_host_dot", true),
                     ("common_http_protocol_options", Yaml.Map(("headers_with_underscores_action", "REJECT_REQUEST"))),
                     ("early_header_mutation_extensions", new List<object> { IdentityHeaderRemoval(config) }),
                     ("http_filters", HttpFilters(config)),

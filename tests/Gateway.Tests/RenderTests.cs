@@ -90,6 +90,8 @@ public sealed class RenderTests : IDisposable
         Assert.Equal("true", hcm.Str("normalize_path"));
         Assert.Equal("true", hcm.Str("merge_slashes"));
         Assert.Equal("UNESCAPE_AND_REDIRECT", hcm.Str("path_with_escaped_slashes_action"));
+        // Hosts are matched without a trailing dot, as the loader reads them and authz finds the tenant.
+        Assert.Equal("true", hcm.Str("strip_trailing_host_dot"));
         Assert.Equal(
             ["envoy.filters.http.cors", "envoy.filters.http.ext_authz", "envoy.filters.http.ratelimit", "envoy.filters.http.router"],
             hcm.Seq("http_filters").Select(f => f.Str("name")));
