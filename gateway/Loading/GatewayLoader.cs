@@ -108,8 +108,10 @@ internal static partial class GatewayLoader
             CheckRouteHosts(routes, tenants);
             CheckConflicts(routes);
 
-            return new GatewayConfig(File.Path, services, listeners, backends, routes.Select(r => r.Route).ToArray(), tenants, providers, policies,
+            var config = new GatewayConfig(File.Path, services, listeners, backends, routes.Select(r => r.Route).ToArray(), tenants, providers, policies,
                 apiKeys, identity, stripCredentials, stripAuthorization, quotas, defaultPolicy, clientAddress, root);
+            CheckIdentityHeaderMatches(routes, Render.EnvoyConfig.IdentityHeaderNames(config));
+            return config;
         }
 
         // ---- services ----------------------------------------------------------------------------------------------
@@ -860,6 +862,24 @@ internal static partial class GatewayLoader
                         same ? $"conflicts with route '{a.Name}': both match the same requests" : $"never matches: route '{a.Name}' above it matches every request it would",
                         same ? "give the routes different matches, or merge them" : "routes are tried in order: move the more specific route first");
                     break;
+                }
+            }
+        }
+
+        /// <summary>
+        /// Every listener removes the identity headers on arrival and authz sets them only after routing, so a route
+        /// matching one never matches (and could not route by what authz found: the route is chosen first).
+        /// </summary>
+        private void CheckIdentityHeaderMatches(List<ReadRoute> routes, IReadOnlyList<string> identityHeaders)
+        {
+            for (var i = 0; i < routes.Count; i++)
+            {
+                foreach (var (name, _) in routes[i].Route.Match.Headers.Where(h => identityHeaders.Contains(h.Key, StringComparer.OrdinalIgnoreCase)))
+                {
+                    var match = Field((YamlMappingNode)routes[i].Node, "match") as YamlMappingNode;
+                    y.Add(match is null ? routes[i].Node : Field(match, "headers") ?? match, $"routes[{i}].match.headers",
+                        $"'{name}' is an identity header: every listener removes it on arrival and authz sets it after routing, so the route would never match",
+                        "route by host (hosts) or match another header; pin the tenant with tenant:");
                 }
             }
         }

@@ -232,6 +232,19 @@ public sealed partial class ValidateTests
         Assert.Empty(GatewayFiles.Errors(GatewayFiles.Minimal.Replace("match: { prefix: / }", $"match: {{ regex: '{regex}' }}", StringComparison.Ordinal)));
     }
 
+    [Theory]
+    [InlineData("", "x-legate-tenant")]
+    [InlineData("identity_headers: { tenant: x-org, claims: { email: x-user-email } }\n", "x-user-email")]
+    public void ARouteMatchingAnIdentityHeader_NeverMatches_AndIsAnError(string identity, string header)
+    {
+        var errors = GatewayFiles.Errors(identity + GatewayFiles.Minimal.Replace("match: { prefix: / }", $"match: {{ prefix: /, headers: {{ {header}: acme }} }}", StringComparison.Ordinal));
+
+        var error = Assert.Single(errors);
+        Assert.Equal("routes[0].match.headers", error.Field);
+        Assert.Contains($"'{header}' is an identity header", error.Problem, StringComparison.Ordinal);
+        Assert.Empty(GatewayFiles.Errors(identity + GatewayFiles.Minimal.Replace("match: { prefix: / }", "match: { prefix: /, headers: { x-canary: \"1\" } }", StringComparison.Ordinal)));
+    }
+
     [Fact]
     public void AFlushIntervalEnvoyRefuses_IsAnError()
     {
