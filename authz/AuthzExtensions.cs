@@ -48,11 +48,11 @@ public static class AuthzExtensions
         // (the distinct-token benchmark: every call verifies a signature).
         var capacity = builder.Configuration.GetValue(TokenCacheCapacityKey, 10_000);
         if (capacity < 0)
-            throw new InvalidOperationException($"{TokenCacheCapacityKey} must be 0 (off) or more; was {capacity}.");
+            throw new OptionsValidationException(TokenCacheCapacityKey, typeof(int), [$"{TokenCacheCapacityKey} must be 0 (off) or more; was {capacity}."]);
         var nativeRsaText = builder.Configuration[NativeRsaKey];
         var nativeRsa = true;
         if (!string.IsNullOrEmpty(nativeRsaText) && !bool.TryParse(nativeRsaText, out nativeRsa))
-            throw new InvalidOperationException($"{NativeRsaKey} must be true or false; was '{nativeRsaText}'.");
+            throw new OptionsValidationException(NativeRsaKey, typeof(bool), [$"{NativeRsaKey} must be true or false; was '{nativeRsaText}'."]);
         services.TryAddSingleton(sp => new JwtValidator(sp.GetRequiredService<TimeProvider>(),
             capacity == 0 ? null : new ValidatedTokenCache(sp.GetRequiredService<TimeProvider>(), capacity, metrics: sp.GetRequiredService<IMetricFactory>()),
             nativeRsa, sp.GetRequiredService<ILogger<JwtValidator>>()));

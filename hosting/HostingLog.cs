@@ -16,6 +16,10 @@ internal static partial class HostingLog
     [LoggerMessage(EventId = 3, EventName = "Stopped", Level = LogLevel.Information, Message = "{Service} stopped")]
     public static partial void Stopped(ILogger logger, string service);
 
+    [LoggerMessage(EventId = 4, EventName = "StartRefused", Level = LogLevel.Critical,
+        Message = "{Service} did not start: {Reason}")]
+    public static partial void StartRefused(ILogger logger, string service, string reason);
+
     [LoggerMessage(EventId = 10, EventName = "RulesLoaded", Level = LogLevel.Information,
         Message = "Rules '{Rules}' loaded from {Path} (version {Version})")]
     public static partial void RulesLoaded(ILogger logger, string rules, string path, long version);

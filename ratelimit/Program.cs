@@ -1,14 +1,5 @@
 using Legate.Hosting;
 
-if (HealthProbe.IsRequested(args))
-    return await HealthProbe.RunAsync(args);
-
-var builder = WebApplication.CreateBuilder(args);
-builder.AddLegateHosting("ratelimit", RateLimitExtensions.GrpcServiceName);
-builder.AddRateLimit();
-
-var app = builder.Build();
-app.MapLegateEndpoints();
-app.MapRateLimit();
-await app.RunAsync();
-return 0;
+return await LegateProgram.RunAsync(args, "ratelimit", RateLimitExtensions.GrpcServiceName,
+    static builder => builder.AddRateLimit(),
+    static app => app.MapRateLimit());

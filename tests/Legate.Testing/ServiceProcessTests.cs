@@ -73,7 +73,43 @@ public abstract class ServiceProcessTests(string folder, string assemblyName, st
 
         var exitCode = await service.WaitForExitAsync(TimeSpan.FromSeconds(30));
 
-        Assert.NotEqual(0, exitCode);
-        Assert.Contains("Legate:MaxReceiveMessageSize must be at least 1024 bytes", service.Output, StringComparison.Ordinal);
+        AssertStartRefused(service, exitCode, "Legate:MaxReceiveMessageSize must be at least 1024 bytes");
+    }
+
+    [Fact]
+    public async Task AnOptionThatIsNotANumber_StopsStartUpWithTheKeyNamed()
+    {
+        await using var service = ServiceProcess.Start(Assembly, ["--Legate:MaxStreamsPerConnection=many"]);
+
+        var exitCode = await service.WaitForExitAsync(TimeSpan.FromSeconds(30));
+
+        AssertStartRefused(service, exitCode, "'many' at 'Legate:MaxStreamsPerConnection'");
+    }
+
+    [Fact]
+    public async Task APortInUse_StopsStartUpWithTheAddressNamed()
+    {
+        using var taken = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        taken.Start();
+        var port = ((IPEndPoint)taken.LocalEndpoint).Port;
+        await using var service = ServiceProcess.Start(Assembly, [$"--Legate:HttpPort={port}", "--Legate:BindAddress=127.0.0.1"]);
+
+        var exitCode = await service.WaitForExitAsync(TimeSpan.FromSeconds(30));
+
+        AssertStartRefused(service, exitCode, $"127.0.0.1:{port}");
+        Assert.Contains("address already in use", service.Output, StringComparison.OrdinalIgnoreCase);
+    }
+
+    /// <summary>
+    /// A start refused for its input: exit code 1 and one line that names what was wrong, not an unhandled-exception
+    /// abort (exit code 134, SIGABRT) with a stack trace on stderr.
+    /// </summary>
+    protected static void AssertStartRefused(ServiceProcess service, int exitCode, string named)
+    {
+        ArgumentNullException.ThrowIfNull(service);
+        Assert.True(exitCode == 1, $"exit code {exitCode}:\n{service.Output}");
+        Assert.Contains(" did not start: ", service.Output, StringComparison.Ordinal);
+        Assert.Contains(named, service.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain("Unhandled exception", service.Output, StringComparison.Ordinal);
     }
 }
