@@ -99,10 +99,16 @@ public sealed class ApiKeySetLoader : IRulesLoader<ApiKeySet>
         if (hash.Length != 32)
             throw YamlRules.Error(file, hexNode, path + ".sha256", "must be 64 hexadecimal digits (the SHA-256 of the key)");
 
-        var tenant = RequiredString(file, map, path, "tenant").Value;
-        var client = RequiredString(file, map, path, "client").Value;
+        var (tenant, tenantNode) = RequiredString(file, map, path, "tenant");
+        if (!ApiKeyRecordRules.IsName(tenant))
+            throw YamlRules.Error(file, tenantNode, path + ".tenant", $"must match {ApiKeyRecordRules.NameRule}, as tenant names in the policy file do");
+        var (client, clientNode) = RequiredString(file, map, path, "client");
+        if (!ApiKeyRecordRules.IsClientId(client))
+            throw YamlRules.Error(file, clientNode, path + ".client", $"must be {ApiKeyRecordRules.ClientRule} (it becomes a header value)");
         var scopes = Scopes(file, map, path);
         var plan = OptionalString(file, map, path, "plan");
+        if (plan is not null && !ApiKeyRecordRules.IsName(plan))
+            throw YamlRules.Error(file, Field(map, "plan")!, path + ".plan", $"must match {ApiKeyRecordRules.NameRule}");
         var description = OptionalString(file, map, path, "description");
         var created = Date(file, map, path, "created") ?? DateTimeOffset.UnixEpoch;
         var expires = Date(file, map, path, "expires");
@@ -146,8 +152,8 @@ public sealed class ApiKeySetLoader : IRulesLoader<ApiKeySet>
         var i = 0;
         foreach (var item in list)
         {
-            if (item is not YamlScalarNode { Value: { Length: > 0 } scope } || scope.Any(char.IsWhiteSpace))
-                throw YamlRules.Error(file, item, string.Create(CultureInfo.InvariantCulture, $"{path}.scopes[{i}]"), "a scope is a non-empty name without spaces");
+            if (item is not YamlScalarNode { Value: { } scope } || !ApiKeyRecordRules.IsScope(scope))
+                throw YamlRules.Error(file, item, string.Create(CultureInfo.InvariantCulture, $"{path}.scopes[{i}]"), $"a scope is {ApiKeyRecordRules.ScopeRule}");
             builder.Add(scope);
             i++;
         }

@@ -813,10 +813,10 @@ internal sealed partial class ManifestImporter
 
     private static string? Str(YamlMappingNode map, string key) => Get(map, key) is YamlScalarNode { Value: { } v } ? v : null;
 
-    [GeneratedRegex("^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")]
+    [GeneratedRegex("^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\\z")]
     private static partial Regex HostPattern();
 
-    [GeneratedRegex("^[a-z0-9!#$%&'*+.^_`|~-]{1,128}$")]
+    [GeneratedRegex("^[a-z0-9!#$%&'*+.^_`|~-]{1,128}\\z")]
     private static partial Regex HeaderPattern();
 
     [GeneratedRegex("[\\^$()\\[\\]{}|+?\\\\]")]
@@ -825,9 +825,9 @@ internal sealed partial class ManifestImporter
     [GeneratedRegex("([0-9]{1,5})(h|ms|m|s)")]
     private static partial Regex DurationPart();
 
-    [GeneratedRegex("^[A-Za-z0-9/][A-Za-z0-9/_.@-]*$")]
+    [GeneratedRegex("^[A-Za-z0-9/][A-Za-z0-9/_.@-]*\\z")]
     private static partial Regex PlainScalar();
 
-    [GeneratedRegex("^([0-9._+-]+|(?i:y|n|yes|no|true|false|on|off|null|~))$")]
+    [GeneratedRegex("^([0-9._+-]+|(?i:y|n|yes|no|true|false|on|off|null|~))\\z")]
     private static partial Regex NotPlain();
 }

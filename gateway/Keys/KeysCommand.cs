@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text.RegularExpressions;
 using Legate.Authz.ApiKeys;
 using Legate.Hosting.Rules;
 using StackExchange.Redis;
@@ -11,7 +10,7 @@ namespace Legate.Gateway.Keys;
 /// or Redis (the store every authz replica shares). A new key is printed once, alone on stdout, so a script can
 /// capture it; only its SHA-256 is stored. Nothing here ever prints a key again or a hash.
 /// </summary>
-internal static partial class KeysCommand
+internal static class KeysCommand
 {
     public const string Help = """
           legate keys create --tenant T --client C [--scope S]... [--expires WHEN] [--plan P] [--description D] [--prefix X] STORE
@@ -93,10 +92,10 @@ internal static partial class KeysCommand
         var client = options.GetValueOrDefault("--client")?.Single();
         if (tenant is null || client is null)
             return UsageError(stderr, "create needs --tenant and --client");
-        if (!NamePattern().IsMatch(tenant))
-            return Invalid(stderr, $"tenant '{tenant}' must match [a-z0-9][a-z0-9._-]* (at most 64 characters), as tenant names in the policy file do");
-        if (!ClientPattern().IsMatch(client))
-            return Invalid(stderr, $"client '{client}' must be 1 to 128 characters of A-Z a-z 0-9 . _ : @ / - (it becomes a header value)");
+        if (!ApiKeyRecordRules.IsName(tenant))
+            return Invalid(stderr, $"tenant '{tenant}' must match {ApiKeyRecordRules.NameRule}, as tenant names in the policy file do");
+        if (!ApiKeyRecordRules.IsClientId(client))
+            return Invalid(stderr, $"client '{client}' must be {ApiKeyRecordRules.ClientRule} (it becomes a header value)");
         var scopes = new List<string>();
         foreach (var value in options.GetValueOrDefault("--scope") ?? [])
             scopes.Add(value);
@@ -104,12 +103,12 @@ internal static partial class KeysCommand
             scopes.AddRange(value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries));
         foreach (var scope in scopes)
         {
-            if (!ScopePattern().IsMatch(scope))
-                return Invalid(stderr, $"scope '{scope}' must be 1 to 128 printable characters without spaces or commas");
+            if (!ApiKeyRecordRules.IsScope(scope))
+                return Invalid(stderr, $"scope '{scope}' must be {ApiKeyRecordRules.ScopeRule}");
         }
         var plan = options.GetValueOrDefault("--plan")?.Single();
-        if (plan is not null && !NamePattern().IsMatch(plan))
-            return Invalid(stderr, $"plan '{plan}' must match [a-z0-9][a-z0-9._-]* (at most 64 characters)");
+        if (plan is not null && !ApiKeyRecordRules.IsName(plan))
+            return Invalid(stderr, $"plan '{plan}' must match {ApiKeyRecordRules.NameRule}");
         var description = options.GetValueOrDefault("--description")?.Single();
         if (description is not null && (description.Length > 256 || description.Any(char.IsControl)))
             return Invalid(stderr, "a description is at most 256 characters, without control characters");
@@ -297,14 +296,4 @@ internal static partial class KeysCommand
         stderr.WriteLine($"legate keys: {problem}.");
         return Cli.Invalid;
     }
-
-    // \z, not $: $ also matches before a trailing newline, which would reach the keys file and, as the client, a header value.
-    [GeneratedRegex("^[a-z0-9][a-z0-9._-]{0,63}\\z")]
-    private static partial Regex NamePattern();
-
-    [GeneratedRegex("^[A-Za-z0-9._:@/-]{1,128}\\z")]
-    private static partial Regex ClientPattern();
-
-    [GeneratedRegex("^[\\x21-\\x2B\\x2D-\\x7E]{1,128}\\z")]
-    private static partial Regex ScopePattern();
 }

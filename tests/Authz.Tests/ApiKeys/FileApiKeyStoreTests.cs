@@ -84,6 +84,13 @@ public sealed class FileApiKeyStoreTests : IDisposable
         { $"- id: AAAAAAAAAAAA\n  sha256: {Hash}\n  tenant: a\n  client: c\n  revoked: yes\n", "keys.yaml:5:12: [0].revoked: must be true or false" },
         { $"- id: AAAAAAAAAAAA\n  sha256: {Hash}\n  tenant: a\n  client: c\n  scopes: read\n", "keys.yaml:5:11: [0].scopes: must be a list" },
         { $"- id: AAAAAAAAAAAA\n  sha256: {Hash}\n  tenant: a\n  client: c\n- id: AAAAAAAAAAAA\n  sha256: {Hash}\n  tenant: a\n  client: c\n", "keys.yaml:5:7: [1].id: key id 'AAAAAAAAAAAA' is already used at keys.yaml:1" },
+        // Values the identity headers and rate-limit descriptors carry: what `legate keys create` refuses, the file refuses too.
+        { $"- id: AAAAAAAAAAAA\n  sha256: {Hash}\n  tenant: \"acme\\n\"\n  client: c\n", "keys.yaml:3:11: [0].tenant: must match [a-z0-9][a-z0-9._-]*" },
+        { $"- id: AAAAAAAAAAAA\n  sha256: {Hash}\n  tenant: Acme\n  client: c\n", "keys.yaml:3:11: [0].tenant: must match" },
+        { $"- id: AAAAAAAAAAAA\n  sha256: {Hash}\n  tenant: a\n  client: \"billing\\n\"\n", "keys.yaml:4:11: [0].client: must be 1 to 128 characters" },
+        { $"- id: AAAAAAAAAAAA\n  sha256: {Hash}\n  tenant: a\n  client: billing service\n", "keys.yaml:4:11: [0].client: must be 1 to 128 characters" },
+        { $"- id: AAAAAAAAAAAA\n  sha256: {Hash}\n  tenant: a\n  client: c\n  plan: \"gold\\n\"\n", "keys.yaml:5:9: [0].plan: must match" },
+        { $"- id: AAAAAAAAAAAA\n  sha256: {Hash}\n  tenant: a\n  client: c\n  scopes: [\"read,write\"]\n", "keys.yaml:5:12: [0].scopes[0]: a scope is 1 to 128 printable ASCII characters" },
         { "id: AAAAAAAAAAAA\n", "keys.yaml:1:1: a keys file is a list of key records" },
         { "- [oops\n", "keys.yaml:" },
     };
@@ -100,7 +107,8 @@ public sealed class FileApiKeyStoreTests : IDisposable
     [Fact]
     public void Writer_RoundTrips_ThroughTheLoader()
     {
-        var odd = TestKeys.New(tenant: "ac\"me: {x}", client: "- weird\n# client").Record with { Description = "multi\nline 'quoted' ✓", Plan = null };
+        // Values YAML would misread unquoted, within what a record may hold (ApiKeyRecordRules).
+        var odd = TestKeys.New(tenant: "0.5", client: "-:@/weird").Record with { Description = "multi\nline 'quoted': {x} # ✓", Plan = "true" };
         var plain = TestKeys.New(expires: TestKeys.Now.AddDays(30)).Record with { Revoked = true };
 
         var set = Load(ApiKeyFileWriter.Serialize([odd, plain]));

@@ -1,0 +1,33 @@
+using System.Text.RegularExpressions;
+
+namespace Legate.Authz.ApiKeys;
+
+/// <summary>
+/// What a key record's tenant, client, plan and scopes may be: one rule for the keys file, Redis records written by
+/// <c>legate keys</c>, and that command. They become identity header values and rate-limit descriptor values, so no
+/// spaces, control characters (a trailing newline included) or commas (header lists).
+/// </summary>
+public static partial class ApiKeyRecordRules
+{
+    /// <summary>For tenant and plan names, as tenant names in the policy file.</summary>
+    public const string NameRule = "[a-z0-9][a-z0-9._-]* (at most 64 characters)";
+
+    public const string ClientRule = "1 to 128 characters of A-Z a-z 0-9 . _ : @ / -";
+
+    public const string ScopeRule = "1 to 128 printable ASCII characters without spaces or commas";
+
+    public static bool IsName(string value) => NamePattern().IsMatch(value);
+
+    public static bool IsClientId(string value) => ClientPattern().IsMatch(value);
+
+    public static bool IsScope(string value) => ScopePattern().IsMatch(value);
+
+    [GeneratedRegex("^[a-z0-9][a-z0-9._-]{0,63}\\z")]
+    private static partial Regex NamePattern();
+
+    [GeneratedRegex("^[A-Za-z0-9._:@/-]{1,128}\\z")]
+    private static partial Regex ClientPattern();
+
+    [GeneratedRegex("^[\\x21-\\x2B\\x2D-\\x7E]{1,128}\\z")]
+    private static partial Regex ScopePattern();
+}
