@@ -225,6 +225,33 @@ public sealed class ImportTests : IDisposable
     }
 
     [Fact]
+    public void AHostWithATrailingNewline_IsReported_AndTheRestIsImported()
+    {
+        File.WriteAllText(_dir.File("ingress.yaml"), """
+            apiVersion: networking.k8s.io/v1
+            kind: Ingress
+            metadata: { name: i, namespace: ns }
+            spec:
+              rules:
+              - host: "api.example.com\n"
+                http:
+                  paths:
+                  - { path: /a, pathType: Prefix, backend: { service: { name: svc, port: { number: 80 } } } }
+              - host: api.example.com
+                http:
+                  paths:
+                  - { path: /b, pathType: Prefix, backend: { service: { name: svc, port: { number: 80 } } } }
+            """);
+
+        var (code, yaml, stderr) = Run(_dir.File("ingress.yaml"));
+
+        Assert.True(code == Cli.Ok, stderr);
+        Assert.Contains($"{_dir.File("ingress.yaml")}:6:11: spec.rules[0].host: 'api.example.com\n' is not a host name: not imported", stderr, StringComparison.Ordinal);
+        var route = Assert.Single(GatewayLoader.Load(new RulesFile("imported.yaml", yaml)).Routes);
+        Assert.Equal(["api.example.com"], route.Match.Hosts);
+    }
+
+    [Fact]
     public void GrpcRoute_ServiceAndMethodMatches_ToHttp2Backends()
     {
         var config = Imported(Path.Combine(Manifests, "grpcroute.yaml"));
