@@ -15,7 +15,8 @@ internal static class Re2Syntax
         ArgumentNullException.ThrowIfNull(pattern);
         try
         {
-            _ = new Regex(pattern, RegexOptions.None, TimeSpan.FromSeconds(1));
+            // RE2's (?P<name>...) is .NET's (?<name>...).
+            _ = new Regex(pattern.Replace("(?P<", "(?<", StringComparison.Ordinal), RegexOptions.None, TimeSpan.FromSeconds(1));
         }
         catch (ArgumentException e)
         {
@@ -32,6 +33,9 @@ internal static class Re2Syntax
                     return "back-references are not RE2 syntax";
                 if (!inClass && escaped is 'Z' or 'G')
                     return $"\\{escaped} is not RE2 syntax (\\z is the end of the text)";
+                // .NET also knows \e, \cX, \uFFFF and, in a class, \b (backspace): RE2 refuses every letter it does not list.
+                if (char.IsAsciiLetter(escaped) && !(inClass ? "dDsSwWpPxafnrtv" : "dDsSwWpPxafnrtvbBAzCQE").Contains(escaped, StringComparison.Ordinal))
+                    return $"\\{escaped} is not RE2 syntax";
                 continue;
             }
             if (inClass)
@@ -55,6 +59,8 @@ internal static class Re2Syntax
                 var group = pattern.AsSpan(i + 2);
                 if (group.StartsWith("=") || group.StartsWith("!") || group.StartsWith("<=") || group.StartsWith("<!"))
                     return "look-around is not RE2 syntax";
+                if (group.StartsWith("P<"))
+                    continue;
                 if (group[0] is '>' or '(' or '#' or '\'')
                     return $"(?{group[0]} is not RE2 syntax (no atomic groups, conditionals, comments or (?'name') groups)";
                 // Inline flags: RE2 knows i, m and s (and U, which .NET does not).

@@ -210,6 +210,9 @@ public sealed partial class ValidateTests
     [InlineData("{ regex: \"^/(?>a+)$\" }", "routes[0].match.regex", "atomic groups")]
     [InlineData("{ regex: \"^/x\\\\Z\" }", "routes[0].match.regex", "\\Z is not RE2 syntax")]
     [InlineData("{ regex: \"(?x)^/ x $\" }", "routes[0].match.regex", "the flags (?x)")]
+    [InlineData("{ regex: \"^/caf\\\\u00e9$\" }", "routes[0].match.regex", "\\u is not RE2 syntax")]
+    [InlineData("{ regex: \"^/x\\\\cJ$\" }", "routes[0].match.regex", "\\c is not RE2 syntax")]
+    [InlineData("{ regex: \"^/[\\\\b]$\" }", "routes[0].match.regex", "\\b is not RE2 syntax")]
     [InlineData("{ prefix: \"/orders?debug=1\" }", "routes[0].match.prefix", "contains '?' or '#'")]
     [InlineData("{ path: \"/page#top\" }", "routes[0].match.path", "contains '?' or '#'")]
     public void WhatEnvoyRefusesInAMatch_IsAnError(string match, string field, string problem)
@@ -226,6 +229,8 @@ public sealed partial class ValidateTests
     [InlineData("^/v[0-9]+/(orders|items)/[^/]+$")]
     [InlineData("(?i)^/API/(?:v1|v2)/[]a-z-]+\\.json$")]
     [InlineData("^/(?<version>v[0-9])/[^?]*$")]
+    [InlineData("^/(?P<version>v[0-9])/[^?]*$")]
+    [InlineData("^/[[:alpha:]]+/\\d+\\b\\x41\\p{L}$")]
     [InlineData("^/a\\(b\\)[\\\\(]$")]
     public void Re2Regexes_AreValid(string regex)
     {
