@@ -268,6 +268,27 @@ public sealed partial class HelmChartTests
     }
 
     [Fact]
+    public async Task QuotedRedisFalse_IsAFileKeyStore_AsForTheGatewayLoader()
+    {
+        // The loaders read the scalar "false", quoted or not, as false; to Helm a non-empty string is true.
+        var path = Path.Combine(Path.GetTempPath(), $"legate-quoted-false-gateway-{Environment.ProcessId}.yaml");
+        File.WriteAllText(path, """
+            listeners: [{ name: http, address: 0.0.0.0, port: 8080 }]
+            api_keys: { file: keys.yaml, redis: "false" }
+            """);
+        try
+        {
+            var chart = await HelmChart.TemplateWithArgsAsync("-f", Path.Combine(HelmChart.Directory, "ci", "memory-store.yaml"), "--set-file", "gateway=" + path);
+
+            Assert.Null(HelmChart.Container(chart.Deployment("authz"), "authz").Seq("env").SingleOrDefault(e => e.Str("name") == "Legate__Redis__Configuration"));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
     public async Task RedisKeyStore_WithoutAnyRedis_IsRefused()
     {
         var (exitCode, _, stderr) = await HelmChart.HelmAsync("template", HelmChart.Release, HelmChart.Directory,

@@ -119,7 +119,8 @@ and refuses to start without it. Only then, since with Redis configured authz's 
 */}}
 {{- define "legate.authzUsesRedis" -}}
 {{- $gateway := fromYaml (include "legate.gatewayFile" .) -}}
-{{- if and (kindIs "map" $gateway.api_keys) $gateway.api_keys.redis -}}true{{- end -}}
+{{- /* As the loaders read it: true or "true"; a quoted "false" is a non-empty, truthy string to Helm. */ -}}
+{{- if and (kindIs "map" $gateway.api_keys) (eq (toString $gateway.api_keys.redis) "true") -}}true{{- end -}}
 {{- end -}}
 
 {{- define "legate.imagePullSecrets" -}}
