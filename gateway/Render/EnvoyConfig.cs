@@ -385,11 +385,12 @@ internal static class EnvoyConfig
         var m = route.Match;
         if (route.Cors is not { } cors || (m.Headers.Count == 0 && (m.Methods.Count == 0 || m.Methods.Contains("OPTIONS"))))
             return null;
+        // Non-empty, as the CORS filter takes them: with an empty one it passes the request on (to authz and the backend).
         var headers = new List<object>
         {
             HeaderMatch(":method", ["OPTIONS"]),
-            Yaml.Map(("name", "origin"), ("present_match", true)),
-            m.Methods.Count == 0 ? Yaml.Map(("name", "access-control-request-method"), ("present_match", true)) : HeaderMatch("access-control-request-method", m.Methods),
+            NonEmpty("origin"),
+            m.Methods.Count == 0 ? NonEmpty("access-control-request-method") : HeaderMatch("access-control-request-method", m.Methods),
         };
         var policy = Cors(cors);
         policy.Add("forward_not_matching_preflights", false);
@@ -399,6 +400,8 @@ internal static class EnvoyConfig
             ("route", Yaml.Map(("cluster", route.Backends[0].Name))),
             ("typed_per_filter_config", Yaml.Map((CorsFilter, policy), (ExtAuthzFilter, AuthzPerRoute(route.Auth, route.Tenant)))));
     }
+
+    private static Node NonEmpty(string header) => Yaml.Map(("name", header), ("string_match", Yaml.Map(("safe_regex", Yaml.Map(("regex", ".+"))))));
 
     private static Node HeaderMatch(string name, IReadOnlyList<string> values) => Yaml.Map(("name", name), ("string_match", values.Count == 1
         ? Yaml.Map(("exact", values[0]))

@@ -163,6 +163,19 @@ public sealed class RenderTests : IDisposable
             cors!.Seq("allow_origin_string_match").Select(o => o.Str("exact")));
     }
 
+    [Fact]
+    public void AnOptionsRequestWithAnEmptyOrigin_NeverTakesThePreflightRoute()
+    {
+        RenderExample();
+        // The CORS filter lets an empty Origin through as no CORS request: on the preflight route this OPTIONS request
+        // would pass authz to the backend of a route that does not match OPTIONS.
+        var headers = new Dictionary<string, string> { [":method"] = "OPTIONS", ["origin"] = "", ["access-control-request-method"] = "GET" };
+
+        var route = Routes("any_host").First(r => Matches(r.Get("match")!, "/catalog/items", headers));
+
+        Assert.Equal("legate_not_found", route.Str("name"));
+    }
+
     /// <summary>Envoy's route match for what the example renders: prefix, path_separated_prefix, path; exact, regex and present header matches.</summary>
     private static bool Matches(YamlNode match, string path, Dictionary<string, string> headers)
     {
