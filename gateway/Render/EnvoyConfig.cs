@@ -73,6 +73,18 @@ internal static class EnvoyConfig
             ("admin", Yaml.Map(("address", SocketAddress("127.0.0.1", AdminPort)))),
             ("static_resources", Yaml.Map(("listeners", listeners), ("clusters", clusters))),
             ("dynamic_resources", dynamicResources),
+            // Envoy refuses a regex whose RE2 program is larger than 100 by default, a size no one can predict from
+            // the regex (validate checks RE2's syntax, not its size), so a route regex validate accepted could still
+            // be refused with the whole listener. Operators write these regexes, not clients: no hard limit, and a
+            // warning (the re2.exceeded_warn_level counter, and a log line) for the large ones. The admin layer
+            // keeps /runtime_modify working, as without a layered_runtime.
+            ("layered_runtime", Yaml.Map(("layers", new List<object>
+            {
+                Yaml.Map(("name", "legate"), ("static_layer", Yaml.Map(
+                    ("re2.max_program_size.error_level", uint.MaxValue),
+                    ("re2.max_program_size.warn_level", 1000)))),
+                Yaml.Map(("name", "admin"), ("admin_layer", Yaml.Map())),
+            }))),
             ("stats_flush_interval", Yaml.Duration(s.StatsFlushInterval)),
             ("stats_sinks", new List<object>
             {

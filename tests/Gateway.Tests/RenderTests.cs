@@ -70,6 +70,10 @@ public sealed class RenderTests : IDisposable
             Assert.NotNull(cluster.Get("typed_extension_protocol_options", "envoy.extensions.upstreams.http.v3.HttpProtocolOptions", "explicit_http_config", "http2_protocol_options"));
             Assert.NotNull(cluster.Seq("health_checks")[0].Get("grpc_health_check"));
         }
+        // Envoy's default RE2 program-size limit (100) would refuse route regexes validate accepted, with the listener.
+        var layers = bootstrap.Seq("layered_runtime", "layers");
+        Assert.Equal(uint.MaxValue.ToString(System.Globalization.CultureInfo.InvariantCulture), layers[0].Str("static_layer", "re2.max_program_size.error_level"));
+        Assert.NotNull(layers[^1].Get("admin_layer"));
         var sink = bootstrap.Seq("stats_sinks").Single();
         Assert.Equal("envoy.stat_sinks.metrics_service", sink.Str("name"));
         Assert.Equal("true", sink.Str("typed_config", "emit_tags_as_labels"));
