@@ -63,7 +63,10 @@ internal sealed class CertificateFiles
                     {
                         (_certificate, _certificateWritten) = LoadCertificate();
                     }
-                    catch (Exception e) when (e is IOException or System.Security.Cryptography.CryptographicException)
+                    // ArgumentException: a certificate that does not match the key, as when a rotation has written the
+                    // new certificate but not yet its key. Thrown here it would fail the handshake it was checked for.
+                    catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException
+                        or System.Security.Cryptography.CryptographicException)
                     {
                         // A half-written rotation: keep serving the certificate we have and look again later.
                     }

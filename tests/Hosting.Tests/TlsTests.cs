@@ -5,7 +5,9 @@ using Grpc.Health.V1;
 
 using HealthClient = Grpc.Health.V1.Health.HealthClient;
 using Grpc.Net.Client;
+using Legate.Hosting.Tls;
 using Legate.Testing;
+using Microsoft.Extensions.Time.Testing;
 
 namespace Legate.Hosting.Tests;
 
@@ -58,6 +60,23 @@ public sealed class TlsTests : IDisposable
         var error = await Assert.ThrowsAsync<RpcException>(() => CheckHealthAsync(host, _certificates.UntrustedClient));
 
         Assert.Contains(error.StatusCode, RefusedConnection);
+    }
+
+    [Fact]
+    public void ANewCertificateThatDoesNotMatchTheKey_KeepsTheOldOne()
+    {
+        // A rotation that writes the certificate before the key: for a moment the pair does not match.
+        using var rotated = new TestCertificates();
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var selector = new CertificateFiles(new TlsOptions { CertificatePath = _certificates.ServerCertificatePath, KeyPath = _certificates.ServerKeyPath }, time)
+            .ToHttpsOptions().ServerCertificateSelector!;
+        Assert.Equal(_certificates.Server.Thumbprint, selector(null, null)!.Thumbprint);
+
+        File.Copy(rotated.ServerCertificatePath, _certificates.ServerCertificatePath, overwrite: true);
+        File.SetLastWriteTimeUtc(_certificates.ServerCertificatePath, DateTime.UtcNow.AddMinutes(1));
+        time.Advance(TimeSpan.FromSeconds(31));
+
+        Assert.Equal(_certificates.Server.Thumbprint, selector(null, null)!.Thumbprint);
     }
 
     private Dictionary<string, string?> Tls(bool mutual)
