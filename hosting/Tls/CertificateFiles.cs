@@ -1,12 +1,14 @@
 using System.Net.Security;
+using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
+using System.Text;
 using Microsoft.AspNetCore.Server.Kestrel.Https;
 
 namespace Legate.Hosting.Tls;
 
 /// <summary>
 /// Builds the TLS settings of the gRPC listener from PEM files. The server certificate is read again when its
-/// files change (checked at most every 30 s), so a rotated certificate (cert-manager, Vault) needs no restart.
+/// files' contents change (checked at most every 30 s), so a rotated certificate (cert-manager, Vault) needs no restart.
 /// </summary>
 internal sealed class CertificateFiles
 {
@@ -17,14 +19,14 @@ internal sealed class CertificateFiles
     private readonly X509Certificate2Collection? _clientCas;
     private readonly Lock _gate = new();
     private X509Certificate2 _certificate;
-    private DateTime _certificateWritten;
+    private byte[] _certificateHash;
     private DateTimeOffset _nextCheck;
 
     public CertificateFiles(TlsOptions options, TimeProvider time)
     {
         _options = options;
         _time = time;
-        (_certificate, _certificateWritten) = LoadCertificate();
+        (_certificate, _certificateHash) = LoadCertificate(ReadFiles());
         _nextCheck = time.GetUtcNow() + RecheckInterval;
         if (!string.IsNullOrEmpty(options.ClientCaPath))
         {
@@ -56,35 +58,33 @@ internal sealed class CertificateFiles
             if (now >= _nextCheck)
             {
                 _nextCheck = now + RecheckInterval;
-                var written = LastWritten();
-                if (written != _certificateWritten)
+                try
                 {
-                    try
-                    {
-                        (_certificate, _certificateWritten) = LoadCertificate();
-                    }
-                    // ArgumentException: a certificate that does not match the key, as when a rotation has written the
-                    // new certificate but not yet its key. Thrown here it would fail the handshake it was checked for.
-                    catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException
-                        or System.Security.Cryptography.CryptographicException)
-                    {
-                        // A half-written rotation: keep serving the certificate we have and look again later.
-                    }
+                    var files = ReadFiles();
+                    if (!Hash(files).AsSpan().SequenceEqual(_certificateHash))
+                        (_certificate, _certificateHash) = LoadCertificate(files);
+                }
+                // ArgumentException: a certificate that does not match the key, as when a rotation has written the
+                // new certificate but not yet its key. Thrown here it would fail the handshake it was checked for.
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or CryptographicException)
+                {
+                    // A half-written rotation: keep serving the certificate we have and look again later.
                 }
             }
             return _certificate;
         }
     }
 
-    private (X509Certificate2, DateTime) LoadCertificate()
-    {
-        var written = LastWritten();
-        var certificate = X509Certificate2.CreateFromPemFile(_options.CertificatePath!, _options.KeyPath);
-        return (certificate, written);
-    }
+    private static (X509Certificate2, byte[]) LoadCertificate((string Certificate, string Key) files) =>
+        (X509Certificate2.CreateFromPem(files.Certificate, files.Key), Hash(files));
 
-    private DateTime LastWritten() =>
-        new[] { File.GetLastWriteTimeUtc(_options.CertificatePath!), File.GetLastWriteTimeUtc(_options.KeyPath!) }.Max();
+    // Contents, not modification times: in a Kubernetes Secret volume the configured paths are symlinks through
+    // ..data, which a rotation repoints, and a link's own time (what .NET reads) never changes.
+    private (string Certificate, string Key) ReadFiles() =>
+        (File.ReadAllText(_options.CertificatePath!), File.ReadAllText(_options.KeyPath!));
+
+    private static byte[] Hash((string Certificate, string Key) files) =>
+        SHA256.HashData(Encoding.UTF8.GetBytes(files.Certificate + "\0" + files.Key));
 
     // Client certificates must chain to the configured CAs, and only to them: the system trust store is not consulted.
     private bool ValidateClient(X509Certificate2 certificate, X509Chain? _, SslPolicyErrors __)

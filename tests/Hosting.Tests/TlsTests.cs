@@ -63,6 +63,31 @@ public sealed class TlsTests : IDisposable
     }
 
     [Fact]
+    public void RotatedCertificate_BehindKubernetesSymlinks_IsServedAfterTheRecheck()
+    {
+        // A Secret volume: tls.crt -> ..data/tls.crt, ..data -> a timestamped folder. A rotation writes a new folder
+        // and repoints ..data; the tls.crt link itself never changes.
+        using var rotated = new TestCertificates();
+        var dir = Path.Combine(_certificates.Directory, "secret");
+        Directory.CreateDirectory(dir);
+        SecretVersion(dir, "..v1", _certificates);
+        Directory.CreateSymbolicLink(Path.Combine(dir, "..data"), "..v1");
+        File.CreateSymbolicLink(Path.Combine(dir, "tls.crt"), Path.Combine("..data", "tls.crt"));
+        File.CreateSymbolicLink(Path.Combine(dir, "tls.key"), Path.Combine("..data", "tls.key"));
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var selector = new CertificateFiles(new TlsOptions { CertificatePath = Path.Combine(dir, "tls.crt"), KeyPath = Path.Combine(dir, "tls.key") }, time)
+            .ToHttpsOptions().ServerCertificateSelector!;
+        Assert.Equal(_certificates.Server.Thumbprint, selector(null, null)!.Thumbprint);
+
+        SecretVersion(dir, "..v2", rotated);
+        File.Delete(Path.Combine(dir, "..data"));
+        Directory.CreateSymbolicLink(Path.Combine(dir, "..data"), "..v2");
+        time.Advance(TimeSpan.FromSeconds(31));
+
+        Assert.Equal(rotated.Server.Thumbprint, selector(null, null)!.Thumbprint);
+    }
+
+    [Fact]
     public void ANewCertificateThatDoesNotMatchTheKey_KeepsTheOldOne()
     {
         // A rotation that writes the certificate before the key: for a moment the pair does not match.
@@ -77,6 +102,14 @@ public sealed class TlsTests : IDisposable
         time.Advance(TimeSpan.FromSeconds(31));
 
         Assert.Equal(_certificates.Server.Thumbprint, selector(null, null)!.Thumbprint);
+    }
+
+    private static void SecretVersion(string dir, string name, TestCertificates certificates)
+    {
+        var version = Path.Combine(dir, name);
+        Directory.CreateDirectory(version);
+        File.Copy(certificates.ServerCertificatePath, Path.Combine(version, "tls.crt"));
+        File.Copy(certificates.ServerKeyPath, Path.Combine(version, "tls.key"));
     }
 
     private Dictionary<string, string?> Tls(bool mutual)
