@@ -1,4 +1,6 @@
 using System.Net;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Options;
 
 namespace Legate.Hosting;
@@ -89,6 +91,8 @@ internal sealed class LegateServerOptionsValidator : IValidateOptions<LegateServ
                 CheckFile(errors, $"{S}:GrpcTls:KeyPath", tls.KeyPath);
             if (!string.IsNullOrEmpty(tls.ClientCaPath))
                 CheckFile(errors, $"{S}:GrpcTls:ClientCaPath", tls.ClientCaPath);
+            if (errors.Count == 0)
+                CheckTlsFiles(errors, tls);
         }
         else if (!string.IsNullOrEmpty(tls.KeyPath) || !string.IsNullOrEmpty(tls.ClientCaPath))
         {
@@ -102,6 +106,38 @@ internal sealed class LegateServerOptionsValidator : IValidateOptions<LegateServ
     {
         if (port is < 0 or > 65535)
             errors.Add($"{key} must be between 0 and 65535 (was {port}).");
+    }
+
+    // Loaded here so that an unusable file is a refused start naming its key, not an exception out of Kestrel's start.
+    private static void CheckTlsFiles(List<string> errors, TlsOptions tls)
+    {
+        const string S = LegateServerOptions.SectionName;
+        try
+        {
+            using var certificate = X509Certificate2.CreateFromPemFile(tls.CertificatePath!, tls.KeyPath);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or CryptographicException)
+        {
+            errors.Add($"{S}:GrpcTls:CertificatePath: '{tls.CertificatePath}' with the key '{tls.KeyPath}' is not a usable certificate: {e.Message}");
+        }
+        if (string.IsNullOrEmpty(tls.ClientCaPath))
+            return;
+        var cas = new X509Certificate2Collection();
+        try
+        {
+            cas.ImportFromPemFile(tls.ClientCaPath);
+            if (cas.Count == 0)
+                errors.Add($"{S}:GrpcTls:ClientCaPath: no certificate in '{tls.ClientCaPath}'.");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or CryptographicException)
+        {
+            errors.Add($"{S}:GrpcTls:ClientCaPath: '{tls.ClientCaPath}' is not a usable CA bundle: {e.Message}");
+        }
+        finally
+        {
+            foreach (var ca in cas)
+                ca.Dispose();
+        }
     }
 
     private static void CheckFile(List<string> errors, string key, string? path)

@@ -104,6 +104,34 @@ public sealed class TlsTests : IDisposable
         Assert.Equal(_certificates.Server.Thumbprint, selector(null, null)!.Thumbprint);
     }
 
+    [Theory]
+    [InlineData("certificate from another key", "Legate:GrpcTls:CertificatePath")]
+    [InlineData("certificate not PEM", "Legate:GrpcTls:CertificatePath")]
+    [InlineData("client CA not PEM", "Legate:GrpcTls:ClientCaPath")]
+    public async Task UnusableTlsFiles_AreAStartRefusedNamingTheKey(string problem, string key)
+    {
+        using var other = new TestCertificates();
+        var settings = Tls(mutual: true);
+        switch (problem)
+        {
+            case "certificate from another key":
+                File.Copy(other.ServerCertificatePath, _certificates.ServerCertificatePath, overwrite: true);
+                break;
+            case "certificate not PEM":
+                File.WriteAllText(_certificates.ServerCertificatePath, "not a certificate");
+                break;
+            default:
+                File.WriteAllText(_certificates.CaPath, "not a certificate");
+                break;
+        }
+
+        var error = await Assert.ThrowsAnyAsync<Exception>(() => TestHost.StartAsync(settings));
+
+        // What LegateProgram turns into exit code 1 and one line, rather than an abort with a stack trace.
+        Assert.True(LegateProgram.IsRefusedInput(error), error.ToString());
+        Assert.Contains(key, error.Message, StringComparison.Ordinal);
+    }
+
     private static void SecretVersion(string dir, string name, TestCertificates certificates)
     {
         var version = Path.Combine(dir, name);
