@@ -166,6 +166,10 @@ public static class LegateRedisExtensions
     {
         services.AddOptions<RedisOptions>().Bind(configuration.GetSection(RedisOptions.SectionName))
             .Validate(o => !string.IsNullOrWhiteSpace(o.Configuration), $"{RedisOptions.SectionName}:Configuration is required when Redis is used.")
+            // StackExchange.Redis takes no URLs: it would read one as a host name, never connect, and log it, password
+            // included, wherever it describes the connection. The message does not repeat the value for that reason.
+            .Validate(o => !o.Configuration.Contains("://", StringComparison.Ordinal),
+                $"{RedisOptions.SectionName}:Configuration is a URL; StackExchange.Redis takes host:port[,user=...][,password=...][,ssl=true].")
             .ValidateOnStart();
         services.TryAddSingleton(sp => new LegateRedis(sp.GetRequiredService<IOptions<RedisOptions>>(), sp.GetRequiredService<ILogger<LegateRedis>>(),
             sp.GetService<TimeProvider>()));

@@ -1,6 +1,8 @@
 using Legate.Hosting.Redis;
 using Legate.Testing;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Testing;
 using Microsoft.Extensions.Options;
 using StackExchange.Redis;
@@ -111,5 +113,30 @@ public sealed class LegateRedisTests(RedisFixture redis)
         var logged = string.Join('\n', logger.Collector.GetSnapshot().Select(r => r.Message));
         Assert.Contains("127.0.0.1:1", logged, StringComparison.Ordinal);
         Assert.DoesNotContain("hunter2-secret", logged, StringComparison.Ordinal);
+    }
+
+    // StackExchange.Redis takes no URLs: it reads one as a host name, which it then logs, password and all, in every
+    // line that describes the connection (and never connects).
+    [Theory]
+    [InlineData("redis://legate:hunter2-secret@127.0.0.1:6379")]
+    [InlineData("rediss://:hunter2-secret@127.0.0.1:6379/0")]
+    public async Task ARedisUrl_IsAStartRefused_WithoutItsPasswordInAnyLine(string url)
+    {
+        var logs = new FakeLogCollector();
+
+        var error = await Record.ExceptionAsync(async () =>
+        {
+            await using var host = await TestHost.StartAsync(new Dictionary<string, string?> { ["Legate:Redis:Configuration"] = url }, builder =>
+            {
+                builder.Logging.AddProvider(new FakeLoggerProvider(logs));
+                builder.Services.AddLegateRedis(builder.Configuration);
+            });
+        });
+
+        Assert.NotNull(error);
+        Assert.True(LegateProgram.IsRefusedInput(error), error.ToString());
+        Assert.Contains("Legate:Redis:Configuration", error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("hunter2-secret", error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain(logs.GetSnapshot(), r => r.Message.Contains("hunter2-secret", StringComparison.Ordinal));
     }
 }
