@@ -158,6 +158,32 @@ internal sealed class RedisConnectionStarter(LegateRedis redis) : IHostedService
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }
 
+/// <summary>
+/// A configuration StackExchange.Redis cannot read (an unknown option, a value of the wrong type) is an option error
+/// naming it, so the start is refused with one line; the parse would otherwise throw from the connection's constructor
+/// while the host starts, which is an abort with a stack trace.
+/// </summary>
+internal sealed class RedisOptionsValidator : IValidateOptions<RedisOptions>
+{
+    public ValidateOptionsResult Validate(string? name, RedisOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        // Empty and URL configurations are reported by the checks registered beside this one.
+        if (string.IsNullOrWhiteSpace(options.Configuration) || options.Configuration.Contains("://", StringComparison.Ordinal))
+            return ValidateOptionsResult.Success;
+        try
+        {
+            ConfigurationOptions.Parse(options.Configuration);
+            return ValidateOptionsResult.Success;
+        }
+        catch (ArgumentException e)
+        {
+            // StackExchange.Redis names the option and its bad value; it never checks, so never quotes, a password= value.
+            return ValidateOptionsResult.Fail($"{RedisOptions.SectionName}:Configuration: {e.Message}");
+        }
+    }
+}
+
 /// <summary>Registration of the shared Redis connection.</summary>
 public static class LegateRedisExtensions
 {
@@ -171,6 +197,7 @@ public static class LegateRedisExtensions
             .Validate(o => !o.Configuration.Contains("://", StringComparison.Ordinal),
                 $"{RedisOptions.SectionName}:Configuration is a URL; StackExchange.Redis takes host:port[,user=...][,password=...][,ssl=true].")
             .ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<RedisOptions>, RedisOptionsValidator>());
         services.TryAddSingleton(sp => new LegateRedis(sp.GetRequiredService<IOptions<RedisOptions>>(), sp.GetRequiredService<ILogger<LegateRedis>>(),
             sp.GetService<TimeProvider>()));
         services.AddHostedService<RedisConnectionStarter>();

@@ -139,4 +139,21 @@ public sealed class LegateRedisTests(RedisFixture redis)
         Assert.DoesNotContain("hunter2-secret", error.Message, StringComparison.Ordinal);
         Assert.DoesNotContain(logs.GetSnapshot(), r => r.Message.Contains("hunter2-secret", StringComparison.Ordinal));
     }
+
+    [Theory]
+    [InlineData("127.0.0.1:6379,connectTimeout=soon", "connectTimeout")]
+    [InlineData("127.0.0.1:6379,pasword=hunter2", "pasword")]
+    public async Task AConfigurationStackExchangeRedisCannotRead_IsAStartRefusedNamingTheOption(string configuration, string option)
+    {
+        var error = await Record.ExceptionAsync(async () =>
+        {
+            await using var host = await TestHost.StartAsync(new Dictionary<string, string?> { ["Legate:Redis:Configuration"] = configuration },
+                builder => builder.Services.AddLegateRedis(builder.Configuration));
+        });
+
+        Assert.NotNull(error);
+        Assert.True(LegateProgram.IsRefusedInput(error), error.ToString());
+        Assert.Contains("Legate:Redis:Configuration", error.Message, StringComparison.Ordinal);
+        Assert.Contains(option, error.Message, StringComparison.Ordinal);
+    }
 }
