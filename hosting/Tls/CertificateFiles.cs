@@ -18,7 +18,7 @@ internal sealed class CertificateFiles
     private readonly TimeProvider _time;
     private readonly X509Certificate2Collection? _clientCas;
     private readonly Lock _gate = new();
-    private X509Certificate2 _certificate;
+    private SslStreamCertificateContext _certificate;
     private byte[] _certificateHash;
     private DateTimeOffset _nextCheck;
 
@@ -39,7 +39,17 @@ internal sealed class CertificateFiles
 
     public HttpsConnectionAdapterOptions ToHttpsOptions()
     {
-        var https = new HttpsConnectionAdapterOptions { ServerCertificateSelector = (_, _) => Current() };
+        var https = new HttpsConnectionAdapterOptions
+        {
+            ServerCertificateSelector = (_, _) => Current().TargetCertificate,
+            // A context rather than the selector's bare certificate: the handshake then sends the intermediates of the
+            // certificate file, which a client trusting only the root needs. Kestrel calls this before each handshake.
+            OnAuthenticate = (_, ssl) =>
+            {
+                ssl.ServerCertificateSelectionCallback = null;
+                ssl.ServerCertificateContext = Current();
+            },
+        };
         if (_clientCas is not null)
         {
             https.ClientCertificateMode = ClientCertificateMode.RequireCertificate;
@@ -48,7 +58,7 @@ internal sealed class CertificateFiles
         return https;
     }
 
-    private X509Certificate2 Current()
+    private SslStreamCertificateContext Current()
     {
         var now = _time.GetUtcNow();
         if (now < _nextCheck)
@@ -75,8 +85,15 @@ internal sealed class CertificateFiles
         }
     }
 
-    private static (X509Certificate2, byte[]) LoadCertificate((string Certificate, string Key) files) =>
-        (X509Certificate2.CreateFromPem(files.Certificate, files.Key), Hash(files));
+    private static (SslStreamCertificateContext, byte[]) LoadCertificate((string Certificate, string Key) files)
+    {
+        var certificate = X509Certificate2.CreateFromPem(files.Certificate, files.Key);
+        // The certificates after the first in the file are its chain.
+        var chain = new X509Certificate2Collection();
+        chain.ImportFromPem(files.Certificate);
+        chain.RemoveAt(0);
+        return (SslStreamCertificateContext.Create(certificate, chain, offline: true), Hash(files));
+    }
 
     // Contents, not modification times: in a Kubernetes Secret volume the configured paths are symlinks through
     // ..data, which a rotation repoints, and a link's own time (what .NET reads) never changes.

@@ -1,4 +1,5 @@
 using System.Net.Security;
+using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Grpc.Core;
 using Grpc.Health.V1;
@@ -132,6 +133,32 @@ public sealed class TlsTests : IDisposable
         Assert.Contains(key, error.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task GrpcListener_SendsTheIntermediatesOfTheCertificateFile()
+    {
+        // cert-manager and most CAs issue from an intermediate: a client that trusts only the root needs it sent.
+        var now = DateTimeOffset.UtcNow;
+        using var intermediateKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var intermediateRequest = new CertificateRequest("CN=Legate Test Intermediate", intermediateKey, HashAlgorithmName.SHA256);
+        intermediateRequest.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
+        intermediateRequest.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign, true));
+        using var intermediatePublic = intermediateRequest.Create(_certificates.Ca, now.AddDays(-1), now.AddDays(29), RandomNumberGenerator.GetBytes(16));
+        using var intermediate = intermediatePublic.CopyWithPrivateKey(intermediateKey);
+        using var leafKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var leafRequest = new CertificateRequest("CN=localhost", leafKey, HashAlgorithmName.SHA256);
+        var names = new SubjectAlternativeNameBuilder();
+        names.AddIpAddress(System.Net.IPAddress.Loopback);
+        leafRequest.CertificateExtensions.Add(names.Build());
+        using var leaf = leafRequest.Create(intermediate, now.AddDays(-1), now.AddDays(28), RandomNumberGenerator.GetBytes(16));
+        File.WriteAllText(_certificates.ServerCertificatePath, leaf.ExportCertificatePem() + "\n" + intermediate.ExportCertificatePem() + "\n");
+        File.WriteAllText(_certificates.ServerKeyPath, leafKey.ExportPkcs8PrivateKeyPem());
+        await using var host = await TestHost.StartAsync(Tls(mutual: false));
+
+        var status = await CheckHealthAsync(host, clientCertificate: null);
+
+        Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, status);
+    }
+
     private static void SecretVersion(string dir, string name, TestCertificates certificates)
     {
         var version = Path.Combine(dir, name);
@@ -155,7 +182,7 @@ public sealed class TlsTests : IDisposable
     private async Task<HealthCheckResponse.Types.ServingStatus> CheckHealthAsync(TestHost host, X509Certificate2? clientCertificate)
     {
         var handler = new SocketsHttpHandler();
-        handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, _, _) => TrustedByTestCa(certificate);
+        handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, chain, _) => TrustedByTestCa(certificate, chain);
         if (clientCertificate is not null)
             handler.SslOptions.ClientCertificates = [clientCertificate];
         using var channel = GrpcChannel.ForAddress(host.Endpoints.Grpc, new GrpcChannelOptions { HttpHandler = handler, DisposeHttpClient = true });
@@ -163,13 +190,16 @@ public sealed class TlsTests : IDisposable
         return reply.Status;
     }
 
-    private bool TrustedByTestCa(X509Certificate? certificate)
+    // Only the test CA is trusted; any intermediate must come from the server, as the handshake's chain carries it.
+    private bool TrustedByTestCa(X509Certificate? certificate, X509Chain? sent)
     {
         if (certificate is null)
             return false;
         using var chain = new X509Chain();
         chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
         chain.ChainPolicy.CustomTrustStore.Add(_certificates.Ca);
+        if (sent is not null)
+            chain.ChainPolicy.ExtraStore.AddRange(sent.ChainPolicy.ExtraStore);
         chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
         using var server = new X509Certificate2(certificate);
         return chain.Build(server);
