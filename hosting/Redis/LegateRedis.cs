@@ -178,8 +178,11 @@ internal sealed class RedisOptionsValidator : IValidateOptions<RedisOptions>
         }
         catch (ArgumentException e)
         {
-            // StackExchange.Redis names the option and its bad value; it never checks, so never quotes, a password= value.
-            return ValidateOptionsResult.Fail($"{RedisOptions.SectionName}:Configuration: {e.Message}");
+            // StackExchange.Redis names the option and its bad value. It never checks a password= value, but a
+            // password with a comma in it is read as more options, whose names its message would quote.
+            return ValidateOptionsResult.Fail(options.Configuration.Contains("password", StringComparison.OrdinalIgnoreCase)
+                ? $"{RedisOptions.SectionName}:Configuration has an option StackExchange.Redis cannot read (its message is left out: the setting holds a password, and a comma in it starts another option)."
+                : $"{RedisOptions.SectionName}:Configuration: {e.Message}");
         }
     }
 }

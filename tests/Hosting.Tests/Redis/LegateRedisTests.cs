@@ -156,4 +156,20 @@ public sealed class LegateRedisTests(RedisFixture redis)
         Assert.Contains("Legate:Redis:Configuration", error.Message, StringComparison.Ordinal);
         Assert.Contains(option, error.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task APasswordWithACommaInIt_IsRefused_WithoutQuotingItsTail()
+    {
+        // StackExchange.Redis reads "cd-secret=x" as an option of its own and would name it in its message.
+        var error = await Record.ExceptionAsync(async () =>
+        {
+            await using var host = await TestHost.StartAsync(new Dictionary<string, string?> { ["Legate:Redis:Configuration"] = "127.0.0.1:6379,password=ab,cd-secret=x" },
+                builder => builder.Services.AddLegateRedis(builder.Configuration));
+        });
+
+        Assert.NotNull(error);
+        Assert.True(LegateProgram.IsRefusedInput(error), error.ToString());
+        Assert.Contains("Legate:Redis:Configuration has an option StackExchange.Redis cannot read", error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("cd-secret", error.Message, StringComparison.Ordinal);
+    }
 }
