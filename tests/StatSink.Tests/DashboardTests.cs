@@ -6,7 +6,8 @@ namespace Legate.StatSink.Tests;
 
 /// <summary>
 /// The Grafana dashboards in <c>deploy/grafana/dashboards/</c> parse, and every metric their queries name exists: Envoy
-/// names as statsink serves them for a realistic flush, Legate names as the services register them.
+/// names as statsink serves them for a realistic flush, Legate names as the services register them; and the README
+/// names exactly the <c>legate_*</c> metrics the services register.
 /// </summary>
 public sealed partial class DashboardTests
 {
@@ -70,6 +71,71 @@ public sealed partial class DashboardTests
         var process = Prometheus.Metrics.NewCustomRegistry();
         Prometheus.DotNetStats.Register(process);
         known.UnionWith(Scrape.Parse(process.Scrape()).Samples.Keys.Select(k => k.Split('{')[0]));
+        known.UnionWith(RegisteredNames());
+        Assert.Contains("legate_authz_decisions_total", known);
+        Assert.Contains("legate_ratelimit_over_limit_total", known);
+
+        AssertAllKnown(queries, known);
+    }
+
+    [Fact]
+    public void Readme_NamesEveryLegateMetricTheServicesRegister_AndNoOther()
+    {
+        var registered = RegisteredNames().Where(n => n.StartsWith("legate_", StringComparison.Ordinal) && !n.EndsWith("_bucket", StringComparison.Ordinal)
+            && !n.EndsWith("_sum", StringComparison.Ordinal) && !n.EndsWith("_count", StringComparison.Ordinal)).ToHashSet(StringComparer.Ordinal);
+        var documented = ReadmeMetricNames(File.ReadAllText(Path.Combine(RepoPaths.Root, "README.md"))).ToHashSet(StringComparer.Ordinal);
+        Assert.Contains("legate_authz_decisions_total", registered);
+        Assert.Contains("legate_ratelimit_over_limit_with_local_cache_total", documented);
+
+        var undocumented = registered.Except(documented).Order(StringComparer.Ordinal).ToList();
+        var unregistered = documented.Except(registered).Order(StringComparer.Ordinal).ToList();
+        Assert.True(undocumented.Count == 0, $"Registered but not in the README: {string.Join(", ", undocumented)}");
+        Assert.True(unregistered.Count == 0, $"In the README but registered nowhere: {string.Join(", ", unregistered)}");
+    }
+
+    [Fact]
+    public void ReadmeMetricNames_ExpandAlternativesAndDropLabels()
+    {
+        Assert.Equal(["legate_a_x_total", "legate_a_y_total", "legate_b", "legate_c_total"],
+            ReadmeMetricNames("`legate_a_{x,y}_total{domain,rule}`, `legate_b`, `legate_c_total{r=\"a\"|\"b\"}` and `legate_d_*`").Order(StringComparer.Ordinal));
+    }
+
+    /// <summary>
+    /// The metric names a README names in code spans: <c>{a,b}</c> right after an underscore lists alternatives
+    /// (<c>legate_x_{a,b}_total</c>), a brace after the name is its labels; prefixes (<c>legate_statsink_*</c>) are no names.
+    /// </summary>
+    internal static IEnumerable<string> ReadmeMetricNames(string markdown)
+    {
+        foreach (Match span in ReadmeMetricSpan().Matches(markdown))
+        {
+            var text = span.Groups[1].Value;
+            var labels = -1;
+            for (var i = 1; i < text.Length && labels < 0; i++)
+            {
+                if (text[i] == '{' && text[i - 1] != '_')
+                    labels = i;
+            }
+            var name = labels < 0 ? text : text[..labels];
+            if (name.EndsWith('*') || name.EndsWith('_'))
+                continue;
+            var names = new List<string> { name };
+            while (names[0].IndexOf('{', StringComparison.Ordinal) is var open and >= 0)
+            {
+                var close = names[0].IndexOf('}', open);
+                names = names.SelectMany(n => n[(open + 1)..close].Split(',').Select(a => n[..open] + a + n[(close + 1)..])).ToList();
+            }
+            foreach (var n in names)
+                yield return n;
+        }
+    }
+
+    [GeneratedRegex("`(legate_[^`\\s]*)`")]
+    private static partial Regex ReadmeMetricSpan();
+
+    /// <summary>Every metric name the services' sources register (a histogram's or summary's with its series suffixes).</summary>
+    private static HashSet<string> RegisteredNames()
+    {
+        var known = new HashSet<string>(StringComparer.Ordinal);
         foreach (var folder in new[] { "hosting", "authz", "ratelimit", "statsink" })
         {
             foreach (var file in Directory.EnumerateFiles(Path.Combine(RepoPaths.Root, folder), "*.cs", SearchOption.AllDirectories))
@@ -85,10 +151,7 @@ public sealed partial class DashboardTests
                 }
             }
         }
-        Assert.Contains("legate_authz_decisions_total", known);
-        Assert.Contains("legate_ratelimit_over_limit_total", known);
-
-        AssertAllKnown(queries, known);
+        return known;
     }
 
     private static void AssertAllKnown(List<string> queries, HashSet<string> known)
