@@ -87,16 +87,16 @@ internal sealed class MetricsStreamService(SeriesStore store, StatSinkMetrics me
 
 internal static partial class StatSinkLog
 {
-    [LoggerMessage(EventId = 1, EventName = "StreamOpened", Level = LogLevel.Information, Message = "Metrics stream from Envoy node {Node} (cluster {Cluster})")]
+    [LoggerMessage(EventId = 201, EventName = "StreamOpened", Level = LogLevel.Information, Message = "Metrics stream from Envoy node {Node} (cluster {Cluster})")]
     public static partial void StreamOpened(ILogger logger, string node, string cluster);
 
-    [LoggerMessage(EventId = 2, EventName = "StreamClosed", Level = LogLevel.Information, Message = "Metrics stream from Envoy node {Node} closed")]
+    [LoggerMessage(EventId = 202, EventName = "StreamClosed", Level = LogLevel.Information, Message = "Metrics stream from Envoy node {Node} closed")]
     public static partial void StreamClosed(ILogger logger, string node);
 
-    [LoggerMessage(EventId = 3, EventName = "NoNodeId", Level = LogLevel.Warning, Message = "Metrics stream without a node id; using the peer address {Node}")]
+    [LoggerMessage(EventId = 203, EventName = "NoNodeId", Level = LogLevel.Warning, Message = "Metrics stream without a node id; using the peer address {Node}")]
     public static partial void NoNodeId(ILogger logger, string node);
 
-    [LoggerMessage(EventId = 4, EventName = "DogStatsdSendFailed", Level = LogLevel.Warning,
+    [LoggerMessage(EventId = 204, EventName = "DogStatsdSendFailed", Level = LogLevel.Warning,
         Message = "{FailedDatagrams} DogStatsD datagram(s) to {Endpoint} failed since the last such line (at most one every {IntervalSeconds} s); the latest error is attached")]
     public static partial void DogStatsdSendFailed(ILogger logger, Exception exception, long failedDatagrams, string endpoint, double intervalSeconds);
 }

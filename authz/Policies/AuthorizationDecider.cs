@@ -562,7 +562,7 @@ public sealed partial class AuthorizationDecider
         AppendAction = HeaderValueOption.Types.HeaderAppendAction.OverwriteIfExistsOrAdd,
     };
 
-    [LoggerMessage(EventId = 4101, Level = LogLevel.Error,
+    [LoggerMessage(EventId = 4101, EventName = "LogInternalError", Level = LogLevel.Error,
         Message = "{FailedChecks} authz check(s) failed internally and were denied since the last such line (at most one every {IntervalSeconds} s), the latest with {ExceptionType} (tenant {Tenant}, policy {Policy})")]
     private static partial void LogInternalError(ILogger logger, long failedChecks, double intervalSeconds, string exceptionType, string tenant, string policy);
 }

@@ -270,19 +270,19 @@ public sealed partial class WriteBehindCounterStore : LocalFirstCounterStore, IA
     }
 
 
-    [LoggerMessage(EventId = 1, EventName = "WriteBehindSyncFailing", Level = LogLevel.Warning,
+    [LoggerMessage(EventId = 121, EventName = "WriteBehindSyncFailing", Level = LogLevel.Warning,
         Message = "Sending the hits gathered here to the shared counter store failed {FailedSyncs} time(s) since the last such line (at most one every {IntervalSeconds} s), the latest: {Reason}; counters known here are still decided here and their hits kept until it answers.")]
     private static partial void LogSyncFailing(ILogger logger, long failedSyncs, double intervalSeconds, string reason);
 
-    [LoggerMessage(EventId = 2, EventName = "WriteBehindSyncRecovered", Level = LogLevel.Information,
+    [LoggerMessage(EventId = 122, EventName = "WriteBehindSyncRecovered", Level = LogLevel.Information,
         Message = "The shared counter store answers again; the hits kept meanwhile were sent.")]
     private static partial void LogSyncRecovered(ILogger logger);
 
-    [LoggerMessage(EventId = 3, EventName = "WriteBehindSyncBug", Level = LogLevel.Error,
+    [LoggerMessage(EventId = 123, EventName = "WriteBehindSyncBug", Level = LogLevel.Error,
         Message = "{FailedSyncs} write-behind sync(s) failed unexpectedly since the last such line (at most one every {IntervalSeconds} s); the latest error is attached.")]
     private static partial void LogSyncBug(ILogger logger, Exception exception, long failedSyncs, double intervalSeconds);
 
-    [LoggerMessage(EventId = 4, EventName = "WriteBehindFinalSyncFailed", Level = LogLevel.Warning,
+    [LoggerMessage(EventId = 124, EventName = "WriteBehindFinalSyncFailed", Level = LogLevel.Warning,
         Message = "At shutdown, the hits gathered here could not be sent to the shared counter store ({Reason}).")]
     private static partial void LogFinalSyncFailed(ILogger logger, string reason);
 
