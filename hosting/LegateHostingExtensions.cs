@@ -14,6 +14,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Console;
 using Microsoft.Extensions.Options;
 using Prometheus;
 
@@ -47,11 +48,8 @@ public static class LegateHostingExtensions
         }
         else
         {
-            builder.Logging.AddJsonConsole(o =>
-            {
-                o.UseUtcTimestamp = true;
-                o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
-            });
+            builder.Logging.AddConsole(o => o.FormatterName = JsonLogFormatter.FormatterName)
+                .AddConsoleFormatter<JsonLogFormatter, ConsoleFormatterOptions>();
         }
 
         ExportOnlyCheapDefaultMetrics();

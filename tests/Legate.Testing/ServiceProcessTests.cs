@@ -67,6 +67,24 @@ public abstract class ServiceProcessTests(string folder, string assemblyName, st
     }
 
     [Fact]
+    public async Task JsonLogs_NameEachEvent()
+    {
+        await using var service = ServiceProcess.Start(Assembly, ["--Legate:LogFormat=json"]);
+        await service.WaitUntilReadyAsync();
+        service.Terminate();
+        Assert.Equal(0, await service.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+
+        // The README names events (StartRefused, RulesReloadFailed, ...): each JSON line of one of Legate's own carries
+        // that name beside its id, which is all .NET's JSON formatter writes.
+        var lines = service.Output.Split('\n').Where(l => l.StartsWith('{')).Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement).ToList();
+        foreach (var name in new[] { "Listening", "Draining", "Stopped" })
+        {
+            Assert.Contains(lines, l => l.TryGetProperty("EventName", out var n) && n.GetString() == name
+                && l.GetProperty("Category").GetString() == "Legate.Hosting.Health.GracefulShutdown");
+        }
+    }
+
+    [Fact]
     public async Task BadOptions_StopStartUpWithTheKeyNamed()
     {
         await using var service = ServiceProcess.Start(Assembly, ["--Legate:MaxReceiveMessageSize=10"]);
