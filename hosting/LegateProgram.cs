@@ -1,3 +1,4 @@
+using System.Net.Sockets;
 using System.Reflection;
 using Legate.Hosting.Rules;
 using Microsoft.AspNetCore.Builder;
@@ -32,6 +33,7 @@ public static class LegateProgram
             return await HealthProbe.RunAsync(args).ConfigureAwait(false);
 
         ILogger? logger = null;
+        LegateServerOptions? server = null;
         try
         {
             var builder = WebApplication.CreateBuilder(args);
@@ -41,6 +43,7 @@ public static class LegateProgram
             // Taken before the run: RunAsync disposes the services when it ends, a failed start included; the console
             // logger then writes a line at once instead of queueing it.
             logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Legate.Hosting");
+            server = app.Services.GetRequiredService<IOptions<LegateServerOptions>>().Value;
             app.MapLegateEndpoints();
             map(app);
             await app.RunAsync().ConfigureAwait(false);
@@ -50,19 +53,31 @@ public static class LegateProgram
         // own, and there the exception is the test's answer.
         catch (Exception e) when (IsRefusedInput(e) && Assembly.GetEntryAssembly() == add.Method.Module.Assembly)
         {
+            var reason = Reason(e, server);
             // Before the host is built there is no logger yet: the line goes to stderr.
             if (logger is not null)
-                HostingLog.StartRefused(logger, serviceName, e.Message);
+                HostingLog.StartRefused(logger, serviceName, reason);
             else
-                await Console.Error.WriteLineAsync($"{serviceName} did not start: {e.Message}").ConfigureAwait(false);
+                await Console.Error.WriteLineAsync($"{serviceName} did not start: {reason}").ConfigureAwait(false);
             return 1;
         }
     }
+
+    // The system's refusal of a bind names no address.
+    private static string Reason(Exception e, LegateServerOptions? server) => e switch
+    {
+        SocketException when server is not null =>
+            $"cannot listen on {server.BindAddress} (ports {server.GrpcPort} and {server.HttpPort}): {e.Message}",
+        _ => e.Message,
+    };
 
     /// <summary>Exceptions that say what in the service's input is wrong, in a message that names it.</summary>
     internal static bool IsRefusedInput(Exception e) => e is RulesException or OptionsValidationException
         // Kestrel: "Failed to bind to address http://127.0.0.1:9012: address already in use."
         or IOException { InnerException: AddressInUseException }
+        // The system's own refusal of a bind: an address not on this host, a port below 1024 without the right to
+        // it, an IPv6 address (or *) where IPv6 is off.
+        or SocketException { SocketErrorCode: SocketError.AddressNotAvailable or SocketError.AccessDenied or SocketError.AddressFamilyNotSupported }
         // The configuration binder: "Failed to convert configuration value 'abc' at 'Legate:GrpcPort' to type 'System.Int32'."
         or InvalidOperationException { InnerException: FormatException or ArgumentException };
 }

@@ -118,6 +118,17 @@ public abstract class ServiceProcessTests(string folder, string assemblyName, st
         Assert.Contains("address already in use", service.Output, StringComparison.OrdinalIgnoreCase);
     }
 
+    [Fact]
+    public async Task ABindAddressNotOnThisHost_StopsStartUpWithTheAddressNamed()
+    {
+        // 192.0.2.1 (TEST-NET-1) is nobody's address: the system refuses the bind (EADDRNOTAVAIL), not Kestrel.
+        await using var service = ServiceProcess.Start(Assembly, ["--Legate:BindAddress=192.0.2.1"]);
+
+        var exitCode = await service.WaitForExitAsync(TimeSpan.FromSeconds(30));
+
+        AssertStartRefused(service, exitCode, "cannot listen on 192.0.2.1");
+    }
+
     /// <summary>
     /// A start refused for its input: exit code 1 and one line that names what was wrong, not an unhandled-exception
     /// abort (exit code 134, SIGABRT) with a stack trace on stderr.
