@@ -63,11 +63,13 @@ public static class LegateProgram
         }
     }
 
-    // The system's refusal of a bind names no address.
+    // The system's refusal of a bind names no address, and a configuration file that is not JSON says where only in
+    // its innermost exception.
     private static string Reason(Exception e, LegateServerOptions? server) => e switch
     {
         SocketException when server is not null =>
             $"cannot listen on {server.BindAddress} (ports {server.GrpcPort} and {server.HttpPort}): {e.Message}",
+        InvalidDataException => $"{e.Message} {e.GetBaseException().Message}",
         _ => e.Message,
     };
 
@@ -78,6 +80,8 @@ public static class LegateProgram
         // The system's own refusal of a bind: an address not on this host, a port below 1024 without the right to
         // it, an IPv6 address (or *) where IPv6 is off.
         or SocketException { SocketErrorCode: SocketError.AddressNotAvailable or SocketError.AccessDenied or SocketError.AddressFamilyNotSupported }
+        // "Failed to load configuration from file '/app/appsettings.json'.", around the JSON reader's complaint.
+        or InvalidDataException { InnerException: FormatException }
         // The configuration binder: "Failed to convert configuration value 'abc' at 'Legate:GrpcPort' to type 'System.Int32'."
         or InvalidOperationException { InnerException: FormatException or ArgumentException };
 }

@@ -129,6 +129,27 @@ public abstract class ServiceProcessTests(string folder, string assemblyName, st
         AssertStartRefused(service, exitCode, "cannot listen on 192.0.2.1");
     }
 
+    [Fact]
+    public async Task AnAppsettingsFileThatIsNotJson_StopsStartUpWithTheFileNamed()
+    {
+        var folder = Directory.CreateTempSubdirectory("legate-settings-").FullName;
+        try
+        {
+            var file = Path.Combine(folder, "appsettings.json");
+            await File.WriteAllTextAsync(file, "{ \"Legate\": { \"GrpcPort\": 9001 }\n", Ct);
+            await using var service = ServiceProcess.Start(Assembly, [$"--contentRoot={folder}"]);
+
+            var exitCode = await service.WaitForExitAsync(TimeSpan.FromSeconds(30));
+
+            AssertStartRefused(service, exitCode, $"Failed to load configuration from file '{file}'.");
+            Assert.Contains("LineNumber: ", service.Output, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
     /// <summary>
     /// A start refused for its input: exit code 1 and one line that names what was wrong, not an unhandled-exception
     /// abort (exit code 134, SIGABRT) with a stack trace on stderr.
