@@ -37,6 +37,7 @@ public static class LegateProgram
         try
         {
             var builder = WebApplication.CreateBuilder(args);
+            builder.AddLegateServiceDefaults(QuietHostStartFailure);
             builder.AddLegateHosting(serviceName, grpcServiceName);
             add(builder);
             var app = builder.Build();
@@ -62,6 +63,12 @@ public static class LegateProgram
             return 1;
         }
     }
+
+    // The host logs a failed start itself ("Hosting failed to start", an error with the stack trace) before the line
+    // below says what was refused. A start that fails for a bug still ends with its stack trace, as the unhandled
+    // exception; the host's critical events (a background service that stops it) still show.
+    private static readonly KeyValuePair<string, string?>[] QuietHostStartFailure =
+        [new("Logging:LogLevel:Microsoft.Extensions.Hosting.Internal.Host", "Critical")];
 
     // The system's refusal of a bind names no address, and a configuration file that is not JSON says where only in
     // its innermost exception.

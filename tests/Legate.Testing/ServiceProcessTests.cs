@@ -161,5 +161,7 @@ public abstract class ServiceProcessTests(string folder, string assemblyName, st
         Assert.Contains(" did not start: ", service.Output, StringComparison.Ordinal);
         Assert.Contains(named, service.Output, StringComparison.Ordinal);
         Assert.DoesNotContain("Unhandled exception", service.Output, StringComparison.Ordinal);
+        // Nor the host's own error line about it, stack trace and all.
+        Assert.DoesNotContain("Hosting failed to start", service.Output, StringComparison.Ordinal);
     }
 }
