@@ -9,14 +9,19 @@ namespace Legate.Authz.ApiKeys;
 /// </summary>
 public static partial class ApiKeyRecordRules
 {
-    /// <summary>For tenant and plan names, as tenant names in the policy file.</summary>
+    /// <summary>For tenant names, as in the policy file.</summary>
     public const string NameRule = "[a-z0-9][a-z0-9._-]* (at most 64 characters)";
+
+    /// <summary>A plan goes only into dynamic metadata, and a tenant's plan in the policy may be any text: as free here.</summary>
+    public const string PlanRule = "1 to 64 characters, no control characters";
 
     public const string ClientRule = "1 to 128 characters of A-Z a-z 0-9 . _ : @ / -";
 
     public const string ScopeRule = "1 to 128 printable ASCII characters without spaces or commas";
 
     public static bool IsName(string value) => NamePattern().IsMatch(value);
+
+    public static bool IsPlan(string value) => value.Length is > 0 and <= 64 && !value.Any(char.IsControl);
 
     public static bool IsClientId(string value) => ClientPattern().IsMatch(value);
 

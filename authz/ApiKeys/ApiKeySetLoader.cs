@@ -107,8 +107,8 @@ public sealed class ApiKeySetLoader : IRulesLoader<ApiKeySet>
             throw YamlRules.Error(file, clientNode, path + ".client", $"must be {ApiKeyRecordRules.ClientRule} (it becomes a header value)");
         var scopes = Scopes(file, map, path);
         var plan = OptionalString(file, map, path, "plan");
-        if (plan is not null && !ApiKeyRecordRules.IsName(plan))
-            throw YamlRules.Error(file, Field(map, "plan")!, path + ".plan", $"must match {ApiKeyRecordRules.NameRule}");
+        if (plan is not null && !ApiKeyRecordRules.IsPlan(plan))
+            throw YamlRules.Error(file, Field(map, "plan")!, path + ".plan", $"must be {ApiKeyRecordRules.PlanRule}");
         var description = OptionalString(file, map, path, "description");
         var created = Date(file, map, path, "created") ?? DateTimeOffset.UnixEpoch;
         var expires = Date(file, map, path, "expires");

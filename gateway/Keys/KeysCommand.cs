@@ -107,8 +107,8 @@ internal static class KeysCommand
                 return Invalid(stderr, $"scope '{scope}' must be {ApiKeyRecordRules.ScopeRule}");
         }
         var plan = options.GetValueOrDefault("--plan")?.Single();
-        if (plan is not null && !ApiKeyRecordRules.IsName(plan))
-            return Invalid(stderr, $"plan '{plan}' must match {ApiKeyRecordRules.NameRule}");
+        if (plan is not null && !ApiKeyRecordRules.IsPlan(plan))
+            return Invalid(stderr, $"plan must be {ApiKeyRecordRules.PlanRule}");
         var description = options.GetValueOrDefault("--description")?.Single();
         if (description is not null && (description.Length > 256 || description.Any(char.IsControl)))
             return Invalid(stderr, "a description is at most 256 characters, without control characters");

@@ -89,7 +89,7 @@ public sealed class FileApiKeyStoreTests : IDisposable
         { $"- id: AAAAAAAAAAAA\n  sha256: {Hash}\n  tenant: Acme\n  client: c\n", "keys.yaml:3:11: [0].tenant: must match" },
         { $"- id: AAAAAAAAAAAA\n  sha256: {Hash}\n  tenant: a\n  client: \"billing\\n\"\n", "keys.yaml:4:11: [0].client: must be 1 to 128 characters" },
         { $"- id: AAAAAAAAAAAA\n  sha256: {Hash}\n  tenant: a\n  client: billing service\n", "keys.yaml:4:11: [0].client: must be 1 to 128 characters" },
-        { $"- id: AAAAAAAAAAAA\n  sha256: {Hash}\n  tenant: a\n  client: c\n  plan: \"gold\\n\"\n", "keys.yaml:5:9: [0].plan: must match" },
+        { $"- id: AAAAAAAAAAAA\n  sha256: {Hash}\n  tenant: a\n  client: c\n  plan: \"gold\\n\"\n", "keys.yaml:5:9: [0].plan: must be 1 to 64 characters, no control characters" },
         { $"- id: AAAAAAAAAAAA\n  sha256: {Hash}\n  tenant: a\n  client: c\n  scopes: [\"read,write\"]\n", "keys.yaml:5:12: [0].scopes[0]: a scope is 1 to 128 printable ASCII characters" },
         { "id: AAAAAAAAAAAA\n", "keys.yaml:1:1: a keys file is a list of key records" },
         { "- [oops\n", "keys.yaml:" },

@@ -185,7 +185,7 @@ public sealed class KeysCommandTests : IDisposable
     [InlineData("--client", "bad\r\nx-admin: true", "must be 1 to 128 characters")]
     [InlineData("--client", "billing\n", "must be 1 to 128 characters")]   // a trailing newline too: the client becomes a header value
     [InlineData("--tenant", "acme\n", "must match")]
-    [InlineData("--plan", "free\n", "must match")]
+    [InlineData("--plan", "free\n", "plan must be 1 to 64 characters, no control characters")]
     [InlineData("--scope", "read\n", "scope 'read")]
     [InlineData("--scope", "a b", "scope 'a b'")]
     [InlineData("--expires", "next tuesday", "neither an RFC 3339 time")]
