@@ -27,6 +27,13 @@ public static partial class ApiKeyRecordRules
 
     public static bool IsScope(string value) => ScopePattern().IsMatch(value);
 
+    /// <summary>Whether a whole record holds to these rules (a Redis record, written by hand or by an older tool).</summary>
+    public static bool Holds(ApiKeyRecord record)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        return IsName(record.Tenant) && IsClientId(record.ClientId) && (record.Plan is null || IsPlan(record.Plan)) && record.Scopes.All(IsScope);
+    }
+
     [GeneratedRegex("^[a-z0-9][a-z0-9._-]{0,63}\\z")]
     private static partial Regex NamePattern();
 

@@ -247,10 +247,12 @@ public sealed class RedisApiKeyStore : IApiKeyStore
             var hex = values[0].ToString();
             var scopes = values[3].IsNullOrEmpty ? ImmutableArray<string>.Empty
                 : [.. values[3].ToString().Split(' ', StringSplitOptions.RemoveEmptyEntries)];
-            return new ApiKeyRecord(keyId, ImmutableArray.Create(Convert.FromHexString(hex)), values[1].ToString(), values[2].ToString(), scopes,
+            var record = new ApiKeyRecord(keyId, ImmutableArray.Create(Convert.FromHexString(hex)), values[1].ToString(), values[2].ToString(), scopes,
                 DateTimeOffset.FromUnixTimeMilliseconds(long.Parse(values[5].ToString(), CultureInfo.InvariantCulture)),
                 values[6].IsNullOrEmpty ? null : DateTimeOffset.FromUnixTimeMilliseconds(long.Parse(values[6].ToString(), CultureInfo.InvariantCulture)),
                 values[7] == "1", values[4].IsNull ? null : values[4].ToString(), values[8].IsNull ? null : values[8].ToString());
+            // The keys file's rules: these values become identity headers and descriptors.
+            return ApiKeyRecordRules.Holds(record) ? record : throw new FormatException("The record's tenant, client, plan or scopes break ApiKeyRecordRules.");
         }
         catch (Exception e) when (e is FormatException or ArgumentException or OverflowException)
         {

@@ -169,6 +169,22 @@ public sealed class RedisApiKeyStoreTests(RedisFixture redis)
         Assert.Equal(ApiKeyFailure.StoreUnavailable, (await new ApiKeyValidator(store, TimeProvider.System).ValidateAsync(key.Key, Ct)).Failure);
     }
 
+    // What the keys file refuses (ApiKeyRecordRules), a record written to Redis by hand does not get through either.
+    [Theory]
+    [InlineData("client", "billing service")]
+    [InlineData("client", "billing\n")]
+    [InlineData("tenant", "Acme")]
+    [InlineData("scopes", "read,write")]
+    public async Task ARecordHoldingWhatTheKeysFileRefuses_FailsClosed(string field, string value)
+    {
+        var store = Store();
+        var key = TestKeys.New();
+        await store.AddAsync(key.Record, Ct);
+        await redis.Multiplexer.GetDatabase(_database).HashSetAsync(_prefix + "key:" + key.Record.KeyId, field, value);
+
+        Assert.Equal(ApiKeyFailure.StoreUnavailable, (await new ApiKeyValidator(store, TimeProvider.System).ValidateAsync(key.Key, Ct)).Failure);
+    }
+
     // Anyone may send a request with that key id; the Error line it writes is at most one per 10 s, with a count.
     [Fact]
     public async Task DamagedRecord_IsLoggedAtMostOncePerTenSeconds_WithTheLookupsSinceTheLastLine()
