@@ -174,7 +174,6 @@ internal sealed class RedisOptionsValidator : IValidateOptions<RedisOptions>
         try
         {
             ConfigurationOptions.Parse(options.Configuration);
-            return ValidateOptionsResult.Success;
         }
         catch (ArgumentException e)
         {
@@ -184,6 +183,17 @@ internal sealed class RedisOptionsValidator : IValidateOptions<RedisOptions>
                 ? $"{RedisOptions.SectionName}:Configuration has an option StackExchange.Redis cannot read (its message is left out: the setting holds a password, and a comma in it starts another option)."
                 : $"{RedisOptions.SectionName}:Configuration: {e.Message}");
         }
+        // An endpoint after password= is most likely the tail of a password with a comma in it, which would then be
+        // logged wherever the connection names its endpoints. Endpoints come first.
+        var afterPassword = false;
+        foreach (var part in options.Configuration.Split(','))
+        {
+            var option = part.Trim();
+            if (afterPassword && option.Length > 0 && !option.Contains('=', StringComparison.Ordinal))
+                return ValidateOptionsResult.Fail($"{RedisOptions.SectionName}:Configuration lists an endpoint after password=: list endpoints first (the value is left out: it may be the tail of a password with a comma in it).");
+            afterPassword |= option.StartsWith("password=", StringComparison.OrdinalIgnoreCase);
+        }
+        return ValidateOptionsResult.Success;
     }
 }
 

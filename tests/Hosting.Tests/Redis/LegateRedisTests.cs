@@ -172,4 +172,20 @@ public sealed class LegateRedisTests(RedisFixture redis)
         Assert.Contains("Legate:Redis:Configuration has an option StackExchange.Redis cannot read", error.Message, StringComparison.Ordinal);
         Assert.DoesNotContain("cd-secret", error.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task AnEndpointAfterThePassword_IsRefused_WithoutQuotingIt()
+    {
+        // StackExchange.Redis would read "cd-secret" as a host and log it with the endpoints.
+        var error = await Record.ExceptionAsync(async () =>
+        {
+            await using var host = await TestHost.StartAsync(new Dictionary<string, string?> { ["Legate:Redis:Configuration"] = "127.0.0.1:6379,password=ab,cd-secret" },
+                builder => builder.Services.AddLegateRedis(builder.Configuration));
+        });
+
+        Assert.NotNull(error);
+        Assert.True(LegateProgram.IsRefusedInput(error), error.ToString());
+        Assert.Contains("lists an endpoint after password=", error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("cd-secret", error.Message, StringComparison.Ordinal);
+    }
 }
