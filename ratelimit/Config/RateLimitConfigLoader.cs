@@ -2,6 +2,7 @@ using System.Collections.Frozen;
 using System.Collections.ObjectModel;
 using System.Globalization;
 using Legate.Hosting.Rules;
+using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
 
 namespace Legate.RateLimit.Config;
@@ -216,7 +217,7 @@ public sealed class RateLimitConfigLoader(bool mergeDomains = false) : IRulesLoa
             var domain = "";
             YamlNode? domainNode = null;
             List<Descriptor> descriptors = [];
-            foreach (var (keyNode, valueNode) in map.Children)
+            foreach (var (keyNode, valueNode) in Entries(map, ""))
             {
                 switch (Key(keyNode, "", RootKeys))
                 {
@@ -244,7 +245,7 @@ public sealed class RateLimitConfigLoader(bool mergeDomains = false) : IRulesLoa
         private Descriptor Descriptor(YamlMappingNode map, string path)
         {
             var d = new Descriptor(map, path);
-            foreach (var (keyNode, valueNode) in map.Children)
+            foreach (var (keyNode, valueNode) in Entries(map, path))
             {
                 var key = Key(keyNode, path, DescriptorKeys);
                 var field = path + "." + key;
@@ -295,7 +296,7 @@ public sealed class RateLimitConfigLoader(bool mergeDomains = false) : IRulesLoa
             if (node is not YamlMappingNode map)
                 throw Error(node, path, $"error loading config file: expected a mapping, found {Describe(node)}");
             var rl = new RateLimitSpec(keyNode);
-            foreach (var (k, valueNode) in map.Children)
+            foreach (var (k, valueNode) in Entries(map, path))
             {
                 var key = Key(k, path, RateLimitKeys);
                 var field = path + "." + key;
@@ -321,7 +322,7 @@ public sealed class RateLimitConfigLoader(bool mergeDomains = false) : IRulesLoa
                             var itemPath = string.Create(CultureInfo.InvariantCulture, $"{field}[{i}]");
                             var name = "";
                             YamlNode nameNode = items[i];
-                            foreach (var (rk, rv) in items[i].Children)
+                            foreach (var (rk, rv) in Entries(items[i], itemPath))
                             {
                                 Key(rk, itemPath, ReplacesKeys);
                                 name = String(rv, itemPath + ".name");
@@ -340,6 +341,73 @@ public sealed class RateLimitConfigLoader(bool mergeDomains = false) : IRulesLoa
             }
             return rl;
         }
+
+        /// <summary>
+        /// A mapping's entries as go-yaml v2 (the reference's reader) sees them, merge keys applied: <c>&lt;&lt;: *name</c>
+        /// (or a list of mappings) writes the merged mapping's entries where it stands, in order, so a key after it
+        /// overrides a merged one and a key before it is overridden; of a list, the first mapping wins.
+        /// </summary>
+        private List<KeyValuePair<YamlNode, YamlNode>> Entries(YamlMappingNode map, string path)
+        {
+            var entries = new List<KeyValuePair<YamlNode, YamlNode>>(map.Children.Count);
+            Apply(map, path, entries);
+            return entries;
+        }
+
+        private void Apply(YamlMappingNode map, string path, List<KeyValuePair<YamlNode, YamlNode>> entries)
+        {
+            foreach (var entry in map.Children)
+            {
+                if (!IsMergeKey(entry.Key))
+                {
+                    Set(entries, entry);
+                    continue;
+                }
+                var field = path.Length == 0 ? "<<" : path + ".<<";
+                switch (entry.Value)
+                {
+                    case YamlMappingNode merged:
+                        Apply(merged, path, entries);
+                        break;
+                    case YamlSequenceNode list:
+                        // Applied last to first, so that the first mapping's entries are the ones left.
+                        for (var i = list.Children.Count - 1; i >= 0; i--)
+                        {
+                            if (list.Children[i] is not YamlMappingNode item)
+                                throw Error(list.Children[i], string.Create(CultureInfo.InvariantCulture, $"{field}[{i}]"), NotAMerge(list.Children[i]));
+                            Apply(item, path, entries);
+                        }
+                        break;
+                    default:
+                        throw Error(entry.Value, field, NotAMerge(entry.Value));
+                }
+            }
+        }
+
+        // A later entry for the same key replaces the earlier one (a written key twice is a YAML error already).
+        private static void Set(List<KeyValuePair<YamlNode, YamlNode>> entries, KeyValuePair<YamlNode, YamlNode> entry)
+        {
+            if (entry.Key is YamlScalarNode { Value: { } key })
+            {
+                for (var i = 0; i < entries.Count; i++)
+                {
+                    if (entries[i].Key is YamlScalarNode { Value: { } other } && other == key)
+                    {
+                        entries[i] = entry;
+                        return;
+                    }
+                }
+            }
+            entries.Add(entry);
+        }
+
+        // As go-yaml v2: a plain (unquoted, untagged) << or one tagged !!merge.
+        private static bool IsMergeKey(YamlNode node) =>
+            node is YamlScalarNode { Value: "<<" } scalar
+            && (scalar.Tag.IsEmpty ? scalar.Style is ScalarStyle.Plain or ScalarStyle.Any : scalar.Tag.Value == "tag:yaml.org,2002:merge");
+
+        private static string NotAMerge(YamlNode node) =>
+            $"error loading config file: a merge key (<<) takes a mapping or a list of mappings, found {Describe(node)}";
 
         /// <summary>A mapping key: a string from the whitelist.</summary>
         private string Key(YamlNode node, string path, FrozenSet<string> allowed)
@@ -433,7 +501,7 @@ public sealed class RateLimitConfigLoader(bool mergeDomains = false) : IRulesLoa
             {
                 case YamlMappingNode map:
                     var values = new Dictionary<string, object?>(map.Children.Count, StringComparer.Ordinal);
-                    foreach (var (k, v) in map.Children)
+                    foreach (var (k, v) in Entries(map, path))
                     {
                         if (k is not YamlScalarNode { Value: { } key })
                             throw Error(k, path, $"error parsing metadata: a key must be a string, found {Describe(k)}");

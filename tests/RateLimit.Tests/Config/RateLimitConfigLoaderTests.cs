@@ -753,4 +753,95 @@ public sealed class RateLimitConfigLoaderTests
         Assert.Contains("test-domain.key6: unit=UNKNOWN requests_per_unit=0 unlimited=true shadow_mode=false quota_mode=false algorithm=fixed_window", lines);
         Assert.Equal("", RateLimitConfig.Empty.Describe());
     }
+    // go-yaml v2, which the reference reads its files with, applies YAML merge keys: a shared rate limit written once
+    // and merged into other rules is a common way to keep a config short.
+    [Fact]
+    public void MergeKeys_CopyTheNamedMapping_AsTheReferenceReadsThem()
+    {
+        var config = Load("""
+            domain: d
+            descriptors:
+              - key: a
+                rate_limit: &per_minute
+                  unit: minute
+                  requests_per_unit: 5
+              - key: b
+                rate_limit:
+                  <<: *per_minute
+                  requests_per_unit: 7
+              - &c
+                key: c
+                shadow_mode: true
+                rate_limit: *per_minute
+              - <<: *c
+                value: special
+                rate_limit:
+                  <<: *per_minute
+                  name: special
+            """);
+
+        var b = config.Match("d", Descriptor(("b", "x")))!.Value.Policy;
+        Assert.Equal((LimitUnit.Minute, 7u), (b.Unit, b.RequestsPerUnit));
+        var c = config.Match("d", Descriptor(("c", "x")))!.Value.Policy;
+        Assert.Equal((LimitUnit.Minute, 5u, true), (c.Unit, c.RequestsPerUnit, c.ShadowMode));
+        var special = config.Match("d", Descriptor(("c", "special")))!.Value.Policy;
+        Assert.Equal((LimitUnit.Minute, 5u, true, "special"), (special.Unit, special.RequestsPerUnit, special.ShadowMode, special.Name));
+        Assert.Equal("d.c_special", special.MetricPath);
+    }
+
+    [Fact]
+    public void MergeKeys_ApplyInOrder_AsGoYamlV2Does()
+    {
+        // v2 writes a mapping's entries in order, a merge included: a key after "<<" overrides what it merged, one before
+        // it is overridden (the YAML spec would keep every explicit key). Of a list of merged mappings the first wins.
+        var config = Load("""
+            domain: d
+            descriptors:
+              - key: before
+                rate_limit:
+                  requests_per_unit: 7
+                  <<: {unit: second, requests_per_unit: 1}
+              - key: list
+                rate_limit:
+                  <<: [{unit: hour, requests_per_unit: 2}, {unit: day, requests_per_unit: 3, name: second}]
+            """);
+
+        var before = config.Match("d", Descriptor(("before", "x")))!.Value.Policy;
+        Assert.Equal((LimitUnit.Second, 1u), (before.Unit, before.RequestsPerUnit));
+        var list = config.Match("d", Descriptor(("list", "x")))!.Value.Policy;
+        Assert.Equal((LimitUnit.Hour, 2u, "second"), (list.Unit, list.RequestsPerUnit, list.Name));
+    }
+
+    [Fact]
+    public void MergedKeys_AreValidatedLikeWrittenOnes()
+    {
+        var error = LoadError("""
+            domain: d
+            descriptors:
+              - key: a
+                rate_limit:
+                  <<: {unit: minute, requests_per_unit: 5, ratelimit: 1}
+            """);
+
+        Assert.Equal("config error, unknown key 'ratelimit'", error.Problem);
+        Assert.Equal(5, error.Line);
+        Assert.Equal("descriptors[0].rate_limit.ratelimit", error.Field);
+    }
+
+    [Theory]
+    [InlineData("<<: 5", 5, "descriptors[0].rate_limit.<<", "error loading config file: a merge key (<<) takes a mapping or a list of mappings, found '5'")]
+    [InlineData("<<: [{unit: minute}, 5]", 5, "descriptors[0].rate_limit.<<[1]", "error loading config file: a merge key (<<) takes a mapping or a list of mappings, found '5'")]
+    [InlineData("\"<<\": {unit: minute}", 5, "descriptors[0].rate_limit.<<", "config error, unknown key '<<'")]
+    public void MergeKeyThatIsNotOne_IsRejected(string line, int at, string field, string problem)
+    {
+        var error = LoadError($"""
+            domain: d
+            descriptors:
+              - key: a
+                rate_limit:
+                  {line}
+            """);
+
+        AssertError(error, at, field, problem);
+    }
 }
