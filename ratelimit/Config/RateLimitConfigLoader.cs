@@ -145,13 +145,18 @@ public sealed class RateLimitConfigLoader(bool mergeDomains = false) : IRulesLoa
             throw new RulesException(e.File, e.Line, e.Column, e.Field, "error loading config file: " + e.Problem);
         }
         var reader = new Reader(file);
+        var loaded = documents.Count;
         foreach (var document in stream.Documents)
         {
-            // An empty file, or an empty document between '---' markers, has nothing to load.
+            // An empty document between '---' markers has nothing to load.
             if (document.RootNode is YamlScalarNode scalar && YamlScalars.Resolve(scalar).Kind == ScalarKind.Null)
                 continue;
             documents.Add(reader.Document(document.RootNode));
         }
+        // A file with no domain at all is refused, as the reference refuses it: a file caught half-written (truncated,
+        // not yet written again) then keeps the last good rules, where loading nothing would drop its domain's limits.
+        if (documents.Count == loaded)
+            throw new RulesException(file.Path, null, null, "domain", "config file cannot have empty domain (the file holds no document)");
     }
 
     private sealed record DomainDocument(RulesFile File, YamlNode Node, string Domain, YamlNode? DomainNode, List<Descriptor> Descriptors);

@@ -30,7 +30,6 @@ public sealed class RateLimitConfigFilesTests : IDisposable
                   requests_per_unit: 10
             """);
         Write("10-basic.yml", Basic);
-        Write("30-empty.yaml", "");
         Write("notes.txt", "not: yaml: config");
         Write(".hidden.yaml", "domain: hidden\n");
 

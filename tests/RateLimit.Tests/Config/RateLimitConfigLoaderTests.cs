@@ -598,9 +598,19 @@ public sealed class RateLimitConfigLoaderTests
     [InlineData("")]
     [InlineData("# nothing but a comment\n")]
     [InlineData("---\n")]
-    public void EmptyFile_IsSkipped(string yaml)
+    public void EmptyFile_IsRefused_AsByTheReference(string yaml)
     {
-        var config = Load(false, ("empty.yaml", yaml), ("basic.yaml", Basic));
+        // So a file caught half-written on a reload keeps the last good rules instead of dropping its domain.
+        var error = Assert.Throws<RulesException>(() => Load(false, ("empty.yaml", yaml), ("basic.yaml", Basic)));
+
+        Assert.Equal("empty.yaml", error.File);
+        Assert.Equal("config file cannot have empty domain (the file holds no document)", error.Problem);
+    }
+
+    [Fact]
+    public void AnEmptyDocumentBetweenOthers_IsSkipped()
+    {
+        var config = Load(false, ("two.yaml", "---\n---\n" + Basic));
 
         Assert.Equal(["test-domain"], config.Domains);
     }
