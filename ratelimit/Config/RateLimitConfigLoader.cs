@@ -264,7 +264,7 @@ public sealed class RateLimitConfigLoader(bool mergeDomains = false) : IRulesLoa
                         d.Value = String(valueNode, field);
                         break;
                     case "rate_limit":
-                        d.RateLimit = RateLimit(keyNode, valueNode, field);
+                        d.RateLimit = RateLimit(keyNode, valueNode, field, d.RateLimit);
                         break;
                     case "descriptors":
                         d.Children = Descriptors(valueNode, field);
@@ -293,14 +293,16 @@ public sealed class RateLimitConfigLoader(bool mergeDomains = false) : IRulesLoa
             return d;
         }
 
-        private RateLimitSpec? RateLimit(YamlNode keyNode, YamlNode node, string path)
+        // A rate_limit after another (one of them merged) adds to it field by field, as go-yaml v2 decodes into the
+        // struct the pointer already holds; only null clears it.
+        private RateLimitSpec? RateLimit(YamlNode keyNode, YamlNode node, string path, RateLimitSpec? earlier)
         {
             // "rate_limit:" with nothing after it is no rate limit, as in the reference.
             if (IsNull(node))
                 return null;
             if (node is not YamlMappingNode map)
                 throw Error(node, path, $"error loading config file: expected a mapping, found {Describe(node)}");
-            var rl = new RateLimitSpec(keyNode);
+            var rl = earlier ?? new RateLimitSpec(keyNode);
             foreach (var (k, valueNode) in Entries(map, path))
             {
                 var key = Key(k, path, RateLimitKeys);
@@ -321,6 +323,8 @@ public sealed class RateLimitConfigLoader(bool mergeDomains = false) : IRulesLoa
                         rl.Name = String(valueNode, field);
                         break;
                     case "replaces":
+                        // A list is made anew each time it is decoded.
+                        rl.Replaces.Clear();
                         var items = List(valueNode, field);
                         for (var i = 0; i < items.Count; i++)
                         {
@@ -348,9 +352,11 @@ public sealed class RateLimitConfigLoader(bool mergeDomains = false) : IRulesLoa
         }
 
         /// <summary>
-        /// A mapping's entries as go-yaml v2 (the reference's reader) sees them, merge keys applied: <c>&lt;&lt;: *name</c>
-        /// (or a list of mappings) writes the merged mapping's entries where it stands, in order, so a key after it
-        /// overrides a merged one and a key before it is overridden; of a list, the first mapping wins.
+        /// A mapping's entries in the order go-yaml v2 (the reference's reader) decodes them, merge keys applied:
+        /// <c>&lt;&lt;: *name</c> (or a list of mappings, last to first) stands for the merged mapping's entries, so a key
+        /// may come more than once. Callers apply entries in order, as v2 does: a key after a merge overrides a merged
+        /// one, one before it is overridden, and of a list the first mapping wins; every entry is still validated, as
+        /// v2 reports a type error in an overridden value too. A plain mapping's entries are its children, once each.
         /// </summary>
         private List<KeyValuePair<YamlNode, YamlNode>> Entries(YamlMappingNode map, string path)
         {
@@ -365,7 +371,7 @@ public sealed class RateLimitConfigLoader(bool mergeDomains = false) : IRulesLoa
             {
                 if (!IsMergeKey(entry.Key))
                 {
-                    Set(entries, entry);
+                    entries.Add(entry);
                     continue;
                 }
                 var field = path.Length == 0 ? "<<" : path + ".<<";
@@ -387,23 +393,6 @@ public sealed class RateLimitConfigLoader(bool mergeDomains = false) : IRulesLoa
                         throw Error(entry.Value, field, NotAMerge(entry.Value));
                 }
             }
-        }
-
-        // A later entry for the same key replaces the earlier one (a written key twice is a YAML error already).
-        private static void Set(List<KeyValuePair<YamlNode, YamlNode>> entries, KeyValuePair<YamlNode, YamlNode> entry)
-        {
-            if (entry.Key is YamlScalarNode { Value: { } key })
-            {
-                for (var i = 0; i < entries.Count; i++)
-                {
-                    if (entries[i].Key is YamlScalarNode { Value: { } other } && other == key)
-                    {
-                        entries[i] = entry;
-                        return;
-                    }
-                }
-            }
-            entries.Add(entry);
         }
 
         // As go-yaml v2: a plain (unquoted, untagged) << or one tagged !!merge.

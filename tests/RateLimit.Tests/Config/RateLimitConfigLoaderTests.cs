@@ -854,4 +854,53 @@ public sealed class RateLimitConfigLoaderTests
 
         AssertError(error, at, field, problem);
     }
+
+    [Fact]
+    public void MergedRateLimit_AndAWrittenOne_AreMergedFieldByField_AsGoYamlV2Does()
+    {
+        // The reference decodes into a struct whose rate_limit is a pointer: v2 decodes a second rate_limit into the
+        // struct the first one made, so its fields add to (or override) the first one's instead of replacing it whole.
+        var config = Load("""
+            domain: d
+            descriptors:
+              - &c
+                key: c
+                rate_limit: {unit: minute, requests_per_unit: 5}
+              - <<: *c
+                value: hourly
+                rate_limit: {unit: hour}
+              - rate_limit: {name: named}
+                <<: *c
+                value: named
+              - <<: *c
+                value: more
+                rate_limit: {requests_per_unit: 10}
+            """);
+
+        var hourly = config.Match("d", Descriptor(("c", "hourly")))!.Value.Policy;
+        Assert.Equal((LimitUnit.Hour, 5u), (hourly.Unit, hourly.RequestsPerUnit));
+        var named = config.Match("d", Descriptor(("c", "named")))!.Value.Policy;
+        Assert.Equal((LimitUnit.Minute, 5u, "named"), (named.Unit, named.RequestsPerUnit, named.Name));
+        var more = config.Match("d", Descriptor(("c", "more")))!.Value.Policy;
+        Assert.Equal((LimitUnit.Minute, 10u), (more.Unit, more.RequestsPerUnit));
+    }
+
+    [Fact]
+    public void MergedReplaces_AreReplacedWhole_NotAddedTo()
+    {
+        // A list is made anew by v2 each time it is decoded, even inside a rate_limit merged field by field.
+        var config = Load("""
+            domain: d
+            descriptors:
+              - &c
+                key: c
+                rate_limit: {unit: minute, requests_per_unit: 5, replaces: [{name: a}]}
+              - <<: *c
+                value: v
+                rate_limit: {replaces: [{name: b}]}
+            """);
+
+        var v = config.Match("d", Descriptor(("c", "v")))!.Value.Policy;
+        Assert.Equal(["b"], v.Replaces);
+    }
 }
