@@ -5,6 +5,7 @@ using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Logging.Console;
+using Microsoft.Extensions.Options;
 
 namespace Legate.Hosting;
 
@@ -12,9 +13,10 @@ namespace Legate.Hosting;
 /// The services' JSON log lines: the fields of .NET's JSON console formatter (<c>Timestamp</c> in UTC, <c>EventId</c>,
 /// <c>LogLevel</c>, <c>Category</c>, <c>Message</c>, <c>Exception</c>, <c>State</c>) plus <c>EventName</c>, the stable
 /// name the README uses for each event (<c>RulesReloadFailed</c>, <c>StartRefused</c>, ...), which .NET's formatter
-/// leaves out: without it a line says only a number, the same number in different libraries.
+/// leaves out: without it a line says only a number, the same number in different libraries. With
+/// <c>Logging:Console:FormatterOptions:IncludeScopes</c> on, the scopes follow in a <c>Scopes</c> array, as .NET writes them.
 /// </summary>
-internal sealed class JsonLogFormatter() : ConsoleFormatter(FormatterName)
+internal sealed class JsonLogFormatter(IOptionsMonitor<ConsoleFormatterOptions> options) : ConsoleFormatter(FormatterName)
 {
     public const string FormatterName = "legate-json";
 
@@ -43,10 +45,34 @@ internal sealed class JsonLogFormatter() : ConsoleFormatter(FormatterName)
                     WriteValue(writer, key, value);
                 writer.WriteEndObject();
             }
+            if (scopeProvider is not null && options.CurrentValue.IncludeScopes)
+                WriteScopes(writer, scopeProvider);
             writer.WriteEndObject();
         }
         textWriter.Write(Encoding.UTF8.GetString(buffer.WrittenSpan));
         textWriter.Write(Environment.NewLine);
+    }
+
+    // As .NET's formatter: a scope of values as an object (its text as Message), any other as its text.
+    private static void WriteScopes(Utf8JsonWriter writer, IExternalScopeProvider scopeProvider)
+    {
+        writer.WriteStartArray("Scopes");
+        scopeProvider.ForEachScope(static (scope, writer) =>
+        {
+            if (scope is IEnumerable<KeyValuePair<string, object?>> values)
+            {
+                writer.WriteStartObject();
+                writer.WriteString("Message", scope.ToString());
+                foreach (var (key, value) in values)
+                    WriteValue(writer, key, value);
+                writer.WriteEndObject();
+            }
+            else
+            {
+                writer.WriteStringValue(Convert.ToString(scope, CultureInfo.InvariantCulture));
+            }
+        }, writer);
+        writer.WriteEndArray();
     }
 
     // As .NET's formatter: numbers and booleans as JSON values, everything else as its invariant text.
