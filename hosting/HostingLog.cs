@@ -40,6 +40,14 @@ internal static partial class HostingLog
         Message = "Rules '{Rules}': a change callback threw {ExceptionType}; the new rules are in force")]
     public static partial void RulesChangeCallbackFailed(ILogger logger, string rules, string exceptionType);
 
+    [LoggerMessage(EventId = 30, EventName = "TlsCertificateReloaded", Level = LogLevel.Information,
+        Message = "TLS certificate reloaded from {CertificatePath}")]
+    public static partial void TlsCertificateReloaded(ILogger logger, string certificatePath);
+
+    [LoggerMessage(EventId = 31, EventName = "TlsCertificateUnusable", Level = LogLevel.Warning,
+        Message = "TLS certificate files changed but cannot be used ({ExceptionType}); the certificate loaded before, from {CertificatePath}, stays in force until they can")]
+    public static partial void TlsCertificateUnusable(ILogger logger, string certificatePath, string exceptionType);
+
     [LoggerMessage(EventId = 20, EventName = "RedisConfigured", Level = LogLevel.Information,
         Message = "Redis: {Configuration}")]
     public static partial void RedisConfigured(ILogger logger, string configuration);

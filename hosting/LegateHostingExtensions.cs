@@ -73,7 +73,7 @@ public static class LegateHostingExtensions
         services.AddHostedService<GracefulShutdown>();
         services.AddOptions<HostOptions>().Configure<IOptions<LegateServerOptions>>((host, server) =>
             host.ShutdownTimeout = server.Value.DrainDelay + server.Value.ShutdownTimeout);
-        services.AddOptions<KestrelServerOptions>().Configure<IOptions<LegateServerOptions>, LegateEndpoints, TimeProvider>(ConfigureKestrel);
+        services.AddOptions<KestrelServerOptions>().Configure<IOptions<LegateServerOptions>, LegateEndpoints, TimeProvider, ILoggerFactory>(ConfigureKestrel);
 
         services.TryAddSingleton<GrpcServerMetrics>();
         services.AddGrpc(o =>
@@ -202,13 +202,13 @@ public static class LegateHostingExtensions
         }
     }
 
-    private static void ConfigureKestrel(KestrelServerOptions kestrel, IOptions<LegateServerOptions> options, LegateEndpoints endpoints, TimeProvider time)
+    private static void ConfigureKestrel(KestrelServerOptions kestrel, IOptions<LegateServerOptions> options, LegateEndpoints endpoints, TimeProvider time, ILoggerFactory loggers)
     {
         var server = options.Value;
         kestrel.AddServerHeader = false;
         kestrel.Limits.Http2.MaxStreamsPerConnection = server.MaxStreamsPerConnection;
         var address = server.ParsedBindAddress;
-        var tls = server.GrpcTls.Enabled ? new CertificateFiles(server.GrpcTls, time) : null;
+        var tls = server.GrpcTls.Enabled ? new CertificateFiles(server.GrpcTls, time, loggers.CreateLogger("Legate.Hosting.Tls")) : null;
 
         kestrel.Listen(address, server.GrpcPort, listen =>
         {

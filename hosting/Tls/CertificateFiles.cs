@@ -3,6 +3,8 @@ using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using Microsoft.AspNetCore.Server.Kestrel.Https;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Legate.Hosting.Tls;
 
@@ -21,11 +23,14 @@ internal sealed class CertificateFiles
     private SslStreamCertificateContext _certificate;
     private byte[] _certificateHash;
     private DateTimeOffset _nextCheck;
+    private readonly ILogger _logger;
+    private byte[]? _unusableHash;
 
-    public CertificateFiles(TlsOptions options, TimeProvider time)
+    public CertificateFiles(TlsOptions options, TimeProvider time, ILogger? logger = null)
     {
         _options = options;
         _time = time;
+        _logger = logger ?? NullLogger.Instance;
         (_certificate, _certificateHash) = LoadCertificate(ReadFiles());
         _nextCheck = time.GetUtcNow() + RecheckInterval;
         if (!string.IsNullOrEmpty(options.ClientCaPath))
@@ -68,17 +73,27 @@ internal sealed class CertificateFiles
             if (now >= _nextCheck)
             {
                 _nextCheck = now + RecheckInterval;
+                byte[]? hash = null;
                 try
                 {
                     var files = ReadFiles();
-                    if (!Hash(files).AsSpan().SequenceEqual(_certificateHash))
+                    hash = Hash(files);
+                    if (!hash.AsSpan().SequenceEqual(_certificateHash))
+                    {
                         (_certificate, _certificateHash) = LoadCertificate(files);
+                        _unusableHash = null;
+                        HostingLog.TlsCertificateReloaded(_logger, _options.CertificatePath!);
+                    }
                 }
                 // ArgumentException: a certificate that does not match the key, as when a rotation has written the
                 // new certificate but not yet its key. Thrown here it would fail the handshake it was checked for.
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or CryptographicException)
                 {
-                    // A half-written rotation: keep serving the certificate we have and look again later.
+                    // A half-written rotation: keep serving the certificate we have and look again later. Said once
+                    // per content (not every 30 s), and by the exception's type: its message could quote the files.
+                    if (hash is null || _unusableHash is null || !hash.AsSpan().SequenceEqual(_unusableHash))
+                        HostingLog.TlsCertificateUnusable(_logger, _options.CertificatePath!, e.GetType().Name);
+                    _unusableHash = hash;
                 }
             }
             return _certificate;

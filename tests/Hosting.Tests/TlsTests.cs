@@ -8,6 +8,8 @@ using HealthClient = Grpc.Health.V1.Health.HealthClient;
 using Grpc.Net.Client;
 using Legate.Hosting.Tls;
 using Legate.Testing;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Testing;
 using Microsoft.Extensions.Time.Testing;
 
 namespace Legate.Hosting.Tests;
@@ -76,7 +78,8 @@ public sealed class TlsTests : IDisposable
         File.CreateSymbolicLink(Path.Combine(dir, "tls.crt"), Path.Combine("..data", "tls.crt"));
         File.CreateSymbolicLink(Path.Combine(dir, "tls.key"), Path.Combine("..data", "tls.key"));
         var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
-        var selector = new CertificateFiles(new TlsOptions { CertificatePath = Path.Combine(dir, "tls.crt"), KeyPath = Path.Combine(dir, "tls.key") }, time)
+        var logger = new FakeLogger();
+        var selector = new CertificateFiles(new TlsOptions { CertificatePath = Path.Combine(dir, "tls.crt"), KeyPath = Path.Combine(dir, "tls.key") }, time, logger)
             .ToHttpsOptions().ServerCertificateSelector!;
         Assert.Equal(_certificates.Server.Thumbprint, selector(null, null)!.Thumbprint);
 
@@ -86,6 +89,7 @@ public sealed class TlsTests : IDisposable
         time.Advance(TimeSpan.FromSeconds(31));
 
         Assert.Equal(rotated.Server.Thumbprint, selector(null, null)!.Thumbprint);
+        Assert.Equal(["TlsCertificateReloaded"], logger.Collector.GetSnapshot().Select(r => r.Id.Name));
     }
 
     [Fact]
@@ -94,15 +98,26 @@ public sealed class TlsTests : IDisposable
         // A rotation that writes the certificate before the key: for a moment the pair does not match.
         using var rotated = new TestCertificates();
         var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
-        var selector = new CertificateFiles(new TlsOptions { CertificatePath = _certificates.ServerCertificatePath, KeyPath = _certificates.ServerKeyPath }, time)
+        var logger = new FakeLogger();
+        var selector = new CertificateFiles(new TlsOptions { CertificatePath = _certificates.ServerCertificatePath, KeyPath = _certificates.ServerKeyPath }, time, logger)
             .ToHttpsOptions().ServerCertificateSelector!;
         Assert.Equal(_certificates.Server.Thumbprint, selector(null, null)!.Thumbprint);
 
         File.Copy(rotated.ServerCertificatePath, _certificates.ServerCertificatePath, overwrite: true);
-        File.SetLastWriteTimeUtc(_certificates.ServerCertificatePath, DateTime.UtcNow.AddMinutes(1));
         time.Advance(TimeSpan.FromSeconds(31));
 
         Assert.Equal(_certificates.Server.Thumbprint, selector(null, null)!.Thumbprint);
+        // Said once for these files, not at every recheck; then the key arrives and the new pair is in force.
+        time.Advance(TimeSpan.FromSeconds(31));
+        Assert.Equal(_certificates.Server.Thumbprint, selector(null, null)!.Thumbprint);
+        var unusable = Assert.Single(logger.Collector.GetSnapshot());
+        Assert.Equal(("TlsCertificateUnusable", LogLevel.Warning), (unusable.Id.Name, unusable.Level));
+        Assert.Contains(_certificates.ServerCertificatePath, unusable.Message, StringComparison.Ordinal);
+
+        File.Copy(rotated.ServerKeyPath, _certificates.ServerKeyPath, overwrite: true);
+        time.Advance(TimeSpan.FromSeconds(31));
+        Assert.Equal(rotated.Server.Thumbprint, selector(null, null)!.Thumbprint);
+        Assert.Equal("TlsCertificateReloaded", logger.Collector.LatestRecord.Id.Name);
     }
 
     [Theory]
