@@ -445,7 +445,7 @@ internal static class EnvoyConfig
         if (m.Methods.Count > 0)
             headers.Add(HeaderMatch(":method", m.Methods));
         foreach (var (name, value) in m.Headers)
-            headers.Add(Yaml.Map(("name", name), ("string_match", Yaml.Map(("exact", value)))));
+            headers.Add(HeaderMatch(name, [value]));
         var match = PathMatch(m, headers);
 
         var action = route.Backends.Count == 1

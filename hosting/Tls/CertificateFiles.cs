@@ -31,7 +31,8 @@ internal sealed class CertificateFiles
         _options = options;
         _time = time;
         _logger = logger ?? NullLogger.Instance;
-        (_certificate, _certificateHash) = LoadCertificate(ReadFiles());
+        var files = ReadFiles();
+        (_certificate, _certificateHash) = (LoadCertificate(files), Hash(files));
         _nextCheck = time.GetUtcNow() + RecheckInterval;
         if (!string.IsNullOrEmpty(options.ClientCaPath))
         {
@@ -80,7 +81,7 @@ internal sealed class CertificateFiles
                     hash = Hash(files);
                     if (!hash.AsSpan().SequenceEqual(_certificateHash))
                     {
-                        (_certificate, _certificateHash) = LoadCertificate(files);
+                        (_certificate, _certificateHash) = (LoadCertificate(files), hash);
                         _unusableHash = null;
                         HostingLog.TlsCertificateReloaded(_logger, _options.CertificatePath!);
                     }
@@ -100,14 +101,14 @@ internal sealed class CertificateFiles
         }
     }
 
-    private static (SslStreamCertificateContext, byte[]) LoadCertificate((string Certificate, string Key) files)
+    private static SslStreamCertificateContext LoadCertificate((string Certificate, string Key) files)
     {
         var certificate = X509Certificate2.CreateFromPem(files.Certificate, files.Key);
         // The certificates after the first in the file are its chain.
         var chain = new X509Certificate2Collection();
         chain.ImportFromPem(files.Certificate);
         chain.RemoveAt(0);
-        return (SslStreamCertificateContext.Create(certificate, chain, offline: true), Hash(files));
+        return SslStreamCertificateContext.Create(certificate, chain, offline: true);
     }
 
     // Contents, not modification times: in a Kubernetes Secret volume the configured paths are symlinks through
