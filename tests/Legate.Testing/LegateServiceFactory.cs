@@ -76,6 +76,9 @@ public class LegateServiceFactory<TProgram> : WebApplicationFactory<TProgram>
         {
             services.AddSingleton(Registry);
             services.AddSingleton<ILoggerProvider>(new StartErrorLog(e => Interlocked.CompareExchange(ref _startError, e, null)));
+            // The services log that category from Critical only (LegateProgram: a refused start is one line); this
+            // provider still needs its errors, and a rule for one provider outranks the category's own.
+            services.Configure<LoggerFilterOptions>(o => o.AddFilter<StartErrorLog>(StartErrorLog.HostCategory, LogLevel.Error));
             _configureServices?.Invoke(services);
         });
     }
@@ -90,7 +93,7 @@ public class LegateServiceFactory<TProgram> : WebApplicationFactory<TProgram>
     /// <summary>Keeps the exception of the host's "Hosting failed to start" line.</summary>
     private sealed class StartErrorLog(Action<Exception> failed) : ILoggerProvider, ILogger
     {
-        private const string HostCategory = "Microsoft.Extensions.Hosting.Internal.Host";
+        public const string HostCategory = "Microsoft.Extensions.Hosting.Internal.Host";
 
         public ILogger CreateLogger(string categoryName) => categoryName == HostCategory ? this : Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
 
