@@ -134,16 +134,21 @@ public sealed partial class RateLimiter
 
         // With CountRejectedHits off, a first pass only reads the request's counters; see RejectedByCheck.
         var checking = !_options.CountRejectedHits && NeedsReadingPass(call, descriptors.Length, updates);
+        // The call's one store deadline runs from its first pass; the default path reads the clock only if it waits.
+        var started = 0L;
         if (checking)
+        {
             SetHits(call, descriptors.Length, checking: true);
+            started = _time.GetTimestamp();
+        }
         var pending = StartStore(call, updates, cancellationToken);
         if (!pending.IsCompletedSuccessfully)
-            return new ValueTask<RlsResponse>(AwaitStore(pending, request, call, nowMs, updates, checking, cancellationToken));
+            return new ValueTask<RlsResponse>(AwaitStore(pending, request, call, nowMs, updates, checking, checking ? started : _time.GetTimestamp(), cancellationToken));
         pending.GetAwaiter().GetResult();
         if (!checking || RejectedByCheck(call, descriptors.Length, nowMs))
             return new ValueTask<RlsResponse>(Respond(request, call, nowMs, updates));
         SetHits(call, descriptors.Length, checking: false);
-        return new ValueTask<RlsResponse>(AwaitStore(StartStore(call, updates, cancellationToken), request, call, nowMs, updates, checking: false, cancellationToken));
+        return new ValueTask<RlsResponse>(AwaitStore(StartStore(call, updates, cancellationToken), request, call, nowMs, updates, checking: false, started, cancellationToken));
     }
 
     private ValueTask StartStore(Call call, int updates, CancellationToken cancellationToken)
@@ -252,13 +257,13 @@ public sealed partial class RateLimiter
     }
 
     // A Task, not a ValueTask: gRPC wants a Task, and a ValueTask made from this one hands it over without a wrapper.
-    private async Task<RlsResponse> AwaitStore(ValueTask pending, RlsRequest request, Call call, long nowMs, int updates, bool checking, CancellationToken cancellationToken)
+    private async Task<RlsResponse> AwaitStore(ValueTask pending, RlsRequest request, Call call, long nowMs, int updates, bool checking, long started, CancellationToken cancellationToken)
     {
-        // The call's one deadline: the counting pass of CountRejectedHits=false has what the reading pass left of it.
-        var wait = _options.StoreTimeout;
+        var passStarted = started;
         while (true)
         {
-            var started = _time.GetTimestamp();
+            // The call's one deadline: the counting pass of CountRejectedHits=false has what the reading pass left of it.
+            var wait = _options.StoreTimeout - _time.GetElapsedTime(started, passStarted);
             try
             {
                 // A store that bounds its own calls within our deadline (Redis does) needs no timer per call from us.
@@ -291,14 +296,14 @@ public sealed partial class RateLimiter
             }
             finally
             {
-                _metrics.StoreLatency(_time.GetElapsedTime(started));
+                _metrics.StoreLatency(_time.GetElapsedTime(passStarted));
             }
             // The reading pass of CountRejectedHits=false is followed by the counting pass unless it rejects the request.
             if (!checking || RejectedByCheck(call, request.Descriptors.Length, nowMs))
                 return Respond(request, call, nowMs, updates);
             checking = false;
-            wait -= _time.GetElapsedTime(started);
-            if (wait <= TimeSpan.Zero)
+            passStarted = _time.GetTimestamp();
+            if (_time.GetElapsedTime(started, passStarted) >= _options.StoreTimeout)
             {
                 call.Return(); // nothing counted yet, and the store is done with the arrays
                 throw StoreTimedOut();
