@@ -15,7 +15,10 @@ internal static class GatewayFields
     public static readonly FrozenSet<string> AuthzService = Set("address", "timeout", "failure_mode");
     public static readonly FrozenSet<string> RateLimitService = Set("address", "timeout", "failure_mode", "domain");
     public static readonly FrozenSet<string> StatSinkService = Set("address", "flush_interval");
-    public static readonly FrozenSet<string> Listener = Set("name", "address", "port");
+    public static readonly FrozenSet<string> Listener = Set("name", "address", "port", "tls", "https_redirect");
+    public static readonly FrozenSet<string> ListenerTls = Set("certificates", "min_version", "client_ca_file");
+    public static readonly FrozenSet<string> TlsCertificate = Set("cert_file", "key_file");
+    public static readonly FrozenSet<string> HttpsRedirect = Set("port");
     public static readonly FrozenSet<string> Backend = Set("urls", "connect_timeout", "http2", "tls", "health_check", "circuit_breakers", "outlier_detection");
     public static readonly FrozenSet<string> BackendTls = Set("sni", "ca_file");
     public static readonly FrozenSet<string> HealthCheck = Set("path", "interval", "timeout", "healthy_threshold", "unhealthy_threshold");
@@ -45,6 +48,9 @@ internal static class GatewayFields
         ["ratelimitService"] = RateLimitService,
         ["statsinkService"] = StatSinkService,
         ["listener"] = Listener,
+        ["listenerTls"] = ListenerTls,
+        ["tlsCertificate"] = TlsCertificate,
+        ["httpsRedirect"] = HttpsRedirect,
         ["backend"] = Backend,
         ["backendTls"] = BackendTls,
         ["healthCheck"] = HealthCheck,

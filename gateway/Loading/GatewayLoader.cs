@@ -219,14 +219,116 @@ internal static partial class GatewayLoader
                     y.Add(Field(map, "name") ?? map, path + ".name", $"listener name '{name}' is not valid or is used twice", "each listener needs its own lower-case name");
                 if (ReservedPorts.Contains(port) || !ports.Add(port))
                     y.Add(Field(map, "port") ?? map, path + ".port", $"port {port} is taken", $"ports {string.Join(", ", ReservedPorts)} are Envoy's admin, stats and ready ports; each listener needs its own port");
-                list.Add(new ListenerConfig(name, address, port));
+                var tls = ReadListenerTls(map, path);
+                var redirect = ReadHttpsRedirect(map, path);
+                if (tls is not null && redirect is not null)
+                {
+                    y.Add(Field(map, "https_redirect"), path + ".https_redirect", "a listener with tls is already https: it cannot also redirect to https",
+                        "redirect on a separate plain listener: - { name: http, port: 8080, https_redirect: true }");
+                    redirect = null;
+                }
+                else if (redirect == port)
+                {
+                    y.Add(Field(map, "https_redirect"), path + ".https_redirect", $"redirects to its own port {port}, which speaks plain HTTP",
+                        "name the port clients reach the TLS listener on: https_redirect: { port: 443 }");
+                }
+                list.Add(new ListenerConfig(name, address, port, tls, redirect));
             }
             if (list.Count == 0 && items.Count == 0)
                 y.Add(node, "listeners", "at least one listener is required", "omit 'listeners' for the default 0.0.0.0:8080");
+            else if (list.Count > 0 && list.All(l => l.Redirects))
+                y.Add(node, "listeners", "every listener redirects to https: none serves the routes", "add a listener with tls that serves them");
             return [.. list];
         }
 
         private static readonly int[] ReservedPorts = [19000, 19001, 19003];
+
+        /// <summary>
+        /// A listener's TLS: the certificates (Envoy picks one per connection by SNI against their DNS names, the
+        /// first when none matches), the minimum version and an optional client CA. Paths are Envoy's own: checked
+        /// for form only, since the files live where Envoy runs (a container, a mounted Secret), not beside this file.
+        /// </summary>
+        private ListenerTlsConfig? ReadListenerTls(YamlMappingNode listener, string listenerPath)
+        {
+            var path = listenerPath + ".tls";
+            if (y.Mapping(Field(listener, "tls"), path, "is a mapping (certificates, min_version, client_ca_file)") is not { } map)
+                return null;
+            y.CheckFields(map, path, GatewayFields.ListenerTls);
+            var certificates = new List<TlsCertificateFiles>();
+            var items = y.Sequence(Field(map, "certificates"), path + ".certificates");
+            if (items.Count == 0)
+            {
+                y.Add(Field(map, "certificates") ?? map, path + ".certificates", "at least one certificate is required",
+                    "certificates: [{ cert_file: /etc/legate-tls/NAME/tls.crt, key_file: /etc/legate-tls/NAME/tls.key }]");
+            }
+            for (var i = 0; i < items.Count; i++)
+            {
+                var p = $"{path}.certificates[{i}]";
+                if (y.Mapping(items[i], p, "is a mapping (cert_file, key_file)") is not { } entry)
+                    continue;
+                y.CheckFields(entry, p, GatewayFields.TlsCertificate);
+                var missing = CertificatePair.Where(f => Field(entry, f) is not { } v || IsNull(v)).ToArray();
+                if (missing.Length > 0)
+                {
+                    y.Add(entry, p, $"needs {string.Join(" and ", missing)}",
+                        "a certificate is a pair: cert_file (the PEM chain, leaf first) and key_file (its PEM private key)");
+                }
+                var certFile = EnvoyPath(entry, "cert_file", p);
+                var keyFile = EnvoyPath(entry, "key_file", p);
+                if (certFile is null || keyFile is null)
+                    continue;
+                if (certificates.Any(c => c.CertFile == certFile))
+                    y.Add(Field(entry, "cert_file"), p + ".cert_file", $"'{certFile}' is listed twice", "list each certificate once: Envoy only ever uses the first");
+                else
+                    certificates.Add(new TlsCertificateFiles(certFile, keyFile));
+            }
+            var minVersion = TlsVersion.Tls12;
+            switch (y.String(map, "min_version", path))
+            {
+                case null or "1.2":
+                    break;
+                case "1.3":
+                    minVersion = TlsVersion.Tls13;
+                    break;
+                case "1.0" or "1.1":
+                    y.Add(Field(map, "min_version"), path + ".min_version", "TLS 1.0 and 1.1 are not offered (deprecated by RFC 8996)", "1.2 (the default) or 1.3");
+                    break;
+                case var other:
+                    y.Add(Field(map, "min_version"), path + ".min_version", $"unknown TLS version '{other}'", "1.2 (the default) or 1.3");
+                    break;
+            }
+            return new ListenerTlsConfig(certificates, minVersion, EnvoyPath(map, "client_ca_file", path));
+        }
+
+        /// <summary>A file Envoy reads: an absolute path as Envoy sees it; never resolved against the gateway file or read here.</summary>
+        private string? EnvoyPath(YamlMappingNode node, string field, string path)
+        {
+            if (y.String(node, field, path) is not { } value)
+                return null;
+            if (value.StartsWith('/') && !value.EndsWith('/') && !value.Any(char.IsControl))
+                return value;
+            y.Add(Field(node, field), Join(path, field), $"'{value}' is not an absolute file path",
+                "the path where Envoy sees the file (in its container), e.g. /etc/legate-tls/NAME/tls.crt: render does not read or copy it");
+            return null;
+        }
+
+        /// <summary><c>https_redirect: true</c> (to port 443) or <c>{port: N}</c>: the port clients reach the TLS listener on.</summary>
+        private int? ReadHttpsRedirect(YamlMappingNode listener, string listenerPath)
+        {
+            var path = listenerPath + ".https_redirect";
+            if (Field(listener, "https_redirect") is not { } node || IsNull(node))
+                return null;
+            if (node is YamlScalarNode)
+                return y.Bool(listener, "https_redirect", listenerPath) == true ? DefaultHttpsPort : null;
+            if (y.Mapping(node, path, "is true or a mapping { port: N }") is not { } map)
+                return null;
+            y.CheckFields(map, path, GatewayFields.HttpsRedirect);
+            return (int)(y.Number(map, "port", path, 1, 65535) ?? DefaultHttpsPort);
+        }
+
+        private const int DefaultHttpsPort = 443;
+
+        private static readonly string[] CertificatePair = ["cert_file", "key_file"];
 
         // ---- backends ----------------------------------------------------------------------------------------------
 

@@ -40,7 +40,31 @@ internal readonly record struct ServiceAddress(string Host, int Port)
     public override string ToString() => $"{Host}:{Port}";
 }
 
-internal sealed record ListenerConfig(string Name, string Address, int Port);
+/// <summary>
+/// A public listener: plain HTTP, HTTPS (<paramref name="Tls"/>), or plain HTTP answering every request with a redirect
+/// to https on <paramref name="HttpsRedirectPort"/> (never both).
+/// </summary>
+internal sealed record ListenerConfig(string Name, string Address, int Port, ListenerTlsConfig? Tls = null, int? HttpsRedirectPort = null)
+{
+    public bool Redirects => HttpsRedirectPort is not null;
+}
+
+/// <summary>
+/// TLS termination on a listener. The file paths are Envoy's (absolute, as Envoy sees them): render neither reads nor
+/// copies them, so private keys never enter the rendered output and Envoy itself re-reads rotated files.
+/// </summary>
+/// <param name="Certificates">In order; Envoy picks one per connection by SNI against each certificate's DNS names; the first is the default.</param>
+/// <param name="ClientCaFile">When set, clients must present a certificate issued by this CA bundle (mutual TLS).</param>
+internal sealed record ListenerTlsConfig(IReadOnlyList<TlsCertificateFiles> Certificates, TlsVersion MinVersion, string? ClientCaFile);
+
+/// <summary>A PEM certificate chain and its private key, both absolute paths as Envoy sees them.</summary>
+internal sealed record TlsCertificateFiles(string CertFile, string KeyFile);
+
+internal enum TlsVersion
+{
+    Tls12,
+    Tls13,
+}
 
 internal sealed record BackendConfig(
     string Name,

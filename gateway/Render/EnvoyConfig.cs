@@ -36,6 +36,11 @@ internal static class EnvoyConfig
     private const string ClusterType = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
     private const string ListenerType = "type.googleapis.com/envoy.config.listener.v3.Listener";
     private const string HttpOptions = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+    private const string SecretType = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+    private const string DownstreamTlsType = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
+
+    /// <summary>The folder of the SDS files under <c>OUT/envoy</c> (and under Envoy's envoy dir).</summary>
+    public const string SdsDir = "sds";
 
     public static string Bootstrap(GatewayConfig config, RenderOptions options, string header)
     {
@@ -58,7 +63,7 @@ internal static class EnvoyConfig
         if (options.Static)
         {
             clusters.AddRange(BackendClusters(config, options));
-            listeners.AddRange(Listeners(config));
+            listeners.AddRange(Listeners(config, options));
         }
         else
         {
@@ -107,8 +112,52 @@ internal static class EnvoyConfig
     public static string Cds(GatewayConfig config, RenderOptions options, string header)
         => header + Yaml.Serialize(Yaml.Map(("resources", BackendClusters(config, options).Select(c => Resource(ClusterType, c)).ToList())));
 
-    public static string Lds(GatewayConfig config, string header)
-        => header + Yaml.Serialize(Yaml.Map(("resources", Listeners(config).Select(l => Resource(ListenerType, l)).ToList())));
+    public static string Lds(GatewayConfig config, RenderOptions options, string header)
+        => header + Yaml.Serialize(Yaml.Map(("resources", Listeners(config, options).Select(l => Resource(ListenerType, l)).ToList())));
+
+    /// <summary>
+    /// One file-based SDS resource per listener certificate and client CA (Envoy takes exactly one secret per SDS
+    /// source), by secret name. Envoy re-reads the files a secret names when their folder sees a move, which is how
+    /// cert-manager and Kubernetes Secret volumes swap them (the <c>..data</c> symlink), so a rotated certificate is
+    /// served without a restart; with <c>watched_directory</c> it reads chain and key together and checks neither
+    /// changed in between, so it never pairs an old chain with a new key.
+    /// </summary>
+    public static IEnumerable<(string Name, string Text)> Secrets(GatewayConfig config, string header)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        foreach (var listener in config.Listeners)
+        {
+            if (listener.Tls is not { } tls)
+                continue;
+            for (var i = 0; i < tls.Certificates.Count; i++)
+            {
+                var (cert, key) = (tls.Certificates[i].CertFile, tls.Certificates[i].KeyFile);
+                // Chain and key in different folders: Envoy watches each file's folder and reads each alone.
+                var watched = Folder(cert) == Folder(key) ? Yaml.Map(("path", Folder(cert))) : null;
+                yield return Secret(CertificateSecret(listener.Name, i), ("tls_certificate", Yaml.Map(
+                    ("certificate_chain", Yaml.Map(("filename", cert))),
+                    ("private_key", Yaml.Map(("filename", key))),
+                    ("watched_directory", watched))));
+            }
+            if (tls.ClientCaFile is { } ca)
+            {
+                yield return Secret(ClientCaSecret(listener.Name), ("validation_context", Yaml.Map(
+                    ("trusted_ca", Yaml.Map(("filename", ca))),
+                    ("watched_directory", Yaml.Map(("path", Folder(ca)))))));
+            }
+        }
+
+        (string, string) Secret(string name, (string Key, object Value) content)
+            => (name, header + Yaml.Serialize(Yaml.Map(("resources", new List<object> { Yaml.Map(("@type", SecretType), ("name", name), content) }))));
+
+        static string Folder(string file) => file[..Math.Max(1, file.LastIndexOf('/'))];
+    }
+
+    /// <summary>The SDS secret (and file name, without <c>.yaml</c>) of a listener's certificate <paramref name="index"/>.</summary>
+    public static string CertificateSecret(string listener, int index) => $"{listener}-cert-{index.ToString(CultureInfo.InvariantCulture)}";
+
+    /// <summary>The SDS secret (and file name, without <c>.yaml</c>) of a listener's client CA.</summary>
+    public static string ClientCaSecret(string listener) => $"{listener}-client-ca";
 
     /// <summary>An xDS resource: the object with its type URL first.</summary>
     private static Node Resource(string type, Node value)
@@ -285,11 +334,16 @@ internal static class EnvoyConfig
 
     // ---- listeners and routes --------------------------------------------------------------------------------------
 
-    private static List<Node> Listeners(GatewayConfig config)
+    private static List<Node> Listeners(GatewayConfig config, RenderOptions options)
     {
         var list = new List<Node>();
         foreach (var listener in config.Listeners)
         {
+            if (listener.HttpsRedirectPort is { } httpsPort)
+            {
+                list.Add(RedirectListener(listener, httpsPort));
+                continue;
+            }
             var hcm = Yaml.Map(
                 ("name", Hcm),
                 ("typed_config", Yaml.Map(
@@ -310,10 +364,74 @@ internal static class EnvoyConfig
             list.Add(Yaml.Map(
                 ("name", listener.Name),
                 ("address", SocketAddress(listener.Address, listener.Port)),
-                ("filter_chains", new List<object> { Yaml.Map(("filters", new List<object> { hcm })) })));
+                ("filter_chains", new List<object>
+                {
+                    Yaml.Map(("filters", new List<object> { hcm }), ("transport_socket", listener.Tls is { } tls ? DownstreamTls(listener.Name, tls, options) : null)),
+                })));
         }
         return list;
     }
+
+    /// <summary>
+    /// TLS termination: one filter chain holding every certificate. Envoy picks the certificate whose DNS names match
+    /// the client's SNI (exact, then wildcard; the first one when none matches or the client sends none), so there is
+    /// no filter chain per host: that would copy the whole connection manager per host, and a host list kept beside
+    /// the certificates could drift from the names they really carry.
+    /// </summary>
+    private static Node DownstreamTls(string listener, ListenerTlsConfig tls, RenderOptions options)
+    {
+        var certificates = Enumerable.Range(0, tls.Certificates.Count).Select(i => (object)SdsSecret(CertificateSecret(listener, i), options)).ToList();
+        return Yaml.Map(
+            ("name", "envoy.transport_sockets.tls"),
+            ("typed_config", Yaml.Map(
+                ("@type", DownstreamTlsType),
+                ("common_tls_context", Yaml.Map(
+                    ("tls_params", Yaml.Map(("tls_minimum_protocol_version", tls.MinVersion == TlsVersion.Tls13 ? "TLSv1_3" : "TLSv1_2"))),
+                    ("tls_certificate_sds_secret_configs", certificates),
+                    ("validation_context_sds_secret_config", tls.ClientCaFile is null ? null : SdsSecret(ClientCaSecret(listener), options)),
+                    // The connection manager's codec (AUTO) follows what ALPN agreed.
+                    ("alpn_protocols", new List<object> { "h2", "http/1.1" }))),
+                ("require_client_certificate", tls.ClientCaFile is null ? null : true))));
+    }
+
+    private static Node SdsSecret(string name, RenderOptions options)
+    {
+        var dir = $"{options.EnvoyDir.TrimEnd('/')}/{SdsDir}";
+        return Yaml.Map(("name", name), ("sds_config", PathSource($"{dir}/{name}.yaml", dir)));
+    }
+
+    /// <summary>
+    /// A plain listener answering every request with a permanent redirect to https on <paramref name="httpsPort"/>,
+    /// same host and path. 308 rather than 301 keeps the method and body (a POST stays a POST). No other filter runs:
+    /// nothing reaches authz or a backend from here.
+    /// </summary>
+    private static Node RedirectListener(ListenerConfig listener, int httpsPort) => Yaml.Map(
+        ("name", listener.Name),
+        ("address", SocketAddress(listener.Address, listener.Port)),
+        ("filter_chains", new List<object>
+        {
+            Yaml.Map(("filters", new List<object>
+            {
+                Yaml.Map(
+                    ("name", Hcm),
+                    ("typed_config", Yaml.Map(
+                        ("@type", HcmType),
+                        ("stat_prefix", listener.Name),
+                        ("codec_type", "AUTO"),
+                        ("use_remote_address", true),
+                        ("route_config", Yaml.Map(("name", listener.Name), ("virtual_hosts", new List<object>
+                        {
+                            Yaml.Map(("name", "https_redirect"), ("domains", new List<object> { "*" }), ("routes", new List<object>
+                            {
+                                Yaml.Map(
+                                    ("name", "https_redirect"),
+                                    ("match", Yaml.Map(("prefix", "/"))),
+                                    ("redirect", Yaml.Map(("https_redirect", true), ("port_redirect", httpsPort), ("response_code", "PERMANENT_REDIRECT")))),
+                            })),
+                        }))),
+                        ("http_filters", new List<object> { Router() })))),
+            })),
+        }));
 
     private static List<object> HttpFilters(GatewayConfig config)
     {

@@ -34,6 +34,9 @@ internal static class GatewayRenderer
 
     public static string RateLimitFile(GatewayConfig config) => $"ratelimit/{config.Services.RateLimitDomain}.yaml";
 
+    /// <summary>The SDS file of a listener secret (<see cref="EnvoyConfig.CertificateSecret"/>, <see cref="EnvoyConfig.ClientCaSecret"/>).</summary>
+    public static string SecretFile(string secret) => $"envoy/{EnvoyConfig.SdsDir}/{secret}.yaml";
+
     public static RenderResult Render(GatewayConfig config, RenderOptions options)
     {
         ArgumentNullException.ThrowIfNull(config);
@@ -51,11 +54,14 @@ internal static class GatewayRenderer
         files.Add(Text(RateLimitFile(config), RateLimitRules.Render(config, header)));
         foreach (var backend in config.Backends.Where(b => b.CaFile is not null))
             files.Add(new RenderedFile("envoy/certs/" + EnvoyConfig.CaFileName(backend.Name), File.ReadAllBytes(backend.CaFile!)));
+        // Listener secrets name the certificate files, never their contents; written before the listeners naming them.
+        foreach (var (name, text) in EnvoyConfig.Secrets(config, header))
+            files.Add(Text(SecretFile(name), text));
         if (!options.Static)
         {
             // Clusters before listeners: a listener naming a cluster Envoy does not know yet is rejected.
             files.Add(Text(Cds, EnvoyConfig.Cds(config, options, header)));
-            files.Add(Text(Lds, EnvoyConfig.Lds(config, header)));
+            files.Add(Text(Lds, EnvoyConfig.Lds(config, options, header)));
         }
         files.Add(Text(Bootstrap, EnvoyConfig.Bootstrap(config, options, header)));
         var result = new RenderResult(files);

@@ -34,13 +34,19 @@ internal static class OutputWriter
             }
         }
 
-        // A ratelimit file of a domain no longer rendered would keep its old rules in force.
-        var rulesDir = Path.Combine(outputDir, "ratelimit");
-        if (Directory.Exists(rulesDir))
-        {
-            var keep = files.Where(f => f.Path.StartsWith("ratelimit/", StringComparison.Ordinal)).Select(f => Path.GetFileName(f.Path)).ToHashSet(StringComparer.Ordinal);
-            foreach (var stale in Directory.EnumerateFiles(rulesDir, "*.yaml").Where(p => !keep.Contains(Path.GetFileName(p))))
-                File.Delete(stale);
-        }
+        // A ratelimit file of a domain no longer rendered would keep its old rules in force. An SDS file of a listener
+        // no longer rendered is named by nothing once the new listeners are published (above): tidied away too.
+        RemoveStale(outputDir, "ratelimit", files);
+        RemoveStale(outputDir, "envoy/sds", files);
+    }
+
+    private static void RemoveStale(string outputDir, string folder, IReadOnlyList<RenderedFile> files)
+    {
+        var dir = Path.Combine(outputDir, folder);
+        if (!Directory.Exists(dir))
+            return;
+        var keep = files.Where(f => f.Path.StartsWith(folder + "/", StringComparison.Ordinal)).Select(f => Path.GetFileName(f.Path)).ToHashSet(StringComparer.Ordinal);
+        foreach (var stale in Directory.EnumerateFiles(dir, "*.yaml").Where(p => !keep.Contains(Path.GetFileName(p))))
+            File.Delete(stale);
     }
 }

@@ -20,7 +20,7 @@ internal static class Summary
         var s = config.Services;
         var text = new StringBuilder();
         text.Append("legate render: ").Append(Path.GetFileName(config.SourcePath)).Append('\n');
-        text.Append("  listeners: ").AppendJoin(", ", config.Listeners.Select(l => $"{l.Name} {l.Address}:{l.Port}")).Append('\n');
+        text.Append("  listeners: ").AppendJoin(", ", config.Listeners.Select(Describe)).Append('\n');
         text.Append("  routes:    ").Append(config.Routes.Count).Append(", then a catch-all 404 checked with policy '").Append(config.DefaultPolicy).Append("'\n");
         foreach (var route in config.Routes)
         {
@@ -37,6 +37,17 @@ internal static class Summary
             .Append(", domain ").Append(s.RateLimitDomain).Append(", statsink ").Append(s.StatSink).Append('\n');
         text.Append("  files:     ").AppendJoin(", ", result.Files.Select(f => f.Path).Append(GatewayRenderer.SummaryFile)).Append('\n');
         return text.ToString();
+    }
+
+    private static string Describe(ListenerConfig l)
+    {
+        var text = $"{l.Name} {l.Address}:{l.Port}";
+        if (l.HttpsRedirectPort is { } port)
+            return text + $" (redirects to https port {port})";
+        if (l.Tls is not { } tls)
+            return text;
+        return text + $" (tls: {tls.Certificates.Count} certificate(s), TLS {(tls.MinVersion == TlsVersion.Tls13 ? "1.3" : "1.2")}+"
+            + (tls.ClientCaFile is null ? ")" : ", client certificates required)");
     }
 
     private static string Describe(RouteMatch m)
