@@ -3,31 +3,43 @@ using System.Text;
 namespace Legate.Gateway.Tests;
 
 /// <summary>
-/// The example gateway file rendered with the contract's defaults, byte for byte against tests/Gateway.Tests/golden/.
-/// A deliberate change to the output: run with LEGATE_UPDATE_GOLDEN=1 once, review the diff, commit it.
+/// Gateway files rendered with the contract's defaults, byte for byte against tests/Gateway.Tests/golden/: the example,
+/// and a TLS gateway (HTTPS listener, redirect listener, SDS secrets). A deliberate change to the output: run with
+/// LEGATE_UPDATE_GOLDEN=1 once, review the diff, commit it.
 /// </summary>
 public sealed class GoldenTests
 {
-    private static readonly string GoldenDir = Path.Combine(Legate.Testing.RepoPaths.Root, "tests", "Gateway.Tests", "golden", "example");
+    private static readonly string GoldenRoot = Path.Combine(Legate.Testing.RepoPaths.Root, "tests", "Gateway.Tests", "golden");
 
     // The generated files only: keys.yaml and the JWKS are copies of the example's own files.
     private static readonly string[] Generated =
         ["envoy/envoy.yaml", "envoy/dynamic/cds.yaml", "envoy/dynamic/lds.yaml", "authz/policies.yaml", "ratelimit/edge.yaml", "summary.txt"];
 
     [Fact]
-    public void Example_RendersToTheGoldenFiles()
+    public void Example_RendersToTheGoldenFiles() => RendersToGolden(GatewayFiles.Example, "example", Generated);
+
+    [Fact]
+    public void TlsGateway_RendersToTheGoldenFiles()
+    {
+        using var dir = GatewayFiles.Write(ListenerTlsTests.Tls);
+        RendersToGolden(dir.File("gateway.yaml"), "tls",
+            [.. Generated, "envoy/sds/https-cert-0.yaml", "envoy/sds/https-cert-1.yaml", "envoy/sds/https-client-ca.yaml"]);
+    }
+
+    private static void RendersToGolden(string gatewayFile, string name, string[] generated)
     {
         using var output = new TempDir();
         using var stdout = new StringWriter();
         using var stderr = new StringWriter();
-        Assert.Equal(Cli.Ok, Cli.Run(["render", GatewayFiles.Example, "-o", output.Path], stdout, stderr));
+        Assert.True(Cli.Run(["render", gatewayFile, "-o", output.Path], stdout, stderr) == Cli.Ok, stderr.ToString());
 
+        var goldenDir = Path.Combine(GoldenRoot, name);
         var update = Environment.GetEnvironmentVariable("LEGATE_UPDATE_GOLDEN") == "1";
         var mismatches = new StringBuilder();
-        foreach (var file in Generated)
+        foreach (var file in generated)
         {
             var actual = File.ReadAllText(Path.Combine(output.Path, file));
-            var golden = Path.Combine(GoldenDir, file);
+            var golden = Path.Combine(goldenDir, file);
             if (update)
             {
                 Directory.CreateDirectory(Path.GetDirectoryName(golden)!);
@@ -39,5 +51,9 @@ public sealed class GoldenTests
                 mismatches.Append(file).Append(" differs from ").Append(golden).Append('\n');
         }
         Assert.True(mismatches.Length == 0, mismatches + "(a deliberate change: LEGATE_UPDATE_GOLDEN=1, then review and commit the golden files)");
+        // Every file render wrote under envoy/ is covered: a new kind of output cannot slip past review.
+        var written = Directory.EnumerateFiles(Path.Combine(output.Path, "envoy"), "*", SearchOption.AllDirectories)
+            .Select(f => Path.GetRelativePath(output.Path, f)).Order(StringComparer.Ordinal);
+        Assert.Equal(generated.Where(f => f.StartsWith("envoy/", StringComparison.Ordinal)).Order(StringComparer.Ordinal), written);
     }
 }
