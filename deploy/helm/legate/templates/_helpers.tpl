@@ -169,3 +169,29 @@ spec:
       {{- include "legate.selectorLabels" . | nindent 6 }}
 {{- end }}
 {{- end -}}
+
+{{/*
+Every TLS file the gateway file's listeners name under /etc/legate-tls/<secret>/ must come from a Secret that
+envoy.tlsSecrets mounts there: otherwise Envoy would start without the certificate and reset every TLS connection.
+*/}}
+{{- define "legate.checkTlsSecrets" -}}
+{{- $gateway := fromYaml (include "legate.gatewayFile" .) -}}
+{{- $mounted := .Values.envoy.tlsSecrets -}}
+{{- range $i, $listener := $gateway.listeners | default list -}}
+{{- if and (kindIs "map" $listener) (kindIs "map" $listener.tls) -}}
+{{- $files := list $listener.tls.client_ca_file -}}
+{{- range $listener.tls.certificates | default list -}}
+{{- if kindIs "map" . -}}{{- $files = concat $files (list .cert_file .key_file) -}}{{- end -}}
+{{- end -}}
+{{- range $files -}}
+{{- $file := toString . -}}
+{{- if hasPrefix "/etc/legate-tls/" $file -}}
+{{- $secret := index (splitList "/" (trimPrefix "/etc/legate-tls/" $file)) 0 -}}
+{{- if not (has $secret $mounted) -}}
+{{- fail (printf "gateway: listeners[%d].tls names %s, but envoy.tlsSecrets does not mount a Secret named %s at /etc/legate-tls/%s/" $i $file $secret $secret) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}

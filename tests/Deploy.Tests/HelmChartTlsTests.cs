@@ -1,0 +1,84 @@
+namespace Legate.Deploy.Tests;
+
+/// <summary>
+/// HTTPS at Envoy in the chart (ci/tls.yaml): the TLS Secrets mounted where the gateway file names them, the TLS port
+/// published, and a gateway file naming a Secret the chart does not mount refused.
+/// </summary>
+public sealed class HelmChartTlsTests
+{
+    [Fact]
+    public async Task TlsSecrets_AreMountedWholeAndReadOnly_WhereTheRenderedSdsSecretsLookForThem()
+    {
+        var chart = await HelmChart.TemplateAsync("tls.yaml");
+        var deployment = chart.Deployment("envoy");
+        var envoy = HelmChart.Container(deployment, "envoy");
+        var volumes = HelmChart.PodSpec(deployment).Seq("volumes");
+
+        // What Envoy will read, as legate render writes it from the chart's own gateway file (the init container's command).
+        using var dir = new TempFolder();
+        File.WriteAllText(dir.File("gateway.yaml"), chart.GatewayText());
+        var (exitCode, stdout, stderr) = await LegateCli.RenderAsync(dir.File("gateway.yaml"), dir.File("out"), "/etc/legate/envoy");
+        Assert.True(exitCode == 0, stdout + stderr);
+        var files = Directory.GetFiles(dir.File("out/envoy/sds"), "*.yaml").Order(StringComparer.Ordinal)
+            .SelectMany(f => Yaml.Load(f).Seq("resources"))
+            .SelectMany(s => new[] { s.Str("tls_certificate", "certificate_chain", "filename"), s.Str("tls_certificate", "private_key", "filename") })
+            .ToList();
+        Assert.Equal(4, files.Count);
+
+        foreach (var file in files)
+        {
+            var folder = Path.GetDirectoryName(file)!;
+            var mount = Assert.Single(envoy.Seq("volumeMounts"), m => m.Str("mountPath") == folder);
+            Assert.Equal("true", mount.Str("readOnly"));
+            // A subPath mount would never see a renewed Secret.
+            Assert.Null(mount.At("subPath"));
+            var volume = Assert.Single(volumes, v => v.Str("name") == mount.Str("name"));
+            Assert.Equal(Path.GetFileName(folder), volume.Str("secret", "secretName"));
+        }
+    }
+
+    [Fact]
+    public async Task TheTlsListener_IsPublishedOnItsServicePort()
+    {
+        var chart = await HelmChart.TemplateAsync("tls.yaml");
+
+        var envoy = HelmChart.Container(chart.Deployment("envoy"), "envoy");
+        var https = chart.GatewayFile().Seq("listeners").Single(l => l.At("tls") is not null);
+        var containerPort = Assert.Single(envoy.Seq("ports"), p => p.Str("containerPort") == https.Str("port"));
+        var servicePort = Assert.Single(chart.Get("Service", HelmChart.Name("envoy")).Seq("spec", "ports"), p => p.Str("targetPort") == containerPort.Str("name"));
+        Assert.Equal("443", servicePort.Str("port"));
+        Assert.Contains(chart.Get("Service", HelmChart.Name("envoy")).Seq("spec", "ports"), p => p.Str("port") == "80" && p.Str("targetPort") == "http");
+    }
+
+    [Fact]
+    public async Task AGatewayFileNamingASecretTheChartDoesNotMount_IsRefused()
+    {
+        var (exitCode, _, stderr) = await HelmChart.HelmAsync("template", HelmChart.Release, HelmChart.Directory,
+            "-f", Path.Combine(HelmChart.Directory, "ci", "tls.yaml"), "--set", "envoy.tlsSecrets={acme-tls}");
+
+        Assert.NotEqual(0, exitCode);
+        Assert.Contains("gateway: listeners[1].tls names /etc/legate-tls/globex-tls/tls.crt, but envoy.tlsSecrets does not mount a Secret named globex-tls",
+            stderr, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("envoy.tlsSecrets={Not_A_Name}")]
+    [InlineData("envoy.ports[0].servicePort=0")]
+    public async Task Schema_RejectsBadTlsValues(string set)
+    {
+        var (exitCode, _, stderr) = await HelmChart.HelmAsync("template", HelmChart.Release, HelmChart.Directory,
+            "-f", Path.Combine(HelmChart.Directory, "ci", "tls.yaml"), "--set", set);
+
+        Assert.NotEqual(0, exitCode);
+        Assert.Contains("schema", stderr, StringComparison.OrdinalIgnoreCase);
+    }
+
+    private sealed class TempFolder : IDisposable
+    {
+        public string Path { get; } = Directory.CreateTempSubdirectory("legate-chart-tls-").FullName;
+
+        public string File(string name) => System.IO.Path.Combine(Path, name);
+
+        public void Dispose() => Directory.Delete(Path, recursive: true);
+    }
+}
