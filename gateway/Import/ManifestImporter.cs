@@ -33,6 +33,9 @@ internal sealed partial class ManifestImporter
     private readonly SortedDictionary<string, Backend> _backends = new(StringComparer.Ordinal);
     private readonly List<Route> _routes = [];
     private readonly List<string> _files = [];
+    private readonly SortedDictionary<int, Listener> _listeners = [];
+    private readonly Dictionary<string, string> _secrets = new(StringComparer.Ordinal);   // Secret name → its namespace
+    private bool _gateways;
 
     private sealed record Manifest(string File, string Kind, string Namespace, string Name, YamlMappingNode Node, bool NoAuth)
     {
@@ -122,7 +125,7 @@ internal sealed partial class ManifestImporter
         switch (kind, api)
         {
             case ("Ingress", IngressApi):
-            case ("HTTPRoute" or "GRPCRoute", _) when api.StartsWith(GatewayApiGroup, StringComparison.Ordinal):
+            case ("HTTPRoute" or "GRPCRoute" or "Gateway", _) when api.StartsWith(GatewayApiGroup, StringComparison.Ordinal):
                 break;
             case ("Ingress", _):
                 Report(file, Get(map, "apiVersion") ?? map, "apiVersion", $"Ingress of apiVersion '{api}' is not imported",
@@ -130,7 +133,7 @@ internal sealed partial class ManifestImporter
                 return;
             default:
                 Report(file, Get(map, "kind") ?? map, "kind", $"{(kind.Length == 0 ? "an object without kind" : kind)} {ns}/{name} is not imported",
-                    "legate import reads Ingress (networking.k8s.io/v1), HTTPRoute and GRPCRoute (gateway.networking.k8s.io/v1)");
+                    "legate import reads Ingress (networking.k8s.io/v1), Gateway, HTTPRoute and GRPCRoute (gateway.networking.k8s.io/v1)");
                 return;
         }
         var noAuth = false;
@@ -156,9 +159,121 @@ internal sealed partial class ManifestImporter
             return;
         }
         if (kind == "Ingress")
+        {
             Ingress(manifest, spec);
+        }
+        else if (kind == "Gateway")
+        {
+            _gateways = true;
+            Gateway(manifest, spec);
+        }
         else
             HttpRoute(manifest, spec, grpc: kind == "GRPCRoute");
+    }
+
+    // ---- listeners and TLS -----------------------------------------------------------------------------------------
+
+    /// <summary>Where a TLS Secret is mounted into Envoy's pod: the chart's envoy.tlsSecrets puts Secret NAME at /etc/legate-tls/NAME/.</summary>
+    public static string SecretFolder(string secret) => $"/etc/legate-tls/{secret}";
+
+    /// <summary>The TLS port of Ingress TLS, and the plain port beside it (the gateway file's default listener).</summary>
+    private const int IngressHttpsPort = 8443;
+    private const int HttpPort = 8080;
+
+    /// <summary>A listener to write: plain or TLS, with the TLS Secrets of its certificates in input order.</summary>
+    private sealed record Listener(string Name, int Port, bool Tls, List<string> Secrets, string Source);
+
+    /// <summary>Adds a Secret's certificate to the TLS listener on <paramref name="port"/> (made when missing).</summary>
+    private void AddCertificate(Manifest m, YamlNode node, string field, int port, string ns, string secret)
+    {
+        if (_secrets.TryGetValue(secret, out var owner) && owner != ns)
+        {
+            Report(m, node, field, $"Secret {ns}/{secret} would be mounted at {SecretFolder(secret)}/, which Secret {owner}/{secret} already takes: not imported",
+                "Envoy's pod mounts Secrets of its own namespace only: copy one there under another name");
+            return;
+        }
+        if (ListenerOn(m, node, field, port, tls: true, "https") is not { } listener)
+            return;
+        _secrets[secret] = ns;
+        if (!listener.Secrets.Contains(secret))
+            listener.Secrets.Add(secret);
+    }
+
+    private Listener? ListenerOn(Manifest m, YamlNode node, string field, int port, bool tls, string name)
+    {
+        if (_listeners.TryGetValue(port, out var existing))
+        {
+            if (existing.Tls == tls)
+                return existing;
+            Report(m, node, field, $"port {port} would be both plain HTTP and TLS ({existing.Source}): not imported", "give the listeners different ports");
+            return null;
+        }
+        var listener = new Listener(name, port, tls, [], $"{m.Id}, {Where(m.File, node)}");
+        _listeners[port] = listener;
+        return listener;
+    }
+
+    // ---- Gateway ---------------------------------------------------------------------------------------------------
+
+    /// <summary>
+    /// A Gateway's listeners: HTTP ones become plain listeners, HTTPS ones with <c>tls.mode: Terminate</c> TLS listeners
+    /// with their Secrets' certificates. Ports below 1024 move up by 8000 (443 → 8443), as Envoy runs unprivileged.
+    /// </summary>
+    private void Gateway(Manifest m, YamlMappingNode spec)
+    {
+        var listeners = Get(spec, "listeners") as YamlSequenceNode;
+        for (var i = 0; i < (listeners?.Children.Count ?? 0); i++)
+        {
+            var field = $"spec.listeners[{i}]";
+            if (listeners!.Children[i] is not YamlMappingNode l)
+                continue;
+            var protocol = Str(l, "protocol") ?? "";
+            if (!int.TryParse(Str(l, "port"), NumberStyles.None, CultureInfo.InvariantCulture, out var port) || port is < 1 or > 65535)
+            {
+                Report(m, Get(l, "port") ?? l, field + ".port", "is not a port number: listener not imported");
+                continue;
+            }
+            if (protocol is not ("HTTP" or "HTTPS"))
+            {
+                Report(m, Get(l, "protocol") ?? l, field + ".protocol", $"protocol '{protocol}' has no equivalent (HTTP and HTTPS only): listener not imported",
+                    "a gateway file's listeners speak HTTP, in plain or over TLS terminated by Envoy");
+                continue;
+            }
+            if (Get(l, "hostname") is { } hostname)
+            {
+                Report(m, hostname, field + ".hostname", "has no equivalent: every listener serves every route (routes match hosts themselves)",
+                    "give the routes hostnames");
+            }
+            var envoyPort = port < 1024 ? port + 8000 : port;
+            var tls = Get(l, "tls") as YamlMappingNode;
+            if (protocol == "HTTP")
+            {
+                ListenerOn(m, l, field, envoyPort, tls: false, "http");
+                continue;
+            }
+            if ((tls is null ? null : Str(tls, "mode")) is { } mode && mode != "Terminate")
+            {
+                Report(m, Get(tls!, "mode")!, field + ".tls.mode", $"mode '{mode}' has no equivalent (Envoy terminates TLS): listener not imported");
+                continue;
+            }
+            if (tls is not null && Get(tls, "options") is { } options)
+                Report(m, options, field + ".tls.options", "has no equivalent: not applied", "set min_version or client_ca_file on the imported listener's tls");
+            var refs = (tls is null ? null : Get(tls, "certificateRefs") as YamlSequenceNode)?.Children ?? [];
+            if (refs.Count == 0)
+                Report(m, tls ?? l, field + ".tls.certificateRefs", "names no certificate: listener not imported");
+            for (var r = 0; r < refs.Count; r++)
+            {
+                if (refs[r] is not YamlMappingNode cr || Str(cr, "name") is not { Length: > 0 } secret)
+                    continue;
+                var rf = $"{field}.tls.certificateRefs[{r}]";
+                if ((Str(cr, "kind") ?? "Secret") != "Secret" || (Str(cr, "group") ?? "") != "")
+                {
+                    Report(m, cr, rf, $"a certificate of kind {Str(cr, "kind")} is not imported", "only Secrets can be mounted into Envoy's pod");
+                    continue;
+                }
+                AddCertificate(m, Get(cr, "name")!, rf + ".name", envoyPort, Str(cr, "namespace") ?? m.Namespace, secret);
+            }
+        }
     }
 
     // ---- Ingress ---------------------------------------------------------------------------------------------------
@@ -167,11 +282,14 @@ internal sealed partial class ManifestImporter
     {
         if (Get(spec, "tls") is YamlSequenceNode tls)
         {
+            // Ingress TLS serves its hosts over HTTPS: a TLS listener on 8443 with each secret's certificate. Envoy picks
+            // the certificate by SNI against the names it carries, so spec.tls[].hosts need no mapping.
             for (var i = 0; i < tls.Children.Count; i++)
             {
-                var secret = tls.Children[i] is YamlMappingNode t ? Str(t, "secretName") : null;
-                Report(m, tls.Children[i], $"spec.tls[{i}]", $"TLS{(secret is null ? "" : $" with secret '{secret}'")} is not imported: the gateway file has no listener TLS",
-                    "terminate TLS in front of Envoy (a load balancer), or add it to the rendered lds.yaml");
+                if (tls.Children[i] is YamlMappingNode t && Str(t, "secretName") is { Length: > 0 } secret)
+                    AddCertificate(m, Get(t, "secretName")!, $"spec.tls[{i}].secretName", IngressHttpsPort, m.Namespace, secret);
+                else
+                    Report(m, tls.Children[i], $"spec.tls[{i}]", "has no secretName: not imported", "a controller's default certificate has no equivalent; name the Secret");
             }
         }
         if (Get(spec, "rules") is YamlSequenceNode rules)
@@ -716,6 +834,7 @@ internal sealed partial class ManifestImporter
         w.Append("\npolicies:\n");
         w.Append($"  {PolicyName}: {{ credentials: [jwt] }}\n");
         w.Append($"default_policy: {PolicyName}\n");
+        WriteListeners(w);
         w.Append("\nbackends:\n");
         foreach (var backend in _backends.Values.Where(b => routes.Any(r => r.Backends.Any(x => x.Key == b.Name))))
         {
@@ -759,6 +878,42 @@ internal sealed partial class ManifestImporter
                 w.Append($"    tenant: {TenantName}   # no host in the manifest: serves every host\n");
         }
         return w.ToString();
+    }
+
+    /// <summary>
+    /// The listeners, when a Gateway or Ingress TLS asks for any (else the gateway file's default plain 8080): Ingress
+    /// TLS keeps the plain 8080 listener beside its TLS one, as an Ingress serves plain HTTP too.
+    /// </summary>
+    private void WriteListeners(StringBuilder w)
+    {
+        if (_listeners.Count == 0)
+            return;
+        if (!_gateways)
+            _listeners.TryAdd(HttpPort, new Listener("http", HttpPort, false, [], "the default listener"));
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        w.Append("\nlisteners:\n");
+        foreach (var l in _listeners.Values)
+        {
+            var name = l.Name;
+            for (var n = 2; !names.Add(name); n++)
+                name = $"{l.Name}{n.ToString(CultureInfo.InvariantCulture)}";
+            w.Append("  # ").Append(l.Source).Append('\n');
+            if (!l.Tls)
+            {
+                w.Append("  - { name: ").Append(name).Append(", port: ").Append(l.Port.ToString(CultureInfo.InvariantCulture)).Append(" }\n");
+                continue;
+            }
+            w.Append("  - name: ").Append(name).Append('\n');
+            w.Append("    port: ").Append(l.Port.ToString(CultureInfo.InvariantCulture)).Append('\n');
+            w.Append("    tls:   # mount each Secret into Envoy at /etc/legate-tls/<secret>/ (the chart: envoy.tlsSecrets)\n");
+            w.Append("      certificates:\n");
+            foreach (var secret in l.Secrets)
+            {
+                var folder = SecretFolder(secret);
+                w.Append("        - { cert_file: ").Append(Scalar(folder + "/tls.crt")).Append(", key_file: ").Append(Scalar(folder + "/tls.key"))
+                    .Append(" }   # Secret ").Append(_secrets[secret]).Append('/').Append(secret).Append('\n');
+            }
+        }
     }
 
     private void Report(Manifest m, YamlNode node, string field, string problem, string? hint = null)
