@@ -54,6 +54,8 @@ public sealed class RulesProvider<TRules> : IHostedLifecycleService, IDisposable
     private volatile RulesSnapshot<TRules>? _snapshot;
     private CancellationTokenSource _changed = new();
     private string? _lastAttempted;
+    // Why the files could not be read at the last look, until they can: a path that stays missing is reported once.
+    private string? _lastUnreadable;
     private FileSystemWatcher? _watcher;
     private System.Threading.ITimer? _poll;
     private System.Threading.ITimer? _debounce;
@@ -129,24 +131,41 @@ public sealed class RulesProvider<TRules> : IHostedLifecycleService, IDisposable
                 return true;
             }
             RulesFiles files;
-            TRules rules;
             try
             {
                 files = RulesFiles.Read(_options.Path);
-                if (files.Fingerprint == _lastAttempted)
+            }
+            catch (Exception e) when (!IsFatal(e))
+            {
+                var unreadable = Failure(e).Message;
+                if (unreadable == _lastUnreadable)
                     return false;
-                _lastAttempted = files.Fingerprint;
+                _lastUnreadable = unreadable;
+                return Failed(unreadable);
+            }
+            _lastUnreadable = null;
+            if (files.Fingerprint == _lastAttempted)
+                return false;
+            _lastAttempted = files.Fingerprint;
+            TRules rules;
+            try
+            {
                 rules = _loader.Load(files);
             }
             catch (Exception e) when (!IsFatal(e))
             {
-                _reloadFailed.Inc();
-                HostingLog.RulesReloadFailed(_logger, _name, _snapshot.Version, Failure(e).Message);
-                return false;
+                return Failed(Failure(e).Message);
             }
             Swap(rules, files);
             return true;
         }
+    }
+
+    private bool Failed(string error)
+    {
+        _reloadFailed.Inc();
+        HostingLog.RulesReloadFailed(_logger, _name, _snapshot!.Version, error);
+        return false;
     }
 
     // What a failed load says, naming the path. RulesFiles.Read reports its own I/O errors; an I/O error from the

@@ -196,6 +196,56 @@ public sealed class RulesProviderTests : IDisposable
     }
 
     [Fact]
+    public void MissingPathOnReload_IsReportedOnce_AndAgainOnlyAfterItChanged()
+    {
+        var file = Write("limits.yaml", "tenant_a: 10\n");
+        var logger = new FakeLogger();
+        using var provider = Provider(file, logger: logger);
+        provider.LoadInitial();
+
+        File.Delete(file);
+        Assert.False(provider.Reload());
+        Assert.False(provider.Reload());
+        Assert.False(provider.Reload());
+
+        Assert.Equal(10, provider.Current.Values["tenant_a"]);
+        Assert.EndsWith(" 1", Failures, StringComparison.Ordinal);
+        var failed = Assert.Single(logger.Collector.GetSnapshot(), r => r.Id.Name == "RulesReloadFailed");
+        Assert.EndsWith($"{file}: no such file or directory", failed.Message, StringComparison.Ordinal);
+
+        // Back as it was: nothing new to load. Gone again: said again.
+        File.WriteAllText(file, "tenant_a: 10\n");
+        Assert.False(provider.Reload());
+        File.Delete(file);
+        Assert.False(provider.Reload());
+        Assert.EndsWith(" 2", Failures, StringComparison.Ordinal);
+
+        File.WriteAllText(file, "tenant_a: 12\n");
+        Assert.True(provider.Reload());
+        Assert.Equal(2, provider.Snapshot.Version);
+        Assert.Equal(12, provider.Current.Values["tenant_a"]);
+    }
+
+    [Fact]
+    public async Task MissingPathWhileWatching_IsNotReportedAtEveryPoll()
+    {
+        var file = Write("limits.yaml", "tenant_a: 10\n");
+        var logger = new FakeLogger();
+        using var provider = Provider(file, watch: true, logger: logger);
+        IHostedLifecycleService lifecycle = provider;
+        await lifecycle.StartingAsync(TestContext.Current.CancellationToken);
+
+        File.Delete(file);
+        for (var i = 0; i < 5; i++)
+            _time.Advance(TimeSpan.FromSeconds(6));
+
+        Assert.Equal(10, provider.Current.Values["tenant_a"]);
+        Assert.EndsWith(" 1", Failures, StringComparison.Ordinal);
+        Assert.Single(logger.Collector.GetSnapshot(), r => r.Id.Name == "RulesReloadFailed");
+        await lifecycle.StopAsync(TestContext.Current.CancellationToken);
+    }
+
+    [Fact]
     public async Task Watching_PicksUpAChangeAtTheNextPoll()
     {
         var file = Write("limits.yaml", "tenant_a: 10\n");
