@@ -22,7 +22,10 @@ public sealed class RulesOptions
     /// <summary>A YAML file, or a directory whose <c>*.yaml</c> files are loaded together.</summary>
     public string Path { get; set; } = "";
 
-    /// <summary>How often the files are compared with what is loaded, besides file-system notifications (which miss some ConfigMap updates).</summary>
+    /// <summary>
+    /// How often the files are compared with what is loaded, besides file-system notifications (which miss some
+    /// ConfigMap updates). A change either sees is loaded once the files have stayed the same for a quarter of a second.
+    /// </summary>
     public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>Whether files are watched at all. Off, the rules are loaded once at start-up.</summary>
@@ -39,6 +42,9 @@ public sealed class RulesProvider<TRules> : IHostedLifecycleService, IDisposable
 {
     private static readonly string[] ResultLabels = ["rules", "result"];
     private static readonly string[] RulesLabel = ["rules"];
+
+    // How long files must stay as they are before they are read for a reload (see ScheduleReload).
+    private static readonly TimeSpan SettleDelay = TimeSpan.FromMilliseconds(250);
 
     private readonly string _name;
     private readonly RulesOptions _options;
@@ -59,6 +65,9 @@ public sealed class RulesProvider<TRules> : IHostedLifecycleService, IDisposable
     private FileSystemWatcher? _watcher;
     private System.Threading.ITimer? _poll;
     private System.Threading.ITimer? _debounce;
+    // What a poll saw change and is waiting to see settle: a later poll that sees the same leaves the wait running
+    // (a poll interval shorter than the settle delay would otherwise restart it for ever).
+    private volatile string? _settling;
     private bool _disposed;
 
     public RulesProvider(string name, RulesOptions options, IRulesLoader<TRules> loader, TimeProvider time, ILogger logger, IMetricFactory metrics)
@@ -119,7 +128,13 @@ public sealed class RulesProvider<TRules> : IHostedLifecycleService, IDisposable
     /// last good snapshot stays in force.
     /// </remarks>
     /// <returns>True when a new snapshot came into force.</returns>
-    public bool Reload()
+    public bool Reload() => Reload(poll: false, settling: null);
+
+    // poll: the poll timer's look, which loads nothing: a change it sees goes through the settle delay, as a watcher
+    // event does, since a poll can catch a file half written (a keys file cut short is a valid, smaller set of keys).
+    // settling: what that poll saw; loaded only if the files still read the same, else they are still being written
+    // and the wait starts again.
+    private bool Reload(bool poll, string? settling)
     {
         lock (_reloadGate)
         {
@@ -130,22 +145,39 @@ public sealed class RulesProvider<TRules> : IHostedLifecycleService, IDisposable
                 LoadInitial();
                 return true;
             }
-            RulesFiles files;
+            if (!poll)
+                _settling = null;
+            RulesFiles? files = null;
+            string? unreadable = null;
             try
             {
                 files = RulesFiles.Read(_options.Path);
             }
             catch (Exception e) when (!IsFatal(e))
             {
-                var unreadable = Failure(e).Message;
-                if (unreadable == _lastUnreadable)
-                    return false;
+                unreadable = Failure(e).Message;
+            }
+            // Unchanged files, and files that still cannot be read for the same reason (a path that stays missing):
+            // a failure is reported once, not at every poll.
+            if (files is null ? unreadable == _lastUnreadable : files.Fingerprint == _lastAttempted)
+            {
+                if (files is not null)
+                    _lastUnreadable = null;
+                return false;
+            }
+            var seen = files?.Fingerprint ?? unreadable!;
+            if (poll || (settling is not null && seen != settling))
+            {
+                if (seen != _settling)
+                    ScheduleReload(seen);
+                return false;
+            }
+            if (files is null)
+            {
                 _lastUnreadable = unreadable;
-                return Failed(unreadable);
+                return Failed(unreadable!);
             }
             _lastUnreadable = null;
-            if (files.Fingerprint == _lastAttempted)
-                return false;
             _lastAttempted = files.Fingerprint;
             TRules rules;
             try
@@ -224,7 +256,7 @@ public sealed class RulesProvider<TRules> : IHostedLifecycleService, IDisposable
 
     private void StartWatching()
     {
-        _poll = _time.CreateTimer(_ => Reload(), null, _options.PollInterval, _options.PollInterval);
+        _poll = _time.CreateTimer(_ => Reload(poll: true, settling: null), null, _options.PollInterval, _options.PollInterval);
         var directory = Directory.Exists(_options.Path) ? _options.Path : Path.GetDirectoryName(Path.GetFullPath(_options.Path));
         if (directory is null)
             return;
@@ -244,10 +276,12 @@ public sealed class RulesProvider<TRules> : IHostedLifecycleService, IDisposable
         }
     }
 
-    // Editors and ConfigMap updates write in several steps: wait for them to settle before reading.
-    private void ScheduleReload()
+    // Editors and ConfigMap updates write in several steps: wait for them to settle before reading. Each watcher
+    // event starts the wait again; a change a poll saw (seen) is loaded only if the files still read the same at its end.
+    private void ScheduleReload(string? seen = null)
     {
-        var timer = _time.CreateTimer(_ => Reload(), null, TimeSpan.FromMilliseconds(250), Timeout.InfiniteTimeSpan);
+        _settling = seen;
+        var timer = _time.CreateTimer(state => Reload(poll: false, settling: (string?)state), seen, SettleDelay, Timeout.InfiniteTimeSpan);
         Interlocked.Exchange(ref _debounce, timer)?.Dispose();
     }
 

@@ -12,6 +12,7 @@ namespace Legate.Hosting.Tests.Rules;
 public sealed class RulesProviderTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("legate-rules-").FullName;
+    private readonly string _elsewhere = Directory.CreateTempSubdirectory("legate-rules-target-").FullName;
     private readonly CollectorRegistry _registry = Prometheus.Metrics.NewCustomRegistry();
     private readonly FakeTimeProvider _time = new(DateTimeOffset.Parse("2026-01-01T00:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
 
@@ -22,8 +23,28 @@ public sealed class RulesProviderTests : IDisposable
         return path;
     }
 
-    private RulesProvider<Limits> Provider(string path, bool watch = false, IRulesLoader<Limits>? loader = null, ILogger? logger = null) =>
-        new("limits", new RulesOptions { Path = path, Watch = watch, PollInterval = TimeSpan.FromSeconds(5) },
+    // A rules path that links to a file in another directory, as a ConfigMap's links do: the watcher of the link's
+    // directory sees nothing of what happens to the file, so with fake time only the poll (and its settle delay) reloads.
+    private (string Link, string Target) LinkedFromElsewhere(string name, string text)
+    {
+        Assert.SkipWhen(OperatingSystem.IsWindows(), "a symbolic link needs privileges there");
+        var target = Path.Combine(_elsewhere, name);
+        File.WriteAllText(target, text);
+        var link = Path.Combine(_dir, name);
+        File.CreateSymbolicLink(link, target);
+        return (link, target);
+    }
+
+    // To the next poll (every 5 s here), then through the settle delay after it: two steps, since a timer that a
+    // callback starts during an Advance does not fire within that Advance.
+    private void PollAndSettle()
+    {
+        _time.Advance(TimeSpan.FromSeconds(5));
+        _time.Advance(TimeSpan.FromMilliseconds(250));
+    }
+
+    private RulesProvider<Limits> Provider(string path, bool watch = false, IRulesLoader<Limits>? loader = null, ILogger? logger = null, TimeSpan? pollInterval = null) =>
+        new("limits", new RulesOptions { Path = path, Watch = watch, PollInterval = pollInterval ?? TimeSpan.FromSeconds(5) },
             loader ?? new LimitsLoader(), _time, logger ?? NullLogger.Instance, Prometheus.Metrics.WithCustomRegistry(_registry));
 
     private string Failures => _registry.Scrape().Split('\n').Single(l => l.StartsWith("legate_rules_reloads_total{rules=\"limits\",result=\"failure\"}", StringComparison.Ordinal));
@@ -246,17 +267,44 @@ public sealed class RulesProviderTests : IDisposable
     }
 
     [Fact]
-    public async Task Watching_PicksUpAChangeAtTheNextPoll()
+    public async Task Watching_PicksUpAChangeAtTheNextPoll_OnceItHasSettled()
     {
-        var file = Write("limits.yaml", "tenant_a: 10\n");
-        using var provider = Provider(file, watch: true);
+        var (link, file) = LinkedFromElsewhere("limits.yaml", "tenant_a: 10\n");
+        using var provider = Provider(link, watch: true);
         IHostedLifecycleService lifecycle = provider;
         await lifecycle.StartingAsync(TestContext.Current.CancellationToken);
 
         File.WriteAllText(file, "tenant_a: 12\n");
-        _time.Advance(TimeSpan.FromSeconds(5));
+        PollAndSettle();
 
         Assert.Equal(12, provider.Current.Values["tenant_a"]);
+        await lifecycle.StopAsync(TestContext.Current.CancellationToken);
+    }
+
+    [Fact]
+    public async Task AFileThePollCatchesHalfWritten_IsNotLoaded_UntilItHasStayedTheSameForTheSettleDelay()
+    {
+        var (link, file) = LinkedFromElsewhere("limits.yaml", "tenant_a: 10\ntenant_b: 20\n");
+        var logger = new FakeLogger();
+        using var provider = Provider(link, watch: true, logger: logger);
+        IHostedLifecycleService lifecycle = provider;
+        await lifecycle.StartingAsync(TestContext.Current.CancellationToken);
+
+        // The poll catches a rewrite half way: still valid YAML, with a tenant missing (as a keys file cut short is
+        // a valid, smaller set of keys).
+        File.WriteAllText(file, "tenant_a: 11\n");
+        _time.Advance(TimeSpan.FromSeconds(5));
+        Assert.Equal(1, provider.Snapshot.Version);
+
+        // The rest is written within the settle delay: the wait starts again, and what is loaded is the whole file.
+        File.WriteAllText(file, "tenant_a: 11\ntenant_b: 21\n");
+        _time.Advance(TimeSpan.FromMilliseconds(250));
+        Assert.Equal(1, provider.Snapshot.Version);
+        _time.Advance(TimeSpan.FromMilliseconds(250));
+
+        Assert.Equal(2, provider.Snapshot.Version);
+        Assert.Equal(21, provider.Current.Values["tenant_b"]);
+        Assert.Equal(["RulesLoaded", "RulesLoaded"], logger.Collector.GetSnapshot().Select(r => r.Id.Name));
         await lifecycle.StopAsync(TestContext.Current.CancellationToken);
     }
 
@@ -356,24 +404,40 @@ public sealed class RulesProviderTests : IDisposable
     }
 
     [Fact]
+    public async Task PollsMoreOftenThanTheSettleDelay_DoNotKeepPuttingTheReloadOff()
+    {
+        var (link, file) = LinkedFromElsewhere("limits.yaml", "tenant_a: 10\n");
+        using var provider = Provider(link, watch: true, pollInterval: TimeSpan.FromMilliseconds(100));
+        IHostedLifecycleService lifecycle = provider;
+        await lifecycle.StartingAsync(TestContext.Current.CancellationToken);
+
+        File.WriteAllText(file, "tenant_a: 12\n");
+        for (var i = 0; i < 5; i++)
+            _time.Advance(TimeSpan.FromMilliseconds(100));
+
+        Assert.Equal(12, provider.Current.Values["tenant_a"]);
+        await lifecycle.StopAsync(TestContext.Current.CancellationToken);
+    }
+
+    [Fact]
     public async Task FailingReloadsOnTheTimer_DoNotEscapeTheTimerThread()
     {
-        var file = Write("limits.yaml", "tenant_a: 10\n");
+        var (link, file) = LinkedFromElsewhere("limits.yaml", "tenant_a: 10\n");
         var loader = new FaultyLoader();
-        using var provider = Provider(file, watch: true, loader: loader);
+        using var provider = Provider(link, watch: true, loader: loader);
         IHostedLifecycleService lifecycle = provider;
         await lifecycle.StartingAsync(TestContext.Current.CancellationToken);
 
         // FakeTimeProvider runs timer callbacks inside Advance: an exception escaping Reload would fail the test here.
         File.WriteAllText(file, "tenant_a: 11\n");
         loader.Fault = new IOException("disk on fire");
-        _time.Advance(TimeSpan.FromSeconds(5));
+        PollAndSettle();
         File.WriteAllText(file, "tenant_a: 12\n");
         loader.Fault = new InvalidCastException("bug");
-        _time.Advance(TimeSpan.FromSeconds(5));
+        PollAndSettle();
         File.WriteAllText(file, "tenant_a: 13\n");
         loader.Fault = null;
-        _time.Advance(TimeSpan.FromSeconds(5));
+        PollAndSettle();
 
         Assert.EndsWith(" 2", Failures, StringComparison.Ordinal);
         Assert.Equal(13, provider.Current.Values["tenant_a"]);
@@ -400,5 +464,9 @@ public sealed class RulesProviderTests : IDisposable
         public Limits Load(RulesFiles files) => Fault is { } fault ? throw fault : new LimitsLoader().Load(files);
     }
 
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
+    public void Dispose()
+    {
+        Directory.Delete(_dir, recursive: true);
+        Directory.Delete(_elsewhere, recursive: true);
+    }
 }
