@@ -124,23 +124,44 @@ public sealed class LegateRedis : IDisposable
     }
 }
 
-/// <summary>Ready when Redis answers a PING.</summary>
-internal sealed class RedisHealthCheck(LegateRedis redis) : IHealthCheck
+/// <summary>Ready when Redis answers a PING within <see cref="PingTimeout"/>.</summary>
+internal sealed class RedisHealthCheck(LegateRedis redis, TimeProvider? timeProvider = null) : IHealthCheck
 {
+    /// <summary>
+    /// How long readiness waits for the PING: well under a probe's own timeout (Kubernetes's default is 1 s), so a
+    /// Redis that hangs makes a clear not-ready answer rather than a probe that timed out; StackExchange.Redis's own
+    /// timeout is 5 s.
+    /// </summary>
+    public static readonly TimeSpan PingTimeout = TimeSpan.FromMilliseconds(500);
+
+    private readonly TimeProvider _time = timeProvider ?? TimeProvider.System;
+
     public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
         if (redis.TryGetMultiplexer() is not { } multiplexer)
             return HealthCheckResult.Unhealthy("Redis is connecting");
         if (!multiplexer.IsConnected)
             return HealthCheckResult.Unhealthy("Redis is not connected");
+        var ping = multiplexer.GetDatabase().PingAsync();
         try
         {
-            var latency = await multiplexer.GetDatabase().PingAsync();
+            var latency = await ping.WaitAsync(PingTimeout, _time, cancellationToken);
             return HealthCheckResult.Healthy($"PING {latency.TotalMilliseconds:F1} ms");
         }
-        catch (RedisException e)
+        catch (TimeoutException) when (!ping.IsCompleted)
+        {
+            return HealthCheckResult.Unhealthy($"Redis did not answer PING within {PingTimeout.TotalMilliseconds:F0} ms");
+        }
+        catch (Exception e) when (e is RedisException or RedisTimeoutException)
         {
             return HealthCheckResult.Unhealthy("Redis PING failed: " + e.GetType().Name);
+        }
+        finally
+        {
+            // A PING given up on still ends, by StackExchange.Redis's own timeout at the latest: its failure is
+            // observed here rather than reported as an unobserved task exception.
+            if (!ping.IsCompleted)
+                _ = ping.ContinueWith(static t => t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
         }
     }
 }

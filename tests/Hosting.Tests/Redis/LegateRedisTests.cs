@@ -5,6 +5,7 @@ using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Testing;
 using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Time.Testing;
 using StackExchange.Redis;
 
 [assembly: AssemblyFixture(typeof(RedisFixture))]
@@ -45,6 +46,38 @@ public sealed class LegateRedisTests(RedisFixture redis)
         var result = await new RedisHealthCheck(legate).CheckHealthAsync(new HealthCheckContext(), Ct);
 
         Assert.Equal(HealthStatus.Healthy, result.Status);
+    }
+
+    // A Redis that hangs once connected (frozen by SIGSTOP): StackExchange.Redis would wait 5 s for the PING, past a
+    // probe's own timeout (Kubernetes's default is 1 s), which would then see a timed-out probe, not a not-ready answer.
+    [Fact]
+    public async Task HealthCheck_GivesUpOnAPingThatHangs_WellWithinAProbesTimeout()
+    {
+        using var server = new RedisServerProcess(FreePort.Next());
+        await server.StartAsync(Ct);
+        using var legate = new LegateRedis(Options.Create(new RedisOptions { Configuration = server.Endpoint }), new FakeLogger<LegateRedis>());
+        var multiplexer = await legate.Connection.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (!multiplexer.IsConnected && DateTime.UtcNow < deadline)
+            await Task.Delay(50, Ct);
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+
+        server.Freeze();
+        try
+        {
+            var check = new RedisHealthCheck(legate, time).CheckHealthAsync(new HealthCheckContext(), Ct);
+            time.Advance(RedisHealthCheck.PingTimeout);
+            // Far below StackExchange.Redis's 5 s: only the check's own timeout can have ended it.
+            var result = await check.WaitAsync(TimeSpan.FromSeconds(2), Ct);
+
+            Assert.Equal(HealthStatus.Unhealthy, result.Status);
+            Assert.Equal("Redis did not answer PING within 500 ms", result.Description);
+            Assert.True(RedisHealthCheck.PingTimeout < TimeSpan.FromSeconds(1));
+        }
+        finally
+        {
+            server.Thaw();
+        }
     }
 
     // A Redis that accepts and never answers: StackExchange.Redis's connect waits its whole connectTimeout, a minute

@@ -1,3 +1,5 @@
+using Legate.Testing;
+
 namespace Legate.RateLimit.Tests.Stores;
 
 /// <summary>

@@ -2,16 +2,16 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net.Sockets;
 using System.Text;
-using Legate.Testing;
 using StackExchange.Redis;
+using Xunit;
 
-namespace Legate.RateLimit.Tests.Stores;
+namespace Legate.Testing;
 
 /// <summary>
 /// A <c>redis-server</c> this test starts, stops and restarts itself (the shared <see cref="RedisFixture"/> must not
 /// be disturbed). Always on 127.0.0.1, without persistence; killed on dispose.
 /// </summary>
-internal sealed class RedisServerProcess : IDisposable
+public sealed class RedisServerProcess : IDisposable
 {
     private readonly string _binary;
     private readonly string[] _arguments;
@@ -150,7 +150,7 @@ internal sealed class RedisServerProcess : IDisposable
 }
 
 /// <summary>Finds the Redis binaries; skips the test when they are missing, or fails it when Redis is required.</summary>
-internal static class RedisBinaries
+public static class RedisBinaries
 {
     public static string? Find(string name) =>
         (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries)
