@@ -48,6 +48,14 @@ internal static partial class HostingLog
         Message = "TLS certificate files changed but cannot be used ({ExceptionType}); the certificate loaded before, from {CertificatePath}, stays in force until they can")]
     public static partial void TlsCertificateUnusable(ILogger logger, string certificatePath, string exceptionType);
 
+    [LoggerMessage(EventId = 32, EventName = "TlsClientCaReloaded", Level = LogLevel.Information,
+        Message = "TLS client CA bundle reloaded from {ClientCaPath}")]
+    public static partial void TlsClientCaReloaded(ILogger logger, string clientCaPath);
+
+    [LoggerMessage(EventId = 33, EventName = "TlsClientCaUnusable", Level = LogLevel.Warning,
+        Message = "TLS client CA bundle {ClientCaPath} changed but cannot be used ({ExceptionType}); the bundle loaded before stays in force until it can")]
+    public static partial void TlsClientCaUnusable(ILogger logger, string clientCaPath, string exceptionType);
+
     [LoggerMessage(EventId = 20, EventName = "RedisConfigured", Level = LogLevel.Information,
         Message = "Redis: {Configuration}")]
     public static partial void RedisConfigured(ILogger logger, string configuration);

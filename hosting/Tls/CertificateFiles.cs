@@ -9,8 +9,9 @@ using Microsoft.Extensions.Logging.Abstractions;
 namespace Legate.Hosting.Tls;
 
 /// <summary>
-/// Builds the TLS settings of the gRPC listener from PEM files. The server certificate is read again when its
-/// files' contents change (checked at most every 30 s), so a rotated certificate (cert-manager, Vault) needs no restart.
+/// Builds the TLS settings of the gRPC listener from PEM files. The server certificate and the client CA bundle are
+/// read again when their files' contents change (checked at most every 30 s), so a rotation (cert-manager, Vault)
+/// needs no restart.
 /// </summary>
 internal sealed class CertificateFiles
 {
@@ -18,13 +19,15 @@ internal sealed class CertificateFiles
 
     private readonly TlsOptions _options;
     private readonly TimeProvider _time;
-    private readonly X509Certificate2Collection? _clientCas;
     private readonly Lock _gate = new();
     private SslStreamCertificateContext _certificate;
     private byte[] _certificateHash;
     private DateTimeOffset _nextCheck;
     private readonly ILogger _logger;
     private byte[]? _unusableHash;
+    private volatile X509Certificate2Collection? _clientCas;
+    private byte[]? _clientCaHash;
+    private byte[]? _unusableClientCaHash;
 
     public CertificateFiles(TlsOptions options, TimeProvider time, ILogger? logger = null)
     {
@@ -36,8 +39,8 @@ internal sealed class CertificateFiles
         _nextCheck = time.GetUtcNow() + RecheckInterval;
         if (!string.IsNullOrEmpty(options.ClientCaPath))
         {
-            _clientCas = [];
-            _clientCas.ImportFromPemFile(options.ClientCaPath);
+            var bundle = File.ReadAllText(options.ClientCaPath);
+            (_clientCas, _clientCaHash) = (LoadClientCas(bundle), Hash(bundle));
             if (_clientCas.Count == 0)
                 throw new InvalidOperationException($"{LegateServerOptions.SectionName}:GrpcTls:ClientCaPath: no certificate in '{options.ClientCaPath}'.");
         }
@@ -96,9 +99,44 @@ internal sealed class CertificateFiles
                         HostingLog.TlsCertificateUnusable(_logger, _options.CertificatePath!, e.GetType().Name);
                     _unusableHash = hash;
                 }
+                if (_clientCas is not null)
+                    RecheckClientCas();
             }
             return _certificate;
         }
+    }
+
+    // Like the certificate: a new bundle that cannot be used (unreadable, not PEM, no certificate in it) leaves the
+    // one loaded before in force, and is said once per content.
+    private void RecheckClientCas()
+    {
+        byte[]? hash = null;
+        try
+        {
+            var bundle = File.ReadAllText(_options.ClientCaPath!);
+            hash = Hash(bundle);
+            if (hash.AsSpan().SequenceEqual(_clientCaHash))
+                return;
+            var cas = LoadClientCas(bundle);
+            if (cas.Count == 0)
+                throw new CryptographicException("no certificate in the file");
+            (_clientCas, _clientCaHash) = (cas, hash);
+            _unusableClientCaHash = null;
+            HostingLog.TlsClientCaReloaded(_logger, _options.ClientCaPath!);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or CryptographicException)
+        {
+            if (hash is null || _unusableClientCaHash is null || !hash.AsSpan().SequenceEqual(_unusableClientCaHash))
+                HostingLog.TlsClientCaUnusable(_logger, _options.ClientCaPath!, e.GetType().Name);
+            _unusableClientCaHash = hash;
+        }
+    }
+
+    private static X509Certificate2Collection LoadClientCas(string bundle)
+    {
+        var cas = new X509Certificate2Collection();
+        cas.ImportFromPem(bundle);
+        return cas;
     }
 
     private static SslStreamCertificateContext LoadCertificate((string Certificate, string Key) files)
@@ -116,10 +154,12 @@ internal sealed class CertificateFiles
     private (string Certificate, string Key) ReadFiles() =>
         (File.ReadAllText(_options.CertificatePath!), File.ReadAllText(_options.KeyPath!));
 
-    private static byte[] Hash((string Certificate, string Key) files) =>
-        SHA256.HashData(Encoding.UTF8.GetBytes(files.Certificate + "\0" + files.Key));
+    private static byte[] Hash((string Certificate, string Key) files) => Hash(files.Certificate + "\0" + files.Key);
+
+    private static byte[] Hash(string contents) => SHA256.HashData(Encoding.UTF8.GetBytes(contents));
 
     // Client certificates must chain to the configured CAs, and only to them: the system trust store is not consulted.
+    // The bundle in force is rechecked with the certificate, before each handshake (OnAuthenticate).
     private bool ValidateClient(X509Certificate2 certificate, X509Chain? _, SslPolicyErrors __)
     {
         using var chain = new X509Chain();

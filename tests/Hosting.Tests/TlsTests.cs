@@ -8,6 +8,7 @@ using HealthClient = Grpc.Health.V1.Health.HealthClient;
 using Grpc.Net.Client;
 using Legate.Hosting.Tls;
 using Legate.Testing;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Testing;
 using Microsoft.Extensions.Time.Testing;
@@ -118,6 +119,60 @@ public sealed class TlsTests : IDisposable
         time.Advance(TimeSpan.FromSeconds(31));
         Assert.Equal(rotated.Server.Thumbprint, selector(null, null)!.Thumbprint);
         Assert.Equal("TlsCertificateReloaded", logger.Collector.LatestRecord.Id.Name);
+    }
+
+    [Fact]
+    public async Task MutualTls_RotatedClientCa_IsTrustedForNewConnectionsAfterTheRecheck()
+    {
+        using var rotated = new TestCertificates();
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var host = await TestHost.StartAsync(Tls(mutual: true), builder => builder.Services.AddSingleton<TimeProvider>(time));
+        Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, await CheckHealthAsync(host, _certificates.Client));
+        await Assert.ThrowsAsync<RpcException>(() => CheckHealthAsync(host, rotated.Client));
+
+        File.Copy(rotated.CaPath, _certificates.CaPath, overwrite: true);
+        time.Advance(TimeSpan.FromSeconds(31));
+
+        Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, await CheckHealthAsync(host, rotated.Client));
+        await Assert.ThrowsAsync<RpcException>(() => CheckHealthAsync(host, _certificates.Client));
+    }
+
+    [Fact]
+    public void ANewClientCaBundleThatCannotBeUsed_KeepsTheOldOne_AndIsSaidOnce()
+    {
+        using var rotated = new TestCertificates();
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var logger = new FakeLogger();
+        var https = new CertificateFiles(new TlsOptions
+        {
+            CertificatePath = _certificates.ServerCertificatePath,
+            KeyPath = _certificates.ServerKeyPath,
+            ClientCaPath = _certificates.CaPath,
+        }, time, logger).ToHttpsOptions();
+        // What Kestrel does before each handshake, and where the files are rechecked.
+        void Handshake() => https.OnAuthenticate!(null!, new SslServerAuthenticationOptions());
+        bool Trusts(X509Certificate2 client) => https.ClientCertificateValidation!(client, null, SslPolicyErrors.None);
+
+        foreach (var unusable in (string[])["", "not a certificate", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"])
+        {
+            File.WriteAllText(_certificates.CaPath, unusable);
+            time.Advance(TimeSpan.FromSeconds(31));
+            Handshake();
+            time.Advance(TimeSpan.FromSeconds(31));
+            Handshake();
+            Assert.True(Trusts(_certificates.Client));
+        }
+
+        Assert.Equal(3, logger.Collector.Count);
+        Assert.All(logger.Collector.GetSnapshot(), r => Assert.Equal(("TlsClientCaUnusable", LogLevel.Warning), (r.Id.Name, r.Level)));
+        Assert.Contains(_certificates.CaPath, logger.Collector.LatestRecord.Message, StringComparison.Ordinal);
+
+        File.Copy(rotated.CaPath, _certificates.CaPath, overwrite: true);
+        time.Advance(TimeSpan.FromSeconds(31));
+        Handshake();
+        Assert.True(Trusts(rotated.Client));
+        Assert.False(Trusts(_certificates.Client));
+        Assert.Equal("TlsClientCaReloaded", logger.Collector.LatestRecord.Id.Name);
     }
 
     [Theory]
