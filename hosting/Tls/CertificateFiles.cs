@@ -17,6 +17,17 @@ internal sealed class CertificateFiles
 {
     private static readonly TimeSpan RecheckInterval = TimeSpan.FromSeconds(30);
 
+    // Kestrel's default, set here because disposing what a rotation replaced relies on it: Kestrel starts this timeout
+    // before OnAuthenticate hands a handshake the certificate in force, and abandons the handshake when it passes.
+    private static readonly TimeSpan HandshakeTimeout = TimeSpan.FromSeconds(10);
+
+    // How long a certificate or CA bundle that a rotation replaced is kept before it is disposed. A handshake handed it
+    // just before the rotation still reads it (SslStream hashes the certificate and its intermediates to find its
+    // cached OpenSSL context, our validation builds chains on the bundle) until that handshake ends, within
+    // HandshakeTimeout; the established connection then holds OpenSSL's own references, not these objects. Disposing
+    // at once could fail such a handshake; six handshake timeouts later nothing can be using them.
+    private static readonly TimeSpan RetiredFor = TimeSpan.FromMinutes(1);
+
     private readonly TlsOptions _options;
     private readonly TimeProvider _time;
     private readonly Lock _gate = new();
@@ -28,6 +39,7 @@ internal sealed class CertificateFiles
     private volatile X509Certificate2Collection? _clientCas;
     private byte[]? _clientCaHash;
     private byte[]? _unusableClientCaHash;
+    private readonly List<(DateTimeOffset Since, X509Certificate2[] Certificates)> _retired = [];
 
     public CertificateFiles(TlsOptions options, TimeProvider time, ILogger? logger = null)
     {
@@ -50,6 +62,7 @@ internal sealed class CertificateFiles
     {
         var https = new HttpsConnectionAdapterOptions
         {
+            HandshakeTimeout = HandshakeTimeout,
             ServerCertificateSelector = (_, _) => Current().TargetCertificate,
             // A context rather than the selector's bare certificate: the handshake then sends the intermediates of the
             // certificate file, which a client trusting only the root needs. Kestrel calls this before each handshake.
@@ -77,6 +90,7 @@ internal sealed class CertificateFiles
             if (now >= _nextCheck)
             {
                 _nextCheck = now + RecheckInterval;
+                DisposeRetired(now);
                 byte[]? hash = null;
                 try
                 {
@@ -84,7 +98,9 @@ internal sealed class CertificateFiles
                     hash = Hash(files);
                     if (!hash.AsSpan().SequenceEqual(_certificateHash))
                     {
+                        var replaced = _certificate;
                         (_certificate, _certificateHash) = (LoadCertificate(files), hash);
+                        _retired.Add((now, [replaced.TargetCertificate, .. replaced.IntermediateCertificates]));
                         _unusableHash = null;
                         HostingLog.TlsCertificateReloaded(_logger, _options.CertificatePath!);
                     }
@@ -100,7 +116,7 @@ internal sealed class CertificateFiles
                     _unusableHash = hash;
                 }
                 if (_clientCas is not null)
-                    RecheckClientCas();
+                    RecheckClientCas(now);
             }
             return _certificate;
         }
@@ -108,7 +124,7 @@ internal sealed class CertificateFiles
 
     // Like the certificate: a new bundle that cannot be used (unreadable, not PEM, no certificate in it) leaves the
     // one loaded before in force, and is said once per content.
-    private void RecheckClientCas()
+    private void RecheckClientCas(DateTimeOffset now)
     {
         byte[]? hash = null;
         try
@@ -120,6 +136,7 @@ internal sealed class CertificateFiles
             var cas = LoadClientCas(bundle);
             if (cas.Count == 0)
                 throw new CryptographicException("no certificate in the file");
+            _retired.Add((now, [.. _clientCas!]));
             (_clientCas, _clientCaHash) = (cas, hash);
             _unusableClientCaHash = null;
             HostingLog.TlsClientCaReloaded(_logger, _options.ClientCaPath!);
@@ -130,6 +147,16 @@ internal sealed class CertificateFiles
                 HostingLog.TlsClientCaUnusable(_logger, _options.ClientCaPath!, e.GetType().Name);
             _unusableClientCaHash = hash;
         }
+    }
+
+    private void DisposeRetired(DateTimeOffset now)
+    {
+        foreach (var (_, certificates) in _retired.Where(r => now - r.Since >= RetiredFor))
+        {
+            foreach (var certificate in certificates)
+                certificate.Dispose();
+        }
+        _retired.RemoveAll(r => now - r.Since >= RetiredFor);
     }
 
     private static X509Certificate2Collection LoadClientCas(string bundle)
@@ -144,9 +171,24 @@ internal sealed class CertificateFiles
         var certificate = X509Certificate2.CreateFromPem(files.Certificate, files.Key);
         // The certificates after the first in the file are its chain.
         var chain = new X509Certificate2Collection();
-        chain.ImportFromPem(files.Certificate);
-        chain.RemoveAt(0);
-        return SslStreamCertificateContext.Create(certificate, chain, offline: true);
+        try
+        {
+            chain.ImportFromPem(files.Certificate);
+            chain[0].Dispose();
+            chain.RemoveAt(0);
+            return SslStreamCertificateContext.Create(certificate, chain, offline: true);
+        }
+        catch
+        {
+            certificate.Dispose();
+            throw;
+        }
+        finally
+        {
+            // The context has certificates of its own for the intermediates it sends (the chain it builds from these).
+            foreach (var intermediate in chain)
+                intermediate.Dispose();
+        }
     }
 
     // Contents, not modification times: in a Kubernetes Secret volume the configured paths are symlinks through

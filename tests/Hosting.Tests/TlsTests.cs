@@ -122,6 +122,62 @@ public sealed class TlsTests : IDisposable
     }
 
     [Fact]
+    public void ACertificateARotationReplaced_IsDisposed_OnlyWhenNoHandshakeCanStillBeUsingIt()
+    {
+        using var rotated = new TestCertificates();
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var selector = new CertificateFiles(new TlsOptions { CertificatePath = _certificates.ServerCertificatePath, KeyPath = _certificates.ServerKeyPath }, time)
+            .ToHttpsOptions().ServerCertificateSelector!;
+        var replaced = selector(null, null)!;
+
+        File.Copy(rotated.ServerCertificatePath, _certificates.ServerCertificatePath, overwrite: true);
+        File.Copy(rotated.ServerKeyPath, _certificates.ServerKeyPath, overwrite: true);
+        time.Advance(TimeSpan.FromSeconds(31));
+        Assert.Equal(rotated.Server.Thumbprint, selector(null, null)!.Thumbprint);
+
+        // A handshake handed it just before the rotation may still be reading it, for up to Kestrel's handshake timeout.
+        time.Advance(TimeSpan.FromSeconds(31));
+        selector(null, null);
+        Assert.NotEqual(IntPtr.Zero, replaced.Handle);
+        time.Advance(TimeSpan.FromSeconds(31));
+        selector(null, null);
+        Assert.Equal(IntPtr.Zero, replaced.Handle);
+        Assert.Equal(rotated.Server.Thumbprint, selector(null, null)!.Thumbprint);
+    }
+
+    [Fact]
+    public async Task AConnectionMadeWithAReplacedCertificate_KeepsWorking_AfterTheCertificateIsDisposed()
+    {
+        using var rotated = new TestCertificates();
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var host = await TestHost.StartAsync(Tls(mutual: false), builder => builder.Services.AddSingleton<TimeProvider>(time));
+        var handshakes = 0;
+        var handler = new SocketsHttpHandler();
+        handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, chain, _) =>
+        {
+            Interlocked.Increment(ref handshakes);
+            return TrustedByTestCa(certificate, chain);
+        };
+        using var before = GrpcChannel.ForAddress(host.Endpoints.Grpc, new GrpcChannelOptions { HttpHandler = handler, DisposeHttpClient = true });
+        var client = new HealthClient(before);
+        await client.CheckAsync(new HealthCheckRequest(), cancellationToken: Ct);
+
+        File.Copy(rotated.ServerCertificatePath, _certificates.ServerCertificatePath, overwrite: true);
+        File.Copy(rotated.ServerKeyPath, _certificates.ServerKeyPath, overwrite: true);
+        // New connections' handshakes recheck the files: the first one gets the new certificate, the last one comes
+        // after the replaced certificate was disposed.
+        for (var i = 0; i < 3; i++)
+        {
+            time.Advance(TimeSpan.FromSeconds(31));
+            Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, await CheckHealthAsync(host, clientCertificate: null, rotated.Ca));
+        }
+
+        var reply = await client.CheckAsync(new HealthCheckRequest(), cancellationToken: Ct);
+        Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, reply.Status);
+        Assert.Equal(1, handshakes);
+    }
+
+    [Fact]
     public async Task MutualTls_RotatedClientCa_IsTrustedForNewConnectionsAfterTheRecheck()
     {
         using var rotated = new TestCertificates();
@@ -249,10 +305,10 @@ public sealed class TlsTests : IDisposable
         return settings;
     }
 
-    private async Task<HealthCheckResponse.Types.ServingStatus> CheckHealthAsync(TestHost host, X509Certificate2? clientCertificate)
+    private async Task<HealthCheckResponse.Types.ServingStatus> CheckHealthAsync(TestHost host, X509Certificate2? clientCertificate, X509Certificate2? ca = null)
     {
         var handler = new SocketsHttpHandler();
-        handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, chain, _) => TrustedByTestCa(certificate, chain);
+        handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, chain, _) => TrustedByTestCa(certificate, chain, ca);
         if (clientCertificate is not null)
             handler.SslOptions.ClientCertificates = [clientCertificate];
         using var channel = GrpcChannel.ForAddress(host.Endpoints.Grpc, new GrpcChannelOptions { HttpHandler = handler, DisposeHttpClient = true });
@@ -260,14 +316,15 @@ public sealed class TlsTests : IDisposable
         return reply.Status;
     }
 
-    // Only the test CA is trusted; any intermediate must come from the server, as the handshake's chain carries it.
-    private bool TrustedByTestCa(X509Certificate? certificate, X509Chain? sent)
+    // Only the test CA (or the one given) is trusted; any intermediate must come from the server, as the handshake's
+    // chain carries it.
+    private bool TrustedByTestCa(X509Certificate? certificate, X509Chain? sent, X509Certificate2? ca = null)
     {
         if (certificate is null)
             return false;
         using var chain = new X509Chain();
         chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-        chain.ChainPolicy.CustomTrustStore.Add(_certificates.Ca);
+        chain.ChainPolicy.CustomTrustStore.Add(ca ?? _certificates.Ca);
         if (sent is not null)
             chain.ChainPolicy.ExtraStore.AddRange(sent.ChainPolicy.ExtraStore);
         chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
