@@ -19,7 +19,7 @@ internal enum DropReason
     /// <summary>The name is already served with another type.</summary>
     TypeConflict,
 
-    /// <summary>Malformed: NaN or negative counter, unsorted buckets, a type without its value, an oversized label value, ...</summary>
+    /// <summary>Malformed: NaN or negative counter, unsorted buckets, a type without its value, ...</summary>
     Invalid,
 
     /// <summary>A type Prometheus' text format cannot carry from this sink (gauge histograms).</summary>
@@ -27,6 +27,9 @@ internal enum DropReason
 
     /// <summary>The same series with the same timestamp as last time: a repeated delivery, applied once.</summary>
     Duplicate,
+
+    /// <summary>A label value longer than <c>MaxLabelValueLength</c>, or name and labels longer than <c>MaxSeriesLength</c>.</summary>
+    TooLong,
 }
 
 /// <summary>statsink's own series (prometheus-net, <c>legate_statsink_*</c>), about the streams and the series they feed.</summary>
@@ -121,6 +124,7 @@ internal sealed class StatSinkMetrics
         DropReason.Invalid => "invalid",
         DropReason.Unsupported => "unsupported",
         DropReason.Duplicate => "duplicate",
+        DropReason.TooLong => "too_long",
         _ => "none",
     };
 }

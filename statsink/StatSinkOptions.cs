@@ -37,6 +37,13 @@ public sealed class StatSinkOptions
     /// <summary>Longest label value accepted; a series with a longer one is dropped and counted.</summary>
     public int MaxLabelValueLength { get; set; } = 2048;
 
+    /// <summary>
+    /// Longest series accepted, in characters: its Envoy name and every label's name and value together. A longer one
+    /// is dropped and counted, and nothing of it is kept: this bounds a series' memory as the series limits bound their
+    /// number (Envoy's stat names and tags can carry a cluster's or route's name, which the configuration chooses).
+    /// </summary>
+    public int MaxSeriesLength { get; set; } = 4096;
+
     /// <summary>Optional DogStatsD forwarding of every flush.</summary>
     public DogStatsdOptions DogStatsd { get; set; } = new();
 
@@ -95,6 +102,8 @@ internal sealed class StatSinkOptionsValidator : IValidateOptions<StatSinkOption
             errors.Add($"{S}:MaxSeries must be at least 1 (was {options.MaxSeries}).");
         if (options.MaxLabelValueLength < 16)
             errors.Add($"{S}:MaxLabelValueLength must be at least 16 (was {options.MaxLabelValueLength}).");
+        if (options.MaxSeriesLength < 256)
+            errors.Add($"{S}:MaxSeriesLength must be at least 256 (was {options.MaxSeriesLength}).");
         var d = options.DogStatsd;
         if (d.Enabled)
         {

@@ -14,6 +14,7 @@ namespace Legate.StatSink.Store;
 internal sealed class SeriesStore
 {
     private const int MaxCachedNames = 100_000;
+    private const int MaxCachedNameLength = 256;
 
     private readonly StatSinkOptions _options;
     private readonly StatSinkMetrics _metrics;
@@ -146,9 +147,9 @@ internal sealed class SeriesStore
 
     private DropReason ApplyMetric(Node node, string name, SeriesKind kind, Metric metric, long now, IFlushBatch? observer)
     {
-        var keyLength = BuildKey(node, name, kind, metric.Label);
-        if (keyLength < 0)
-            return DropReason.Invalid;
+        var unkeyed = BuildKey(node, name, kind, metric.Label, out var keyLength);
+        if (unkeyed != DropReason.None)
+            return unkeyed;
         if (!node.Lookup.TryGetValue(node.KeyBuffer.AsSpan(0, keyLength), out var series))
         {
             var created = Create(node, new string(node.KeyBuffer, 0, keyLength), name, kind, metric.Label, now, out var refused);
@@ -318,29 +319,40 @@ internal sealed class SeriesStore
         return true;
     }
 
-    // The raw key: each string preceded by its length, so no name or value can make two keys equal.
-    private static int BuildKey(Node node, string name, SeriesKind kind, RepeatedField<LabelPair> labels)
+    // The raw key: each string preceded by its length, so no name or value can make two keys equal. A series past the
+    // length bounds is refused here, before any of it is copied: it leaves no placeholder and no larger key buffer.
+    private DropReason BuildKey(Node node, string name, SeriesKind kind, RepeatedField<LabelPair> labels, out int keyLength)
     {
-        var length = 2 + name.Length + 1;
+        keyLength = 0;
+        var text = name.Length;
         for (var i = 0; i < labels.Count; i++)
-            length += 2 + labels[i].Name.Length + labels[i].Value.Length;
+        {
+            var value = labels[i].Value.Length;
+            if (value > _options.MaxLabelValueLength)
+                return DropReason.TooLong;
+            text += labels[i].Name.Length + value;
+        }
+        if (text > _options.MaxSeriesLength)
+            return DropReason.TooLong;
         if (name.Length > ushort.MaxValue || labels.Count > ushort.MaxValue)
-            return -1;
+            return DropReason.Invalid;
+        var length = 3 + text + 2 * labels.Count;
         if (node.KeyBuffer.Length < length)
             node.KeyBuffer = new char[Math.Max(length, node.KeyBuffer.Length * 2)];
         var buffer = node.KeyBuffer;
         var at = 0;
         buffer[at++] = (char)kind;
         if (!Put(buffer, ref at, name))
-            return -1;
+            return DropReason.Invalid;
         buffer[at++] = (char)labels.Count;
         for (var i = 0; i < labels.Count; i++)
         {
             var label = labels[i];
             if (!Put(buffer, ref at, label.Name) || !Put(buffer, ref at, label.Value))
-                return -1;
+                return DropReason.Invalid;
         }
-        return at;
+        keyLength = at;
+        return DropReason.None;
 
         static bool Put(char[] buffer, ref int at, string text)
         {
@@ -366,7 +378,7 @@ internal sealed class SeriesStore
         var labels = RenderLabels(node, kind, pairs);
         var exposedName = ExposedName(name);
         Series series;
-        if (labels is null || exposedName is null)
+        if (exposedName is null)
         {
             series = new Series(null, node, key, []) { Dropped = DropReason.Invalid, LastSeen = now };
         }
@@ -408,19 +420,18 @@ internal sealed class SeriesStore
         if (_exposedNames.TryGetValue(envoyName, out var exposed))
             return exposed;
         exposed = EnvoyNames.MetricName(envoyName);
-        if (_exposedNames.Count < MaxCachedNames)
+        // A long name (a cluster's or route's name in it) is sanitized again when met again rather than kept twice.
+        if (_exposedNames.Count < MaxCachedNames && envoyName.Length <= MaxCachedNameLength)
             _exposedNames.TryAdd(envoyName, exposed);
         return exposed;
     }
 
-    private byte[]? RenderLabels(Node node, SeriesKind kind, RepeatedField<LabelPair> pairs)
+    private byte[] RenderLabels(Node node, SeriesKind kind, RepeatedField<LabelPair> pairs)
     {
         var output = new List<byte>(128);
         List<string>? seen = null;
         foreach (var pair in pairs)
         {
-            if (pair.Value.Length > _options.MaxLabelValueLength)
-                return null;
             var name = pair.Value.Length == 0 ? null : EnvoyNames.LabelName(pair.Name);
             if (name is null)
             {

@@ -183,6 +183,33 @@ public sealed class LifecycleTests
     }
 
     [Fact]
+    public async Task LongNamesAndLabelValues_DroppedAsTooLong_AndTakeNoRoom()
+    {
+        using var sink = new StatSinkHarness(new Dictionary<string, string?>
+        {
+            ["Legate:StatSink:MaxSeriesLength"] = "300",
+            ["Legate:StatSink:MaxSeriesPerNode"] = "2",
+        });
+        var envoy = new EnvoyFlushGenerator("envoy-1");
+        // Stat names and tag values carry user-controlled parts (a cluster's or a route's name): past the bounds, the
+        // series is refused before anything of it is kept, so it cannot use up the node's series either.
+        envoy.Count("cluster." + new string('c', 400) + ".upstream_rq_total", 1);
+        envoy.Count("cluster.upstream_rq_total", 1, ("envoy.cluster_name", new string('v', 3000)));
+        envoy.Count("cluster.upstream_rq_total", 1, ("envoy.cluster_name", new string('w', 150)), ("envoy.route_name", new string('r', 150)));
+        envoy.Count("http.downstream_rq_total", 1);
+        envoy.Set("server.live", 1);
+        await sink.SendFlushAsync(envoy);
+        await sink.SendFlushAsync(envoy);
+
+        var scrape = await sink.ScrapeAsync();
+        Assert.Equal(1, scrape[Series("envoy-1")]);
+        Assert.Single(scrape.SeriesOf("envoy_server_live"));
+        Assert.Equal(2, scrape["legate_statsink_series"]);
+        Assert.Equal(6, scrape["legate_statsink_series_dropped_total{reason=\"too_long\"}"]);
+        Assert.Equal(0, scrape["legate_statsink_series_dropped_total{reason=\"node_limit\"}"]);
+    }
+
+    [Fact]
     public async Task LargeMessages_AcceptedUpToTheLimit_RefusedAbove()
     {
         using var sink = new StatSinkHarness(new Dictionary<string, string?> { ["Legate:MaxReceiveMessageSize"] = "1048576" });

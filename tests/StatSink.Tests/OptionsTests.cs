@@ -15,6 +15,7 @@ public sealed class OptionsTests
     [InlineData("Legate:StatSink:NodeClusterLabel", "quantile", "Legate:StatSink:NodeClusterLabel 'quantile' is written by")]
     [InlineData("Legate:StatSink:SeriesTtl", "00:00:00", "Legate:StatSink:SeriesTtl")]
     [InlineData("Legate:StatSink:MaxSeries", "0", "Legate:StatSink:MaxSeries")]
+    [InlineData("Legate:StatSink:MaxSeriesLength", "100", "Legate:StatSink:MaxSeriesLength must be at least 256")]
     [InlineData("Legate:StatSink:DogStatsd:Port", "0", "Legate:StatSink:DogStatsd:Port")]
     public void BadSetting_StopsTheStart_NamingTheKey(string key, string value, string message)
     {

@@ -200,7 +200,7 @@ public sealed class TranslationTests : IDisposable
         Assert.Equal(2, scrape["legate_statsink_labels_dropped_total"]);
         // Longer than MaxLabelValueLength (2048): the series is refused.
         Assert.Empty(scrape.SeriesOf("envoy_huge"));
-        Assert.Equal(1, scrape["legate_statsink_series_dropped_total{reason=\"invalid\"}"]);
+        Assert.Equal(1, scrape["legate_statsink_series_dropped_total{reason=\"too_long\"}"]);
     }
 
     [Fact]
