@@ -80,6 +80,9 @@ internal sealed class Series(Family? family, Node node, string key, byte[] label
     /// <summary>Set for a placeholder that remembers why the raw series is not served, so the decision is not remade each flush.</summary>
     public DropReason Dropped { get; init; }
 
+    /// <summary>For a conflict's placeholder: the store's count of removed series when it was refused (see <see cref="SeriesStore"/>).</summary>
+    public int Removals { get; init; }
+
     /// <summary>Position in <see cref="Family"/>'s list, for O(1) removal.</summary>
     public int Index { get; set; }
 

@@ -28,6 +28,8 @@ internal sealed class SeriesStore
     private readonly long _grace;
     private int _entries;
     private int _served;
+    // Served series removed so far: a series refused for a conflict is decided again once this has moved.
+    private int _removals;
 
     public SeriesStore(IOptions<StatSinkOptions> options, StatSinkMetrics metrics, TimeProvider time)
     {
@@ -150,9 +152,20 @@ internal sealed class SeriesStore
         var unkeyed = BuildKey(node, name, kind, metric.Label, out var keyLength);
         if (unkeyed != DropReason.None)
             return unkeyed;
-        if (!node.Lookup.TryGetValue(node.KeyBuffer.AsSpan(0, keyLength), out var series))
+        string? key = null;
+        if (node.Lookup.TryGetValue(node.KeyBuffer.AsSpan(0, keyLength), out var series)
+            && series.Dropped is DropReason.NameCollision or DropReason.TypeConflict && series.Removals != Volatile.Read(ref _removals))
         {
-            var created = Create(node, new string(node.KeyBuffer, 0, keyLength), name, kind, metric.Label, now, out var refused);
+            // What it conflicted with may be gone since (expired, or its node's grace period over): decide again,
+            // rather than refuse it for as long as it keeps coming.
+            key = series.Key;
+            node.Series.Remove(key);
+            Interlocked.Decrement(ref _entries);
+            series = null;
+        }
+        if (series is null)
+        {
+            var created = Create(node, key ?? new string(node.KeyBuffer, 0, keyLength), name, kind, metric.Label, now, out var refused);
             if (created is null)
                 return refused;
             series = created;
@@ -387,6 +400,7 @@ internal sealed class SeriesStore
             // Under the families lock, so that a sweep cannot retire the family between finding it and joining it.
             lock (_familiesLock)
             {
+                var removals = _removals;
                 var family = GetOrAddFamily(kind == SeriesKind.Summary ? exposedName + "_quantiles" : exposedName, kind, out var reason);
                 if (family is not null && node.Exposed.ContainsKey(new ExposedKey(family, labels)))
                 {
@@ -395,7 +409,7 @@ internal sealed class SeriesStore
                 }
                 if (family is null)
                 {
-                    series = new Series(null, node, key, []) { Dropped = reason, LastSeen = now };
+                    series = new Series(null, node, key, []) { Dropped = reason, Removals = removals, LastSeen = now };
                 }
                 else
                 {
@@ -563,6 +577,7 @@ internal sealed class SeriesStore
                     }
                 }
                 _metrics.Series.Set(Interlocked.Decrement(ref _served));
+                Interlocked.Increment(ref _removals);
             }
         }
     }

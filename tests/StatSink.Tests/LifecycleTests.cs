@@ -156,6 +156,72 @@ public sealed class LifecycleTests
     }
 
     [Fact]
+    public async Task TypeConflict_ServedOnceTheOtherNodesSeriesIsGone()
+    {
+        using var sink = new StatSinkHarness(new Dictionary<string, string?>
+        {
+            ["Legate:StatSink:DisconnectGracePeriod"] = "00:01:00",
+            ["Legate:StatSink:SweepInterval"] = "00:00:10",
+        });
+        // Node a serves x as a gauge; node b (another Envoy version, another producer) sends x as a counter: dropped.
+        var a = new EnvoyFlushGenerator("a");
+        a.Set("x", 1);
+        await sink.SendFlushAsync(a);
+        await using var stream = sink.Open();
+        var b = new EnvoyFlushGenerator("b");
+        b.Count("x", 5);
+        await stream.SendAsync(b.Flush());
+        await sink.WaitForMessagesAsync(2);
+        var scrape = await sink.ScrapeAsync();
+        Assert.Equal("gauge", scrape.Types["envoy_x"]);
+        Assert.Equal(1, scrape["legate_statsink_series_dropped_total{reason=\"type_conflict\"}"]);
+
+        // Node a is gone for good: b's x, still sent, is served from its next flush.
+        sink.Advance(TimeSpan.FromSeconds(70));
+        b.Count("x", 1);
+        await stream.SendAsync(b.Flush());
+        await sink.WaitForMessagesAsync(3);
+        scrape = await sink.ScrapeAsync();
+        Assert.Equal("counter", scrape.Types["envoy_x"]);
+        Assert.Equal(6, scrape["envoy_x{envoy_node_id=\"b\",envoy_node_cluster=\"edge\"}"]);
+        Assert.Equal(1, scrape["legate_statsink_series_dropped_total{reason=\"type_conflict\"}"]);
+        await stream.CloseAsync();
+    }
+
+    [Fact]
+    public async Task NameCollision_ServedOnceTheSeriesThatWonExpires()
+    {
+        using var sink = new StatSinkHarness(new Dictionary<string, string?>
+        {
+            ["Legate:StatSink:SeriesTtl"] = "00:01:00",
+            ["Legate:StatSink:SweepInterval"] = "00:00:10",
+        });
+        await using var stream = sink.Open();
+        var envoy = new EnvoyFlushGenerator("envoy-1");
+        envoy.Count("a.b_c", 1);
+        envoy.Count("a_b.c", 2);  // the same Prometheus name after sanitizing: dropped while a.b_c is served
+        await stream.SendAsync(envoy.Flush());
+        await sink.WaitForMessagesAsync(1);
+        Assert.Equal(1, (await sink.ScrapeAsync())["envoy_a_b_c{envoy_node_id=\"envoy-1\",envoy_node_cluster=\"edge\"}"]);
+
+        // Only a_b.c keeps coming (a foreign producer renamed its stat): once a.b_c expires, a_b.c is served.
+        var renamed = new StreamMetricsMessage
+        {
+            EnvoyMetrics = { new MetricFamily { Name = "a_b.c", Type = MetricType.Counter, Metric = { new Metric { Counter = new Counter { Value = 3 } } } } },
+        };
+        for (var i = 0; i < 7; i++)
+        {
+            sink.Advance(TimeSpan.FromSeconds(10));
+            await stream.SendAsync(renamed);
+            await sink.WaitForMessagesAsync(i + 2);
+        }
+        var scrape = await sink.ScrapeAsync();
+        Assert.Equal(3, scrape["envoy_a_b_c{envoy_node_id=\"envoy-1\",envoy_node_cluster=\"edge\"}"]);
+        Assert.Equal(1, scrape["legate_statsink_series_expired_total{reason=\"ttl\"}"]);
+        await stream.CloseAsync();
+    }
+
+    [Fact]
     public async Task Limits_PerNodeAndTotal_DropAndCount()
     {
         using var sink = new StatSinkHarness(new Dictionary<string, string?>
