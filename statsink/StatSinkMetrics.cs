@@ -32,6 +32,19 @@ internal enum DropReason
     TooLong,
 }
 
+/// <summary>Why served series went.</summary>
+internal enum ExpiryReason
+{
+    /// <summary>Not sent for <c>SeriesTtl</c>.</summary>
+    Ttl,
+
+    /// <summary>Their Envoy disconnected longer than <c>DisconnectGracePeriod</c> (or came back in another cluster).</summary>
+    Disconnect,
+
+    /// <summary>Not in a whole flush of their Envoy's new stream (it reconnected or restarted).</summary>
+    Reconnect,
+}
+
 /// <summary>statsink's own series (prometheus-net, <c>legate_statsink_*</c>), about the streams and the series they feed.</summary>
 internal sealed class StatSinkMetrics
 {
@@ -43,8 +56,7 @@ internal sealed class StatSinkMetrics
     private readonly Counter _withoutNodeId;
     private readonly Counter _superseded;
     private readonly Counter.Child[] _dropped;
-    private readonly Counter.Child _expiredTtl;
-    private readonly Counter.Child _expiredDisconnect;
+    private readonly Counter.Child[] _expired;
     private readonly Counter.Child _counterResets;
     private readonly Counter.Child _histogramResets;
     private readonly Counter _labelsDropped;
@@ -64,9 +76,8 @@ internal sealed class StatSinkMetrics
         var dropped = metrics.CreateCounter("legate_statsink_series_dropped_total", "Envoy metrics not applied, by reason.", ["reason"]);
         _dropped = Enum.GetValues<DropReason>().Select(r => dropped.WithLabels(ReasonLabel(r))).ToArray();
         var expired = metrics.CreateCounter("legate_statsink_series_expired_total",
-            "Series no longer served: not sent for the TTL, or their Envoy gone for the grace period.", ["reason"]);
-        _expiredTtl = expired.WithLabels("ttl");
-        _expiredDisconnect = expired.WithLabels("disconnect");
+            "Series no longer served: not sent for the TTL, their Envoy gone for the grace period, or not sent by their Envoy after it reconnected or restarted.", ["reason"]);
+        _expired = [expired.WithLabels("ttl"), expired.WithLabels("disconnect"), expired.WithLabels("reconnect")];
         var resets = metrics.CreateCounter("legate_statsink_resets_total",
             "Series that started over: kind=counter, a cumulative counter went down (an Envoy restart); kind=histogram, bucket bounds changed.", ["kind"]);
         _counterResets = resets.WithLabels("counter");
@@ -103,10 +114,10 @@ internal sealed class StatSinkMetrics
 
     public void Dropped(DropReason reason, int count = 1) => _dropped[(int)reason].Inc(count);
 
-    public void Expired(bool disconnect, int count)
+    public void Expired(ExpiryReason reason, int count)
     {
         if (count > 0)
-            (disconnect ? _expiredDisconnect : _expiredTtl).Inc(count);
+            _expired[(int)reason].Inc(count);
     }
 
     public void CounterReset() => _counterResets.Inc();

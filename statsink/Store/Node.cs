@@ -50,6 +50,15 @@ internal sealed class Node
     /// <summary>Set once the sweeper has dropped the node; a stream arriving after that makes a new one.</summary>
     public bool Removed { get; set; }
 
+    /// <summary>Where the node is in finding out which series its new owner still sends (see <c>SeriesStore.Resync</c>).</summary>
+    public ResyncStage Resync { get; set; }
+
+    /// <summary>The timestamp of the owner's flush being applied, while <see cref="Resync"/> runs.</summary>
+    public long ResyncFlushMs { get; set; }
+
+    /// <summary>Moves on when a whole flush of a new owner begins; a series sent since carries it.</summary>
+    public int Epoch { get; set; }
+
     public void SetCluster(string cluster, StatSinkOptions options)
     {
         Cluster = cluster;
@@ -75,17 +84,43 @@ internal sealed class Node
     public void Attach(object stream)
     {
         _streams.Add(stream);
-        Owner = stream;
+        SetOwner(stream);
     }
 
     public void Detach(object stream, long now)
     {
         _streams.Remove(stream);
         if (ReferenceEquals(Owner, stream))
-            Owner = _streams.Count > 0 ? _streams[^1] : null;
+            SetOwner(_streams.Count > 0 ? _streams[^1] : null);
         if (_streams.Count == 0)
             DisconnectedAt = now;
     }
+
+    private void SetOwner(object? stream)
+    {
+        Owner = stream;
+        // Another stream's flushes count now, perhaps another Envoy process's: which series it still sends is to be seen.
+        if (stream is not null && Series.Count > 0)
+        {
+            Resync = ResyncStage.Started;
+            ResyncFlushMs = 0;
+        }
+    }
+}
+
+/// <summary>How far a node is in checking which series a new owning stream still sends.</summary>
+internal enum ResyncStage
+{
+    None,
+
+    /// <summary>No flush from the new owner yet.</summary>
+    Started,
+
+    /// <summary>In its first flush, which may be the rest of one begun on the previous stream.</summary>
+    FirstFlush,
+
+    /// <summary>In its second flush, a whole one: when it ends, series it did not carry go.</summary>
+    WholeFlush,
 }
 
 /// <summary>A series as Prometheus identifies it within one node: its family and its rendered labels.</summary>

@@ -88,6 +88,9 @@ internal sealed class Series(Family? family, Node node, string key, byte[] label
 
     public long LastSeen { get; set; }
 
+    /// <summary>The node's <see cref="Node.Epoch"/> when the series was last sent.</summary>
+    public int Epoch { get; set; }
+
     public long LastTimestampMs { get; set; }
 
     /// <summary>Set once a sample was applied; until then the series is not written.</summary>

@@ -64,7 +64,7 @@ internal sealed class SeriesStore
                 if (node.Cluster != cluster)
                 {
                     // Same id, another cluster: the labels of every series change, so start the node afresh.
-                    _metrics.Expired(disconnect: true, RemoveAll(node));
+                    _metrics.Expired(ExpiryReason.Disconnect, RemoveAll(node));
                     node.SetCluster(cluster, _options);
                 }
                 node.Attach(stream);
@@ -96,6 +96,8 @@ internal sealed class SeriesStore
                 _metrics.Superseded();
                 return;
             }
+            if (node.Resync != ResyncStage.None)
+                Resync(node, families);
             var batch = observer?.BeginFlush(node);
             // Indexed loops: RepeatedField's enumerator is an allocation per loop, and this runs per Envoy stat.
             for (var f = 0; f < families.Count; f++)
@@ -121,6 +123,62 @@ internal sealed class SeriesStore
             batch?.End();
         }
         _metrics.Applied(applied);
+    }
+
+    /// <summary>
+    /// A node whose flushes come from another stream now (Envoy reconnected, was restarted without hot restart, or a hot
+    /// restart's new process took over) keeps only the series that stream sends. Envoy sends every stat it has in every
+    /// flush, so a series missing from a whole flush of the new stream is gone from that Envoy (a restarted one's retired
+    /// cluster, say): serving its last value until SeriesTtl would show what is no longer there. The first flush on a
+    /// new stream may be the rest of one begun on the old stream (Envoy opens a new stream for its next batch when one
+    /// breaks), so the second is the one that counts. Flushes are told apart by their timestamp, one per flush; a
+    /// producer that sends none is left to the TTL.
+    /// </summary>
+    private void Resync(Node node, RepeatedField<MetricFamily> families)
+    {
+        var flushMs = FlushTimestamp(families);
+        if (flushMs == 0 || flushMs == node.ResyncFlushMs)
+            return;
+        node.ResyncFlushMs = flushMs;
+        switch (node.Resync)
+        {
+            case ResyncStage.Started:
+                node.Resync = ResyncStage.FirstFlush;
+                break;
+            case ResyncStage.FirstFlush:
+                // A whole flush begins: what it carries is seen in the new epoch.
+                node.Epoch++;
+                node.Resync = ResyncStage.WholeFlush;
+                break;
+            default:
+                List<Series>? stale = null;
+                foreach (var series in node.Series.Values)
+                {
+                    if (series.Epoch != node.Epoch)
+                        (stale ??= []).Add(series);
+                }
+                if (stale is not null)
+                {
+                    Remove(node, stale);
+                    _metrics.Expired(ExpiryReason.Reconnect, stale.Count(s => s.Family is not null));
+                }
+                node.Resync = ResyncStage.None;
+                break;
+        }
+    }
+
+    private static long FlushTimestamp(RepeatedField<MetricFamily> families)
+    {
+        for (var f = 0; f < families.Count; f++)
+        {
+            var metrics = families[f].Metric;
+            for (var m = 0; m < metrics.Count; m++)
+            {
+                if (metrics[m].TimestampMs != 0)
+                    return metrics[m].TimestampMs;
+            }
+        }
+        return 0;
     }
 
     private static (SeriesKind Kind, DropReason Invalid) KindOf(MetricFamily family, Metric metric)
@@ -171,6 +229,7 @@ internal sealed class SeriesStore
             series = created;
         }
         series.LastSeen = now;
+        series.Epoch = node.Epoch;
         if (series.Dropped != DropReason.None)
             return series.Dropped;
         if (metric.TimestampMs != 0)
@@ -523,7 +582,7 @@ internal sealed class SeriesStore
             {
                 if (!node.Connected && now - node.DisconnectedAt >= _grace)
                 {
-                    _metrics.Expired(disconnect: true, RemoveAll(node));
+                    _metrics.Expired(ExpiryReason.Disconnect, RemoveAll(node));
                     node.Removed = true;
                     _nodes.TryRemove(new KeyValuePair<string, Node>(node.Id, node));
                     continue;
@@ -537,7 +596,7 @@ internal sealed class SeriesStore
                 if (expired is not null)
                 {
                     Remove(node, expired);
-                    _metrics.Expired(disconnect: false, expired.Count(s => s.Family is not null));
+                    _metrics.Expired(ExpiryReason.Ttl, expired.Count(s => s.Family is not null));
                 }
             }
         }

@@ -35,6 +35,67 @@ public sealed class LifecycleTests
     }
 
     [Fact]
+    public async Task RestartedEnvoy_SeriesItNoLongerSends_GoOnceItHasSentAWholeFlush()
+    {
+        using var sink = new StatSinkHarness();
+        var old = new EnvoyFlushGenerator("envoy-1");
+        old.Count("http.downstream_rq_total", 10);
+        old.Set("server.live", 1);
+        old.Set("cluster.membership_healthy", 3, ("envoy.cluster_name", "retired"));
+        await sink.SendFlushAsync(old);
+
+        // Restarted without hot restart (a new pod with the same node id) and a configuration without that cluster:
+        // its gauge would keep its last value, as if the cluster were still there, until SeriesTtl.
+        var restarted = new EnvoyFlushGenerator("envoy-1", startMs: old.TimestampMs + 30_000);
+        restarted.Count("http.downstream_rq_total", 2);
+        restarted.Set("server.live", 1);
+        await using var stream = sink.Open();
+        var retired = "envoy_cluster_membership_healthy{envoy_cluster_name=\"retired\",envoy_node_id=\"envoy-1\",envoy_node_cluster=\"edge\"}";
+        for (var flush = 1; flush <= 3; flush++)
+        {
+            await stream.SendAsync(restarted.Flush());
+            await sink.WaitForMessagesAsync(1 + flush);
+            var scrape = await sink.ScrapeAsync();
+            // The first flush on a new stream may be the tail of one begun on the old stream: only a whole one tells.
+            Assert.Equal(flush < 3, scrape.Has(retired));
+            Assert.Equal(2, scrape[Series("envoy-1")]);
+            Assert.Single(scrape.SeriesOf("envoy_server_live"));
+        }
+        var final = await sink.ScrapeAsync();
+        Assert.Equal(1, final["legate_statsink_series_expired_total{reason=\"reconnect\"}"]);
+        Assert.Equal(2, final["legate_statsink_series"]);
+        await stream.CloseAsync();
+    }
+
+    [Fact]
+    public async Task ReconnectMidFlush_TheSeriesSentBeforeIt_Continue()
+    {
+        using var sink = new StatSinkHarness(new Dictionary<string, string?> { ["Legate:StatSink:CounterMode"] = "delta" });
+        var envoy = new EnvoyFlushGenerator("envoy-1") { DeltaCounters = true };
+        for (var i = 0; i < 4; i++)
+            envoy.Count("c" + i.ToString(System.Globalization.CultureInfo.InvariantCulture) + ".rq_total", 1);
+        // The stream breaks after the first batch of a flush: Envoy sends the rest on a new stream, which names the node.
+        var first = envoy.Flush(batchSize: 2);
+        await sink.SendAsync(first[0]);
+        first[1].Identifier = first[0].Identifier;
+        await using var stream = sink.Open();
+        await stream.SendAsync(first[1]);
+        for (var flush = 2; flush <= 4; flush++)
+        {
+            for (var i = 0; i < 4; i++)
+                envoy.Count("c" + i.ToString(System.Globalization.CultureInfo.InvariantCulture) + ".rq_total", 1);
+            await stream.SendAllAsync(envoy.Flush(batchSize: 2));
+        }
+        await sink.WaitForMessagesAsync(8);
+
+        var scrape = await sink.ScrapeAsync();
+        for (var i = 0; i < 4; i++)
+            Assert.Equal(4, scrape[$"envoy_c{i}_rq_total{{envoy_node_id=\"envoy-1\",envoy_node_cluster=\"edge\"}}"]);
+        Assert.Equal(0, scrape["legate_statsink_series_expired_total{reason=\"reconnect\"}"]);
+        await stream.CloseAsync();
+    }
+
+    [Fact]
     public async Task NoNodeId_FallsBackToPeerAddress_AndIsCounted()
     {
         using var sink = new StatSinkHarness();
