@@ -20,6 +20,14 @@ internal static partial class GatewayLoader
     private static readonly string[] KeySources = ["jwks_uri", "oidc_discovery_uri", "jwks", "jwks_file"];
     private static readonly string[] Credentials = ["jwt", "api_key", "none"];
 
+    // Conditions that act only on what Envoy's retry policy lists beside them (retriable_status_codes,
+    // retriable_headers), which the gateway file has no field for: alone, Envoy accepts them and never retries.
+    private static readonly Dictionary<string, string> ListedConditions = new(StringComparer.Ordinal)
+    {
+        ["retriable-status-codes"] = "status codes",
+        ["retriable-headers"] = "response headers",
+    };
+
     private static readonly string[] RetryConditions =
         ["5xx", "gateway-error", "reset", "reset-before-request", "connect-failure", "envoy-ratelimited", "retriable-4xx", "refused-stream",
          "retriable-status-codes", "retriable-headers", "http3-post-connect-failure"];
@@ -817,6 +825,8 @@ internal static partial class GatewayLoader
             {
                 if (!RetryConditions.Contains(c))
                     y.Add(cn, path + ".on", $"unknown retry condition '{c}'", YamlCollector.Nearest(c, RetryConditions) is { } n ? $"did you mean '{n}'?" : $"one of {string.Join(", ", RetryConditions)}");
+                else if (ListedConditions.TryGetValue(c, out var list))
+                    y.Add(cn, path + ".on", $"'{c}' retries nothing: Envoy retries on the {list} listed with it, and a gateway file lists no {list}", "retry on 5xx or gateway-error (502, 503, 504), or retriable-4xx (409)");
                 else if (!on.Contains(c))
                     on.Add(c);
             }

@@ -238,6 +238,21 @@ public sealed partial class ValidateTests
     }
 
     [Theory]
+    [InlineData("retriable-status-codes", "no status codes")]
+    [InlineData("retriable-headers", "no response headers")]
+    public void ARetryConditionWhoseListTheFileCannotGive_RetriesNothing_AndIsAnError(string condition, string problem)
+    {
+        var errors = GatewayFiles.Errors(GatewayFiles.Minimal.Replace("backend: api }", $"backend: api, retries: {{ attempts: 2, on: [gateway-error, {condition}] }} }}", StringComparison.Ordinal));
+
+        var error = Assert.Single(errors);
+        Assert.Equal(("routes[0].retries.on", 8, 98), (error.Field, error.Line, error.Column));
+        Assert.StartsWith($"'{condition}' retries nothing", error.Problem, StringComparison.Ordinal);
+        Assert.Contains(problem, error.Problem, StringComparison.Ordinal);
+        Assert.Contains("5xx", error.Hint, StringComparison.Ordinal);
+        Assert.Empty(GatewayFiles.Errors(GatewayFiles.Minimal.Replace("backend: api }", "backend: api, retries: { attempts: 2, on: [gateway-error, retriable-4xx] } }", StringComparison.Ordinal)));
+    }
+
+    [Theory]
     [InlineData("", "x-legate-tenant")]
     [InlineData("identity_headers: { tenant: x-org, claims: { email: x-user-email } }\n", "x-user-email")]
     public void ARouteMatchingAnIdentityHeader_NeverMatches_AndIsAnError(string identity, string header)
