@@ -741,10 +741,20 @@ internal static partial class GatewayLoader
                     methods.Add(m);
             }
             var headers = y.StringMap(map, "headers", path);
-            foreach (var (h, _) in headers)
+            foreach (var (h, v) in headers)
             {
                 if (!HeaderPattern().IsMatch(h))
+                {
                     y.Add(Field(map, "headers"), path + ".headers", $"'{h}' is not a header name", "lower-case; match the method with 'methods', the host with 'hosts'");
+                }
+                else if (h == "host")
+                {
+                    // Envoy keeps Host as :authority in every HTTP version and looks "host" up there: an exact match on
+                    // the authority as sent, where hosts (a virtual host) takes any port and any letter case.
+                    y.Add(Field(map, "headers"), path + ".headers",
+                        "'host' is the request's :authority to Envoy, compared exactly as the client sent it (port and letter case included), so the route would miss requests for the same host",
+                        $"match the host with hosts: [{v}] (any port, any case)");
+                }
             }
             var query = y.StringMap(map, "query", path);
             var hosts = new List<string>();

@@ -252,6 +252,18 @@ public sealed partial class ValidateTests
         Assert.Empty(GatewayFiles.Errors(GatewayFiles.Minimal.Replace("backend: api }", "backend: api, retries: { attempts: 2, on: [gateway-error, retriable-4xx] } }", StringComparison.Ordinal)));
     }
 
+    [Fact]
+    public void ARouteMatchingTheHostHeader_IsAnError_PointingToHosts()
+    {
+        var errors = GatewayFiles.Errors(GatewayFiles.Minimal.Replace("match: { prefix: / }", "match: { prefix: /, headers: { host: api.acme.example } }", StringComparison.Ordinal));
+
+        var error = Assert.Single(errors);
+        Assert.Equal(("routes[0].match.headers", 8), (error.Field, error.Line));
+        Assert.Contains("'host'", error.Problem, StringComparison.Ordinal);
+        Assert.Contains(":authority", error.Problem, StringComparison.Ordinal);
+        Assert.Contains("hosts: [api.acme.example]", error.Hint, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("", "x-legate-tenant")]
     [InlineData("identity_headers: { tenant: x-org, claims: { email: x-user-email } }\n", "x-user-email")]
