@@ -693,7 +693,8 @@ internal sealed partial class ManifestImporter
                     "without it the route would match more requests than the manifest says; list the values as separate matches");
                 return false;
             }
-            if (lowerNames && !HeaderPattern().IsMatch(name.ToLowerInvariant()))
+            // Host too: a gateway file refuses it in headers (Envoy would compare the authority exactly as sent).
+            if (lowerNames && (!HeaderPattern().IsMatch(name.ToLowerInvariant()) || name.Equals("host", StringComparison.OrdinalIgnoreCase)))
             {
                 Report(m, Get(h, "name") ?? h, $"{field}.{key}[{i}].name", $"'{name}' cannot be matched as a header in a gateway file: match not imported",
                     "pseudo-headers and the host are matched with the route's hosts, not headers");

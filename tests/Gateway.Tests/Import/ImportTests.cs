@@ -303,6 +303,7 @@ public sealed class ImportTests : IDisposable
               - matches:
                 - path: { type: RegularExpression, value: "^/(?<=x)[" }
                 - headers: [{ name: ":authority", value: x }]
+                - headers: [{ name: Host, value: api.example.com }]
                 - path: { type: PathPrefix, value: /ok }
                 backendRefs: [{ name: api, port: 80 }]
             """);
@@ -312,6 +313,7 @@ public sealed class ImportTests : IDisposable
         Assert.Contains($"{file}:5:15: spec.hostnames[0]: wildcard host '*.example.com' has no equivalent: not imported (HTTPRoute default/odd)", stderr, StringComparison.Ordinal);
         Assert.Contains($"{file}:8:47: spec.rules[0].matches[0].path.value: '^/(?<=x)[' is not a regular expression", stderr, StringComparison.Ordinal);
         Assert.Contains($"{file}:9:25: spec.rules[0].matches[1].headers[0].name: ':authority' cannot be matched as a header", stderr, StringComparison.Ordinal);
+        Assert.Contains($"{file}:10:25: spec.rules[0].matches[2].headers[0].name: 'Host' cannot be matched as a header", stderr, StringComparison.Ordinal);
         var route = GatewayLoader.Load(new RulesFile("imported.yaml", yaml)).Routes.Single();
         Assert.Equal("/ok", route.Match.Path);
         Assert.Equal(["api.example.com"], route.Match.Hosts);
