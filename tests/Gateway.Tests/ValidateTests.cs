@@ -238,6 +238,42 @@ public sealed partial class ValidateTests
     }
 
     [Theory]
+    [InlineData("^/\\pL+$")]
+    [InlineData("^/\\PN\\pZ$")]
+    [InlineData("^/\\p{Greek}+/\\P{Han}$")]
+    [InlineData("^/\\p{^Latin}[\\p{Cyrillic}\\d-]+\\p{Any}$")]
+    [InlineData("^/\\Q/a.b(c)?[d]\\E/[a-z]+$")]
+    [InlineData("^/v1/\\Q*.json")]
+    [InlineData("^/\\x{41}\\x{e9}\\x{263A}\\x{1F600}[\\x{41}-\\x{5A}\\x{1F600}-\\x{1F64F}]+$")]
+    [InlineData("(?U)^/a+(?i-U:b+)$")]
+    [InlineData("^/[[:alpha:]\\pL]+/\\C$")]
+    [InlineData("^/[[:word:][:^digit:]-]+$")]
+    public void Re2OnlyForms_AreValid(string regex)
+    {
+        Assert.Empty(GatewayFiles.Errors(GatewayFiles.Minimal.Replace("match: { prefix: / }", $"match: {{ regex: '{regex}' }}", StringComparison.Ordinal)));
+    }
+
+    [Theory]
+    [InlineData("^/\\p{Klingon}$", "\\p{Klingon} is not a Unicode class RE2 knows")]
+    [InlineData("^/\\p{IsGreek}$", "\\p{IsGreek} is not a Unicode class RE2 knows")]   // a .NET block name
+    [InlineData("^/\\p{Greek$", "\\p{ without a closing }")]
+    [InlineData("^/\\x{110000}$", "\\x{110000} is not a code point")]
+    [InlineData("^/\\x{}$", "\\x{} needs hex digits")]
+    [InlineData("^/\\x{4G}$", "\\x{4G} needs hex digits")]
+    [InlineData("^/a\\E$", "\\E without \\Q")]
+    [InlineData("^/[\\Qa\\E]$", "\\Q is not RE2 syntax")]
+    [InlineData("^/[[:alpha:]\\Q]$", "\\Q is not RE2 syntax")]
+    [InlineData("^/[\\x{5A}-\\x{41}]$", "range in reverse order")]
+    [InlineData("^/[[:letters:]]$", "[:letters:] is not a POSIX class RE2 knows")]
+    public void Re2OnlyForms_ThatRe2Refuses_AreErrors(string regex, string problem)
+    {
+        var error = Assert.Single(GatewayFiles.Errors(GatewayFiles.Minimal.Replace("match: { prefix: / }", $"match: {{ regex: '{regex}' }}", StringComparison.Ordinal)));
+
+        Assert.Equal(("routes[0].match.regex", 8), (error.Field, error.Line));
+        Assert.Contains(problem, error.Problem, StringComparison.Ordinal);
+    }
+
+    [Theory]
     [InlineData("retriable-status-codes", "no status codes")]
     [InlineData("retriable-headers", "no response headers")]
     public void ARetryConditionWhoseListTheFileCannotGive_RetriesNothing_AndIsAnError(string condition, string problem)
