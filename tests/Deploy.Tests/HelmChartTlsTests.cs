@@ -62,6 +62,31 @@ public sealed class HelmChartTlsTests
     }
 
     [Theory]
+    // The TLS listener not published: clients could never reach it.
+    [InlineData("envoy.ports[1].port=9443", "gateway: listeners[1] (https) listens on port 8443, but envoy.ports does not publish it")]
+    // A Service port in front of no listener.
+    [InlineData("envoy.ports[2].name=extra,envoy.ports[2].port=9090", "envoy.ports[2] publishes port 9090, where the gateway file has no listener")]
+    public async Task EnvoyPortsOtherThanTheGatewayFilesListenerPorts_AreRefused(string set, string message)
+    {
+        var (exitCode, _, stderr) = await HelmChart.HelmAsync("template", HelmChart.Release, HelmChart.Directory,
+            "-f", Path.Combine(HelmChart.Directory, "ci", "tls.yaml"), "--set", set);
+
+        Assert.NotEqual(0, exitCode);
+        Assert.Contains(message, stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ALoopbackListener_NeedsNoServicePort()
+    {
+        // 127.0.0.1 is reachable from inside the pod only: publishing it would be the mistake.
+        using var dir = new TempFolder();
+        File.WriteAllText(dir.File("gateway.yaml"), "listeners:\n  - { name: http, port: 8080 }\n  - { name: local, address: 127.0.0.1, port: 8081 }\n");
+        var chart = await HelmChart.TemplateWithArgsAsync("--set-file", "gateway=" + dir.File("gateway.yaml"));
+
+        Assert.Equal(["8080"], chart.Get("Service", HelmChart.Name("envoy")).Seq("spec", "ports").Select(p => p.Str("port")));
+    }
+
+    [Theory]
     [InlineData("envoy.tlsSecrets={Not_A_Name}")]
     [InlineData("envoy.ports[0].servicePort=0")]
     public async Task Schema_RejectsBadTlsValues(string set)

@@ -195,3 +195,34 @@ envoy.tlsSecrets mounts there: otherwise Envoy would start without the certifica
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+The Envoy Service publishes exactly the gateway file's listeners: each listener's port is one of envoy.ports (else
+clients could never reach it), and each of envoy.ports is a listener's port (else the Service leads nowhere). A
+listener on 127.0.0.1 is reachable from inside the pod only, and needs no Service port. No `listeners` means the
+gateway file's default, 8080.
+*/}}
+{{- define "legate.checkListenerPorts" -}}
+{{- $gateway := fromYaml (include "legate.gatewayFile" .) -}}
+{{- $listeners := $gateway.listeners | default (list (dict "name" "http" "port" 8080)) -}}
+{{- $published := list -}}
+{{- range .Values.envoy.ports -}}{{- $published = append $published (toString (int .port)) -}}{{- end -}}
+{{- $listening := list -}}
+{{- if kindIs "slice" $listeners -}}
+{{- range $i, $listener := $listeners -}}
+{{- if kindIs "map" $listener -}}
+{{- $port := toString (int ($listener.port | default 8080)) -}}
+{{- $lname := $listener.name | default (ternary "http" (printf "http%d" $i) (eq $i 0)) -}}
+{{- $listening = append $listening $port -}}
+{{- if and (not (has $port $published)) (ne (toString $listener.address) "127.0.0.1") -}}
+{{- fail (printf "gateway: listeners[%d] (%v) listens on port %s, but envoy.ports does not publish it: add { name: %v, port: %s } (servicePort: the Service's port, when another)" $i $lname $port $lname $port) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- range $i, $p := .Values.envoy.ports -}}
+{{- if not (has (toString (int $p.port)) $listening) -}}
+{{- fail (printf "envoy.ports[%d] publishes port %v, where the gateway file has no listener: envoy.ports lists the listeners' ports (%s)" $i (int $p.port) (join ", " $listening)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
