@@ -211,6 +211,7 @@ internal static partial class GatewayLoader
             var list = new List<ListenerConfig>();
             var names = new HashSet<string>(StringComparer.Ordinal);
             var ports = new HashSet<int>();
+            var redirects = new List<(int Port, YamlMappingNode Node, string Path)>();
             var items = y.Sequence(node, "listeners");
             for (var i = 0; i < items.Count; i++)
             {
@@ -240,7 +241,20 @@ internal static partial class GatewayLoader
                     y.Add(Field(map, "https_redirect"), path + ".https_redirect", $"redirects to its own port {port}, which speaks plain HTTP",
                         "name the port clients reach the TLS listener on: https_redirect: { port: 443 }");
                 }
+                else if (redirect is { } target)
+                {
+                    redirects.Add((target, map, path));
+                }
                 list.Add(new ListenerConfig(name, address, port, tls, redirect));
+            }
+            // A redirect to another plain listener's port: the client would start TLS on a listener that does not speak it.
+            foreach (var (target, map, path) in redirects)
+            {
+                if (list.FirstOrDefault(l => l.Port == target && l.Tls is null) is { } plain)
+                {
+                    y.Add(Field(map, "https_redirect"), path + ".https_redirect", $"redirects to port {target}, where listener '{plain.Name}' speaks plain HTTP",
+                        "name the port clients reach the TLS listener on: https_redirect: { port: 443 }");
+                }
             }
             if (list.Count == 0 && items.Count == 0)
                 y.Add(node, "listeners", "at least one listener is required", "omit 'listeners' for the default 0.0.0.0:8080");

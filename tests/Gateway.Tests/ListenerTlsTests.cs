@@ -86,6 +86,8 @@ public sealed class ListenerTlsTests : IDisposable
         "listeners[0].https_redirect", "a listener with tls is already https: it cannot also redirect to https")]
     [InlineData("  - { name: http, port: 8080, https_redirect: { port: 8080 } }\n  - { name: https, port: 8443, tls: { certificates: [{ cert_file: /c/tls.crt, key_file: /c/tls.key }] } }",
         "listeners[0].https_redirect", "redirects to its own port 8080, which speaks plain HTTP")]
+    [InlineData("  - { name: http, port: 8080, https_redirect: { port: 8081 } }\n  - { name: web, port: 8081 }\n  - { name: https, port: 8443, tls: { certificates: [{ cert_file: /c/tls.crt, key_file: /c/tls.key }] } }",
+        "listeners[0].https_redirect", "redirects to port 8081, where listener 'web' speaks plain HTTP")]
     [InlineData("  - { name: http, port: 8080, https_redirect: true }",
         "listeners", "every listener redirects to https: none serves the routes")]
     [InlineData("  - { name: http, port: 8080, https_redirect: { port: 0 } }\n  - { name: web, port: 8081 }",
