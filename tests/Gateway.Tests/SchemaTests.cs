@@ -55,6 +55,21 @@ public sealed class SchemaTests
         Assert.Contains("/routes/0", Describe(results), StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("/c/tls.crt", true)]
+    [InlineData("certs/tls.crt", false)]
+    [InlineData("/c/", false)]
+    public void Schema_AgreesWithTheLoader_OnListenerTlsPaths(string certFile, bool valid)
+    {
+        var yaml = GatewayFiles.Minimal + $"\nlisteners:\n  - {{ name: https, port: 8443, tls: {{ certificates: [{{ cert_file: {certFile}, key_file: /c/tls.key }}] }} }}\n";
+        using var dir = GatewayFiles.Write(yaml);
+
+        var results = Evaluate(dir.File("gateway.yaml"));
+
+        Assert.Equal(valid, GatewayFiles.Errors(yaml).Count == 0);
+        Assert.True(valid == results.IsValid, Describe(results));
+    }
+
     [Fact]
     public void SchemaAndLoader_AcceptTheSameFieldNames()
     {
