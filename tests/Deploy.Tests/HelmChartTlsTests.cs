@@ -61,6 +61,21 @@ public sealed class HelmChartTlsTests
             stderr, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task ACertificateOutsideTheMountedSecrets_IsRefused()
+    {
+        // Nothing else is mounted into Envoy's pod: Envoy would start, report ready, and fail every TLS handshake.
+        using var dir = new TempFolder();
+        File.WriteAllText(dir.File("gateway.yaml"), (await HelmChart.TemplateAsync("tls.yaml")).GatewayText()
+            .Replace("/etc/legate-tls/globex-tls/tls.key", "/etc/ssl/private/globex.key", StringComparison.Ordinal));
+
+        var (exitCode, _, stderr) = await HelmChart.HelmAsync("template", HelmChart.Release, HelmChart.Directory,
+            "-f", Path.Combine(HelmChart.Directory, "ci", "tls.yaml"), "--set-file", "gateway=" + dir.File("gateway.yaml"));
+
+        Assert.NotEqual(0, exitCode);
+        Assert.Contains("gateway: listeners[1].tls names /etc/ssl/private/globex.key, outside /etc/legate-tls/", stderr, StringComparison.Ordinal);
+    }
+
     [Theory]
     // The TLS listener not published: clients could never reach it.
     [InlineData("envoy.ports[1].port=9443", "gateway: listeners[1] (https) listens on port 8443, but envoy.ports does not publish it")]

@@ -172,7 +172,9 @@ spec:
 
 {{/*
 Every TLS file the gateway file's listeners name under /etc/legate-tls/<secret>/ must come from a Secret that
-envoy.tlsSecrets mounts there: otherwise Envoy would start without the certificate and reset every TLS connection.
+envoy.tlsSecrets mounts there: otherwise Envoy would start without the certificate and reset every TLS connection
+(and not notice the files arriving later). Certificates and keys must be there: nothing else is mounted into Envoy's
+pod. (A client CA may also be a bundle of Envoy's image.)
 */}}
 {{- define "legate.checkTlsSecrets" -}}
 {{- $gateway := fromYaml (include "legate.gatewayFile" .) -}}
@@ -181,7 +183,14 @@ envoy.tlsSecrets mounts there: otherwise Envoy would start without the certifica
 {{- if and (kindIs "map" $listener) (kindIs "map" $listener.tls) -}}
 {{- $files := list $listener.tls.client_ca_file -}}
 {{- range $listener.tls.certificates | default list -}}
-{{- if kindIs "map" . -}}{{- $files = concat $files (list .cert_file .key_file) -}}{{- end -}}
+{{- if kindIs "map" . -}}
+{{- $files = concat $files (list .cert_file .key_file) -}}
+{{- range list .cert_file .key_file -}}
+{{- if and . (not (hasPrefix "/etc/legate-tls/" (toString .))) -}}
+{{- fail (printf "gateway: listeners[%d].tls names %s, outside /etc/legate-tls/: the chart mounts certificates and keys only there, from the Secrets in envoy.tlsSecrets (/etc/legate-tls/<secret>/tls.crt, tls.key)" $i (toString .)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- range $files -}}
 {{- $file := toString . -}}
