@@ -38,6 +38,38 @@ public sealed class HelmChartTlsTests
     }
 
     [Fact]
+    public async Task TheKeysTheGatewayFileNames_AreTheSecretVolumesItems()
+    {
+        // Listed as items, a key the Secret lacks keeps the pod from starting (an event names it). Mounted whole, the
+        // pod would start, Envoy would report ready without the certificate and never notice it arriving later.
+        var chart = await HelmChart.TemplateAsync("tls.yaml");
+        var volumes = HelmChart.PodSpec(chart.Deployment("envoy")).Seq("volumes");
+
+        foreach (var secret in new[] { "acme-tls", "globex-tls" })
+        {
+            var volume = Assert.Single(volumes, v => v.Str("secret", "secretName") == secret);
+            var items = volume.Seq("secret", "items").Select(i => (i.Str("key"), i.Str("path"))).ToList();
+            Assert.Equal([("tls.crt", "tls.crt"), ("tls.key", "tls.key")], items);
+        }
+    }
+
+    [Fact]
+    public async Task AFileInAFolderOfTheSecret_IsRefused()
+    {
+        // A Secret's keys are files directly in its folder: nothing could ever be at such a path.
+        using var dir = new TempFolder();
+        File.WriteAllText(dir.File("gateway.yaml"), (await HelmChart.TemplateAsync("tls.yaml")).GatewayText()
+            .Replace("/etc/legate-tls/globex-tls/tls.key", "/etc/legate-tls/globex-tls/keys/tls.key", StringComparison.Ordinal));
+
+        var (exitCode, _, stderr) = await HelmChart.HelmAsync("template", HelmChart.Release, HelmChart.Directory,
+            "-f", Path.Combine(HelmChart.Directory, "ci", "tls.yaml"), "--set-file", "gateway=" + dir.File("gateway.yaml"));
+
+        Assert.NotEqual(0, exitCode);
+        Assert.Contains("gateway: listeners[1].tls names /etc/legate-tls/globex-tls/keys/tls.key, but a Secret's keys are files directly in /etc/legate-tls/globex-tls/",
+            stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task TheTlsListener_IsPublishedOnItsServicePort()
     {
         var chart = await HelmChart.TemplateAsync("tls.yaml");

@@ -195,9 +195,13 @@ pod. (A client CA may also be a bundle of Envoy's image.)
 {{- range $files -}}
 {{- $file := toString . -}}
 {{- if hasPrefix "/etc/legate-tls/" $file -}}
-{{- $secret := index (splitList "/" (trimPrefix "/etc/legate-tls/" $file)) 0 -}}
+{{- $parts := splitList "/" (trimPrefix "/etc/legate-tls/" $file) -}}
+{{- $secret := index $parts 0 -}}
 {{- if not (has $secret $mounted) -}}
 {{- fail (printf "gateway: listeners[%d].tls names %s, but envoy.tlsSecrets does not mount a Secret named %s at /etc/legate-tls/%s/" $i $file $secret $secret) -}}
+{{- end -}}
+{{- if ne (len $parts) 2 -}}
+{{- fail (printf "gateway: listeners[%d].tls names %s, but a Secret's keys are files directly in /etc/legate-tls/%s/ (tls.crt, tls.key, ca.crt)" $i $file $secret) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -234,4 +238,32 @@ gateway file's default, 8080.
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+The keys of the Secret mounted at /etc/legate-tls/<secret>/ (the "secret" argument) that the gateway file's listeners
+name, one a line. Listed as the volume's items, a key the Secret lacks keeps the pod from starting, with an event
+naming it: Envoy started without the file would report ready, reset every TLS connection and never notice the file
+arriving later.
+*/}}
+{{- define "legate.tlsSecretKeys" -}}
+{{- $gateway := fromYaml (include "legate.gatewayFile" .root) -}}
+{{- $prefix := printf "/etc/legate-tls/%s/" .secret -}}
+{{- $keys := list -}}
+{{- range $gateway.listeners | default list -}}
+{{- if and (kindIs "map" .) (kindIs "map" .tls) -}}
+{{- $files := list .tls.client_ca_file -}}
+{{- range .tls.certificates | default list -}}
+{{- if kindIs "map" . -}}
+{{- $files = concat $files (list .cert_file .key_file) -}}
+{{- end -}}
+{{- end -}}
+{{- range $files -}}
+{{- if hasPrefix $prefix (toString .) -}}
+{{- $keys = append $keys (trimPrefix $prefix (toString .)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $keys | uniq | sortAlpha | join "\n" -}}
 {{- end -}}
