@@ -10,7 +10,7 @@ namespace Legate.Gateway.Loading;
 internal static class GatewayFields
 {
     public static readonly FrozenSet<string> Top = Set("services", "listeners", "backends", "routes", "tenants", "jwt_providers",
-        "policies", "api_keys", "identity_headers", "strip_credentials", "strip_authorization", "client_address", "quotas", "default_policy");
+        "policies", "api_keys", "identity_headers", "strip_credentials", "strip_authorization", "client_address", "quotas", "plans", "default_policy");
     public static readonly FrozenSet<string> Services = Set("authz", "ratelimit", "statsink");
     public static readonly FrozenSet<string> AuthzService = Set("address", "timeout", "failure_mode");
     public static readonly FrozenSet<string> RateLimitService = Set("address", "timeout", "failure_mode", "domain");
@@ -33,6 +33,7 @@ internal static class GatewayFields
     public static readonly FrozenSet<string> Quota = Set("requests", "per");
     public static readonly FrozenSet<string> Quotas = Set("tenant", "client", "source");
     public static readonly FrozenSet<string> TenantQuotas = Set("tenant", "client");
+    public static readonly FrozenSet<string> Plan = Set("tenant", "client");
     public static readonly FrozenSet<string> Tenant = Set("hosts", "plan", "jwt", "api_keys", "tokens_from", "quotas");
     public static readonly FrozenSet<string> Policy = Set("credentials", "scopes", "methods", "client_cidrs", "claims");
     public static readonly FrozenSet<string> JwtProvider = Set("issuer", "audiences", "algorithms", "jwks_uri", "oidc_discovery_uri", "jwks", "jwks_file", "clock_skew", "max_lifetime", "typ", "tokens_from");
@@ -65,6 +66,7 @@ internal static class GatewayFields
         ["quota"] = Quota,
         ["quotas"] = Quotas,
         ["tenantQuotas"] = TenantQuotas,
+        ["plan"] = Plan,
         ["tenant"] = Tenant,
         ["policy"] = Policy,
         ["jwtProvider"] = JwtProvider,

@@ -88,6 +88,8 @@ internal static partial class GatewayLoader
         private readonly Dictionary<string, YamlNode> _tenantNodes = new(StringComparer.Ordinal);
         private readonly Dictionary<string, YamlNode> _policyNodes = new(StringComparer.Ordinal);
         private readonly Dictionary<string, YamlNode> _providerNodes = new(StringComparer.Ordinal);
+        private readonly Dictionary<string, YamlNode> _planNodes = new(StringComparer.Ordinal);
+        private readonly Dictionary<string, YamlNode> _tenantPlanNodes = new(StringComparer.Ordinal);
 
         private RulesFile File => y.File;
 
@@ -107,17 +109,19 @@ internal static partial class GatewayLoader
             var stripAuthorization = y.Bool(root, "strip_authorization", "");
             var clientAddress = Field(root, "client_address") is { } ca && !IsNull(ca) ? ca : null;   // authz's to check
             var quotas = ReadQuotas(Field(root, "quotas"), "quotas", GatewayFields.Quotas);
-            var tenants = ReadTenants(Field(root, "tenants"), root);
+            var plans = ReadPlans(Field(root, "plans"));
+            var tenants = ReadTenants(Field(root, "tenants"), root, plansListed: Field(root, "plans") is { } p && !IsNull(p));
             var defaultPolicy = y.String(root, "default_policy", "") ?? DefaultPolicyName;
             var routes = ReadRoutes(Field(root, "routes"), root);
 
             CheckTenants(tenants, apiKeys, root);
+            CheckPlanQuotas(plans, tenants, quotas, root);
             CheckDefaultPolicy(root, defaultPolicy);
             CheckRouteHosts(routes, tenants);
             CheckConflicts(routes);
 
             var config = new GatewayConfig(File.Path, services, listeners, backends, routes.Select(r => r.Route).ToArray(), tenants, providers, policies,
-                apiKeys, identity, stripCredentials, stripAuthorization, quotas, defaultPolicy, clientAddress, root);
+                apiKeys, identity, stripCredentials, stripAuthorization, quotas, plans, defaultPolicy, clientAddress, root);
             CheckIdentityHeaderMatches(routes, Render.EnvoyConfig.IdentityHeaderNames(config));
             return config;
         }
@@ -541,7 +545,27 @@ internal static partial class GatewayLoader
             return new ApiKeysConfig(full, y.String(map, "header", "api_keys"), y.String(map, "query", "api_keys"), redis, cacheTtl, prefix);
         }
 
-        private TenantConfig[] ReadTenants(YamlNode? node, YamlMappingNode root)
+        private PlanConfig[] ReadPlans(YamlNode? node)
+        {
+            var list = new List<PlanConfig>();
+            foreach (var (name, map, key) in y.NamedMaps(node, "plans"))
+            {
+                if (!CheckName(key, "plans", name))
+                    continue;
+                var path = Join("plans", name);
+                _planNodes[name] = key;
+                if (name == Render.Descriptors.NoPlan)
+                {
+                    y.Add(key, path, $"'{name}' is the plan authz reports for a caller whose API key and tenant name none, so it cannot be defined here",
+                        "the top-level quotas: are the quotas of such callers (and of every plan not listed here); give this plan another name");
+                    continue;
+                }
+                list.Add(new PlanConfig(name, ReadQuotas(map, path, GatewayFields.Plan, "the plan's tenant")));
+            }
+            return [.. list.OrderBy(p => p.Name, StringComparer.Ordinal)];
+        }
+
+        private TenantConfig[] ReadTenants(YamlNode? node, YamlMappingNode root, bool plansListed)
         {
             var list = new List<TenantConfig>();
             var hostOwners = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -575,14 +599,22 @@ internal static partial class GatewayLoader
                     jwt.Add(provider);
                 }
                 var quotas = ReadQuotas(Field(map, "quotas"), path + ".quotas", GatewayFields.TenantQuotas);
-                list.Add(new TenantConfig(name, hosts, y.String(map, "plan", path), jwt, y.Bool(map, "api_keys", path) ?? false, quotas, Field(map, "tokens_from")));
+                var plan = y.String(map, "plan", path);
+                if (plan is not null)
+                {
+                    _tenantPlanNodes[name] = Field(map, "plan")!;
+                    // With plans listed, a tenant's plan picks its quotas: a name the file lacks is a typo, not a choice.
+                    if (plansListed && !_planNodes.ContainsKey(plan))
+                        y.Add(Field(map, "plan"), path + ".plan", $"no plan named '{plan}'", Suggest(plan, _planNodes.Keys, "plans"));
+                }
+                list.Add(new TenantConfig(name, hosts, plan, jwt, y.Bool(map, "api_keys", path) ?? false, quotas, Field(map, "tokens_from")));
             }
             if (list.Count == 0 && _tenantNodes.Count == 0)
                 y.Add(Field(root, "tenants") ?? root, "tenants", "at least one tenant is required", "authz denies requests of unknown tenants: without tenants it would deny everything");
             return [.. list];
         }
 
-        private QuotaSet ReadQuotas(YamlNode? node, string path, System.Collections.Frozen.FrozenSet<string> fields)
+        private QuotaSet ReadQuotas(YamlNode? node, string path, System.Collections.Frozen.FrozenSet<string> fields, string tenantName = "the tenant's")
         {
             if (y.Mapping(node, path) is not { } map)
                 return QuotaSet.None;
@@ -591,7 +623,7 @@ internal static partial class GatewayLoader
             var client = ReadQuota(Field(map, "client"), path + ".client");
             var source = ReadQuota(Field(map, "source"), path + ".source");
             if (tenant is not null && client is not null)
-                CheckNarrower(Field(map, "client")!, path + ".client", client, tenant, "the tenant's");
+                CheckNarrower(Field(map, "client")!, path + ".client", client, tenant, tenantName);
             return new QuotaSet(tenant, client, source);
         }
 
@@ -953,6 +985,48 @@ internal static partial class GatewayLoader
             {
                 y.Add(_tenantNodes[tenant.Name], Join("tenants", tenant.Name) + ".api_keys", "the tenant accepts API keys but no api_keys store is configured",
                     "add api_keys: {file: keys.yaml} at the top level");
+            }
+        }
+
+        /// <summary>
+        /// Plans leave no client without a quota and set no quota that cannot be reached. A client's plan comes with its
+        /// credential (an API key's plan may be any text, and a caller whose key and tenant name none has authz's
+        /// <c>default</c>), so a plan the file does not list must have a quota too: the top-level <c>quotas.client</c>.
+        /// </summary>
+        private void CheckPlanQuotas(IReadOnlyList<PlanConfig> plans, IReadOnlyList<TenantConfig> tenants, QuotaSet quotas, YamlMappingNode root)
+        {
+            if (plans.Any(p => p.Quotas.Client is not null) && quotas.Client is null && tenants.Any(t => t.Quotas.Client is null))
+            {
+                var withClient = plans.First(p => p.Quotas.Client is not null).Name;
+                y.Add(root.Children.Keys.FirstOrDefault(k => k is YamlScalarNode { Value: "quotas" }) ?? _planNodes[withClient], "quotas.client",
+                    $"is required when a plan has a client quota (plans.{withClient}.client): a client whose plan the file does not list — an API key made with another --plan, or a caller whose key and tenant name none, which authz reports as plan 'default' — would have no per-client limit",
+                    "add quotas: {client: {requests: N, per: second}}, the client quota of every plan not listed in plans (or give every tenant its own quotas.client)");
+            }
+
+            // A tenant's limit and the client limit of its own plan may come from different places (its own quotas, its
+            // plan, the defaults); where a plan is one of them, check them together as each place checks its own pair.
+            foreach (var tenant in tenants)
+            {
+                if (tenant.Plan is null || plans.FirstOrDefault(p => p.Name == tenant.Plan) is not { } plan)
+                    continue;
+                var path = Join("tenants", tenant.Name);
+                var planPath = Join("plans", plan.Name);
+                var (wide, wideField) = tenant.Quotas.Tenant is { } own ? (own, path + ".quotas.tenant")
+                    : plan.Quotas.Tenant is { } planned ? (planned, planPath + ".tenant")
+                    : (quotas.Tenant, "quotas.tenant");
+                var (narrow, narrowField) = tenant.Quotas.Client is { } ownClient ? (ownClient, path + ".quotas.client")
+                    : plan.Quotas.Client is { } plannedClient ? (plannedClient, planPath + ".client")
+                    : (quotas.Client, "quotas.client");
+                // Pairs from one place were checked there (tenants.T.quotas, plans.P, quotas); only pairs a plan joins are new.
+                var fromPlan = (wideField.StartsWith(planPath + ".", StringComparison.Ordinal), narrowField.StartsWith(planPath + ".", StringComparison.Ordinal));
+                if (wide is null || narrow is null || fromPlan is (false, false) or (true, true))
+                    continue;
+                if (narrow.Per == wide.Per && narrow.Requests > wide.Requests)
+                {
+                    y.Add(_tenantPlanNodes[tenant.Name], path + ".plan",
+                        $"{narrow.Requests} per {narrow.Per.Name()} for each client ({narrowField}) can never be reached: the tenant's limit is {wide.Requests} per {wide.Per.Name()} ({wideField})",
+                        $"lower {narrowField} to at most {wide.Requests}, or raise {wideField}");
+                }
             }
         }
 

@@ -17,6 +17,7 @@ internal sealed record GatewayConfig(
     bool? StripCredentials,
     bool? StripAuthorization,
     QuotaSet Quotas,
+    IReadOnlyList<PlanConfig> Plans,
     string DefaultPolicy,
     YamlNode? ClientAddress = null,
     YamlMappingNode? Root = null)
@@ -167,6 +168,12 @@ internal sealed record QuotaSet(Quota? Tenant, Quota? Client, Quota? Source)
 {
     public static QuotaSet None { get; } = new(null, null, null);
 }
+
+/// <summary>
+/// A plan's quotas: <paramref name="Quotas"/> <c>Tenant</c> for each tenant whose <c>plan:</c> it is, <c>Client</c> for each
+/// client whose plan authz reports as this one (the API key's plan, else its tenant's). <c>Source</c> is never set.
+/// </summary>
+internal sealed record PlanConfig(string Name, QuotaSet Quotas);
 
 /// <summary>A tenant; <paramref name="TokensFrom"/> is authz's <c>tokens_from</c>, carried over as written.</summary>
 internal sealed record TenantConfig(string Name, IReadOnlyList<string> Hosts, string? Plan, IReadOnlyList<string> Jwt, bool ApiKeys, QuotaSet Quotas,

@@ -14,6 +14,12 @@ internal enum EntrySource
     /// <summary>authz's dynamic metadata <c>client</c>: any string (<c>anonymous</c> without a credential).</summary>
     Client,
 
+    /// <summary>
+    /// authz's dynamic metadata <c>plan</c>: any string (the API key's plan, else the tenant's, else <c>default</c>), so
+    /// also plans the gateway file does not list.
+    /// </summary>
+    Plan,
+
     /// <summary>The downstream address (<c>remote_address</c>).</summary>
     RemoteAddress,
 }
@@ -33,12 +39,20 @@ internal static class Descriptors
     public const string ClientKey = "client";
     public const string RouteKey = "route";
     public const string RemoteAddressKey = "remote_address";
+    public const string PlanKey = "plan";
+
+    /// <summary>authz's <c>plan</c> for a caller whose key and tenant name none; also the plan action's <c>default_value</c>.</summary>
+    public const string NoPlan = "default";
 
     /// <summary>Whether some tenant quota applies at all (then every authenticated route sends <c>(tenant)</c>).</summary>
-    public static bool AnyTenantQuota(GatewayConfig config) => config.Quotas.Tenant is not null || config.Tenants.Any(t => t.Quotas.Tenant is not null);
+    public static bool AnyTenantQuota(GatewayConfig config) => config.Quotas.Tenant is not null || config.Tenants.Any(t => EffectiveQuotas.Tenant(config, t) is not null);
 
-    /// <summary>Whether some client quota applies at all (then every authenticated route sends <c>(tenant, client)</c>).</summary>
-    public static bool AnyClientQuota(GatewayConfig config) => config.Quotas.Client is not null || config.Tenants.Any(t => t.Quotas.Client is not null);
+    /// <summary>
+    /// Whether some client quota applies at all (then every authenticated route sends <c>(tenant, client)</c>, or
+    /// <c>(tenant, plan, client)</c> when a plan has one).
+    /// </summary>
+    public static bool AnyClientQuota(GatewayConfig config)
+        => config.Quotas.Client is not null || config.Tenants.Any(t => t.Quotas.Client is not null) || EffectiveQuotas.ByPlan(config);
 
     public static IReadOnlyList<DescriptorPattern> For(GatewayConfig config, RouteConfig route)
     {
@@ -54,7 +68,7 @@ internal static class Descriptors
             if (AnyTenantQuota(config))
                 list.Add(new([tenant]));
             if (AnyClientQuota(config))
-                list.Add(new([tenant, client]));
+                list.Add(new(EffectiveQuotas.ByPlan(config) ? [tenant, new DescriptorEntry(PlanKey, EntrySource.Plan), client] : [tenant, client]));
         }
         if (config.Quotas.Source is not null)
             list.Add(new([remote]));

@@ -646,7 +646,10 @@ internal static class EnvoyConfig
             ("descriptor_key", entry.Key),
             ("metadata_key", Yaml.Map(
                 ("key", ExtAuthzFilter),
-                ("path", new List<object> { Yaml.Map(("key", entry.Source == EntrySource.Tenant ? "tenant" : "client")) }))),
+                ("path", new List<object> { Yaml.Map(("key", entry.Source switch { EntrySource.Tenant => "tenant", EntrySource.Plan => "plan", _ => "client" })) }))),
+            // authz always sets plan (default when nothing names one); should it ever be missing, the descriptor still
+            // goes out with the default plan's quota instead of being skipped, which would leave the client unlimited.
+            ("default_value", entry.Source == EntrySource.Plan ? Descriptors.NoPlan : null),
             ("source", "DYNAMIC")))),
     };
 

@@ -6,7 +6,9 @@ namespace Legate.Gateway.Render;
 /// <summary>
 /// The ratelimit service's rules (envoyproxy/ratelimit format) for every descriptor <see cref="Descriptors"/> can
 /// produce: per-tenant quotas as values under one <c>tenant</c> key with a key-only default (so a tenant's own quota
-/// replaces the default rather than adding to it), route limits under <c>route: NAME</c>.
+/// replaces the default rather than adding to it), per-plan client quotas likewise as values under <c>plan</c> with a
+/// key-only default for plans the file does not list, route limits under <c>route: NAME</c>. Which quota is whose is
+/// <see cref="EffectiveQuotas"/>'s to say.
 /// </summary>
 internal static class RateLimitRules
 {
@@ -21,12 +23,9 @@ internal static class RateLimitRules
 
         if (tenantLevel || clientLevel)
         {
-            descriptors.Add(TenantRule(null, config.Quotas, tenantLevel, clientLevel));
-            foreach (var tenant in config.Tenants.Where(t => t.Quotas.Tenant is not null || t.Quotas.Client is not null).OrderBy(t => t.Name, StringComparer.Ordinal))
-            {
-                var merged = new QuotaSet(tenant.Quotas.Tenant ?? config.Quotas.Tenant, tenant.Quotas.Client ?? config.Quotas.Client, null);
-                descriptors.Add(TenantRule(tenant.Name, merged, tenantLevel, clientLevel));
-            }
+            descriptors.Add(TenantRule(config, null, tenantLevel, clientLevel));
+            foreach (var tenant in config.Tenants.Where(t => EffectiveQuotas.OwnRule(config, t)).OrderBy(t => t.Name, StringComparer.Ordinal))
+                descriptors.Add(TenantRule(config, tenant, tenantLevel, clientLevel));
         }
         if (config.Quotas.Source is { } source)
             descriptors.Add(Yaml.Map(("key", Descriptors.RemoteAddressKey), ("rate_limit", Limit(source))));
@@ -56,15 +55,37 @@ internal static class RateLimitRules
         return header + Yaml.Serialize(Yaml.Map(("domain", config.Services.RateLimitDomain), ("descriptors", descriptors)));
     }
 
-    private static Node TenantRule(string? tenant, QuotaSet quotas, bool tenantLevel, bool clientLevel)
+    /// <summary>The rule of one tenant (null: the key-only default for every tenant without a rule of its own).</summary>
+    private static Node TenantRule(GatewayConfig config, TenantConfig? tenant, bool tenantLevel, bool clientLevel)
         => Yaml.Map(
             ("key", Descriptors.TenantKey),
-            ("value", tenant),
+            ("value", tenant?.Name),
             // A level that some route sends must match even without a quota of its own: unlimited, not missing.
-            ("rate_limit", tenantLevel ? quotas.Tenant is { } t ? Limit(t) : Unlimited : null),
-            ("descriptors", clientLevel
-                ? new List<object> { Yaml.Map(("key", Descriptors.ClientKey), ("rate_limit", quotas.Client is { } c ? Limit(c) : Unlimited)) }
-                : null));
+            ("rate_limit", tenantLevel ? LimitOrUnlimited(tenant is null ? config.Quotas.Tenant : EffectiveQuotas.Tenant(config, tenant)) : null),
+            ("descriptors", clientLevel ? ClientRules(config, tenant) : null));
+
+    /// <summary>
+    /// The per-client rules under a tenant rule. By plan, <c>(tenant, plan, client)</c>: a key-only <c>plan</c> rule for
+    /// every plan the file does not list (the default client quota), and one rule per listed plan with a client quota;
+    /// a tenant's own client quota applies whatever the plan, so it has the key-only rule alone.
+    /// </summary>
+    private static List<object> ClientRules(GatewayConfig config, TenantConfig? tenant)
+    {
+        var own = tenant?.Quotas.Client;
+        if (!EffectiveQuotas.ByPlan(config))
+            return [ClientRule(own ?? config.Quotas.Client)];
+        var rules = new List<object> { Yaml.Map(("key", Descriptors.PlanKey), ("descriptors", new List<object> { ClientRule(own ?? config.Quotas.Client) })) };
+        if (own is null)
+        {
+            foreach (var plan in config.Plans.Where(p => p.Quotas.Client is not null).OrderBy(p => p.Name, StringComparer.Ordinal))
+                rules.Add(Yaml.Map(("key", Descriptors.PlanKey), ("value", plan.Name), ("descriptors", new List<object> { ClientRule(plan.Quotas.Client) })));
+        }
+        return rules;
+    }
+
+    private static Node ClientRule(Quota? quota) => Yaml.Map(("key", Descriptors.ClientKey), ("rate_limit", LimitOrUnlimited(quota)));
+
+    private static Node LimitOrUnlimited(Quota? quota) => quota is null ? Unlimited : Limit(quota);
 
     private static Node Limit(Quota quota) => Yaml.Map(("unit", quota.Per.Name()), ("requests_per_unit", quota.Requests));
 }

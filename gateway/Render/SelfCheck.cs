@@ -20,6 +20,9 @@ internal static class SelfCheck
     /// <summary>Client values the descriptor check tries: authz's value without a credential, and any other.</summary>
     private static readonly string[] SampleClients = ["anonymous", "some-client"];
 
+    /// <summary>A plan value no gateway file lists (plan names are lower-case): what a key made with <c>--plan</c> of a plan the file lacks sends.</summary>
+    public const string UnlistedPlan = "Unlisted Plan";
+
     /// <exception cref="GatewayFileException">A service refuses its generated file, or a join does not hold.</exception>
     public static void Run(GatewayConfig config, RenderResult result)
     {
@@ -102,16 +105,60 @@ internal static class SelfCheck
         {
             foreach (var descriptor in Expand(config, Descriptors.For(config, route)))
             {
-                if (rules.Match(config.Services.RateLimitDomain, descriptor) is null)
+                var text = string.Join(", ", descriptor.Entries.Select(e => $"{e.Key}={e.Value}"));
+                if (rules.Match(config.Services.RateLimitDomain, descriptor) is not { } match)
                 {
-                    var text = string.Join(", ", descriptor.Entries.Select(e => $"{e.Key}={e.Value}"));
                     errors.Add(new GatewayError(config.SourcePath, null, null, $"routes.{route.Name}.rate_limits", $"the generated ratelimit rules do not match the descriptor ({text})"));
+                }
+                else if (TryExpectedQuota(config, descriptor, out var expected) && !Same(match.Policy, expected))
+                {
+                    var want = expected is { } q ? $"{q.Requests} per {q.Per.Name()}" : "no limit";
+                    var got = match.Policy.Unlimited ? "no limit" : $"{match.Policy.RequestsPerUnit} per {match.Policy.Unit.ToString().ToLowerInvariant()}";
+                    errors.Add(new GatewayError(config.SourcePath, null, null, $"routes.{route.Name}.rate_limits",
+                        $"the generated ratelimit rules give the descriptor ({text}) {got} (rule {match.MetricPath}), where the gateway file gives it {want}"));
                 }
             }
         }
     }
 
-    /// <summary>Every concrete descriptor the patterns can produce: each tenant of the file, sample clients and addresses.</summary>
+    /// <summary>
+    /// The quota the gateway file gives a tenant or client descriptor (<see cref="EffectiveQuotas"/>; null: no limit).
+    /// False for other descriptors: route and address limits are a rule each, found by the route's name or the key.
+    /// </summary>
+    public static bool TryExpectedQuota(GatewayConfig config, RateLimitDescriptor descriptor, out Quota? quota)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(descriptor);
+        quota = null;
+        var entries = descriptor.Entries;
+        if (entries.Count == 0 || entries[0].Key != Descriptors.TenantKey || config.Tenants.FirstOrDefault(t => t.Name == entries[0].Value) is not { } tenant)
+            return false;
+        switch (entries.Select(e => e.Key).ToArray())
+        {
+            case [Descriptors.TenantKey]:
+                quota = EffectiveQuotas.Tenant(config, tenant);
+                return true;
+            case [Descriptors.TenantKey, Descriptors.ClientKey]:
+                quota = EffectiveQuotas.Client(config, tenant, Descriptors.NoPlan);
+                return true;
+            case [Descriptors.TenantKey, Descriptors.PlanKey, Descriptors.ClientKey]:
+                quota = EffectiveQuotas.Client(config, tenant, entries[1].Value);
+                return true;
+            default:
+                return false;
+        }
+    }
+
+    /// <summary>Whether a matched rule's limit is the quota (null: an unlimited rule).</summary>
+    public static bool Same(RateLimitPolicy policy, Quota? quota)
+    {
+        ArgumentNullException.ThrowIfNull(policy);
+        return quota is null
+            ? policy.Unlimited
+            : !policy.Unlimited && policy.RequestsPerUnit == quota.Requests && policy.Unit.ToString() == quota.Per.ToString();
+    }
+
+    /// <summary>Every concrete descriptor the patterns can produce: each tenant of the file, each plan value, sample clients and addresses.</summary>
     public static IEnumerable<RateLimitDescriptor> Expand(GatewayConfig config, IEnumerable<DescriptorPattern> patterns)
     {
         ArgumentNullException.ThrowIfNull(config);
@@ -126,6 +173,7 @@ internal static class SelfCheck
                     EntrySource.Fixed => [entry.Value!],
                     EntrySource.Tenant => config.Tenants.Select(t => t.Name),
                     EntrySource.Client => SampleClients,
+                    EntrySource.Plan => PlanValues(config),
                     _ => ["192.0.2.10"],
                 };
                 combos = combos.SelectMany(c => values.Select(v => new List<KeyValuePair<string, string>>(c) { new(entry.Key, v) })).ToList();
@@ -138,6 +186,14 @@ internal static class SelfCheck
                 yield return descriptor;
             }
         }
+    }
+
+    /// <summary>Plan values authz can send: every plan the file lists or a tenant names, its value for none, and one no file lists.</summary>
+    public static IEnumerable<string> PlanValues(GatewayConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        return config.Plans.Select(p => p.Name).Concat(config.Tenants.Select(t => t.Plan).OfType<string>())
+            .Append(Descriptors.NoPlan).Append(UnlistedPlan).Distinct(StringComparer.Ordinal);
     }
 
     /// <summary>A service's complaint about its generated file, pointed back at the gateway file by its field path.</summary>

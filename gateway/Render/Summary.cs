@@ -31,12 +31,21 @@ internal static class Summary
         }
         text.Append("  backends:  ").AppendJoin(", ", config.Backends.Select(b => $"{b.Name} ({string.Join(' ', b.Endpoints)}{(b.Tls ? ", tls" : "")})")).Append('\n');
         text.Append("  tenants:   ").AppendJoin(", ", config.Tenants.Select(t => t.Name)).Append('\n');
+        if (config.Plans.Count > 0)
+            text.Append("  plans:     ").AppendJoin(", ", config.Plans.Select(Describe)).Append("; any other plan: the quotas: defaults\n");
         text.Append("  policies:  ").AppendJoin(", ", config.Policies.Select(p => p.Name)).Append('\n');
         text.Append("  services:  authz ").Append(s.Authz).Append(s.AuthzFailOpen ? " (fails open)" : " (fails closed)")
             .Append(", ratelimit ").Append(s.RateLimit).Append(s.RateLimitFailClosed ? " (fails closed)" : " (fails open)")
             .Append(", domain ").Append(s.RateLimitDomain).Append(", statsink ").Append(s.StatSink).Append('\n');
         text.Append("  files:     ").AppendJoin(", ", result.Files.Select(f => f.Path).Append(GatewayRenderer.SummaryFile)).Append('\n');
         return text.ToString();
+    }
+
+    private static string Describe(PlanConfig plan)
+    {
+        var quotas = new[] { ("tenant", plan.Quotas.Tenant), ("client", plan.Quotas.Client) }
+            .Where(q => q.Item2 is not null).Select(q => $"{q.Item1} {q.Item2!.Requests}/{q.Item2.Per.Name()}").ToArray();
+        return quotas.Length == 0 ? plan.Name : $"{plan.Name} ({string.Join(", ", quotas)})";
     }
 
     private static string Describe(ListenerConfig l)

@@ -198,14 +198,19 @@ public sealed class RenderTests : IDisposable
         RenderExample();
 
         var actions = Route("orders").Seq("route", "rate_limits").Select(l => l.Seq("actions")).ToArray();
-        // (tenant), (tenant, client), (remote_address), (route), (route, tenant)
+        // (tenant), (tenant, plan, client), (remote_address), (route), (route, tenant)
         Assert.Equal(5, actions.Length);
         var tenant = actions[0].Single();
         Assert.Equal("tenant", tenant.Str("metadata", "descriptor_key"));
         Assert.Equal("DYNAMIC", tenant.Str("metadata", "source"));
         Assert.Equal("envoy.filters.http.ext_authz", tenant.Str("metadata", "metadata_key", "key"));
         Assert.Equal("tenant", tenant.Seq("metadata", "metadata_key", "path")[0].Str("key"));
-        Assert.Equal("client", actions[1][1].Seq("metadata", "metadata_key", "path")[0].Str("key"));
+        Assert.Null(tenant.Get("metadata", "default_value"));
+        Assert.Equal(["tenant", "plan", "client"], actions[1].Select(a => a.Seq("metadata", "metadata_key", "path").Single().Str("key")));
+        Assert.Equal(["tenant", "plan", "client"], actions[1].Select(a => a.Str("metadata", "descriptor_key")));
+        // authz always sets plan, "default" when nothing names one; a missing plan is read as that, not as a reason to
+        // skip the descriptor (which would leave the client unlimited). Tenant and client have no such fallback.
+        Assert.Equal([null, "default", null], actions[1].Select(a => a.Str("metadata", "default_value")));
         Assert.NotNull(actions[2].Single().Get("remote_address"));
         Assert.Equal(("route", "orders"), (actions[3].Single().Str("generic_key", "descriptor_key"), actions[3].Single().Str("generic_key", "descriptor_value")));
 
@@ -351,8 +356,33 @@ public sealed class RenderTests : IDisposable
 
         Assert.Equal(6000u, rules.Match("edge", Descriptor(("tenant", "acme")))!.Value.Policy.RequestsPerUnit);
         Assert.Equal(600u, rules.Match("edge", Descriptor(("tenant", "other")))!.Value.Policy.RequestsPerUnit);
-        Assert.Equal(100u, rules.Match("edge", Descriptor(("tenant", "acme"), ("client", "c1")))!.Value.Policy.RequestsPerUnit);
         Assert.Equal(300u, rules.Match("edge", Descriptor(("route", "orders"), ("tenant", "acme")))!.Value.Policy.RequestsPerUnit);
+    }
+
+    [Fact]
+    public void PlanQuotas_FollowTheClientsPlan_PerClient_AndAPlanTheFileDoesNotListGetsTheDefault()
+    {
+        RenderExample();
+        var rules = new RateLimitConfigLoader().Load(RulesFiles.Read(_out.File("ratelimit")));
+        (uint, string) Limit(string tenant, string plan, string client)
+        {
+            var match = rules.Match("edge", Descriptor(("tenant", tenant), ("plan", plan), ("client", client)))!.Value;
+            return (match.Policy.RequestsPerUnit, match.MetricPath);
+        }
+
+        // The example: free 20/s, gold 100/s per client; quotas.client 10/s for any plan it does not list.
+        Assert.Equal((20u, "edge.tenant_acme.plan_free.client"), Limit("acme", "free", "c1"));
+        Assert.Equal((100u, "edge.tenant_acme.plan_gold.client"), Limit("acme", "gold", "demo-client"));
+        Assert.Equal((10u, "edge.tenant_acme.plan.client"), Limit("acme", "platinum", "c1"));
+        Assert.Equal((10u, "edge.tenant_acme.plan.client"), Limit("acme", "default", "c1"));
+        Assert.Equal((10u, "edge.tenant_acme.plan.client"), Limit("acme", "Gold", "c1"));      // plans match exactly
+        // A tenant without a rule of its own gets the same plans under the default tenant rule.
+        Assert.Equal((100u, "edge.tenant.plan_gold.client"), Limit("other", "gold", "c1"));
+        // Metric names carry the rule's values, never the client's or an unlisted plan's: bounded by the file.
+        Assert.DoesNotContain(rules.Policies, p => p.MetricPath.Contains("c1", StringComparison.Ordinal));
+        // The tenant's own tenant quota wins over its plan's (acme is free; gold's tenant quota is no one's here).
+        Assert.Equal(6000u, rules.Match("edge", Descriptor(("tenant", "acme")))!.Value.Policy.RequestsPerUnit);
+        Assert.Null(rules.Match("edge", Descriptor(("tenant", "acme"), ("client", "c1"))));   // no route sends it any more
     }
 
     [Fact]
@@ -574,6 +604,8 @@ public sealed class RenderTests : IDisposable
                 {
                     "tenant" => tenants,
                     "client" => ["anonymous", "demo-client", "alice"],
+                    // authz's plan is free text (an API key's --plan): listed plans, its value for none, and others.
+                    "plan" => ["free", "gold", "default", "platinum", "Gold", "no such plan"],
                     _ => throw new InvalidOperationException($"authz emits no metadata '{key}'"),
                 });
             }
