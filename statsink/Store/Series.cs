@@ -83,6 +83,12 @@ internal sealed class Series(Family? family, Node node, string key, byte[] label
     /// <summary>For a conflict's placeholder: the store's count of removed series when it was refused (see <see cref="SeriesStore"/>).</summary>
     public int Removals { get; init; }
 
+    /// <summary>
+    /// Set on a series served once a conflict that refused it has gone: Envoy was sending it all along, so its first
+    /// counter value is not an increase (it is not a stat Envoy just began to use).
+    /// </summary>
+    public bool RefusedBefore { get; set; }
+
     /// <summary>Position in <see cref="Family"/>'s list, for O(1) removal.</summary>
     public int Index { get; set; }
 

@@ -226,6 +226,7 @@ internal sealed class SeriesStore
             var created = Create(node, key ?? new string(node.KeyBuffer, 0, keyLength), name, kind, metric.Label, now, out var refused);
             if (created is null)
                 return refused;
+            created.RefusedBefore = key is not null;
             series = created;
         }
         series.LastSeen = now;
@@ -277,9 +278,10 @@ internal sealed class SeriesStore
         {
             // Envoy's own value, as its admin endpoint would show it: a drop is an Envoy restart, which Prometheus
             // reads as a counter reset. A series first seen in the node's first flush has no known increase (statsink
-            // may just have started); one that appears in a later flush is a stat Envoy just began to use, from zero.
+            // may just have started); one that appears in a later flush is a stat Envoy just began to use, from zero,
+            // unless it was refused until now (a conflict since gone), when what it counted meanwhile is unknown.
             increase = series.HasValue ? (value >= series.Value ? value - series.Value : value)
-                : metric.TimestampMs != 0 && metric.TimestampMs != series.Node.FirstFlushMs ? value : 0;
+                : metric.TimestampMs != 0 && metric.TimestampMs != series.Node.FirstFlushMs && !series.RefusedBefore ? value : 0;
             if (series.HasValue && value < series.Value)
                 _metrics.CounterReset();
             series.Value = value;

@@ -71,6 +71,71 @@ public sealed class DogStatsdTests
         Assert.DoesNotContain(lines, l => l.StartsWith("envoy.cluster.upstream_rq_total:1|", StringComparison.Ordinal));
     }
 
+    // A counter refused for a type conflict was sent by its Envoy all along: once the conflict is gone and it is served,
+    // its cumulative value is what it counted since that Envoy started, not an increase since the last flush.
+    [Fact]
+    public void ACounterServedOnceItsConflictIsGone_ForwardsNoIncreaseForItsFirstValue()
+    {
+        var options = Options.Create(new StatSinkOptions { DisconnectGracePeriod = TimeSpan.FromMinutes(1) });
+        var time = new FakeTimeProvider();
+        var store = new SeriesStore(options, new StatSinkMetrics(Prometheus.Metrics.WithCustomRegistry(Prometheus.Metrics.NewCustomRegistry())), time);
+        var observer = new RecordingObserver();
+        store.Observer = observer;
+        // Node b's flushes carry a counter served from the start too, as every Envoy's do.
+        static RepeatedField<MetricFamily> X(MetricType type, double value, long timestampMs) =>
+        [
+            new MetricFamily
+            {
+                Name = "x",
+                Type = type,
+                Metric = { type == MetricType.Gauge
+                    ? new Metric { Gauge = new Gauge { Value = value }, TimestampMs = timestampMs }
+                    : new Metric { Counter = new Counter { Value = value }, TimestampMs = timestampMs } },
+            },
+            new MetricFamily { Name = "y", Type = MetricType.Counter, Metric = { new Metric { Counter = new Counter { Value = 1 }, TimestampMs = timestampMs } } },
+        ];
+        object gaugeStream = new(), counterStream = new();
+        var a = store.Attach("a", "edge", gaugeStream);
+        store.Apply(a, gaugeStream, X(MetricType.Gauge, 1, 1_000));
+        store.Detach(a, gaugeStream);
+        var b = store.Attach("b", "edge", counterStream);
+        store.Apply(b, counterStream, X(MetricType.Counter, 1_000_000, 1_000));
+        store.Apply(b, counterStream, X(MetricType.Counter, 1_000_100, 6_000));
+        Assert.DoesNotContain(observer.Counters, c => c.Name == "x");
+
+        time.Advance(TimeSpan.FromMinutes(2));
+        store.Sweep();
+        store.Apply(b, counterStream, X(MetricType.Counter, 1_000_200, 11_000));
+        store.Apply(b, counterStream, X(MetricType.Counter, 1_000_300, 16_000));
+
+        Assert.Equal([0, 100], observer.Counters.Where(c => c.Name == "x").Select(c => c.Increase));
+    }
+
+    private sealed class RecordingObserver : IFlushObserver, IFlushBatch
+    {
+        public List<(string Name, double Increase)> Counters { get; } = [];
+
+        public IFlushBatch BeginFlush(Node node) => this;
+
+        public void Counter(string name, RepeatedField<LabelPair> labels, double increase) => Counters.Add((name, increase));
+
+        public void Gauge(string name, RepeatedField<LabelPair> labels, double value)
+        {
+        }
+
+        public void Histogram(string name, RepeatedField<LabelPair> labels, Histogram histogram)
+        {
+        }
+
+        public void Summary(string name, RepeatedField<LabelPair> labels, Summary summary)
+        {
+        }
+
+        public void End()
+        {
+        }
+    }
+
     [Fact]
     public void FullQueue_DropsAndCounts()
     {
