@@ -154,8 +154,12 @@ internal static class Re2Syntax
                     output.Append(pattern[++i]);
                 continue;
             }
-            if (c == '(' && i + 2 < pattern.Length && pattern[i + 1] == '?' && UngreedyFlags(pattern, ref i, output))
+            if (c == '(' && i + 2 < pattern.Length && pattern[i + 1] == '?' && UngreedyFlags(pattern, ref i, output, out problem))
+            {
+                if (problem is not null)
+                    return pattern;
                 continue;
+            }
             output.Append(c);
         }
         return output.ToString();
@@ -242,14 +246,17 @@ internal static class Re2Syntax
     }
 
     /// <summary>(?U), (?i-U:…): RE2's ungreedy flag, which .NET lacks, left out (it changes no syntax).</summary>
-    private static bool UngreedyFlags(string pattern, ref int i, StringBuilder output)
+    private static bool UngreedyFlags(string pattern, ref int i, StringBuilder output, out string? problem)
     {
+        problem = null;
         var end = pattern.AsSpan(i + 2).IndexOfAny(':', ')');
         if (end < 0)
             return false;
         var flags = pattern.AsSpan(i + 2, end);
         if (!flags.Contains('U') || flags.ContainsAnyExcept("imsU-"))
             return false;
+        if ((problem = NegationProblem(flags)) is not null)
+            return true;
         var dash = flags.IndexOf('-');
         var on = (dash < 0 ? flags : flags[..dash]).ToString().Replace("U", "", StringComparison.Ordinal);
         var off = dash < 0 ? "" : flags[(dash + 1)..].ToString().Replace("U", "", StringComparison.Ordinal);
@@ -261,6 +268,20 @@ internal static class Re2Syntax
             output.Append("(?:");
         i += 2 + end;
         return true;
+    }
+
+    /// <summary>
+    /// (?i-), (?-:…), (?i-m-s): .NET takes them, RE2 refuses a '-' that turns nothing off, and a second '-'.
+    /// </summary>
+    private static string? NegationProblem(ReadOnlySpan<char> flags)
+    {
+        var dash = flags.IndexOf('-');
+        if (dash < 0)
+            return null;
+        var off = flags[(dash + 1)..];
+        return off.IsEmpty || off.Contains('-')
+            ? $"the flags (?{flags}) are not RE2 syntax: one '-', followed by the flags it turns off"
+            : null;
     }
 
     /// <summary>What .NET parsed but RE2 refuses, in a pattern already in .NET's form.</summary>
@@ -317,6 +338,8 @@ internal static class Re2Syntax
                 var end = group.IndexOfAny(':', ')');
                 if ((char.IsAsciiLetter(group[0]) || group[0] == '-') && end > 0 && group[..end].ContainsAnyExcept("ims-"))
                     return $"the flags (?{group[..end]}) are not RE2 syntax, which knows i, m, s and U";
+                if ((char.IsAsciiLetter(group[0]) || group[0] == '-') && end > 0 && NegationProblem(group[..end]) is { } negation)
+                    return negation;
             }
         }
         return null;

@@ -265,6 +265,11 @@ public sealed partial class ValidateTests
     [InlineData("^/[[:alpha:]\\Q]$", "\\Q is not RE2 syntax")]
     [InlineData("^/[\\x{5A}-\\x{41}]$", "range in reverse order")]
     [InlineData("^/[[:letters:]]$", "[:letters:] is not a POSIX class RE2 knows")]
+    [InlineData("(?i-)^/a$", "the flags (?i-) are not RE2 syntax: one '-', followed by the flags it turns off")]
+    [InlineData("(?-:^/a)$", "the flags (?-) are not RE2 syntax")]
+    [InlineData("(?i-m-s)^/a$", "the flags (?i-m-s) are not RE2 syntax")]
+    [InlineData("(?iU-)^/a$", "the flags (?iU-) are not RE2 syntax")]
+    [InlineData("(?U-:^/a)$", "the flags (?U-) are not RE2 syntax")]
     public void Re2OnlyForms_ThatRe2Refuses_AreErrors(string regex, string problem)
     {
         var error = Assert.Single(GatewayFiles.Errors(GatewayFiles.Minimal.Replace("match: { prefix: / }", $"match: {{ regex: '{regex}' }}", StringComparison.Ordinal)));
