@@ -70,6 +70,9 @@ internal sealed class CertificateFiles
             {
                 ssl.ServerCertificateSelectionCallback = null;
                 ssl.ServerCertificateContext = Current();
+                // The chain the handshake builds for a client certificate, before ValidateClient: without this policy
+                // it fetches a missing issuer from the address the client's certificate names (see ValidateClient).
+                ssl.CertificateChainPolicy = ClientChainPolicy;
             },
         };
         if (_clientCas is not null)
@@ -202,11 +205,23 @@ internal sealed class CertificateFiles
 
     // Client certificates must chain to the configured CAs, and only to them: the system trust store is not consulted.
     // The bundle in force is rechecked with the certificate, before each handshake (OnAuthenticate).
-    private bool ValidateClient(X509Certificate2 certificate, X509Chain? _, SslPolicyErrors __)
+    private static X509ChainPolicy ClientChainPolicy => new()
+    {
+        DisableCertificateDownloads = true,
+        RevocationMode = X509RevocationMode.NoCheck,
+    };
+
+    private bool ValidateClient(X509Certificate2 certificate, X509Chain? sent, SslPolicyErrors _)
     {
         using var chain = new X509Chain();
         chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
         chain.ChainPolicy.CustomTrustStore.AddRange(_clientCas!);
+        // The intermediates the client sent (the handshake's chain holds them), as Envoy sends its certificate file's.
+        if (sent is not null)
+            chain.ChainPolicy.ExtraStore.AddRange(sent.ChainPolicy.ExtraStore);
+        // Never fetch a missing issuer from the address a client's certificate names: any caller could make the
+        // service send requests wherever it likes, and hold the handshake while they run.
+        chain.ChainPolicy.DisableCertificateDownloads = true;
         chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
         chain.ChainPolicy.VerificationTime = _time.GetUtcNow().UtcDateTime;
         return chain.Build(certificate);

@@ -1,4 +1,6 @@
+using System.Net;
 using System.Net.Security;
+using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Grpc.Core;
@@ -285,6 +287,92 @@ public sealed class TlsTests : IDisposable
         Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, status);
     }
 
+    [Fact]
+    public async Task MutualTls_AClientChainThroughAnIntermediateItSends_IsAccepted()
+    {
+        // The CA bundle holds the root only, as a client CA usually does; Envoy sends its certificate's intermediates.
+        var (intermediate, client) = IssueThroughIntermediate(_certificates.Ca, accessUrl: null);
+        using (intermediate)
+        using (client)
+        {
+            await using var host = await TestHost.StartAsync(Tls(mutual: true));
+
+            var status = await CheckHealthAsync(host, SslStreamCertificateContext.Create(client, [intermediate], offline: true));
+
+            Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, status);
+        }
+    }
+
+    [Fact]
+    public async Task MutualTls_AMissingIntermediate_IsNotFetchedFromTheAddressTheClientCertificateNames()
+    {
+        // A client certificate may name where its issuer can be downloaded (authority information access). Fetching it
+        // would let any caller make the service send requests wherever it likes, and wait on them mid-handshake.
+        using var issuerServer = new TcpListener(IPAddress.Loopback, 0);
+        issuerServer.Start();
+        var url = $"http://127.0.0.1:{((IPEndPoint)issuerServer.LocalEndpoint).Port}/issuer.cer";
+        var (intermediate, client) = IssueThroughIntermediate(_certificates.Ca, url);
+        using (intermediate)
+        using (client)
+        {
+            var requests = 0;
+            using var serving = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+            var serve = ServeIssuerAsync(issuerServer, intermediate.RawData, () => Interlocked.Increment(ref requests), serving.Token);
+            await using var host = await TestHost.StartAsync(Tls(mutual: true));
+
+            var error = await Assert.ThrowsAsync<RpcException>(() => CheckHealthAsync(host, SslStreamCertificateContext.Create(client, [], offline: true)));
+
+            Assert.Contains(error.StatusCode, RefusedConnection);
+            Assert.Equal(0, Volatile.Read(ref requests));
+            await serving.CancelAsync();
+            await serve;
+        }
+    }
+
+    // An intermediate CA under the given root, and a client certificate it issued, naming accessUrl as its issuer's
+    // download address when given.
+    private static (X509Certificate2 Intermediate, X509Certificate2 Client) IssueThroughIntermediate(X509Certificate2 root, string? accessUrl)
+    {
+        var now = DateTimeOffset.UtcNow;
+        using var intermediateKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        // A name of its own: .NET keeps the issuers it downloads in the user's CA store, where one of an earlier run
+        // with this name (another key) would be taken for this one.
+        var intermediateRequest = new CertificateRequest($"CN=Legate Test Client Intermediate {Guid.NewGuid():N}", intermediateKey, HashAlgorithmName.SHA256);
+        intermediateRequest.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
+        intermediateRequest.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign, true));
+        using var intermediatePublic = intermediateRequest.Create(root, now.AddDays(-1), now.AddDays(29), RandomNumberGenerator.GetBytes(16));
+        var intermediate = intermediatePublic.CopyWithPrivateKey(intermediateKey);
+        using var clientKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var clientRequest = new CertificateRequest("CN=envoy", clientKey, HashAlgorithmName.SHA256);
+        clientRequest.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, false));
+        clientRequest.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.2")], false));
+        if (accessUrl is not null)
+            clientRequest.CertificateExtensions.Add(new X509AuthorityInformationAccessExtension(null, [accessUrl]));
+        using var clientPublic = clientRequest.Create(intermediate, now.AddDays(-1), now.AddDays(28), RandomNumberGenerator.GetBytes(16));
+        return (intermediate, clientPublic.CopyWithPrivateKey(clientKey));
+    }
+
+    // A bare HTTP server answering every request with the issuer's certificate, counting the requests.
+    private static async Task ServeIssuerAsync(TcpListener listener, byte[] certificate, Action counted, CancellationToken stop)
+    {
+        try
+        {
+            while (true)
+            {
+                using var connection = await listener.AcceptTcpClientAsync(stop);
+                counted();
+                var stream = connection.GetStream();
+                _ = await stream.ReadAsync(new byte[4096], stop);  // the request, whatever it asks
+                var header = $"HTTP/1.1 200 OK\r\nContent-Type: application/pkix-cert\r\nContent-Length: {certificate.Length}\r\nConnection: close\r\n\r\n";
+                await stream.WriteAsync(System.Text.Encoding.ASCII.GetBytes(header), stop);
+                await stream.WriteAsync(certificate, stop);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
     private static void SecretVersion(string dir, string name, TestCertificates certificates)
     {
         var version = Path.Combine(dir, name);
@@ -305,12 +393,21 @@ public sealed class TlsTests : IDisposable
         return settings;
     }
 
-    private async Task<HealthCheckResponse.Types.ServingStatus> CheckHealthAsync(TestHost host, X509Certificate2? clientCertificate, X509Certificate2? ca = null)
+    private Task<HealthCheckResponse.Types.ServingStatus> CheckHealthAsync(TestHost host, SslStreamCertificateContext clientChain) =>
+        CheckHealthAsync(host, handler => handler.SslOptions.ClientCertificateContext = clientChain, ca: null);
+
+    private Task<HealthCheckResponse.Types.ServingStatus> CheckHealthAsync(TestHost host, X509Certificate2? clientCertificate, X509Certificate2? ca = null) =>
+        CheckHealthAsync(host, handler =>
+        {
+            if (clientCertificate is not null)
+                handler.SslOptions.ClientCertificates = [clientCertificate];
+        }, ca);
+
+    private async Task<HealthCheckResponse.Types.ServingStatus> CheckHealthAsync(TestHost host, Action<SocketsHttpHandler> presentCertificate, X509Certificate2? ca)
     {
         var handler = new SocketsHttpHandler();
         handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, chain, _) => TrustedByTestCa(certificate, chain, ca);
-        if (clientCertificate is not null)
-            handler.SslOptions.ClientCertificates = [clientCertificate];
+        presentCertificate(handler);
         using var channel = GrpcChannel.ForAddress(host.Endpoints.Grpc, new GrpcChannelOptions { HttpHandler = handler, DisposeHttpClient = true });
         var reply = await new HealthClient(channel).CheckAsync(new HealthCheckRequest(), cancellationToken: Ct);
         return reply.Status;
