@@ -67,14 +67,21 @@ internal static class RateLimitRules
     /// <summary>
     /// The per-client rules under a tenant rule. By plan, <c>(tenant, plan, client)</c>: a key-only <c>plan</c> rule for
     /// every plan the file does not list (the default client quota), and one rule per listed plan with a client quota;
-    /// a tenant's own client quota applies whatever the plan, so it has the key-only rule alone.
+    /// a tenant's own client quota applies whatever the plan, so it has the key-only rule alone. Beside them stays the
+    /// <c>(tenant, client)</c> rule of a file without plans, with the quota of a client without a plan: rules are
+    /// published before listeners (and Kubernetes rolls ratelimit and Envoy pods apart), so Envoys still on the old
+    /// listeners send that descriptor for a while, which would otherwise match nothing and go unlimited.
     /// </summary>
     private static List<object> ClientRules(GatewayConfig config, TenantConfig? tenant)
     {
         var own = tenant?.Quotas.Client;
         if (!EffectiveQuotas.ByPlan(config))
             return [ClientRule(own ?? config.Quotas.Client)];
-        var rules = new List<object> { Yaml.Map(("key", Descriptors.PlanKey), ("descriptors", new List<object> { ClientRule(own ?? config.Quotas.Client) })) };
+        var rules = new List<object>
+        {
+            ClientRule(own ?? config.Quotas.Client),
+            Yaml.Map(("key", Descriptors.PlanKey), ("descriptors", new List<object> { ClientRule(own ?? config.Quotas.Client) })),
+        };
         if (own is null)
         {
             foreach (var plan in config.Plans.Where(p => p.Quotas.Client is not null).OrderBy(p => p.Name, StringComparer.Ordinal))

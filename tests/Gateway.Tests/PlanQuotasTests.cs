@@ -238,6 +238,32 @@ public sealed class PlanQuotasTests : IDisposable
         Assert.Equal(clientLimit, Limit(rules, ("tenant", tenant), ("plan", plan), ("client", "c-2")));
     }
 
+    /// <summary>
+    /// Adding plans to a running gateway: render publishes the ratelimit rules before the listeners, and in Kubernetes
+    /// the Envoy pods not rolled yet keep sending the descriptors of the file without plans to ratelimit pods already on
+    /// the new rules. Their (tenant, client) must still be limited, as a client without a plan (the default plan's
+    /// quota, as the plan action's default_value has it), not pass unlimited until every Envoy has the new listeners.
+    /// </summary>
+    [Fact]
+    public void TheDescriptorsOfTheFileWithoutPlans_StillGetLimits_FromTheNewRules_WhileEnvoyCatchesUp()
+    {
+        var before = Plans[..Plans.IndexOf("plans:\n", StringComparison.Ordinal)] + Plans[Plans.IndexOf("quotas:\n", StringComparison.Ordinal)..];
+        RenderPlans(before);
+        var oldActions = Actions();
+        Assert.Contains(oldActions, a => a.Select(x => x.Str("metadata", "descriptor_key")).SequenceEqual(["tenant", "client"]));
+
+        RenderPlans();
+        var rules = Rules();
+
+        foreach (var tenant in new[] { "acme", "globex", "initech", "hooli", "umbrella", "cyberdyne" })
+        {
+            // The quota of a client without a plan: the tenant's own client quota, else quotas.client.
+            var expected = tenant == "initech" ? "7/second" : "2/second";
+            Assert.Equal(expected, Limit(rules, ("tenant", tenant), ("client", "c-1")));
+            Assert.Equal(expected, Limit(rules, ("tenant", tenant), ("plan", "default"), ("client", "c-1")));
+        }
+    }
+
     [Fact]
     public void Rules_AreOnePerListedPlan_PlusOneForEveryOtherPlan_AndATenantsOwnClientQuotaIsOneRule()
     {
@@ -245,14 +271,15 @@ public sealed class PlanQuotasTests : IDisposable
         var rules = Rules();
 
         // Metric names (the rule paths) come from the file: bounded by its plans and tenants, whatever clients or
-        // plans callers bring.
+        // plans callers bring. Each tenant rule keeps the (tenant, client) rule of a file without plans (see
+        // TheDescriptorsOfTheFileWithoutPlans_StillGetLimits_FromTheNewRules_WhileEnvoyCatchesUp).
         Assert.Equal(
             [
-                "edge.tenant", "edge.tenant.plan.client", "edge.tenant.plan_enterprise.client", "edge.tenant.plan_free.client", "edge.tenant.plan_pro.client",
-                "edge.tenant_acme", "edge.tenant_acme.plan.client", "edge.tenant_acme.plan_enterprise.client", "edge.tenant_acme.plan_free.client", "edge.tenant_acme.plan_pro.client",
-                "edge.tenant_globex", "edge.tenant_globex.plan.client", "edge.tenant_globex.plan_enterprise.client", "edge.tenant_globex.plan_free.client", "edge.tenant_globex.plan_pro.client",
-                "edge.tenant_initech", "edge.tenant_initech.plan.client",
-                "edge.tenant_umbrella", "edge.tenant_umbrella.plan.client", "edge.tenant_umbrella.plan_enterprise.client", "edge.tenant_umbrella.plan_free.client", "edge.tenant_umbrella.plan_pro.client",
+                "edge.tenant", "edge.tenant.client", "edge.tenant.plan.client", "edge.tenant.plan_enterprise.client", "edge.tenant.plan_free.client", "edge.tenant.plan_pro.client",
+                "edge.tenant_acme", "edge.tenant_acme.client", "edge.tenant_acme.plan.client", "edge.tenant_acme.plan_enterprise.client", "edge.tenant_acme.plan_free.client", "edge.tenant_acme.plan_pro.client",
+                "edge.tenant_globex", "edge.tenant_globex.client", "edge.tenant_globex.plan.client", "edge.tenant_globex.plan_enterprise.client", "edge.tenant_globex.plan_free.client", "edge.tenant_globex.plan_pro.client",
+                "edge.tenant_initech", "edge.tenant_initech.client", "edge.tenant_initech.plan.client",
+                "edge.tenant_umbrella", "edge.tenant_umbrella.client", "edge.tenant_umbrella.plan.client", "edge.tenant_umbrella.plan_enterprise.client", "edge.tenant_umbrella.plan_free.client", "edge.tenant_umbrella.plan_pro.client",
                 "edge.route_api.tenant.client",
             ],
             rules.Policies.Select(p => p.MetricPath));

@@ -382,7 +382,10 @@ public sealed class RenderTests : IDisposable
         Assert.DoesNotContain(rules.Policies, p => p.MetricPath.Contains("c1", StringComparison.Ordinal));
         // The tenant's own tenant quota wins over its plan's (acme is free; gold's tenant quota is no one's here).
         Assert.Equal(6000u, rules.Match("edge", Descriptor(("tenant", "acme")))!.Value.Policy.RequestsPerUnit);
-        Assert.Null(rules.Match("edge", Descriptor(("tenant", "acme"), ("client", "c1"))));   // no route sends it any more
+        // No route sends (tenant, client) any more, but Envoys still on the listeners of before plans do for a while:
+        // its rule stays, with the quota of a client without a plan.
+        var withoutPlan = rules.Match("edge", Descriptor(("tenant", "acme"), ("client", "c1")))!.Value;
+        Assert.Equal((10u, "edge.tenant_acme.client"), (withoutPlan.Policy.RequestsPerUnit, withoutPlan.MetricPath));
     }
 
     [Fact]
