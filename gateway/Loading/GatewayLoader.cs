@@ -604,8 +604,15 @@ internal static partial class GatewayLoader
                 {
                     _tenantPlanNodes[name] = Field(map, "plan")!;
                     // With plans listed, a tenant's plan picks its quotas: a name the file lacks is a typo, not a choice.
-                    if (plansListed && !_planNodes.ContainsKey(plan))
+                    if (plansListed && plan == Render.Descriptors.NoPlan && !_planNodes.ContainsKey(plan))
+                    {
+                        y.Add(Field(map, "plan"), path + ".plan", $"'{plan}' is authz's plan for a caller whose API key and tenant name none, not a plan of plans",
+                            $"remove plan: to give {name}'s clients the quotas: defaults, or name one of plans: {string.Join(", ", _planNodes.Keys.Order(StringComparer.Ordinal))}");
+                    }
+                    else if (plansListed && !_planNodes.ContainsKey(plan))
+                    {
                         y.Add(Field(map, "plan"), path + ".plan", $"no plan named '{plan}'", Suggest(plan, _planNodes.Keys, "plans"));
+                    }
                 }
                 list.Add(new TenantConfig(name, hosts, plan, jwt, y.Bool(map, "api_keys", path) ?? false, quotas, Field(map, "tokens_from")));
             }

@@ -100,6 +100,19 @@ public sealed class PlanQuotasTests : IDisposable
     }
 
     [Fact]
+    public void ATenantsPlanDefault_IsAnError_ThatSaysWhatDefaultIs_NotWhichPlansExist()
+    {
+        // 'default' cannot be listed in plans, so "defined plans: …" would send the user looking for a way to list it.
+        var errors = GatewayFiles.Errors(Plans.Replace("plan: trial }", "plan: default }", StringComparison.Ordinal));
+
+        var error = Assert.Single(errors);
+        Assert.Equal(("tenants.cyberdyne.plan", "'default' is authz's plan for a caller whose API key and tenant name none, not a plan of plans"),
+            (error.Field, error.Problem));
+        Assert.Equal("remove plan: to give cyberdyne's clients the quotas: defaults, or name one of plans: enterprise, free, pro, trial", error.Hint);
+        Assert.Equal((9, 54), (error.Line, error.Column));
+    }
+
+    [Fact]
     public void WithoutPlans_ATenantsPlanIsOnlyMetadata_AsBefore_AndNoRouteSendsAPlan()
     {
         var yaml = GatewayFiles.Minimal.Replace("acme: { hosts: [api.acme.example] }", "acme: { hosts: [api.acme.example], plan: Anything Goes }", StringComparison.Ordinal)
