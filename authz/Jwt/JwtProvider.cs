@@ -25,6 +25,7 @@ public sealed class JwtProvider
         Algorithms = options.Algorithms.ToFrozenSet(StringComparer.Ordinal);
         Audiences = options.Audiences.ToFrozenSet(StringComparer.Ordinal);
         PolicyClaims = (policyClaims ?? []).ToFrozenSet(StringComparer.Ordinal);
+        PlanClaim = options.PlanClaim is { } plan ? [.. plan] : null;
     }
 
     public JwtProviderOptions Options { get; }
@@ -54,9 +55,14 @@ public sealed class JwtProvider
             && mine.MaxLifetime == options.MaxLifetime
             && string.Equals(mine.RequireTyp, options.RequireTyp, StringComparison.Ordinal)
             && mine.MaxTokenBytes == options.MaxTokenBytes
+            && (PlanClaim is null) == (options.PlanClaim is null)
+            && (PlanClaim ?? []).SequenceEqual(options.PlanClaim ?? [], StringComparer.Ordinal)
             && PolicyClaims.SetEquals(policyClaims);
     }
 
     /// <summary>The claims policies require: read from tokens, with their JSON types, into <see cref="JwtIdentity.PolicyClaims"/>.</summary>
     internal FrozenSet<string> PolicyClaims { get; }
+
+    /// <summary>The plan claim's member names (<see cref="JwtProviderOptions.PlanClaim"/>), an array for reading by index; null when none.</summary>
+    internal string[]? PlanClaim { get; }
 }

@@ -39,6 +39,13 @@ public sealed record JwtProviderOptions
 
     public int MaxTokenBytes { get; init; } = 8 * 1024;
 
+    /// <summary>
+    /// The claim that names the caller's plan (authz's metadata <c>plan</c>): one member name, a top-level claim taken as
+    /// written (<c>https://acme.example/plan</c> is one name, dots and slashes included), or the member names leading to
+    /// it through nested objects (<c>["app_metadata", "plan"]</c>). Null: the plan is the tenant's.
+    /// </summary>
+    public IReadOnlyList<string>? PlanClaim { get; init; }
+
     public TimeSpan RefreshInterval { get; init; } = TimeSpan.FromMinutes(5);
 
     /// <summary>
@@ -146,6 +153,8 @@ public static class JwtProviderOptionsValidator
             Error("maxLifetime", "must be positive");
         if (options.RequireTyp is not null && string.IsNullOrWhiteSpace(options.RequireTyp))
             Error("requireTyp", "is empty");
+        if (options.PlanClaim is not null && PlanClaimProblem(options.PlanClaim) is { } planClaimProblem)
+            Error("planClaim", planClaimProblem);
         if (options.MaxTokenBytes is < 256 or > 64 * 1024)
             Error("maxTokenBytes", "must be between 256 and 65536");
         if (options.RefreshInterval < TimeSpan.FromSeconds(1))
@@ -162,6 +171,28 @@ public static class JwtProviderOptionsValidator
             Error("maxKeys", "must be between 1 and 1000");
         return errors;
     }
+
+    /// <summary>What a <see cref="JwtProviderOptions.PlanClaim"/> may be, for the messages of both loaders.</summary>
+    public const string PlanClaimRule = "a claim name, or a list of 1 to 8 member names leading to the plan through nested objects (e.g. [app_metadata, plan]), each 1 to 256 characters";
+
+    /// <summary>Why <paramref name="path"/> cannot be a plan claim, or null when it can (the gateway file's loader asks too).</summary>
+    public static string? PlanClaimProblem(IReadOnlyList<string> path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        if (path.Count == 0)
+            return "names no claim";
+        if (path.Count > MaxPlanClaimDepth)
+            return $"names {path.Count} nested members, more than {MaxPlanClaimDepth}";
+        for (var i = 0; i < path.Count; i++)
+        {
+            if (path[i] is not { Length: > 0 and <= 256 })
+                return "a member name is empty or longer than 256 characters";
+        }
+        return null;
+    }
+
+    /// <summary>How deep a plan claim may be nested (a token's payload is read to a depth of 32 at most).</summary>
+    public const int MaxPlanClaimDepth = 8;
 
     /// <summary>https anywhere; http only to a loopback host, so keys are never fetched in clear text over a network.</summary>
     public static bool IsAllowedRemote(Uri uri)

@@ -78,7 +78,8 @@ public sealed class JwtResult
 public sealed class JwtIdentity
 {
     public JwtIdentity(string? subject, string issuer, string audience, DateTimeOffset expiresAt,
-        IReadOnlyList<string> scopes, IReadOnlyDictionary<string, string> claims, IReadOnlyDictionary<string, IReadOnlyList<string>>? policyClaims = null)
+        IReadOnlyList<string> scopes, IReadOnlyDictionary<string, string> claims, IReadOnlyDictionary<string, IReadOnlyList<string>>? policyClaims = null,
+        string? plan = null, bool planInvalid = false)
     {
         Subject = subject;
         Issuer = issuer;
@@ -87,6 +88,8 @@ public sealed class JwtIdentity
         Scopes = scopes;
         Claims = claims;
         PolicyClaims = policyClaims;
+        Plan = planInvalid ? null : plan;
+        PlanInvalid = planInvalid;
     }
 
     public string? Subject { get; }
@@ -109,6 +112,20 @@ public sealed class JwtIdentity
     /// <see cref="TypedClaim"/>): a scalar claim gives one, an array claim its scalar elements. Null when none is present.
     /// </summary>
     public IReadOnlyDictionary<string, IReadOnlyList<string>>? PolicyClaims { get; }
+
+    /// <summary>
+    /// The plan the provider's plan claim (<see cref="JwtProviderOptions.PlanClaim"/>) names, a string that holds to
+    /// <see cref="ApiKeys.ApiKeyRecordRules.PlanRule"/>; null when the provider reads none or the token lacks the claim
+    /// (the tenant's plan then applies).
+    /// </summary>
+    public string? Plan { get; }
+
+    /// <summary>
+    /// The token carries the plan claim, but not as a plan: not a string (a number, boolean, null, array or object, or a
+    /// path through something other than an object), a string against the plan rule, or named twice in one object. The
+    /// decider refuses such a token (403) rather than guess a plan.
+    /// </summary>
+    public bool PlanInvalid { get; }
 
     /// <summary>
     /// The authorization decider's last answer for this identity (its own type; this class never reads it). A field

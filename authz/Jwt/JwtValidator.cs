@@ -5,6 +5,7 @@ using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using Legate.Authz.ApiKeys;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -326,6 +327,9 @@ public sealed class JwtValidator
         Dictionary<string, IReadOnlyList<string>>? policyClaims = null;
         bool scpArray = false, audArray = false, undecodableAud = false, undecodableScp = false;
         TimeClaim exp = default, nbf = default, iat = default;
+        var planClaim = provider.PlanClaim;
+        var planState = PlanState.Absent;
+        string? plan = null;
         while (reader.Read() && reader.TokenType != JsonTokenType.EndObject)
         {
             var name = NameOf(ref reader);
@@ -384,6 +388,9 @@ public sealed class JwtValidator
                         (policyClaims ??= new(StringComparer.Ordinal))[listed] = list;
                     break;
             }
+            // After the cases above: a plan path goes through an object, which none of them reads.
+            if (planClaim is not null && string.Equals(name, planClaim[0], StringComparison.Ordinal))
+                planState = planClaim.Length == 1 ? PlanOf(kind, text, out plan) : kind == JsonTokenType.StartObject ? ReadNestedPlan(ref reader, planClaim, 1, out plan) : PlanState.Invalid;
             if (reader.TokenType is JsonTokenType.StartObject or JsonTokenType.StartArray)
                 reader.Skip();
         }
@@ -440,7 +447,58 @@ public sealed class JwtValidator
         }
 
         return JwtResult.Success(new JwtIdentity(subject is { Length: > 0 } ? subject : null, options.Issuer, audience, expires, scopes,
-            members.Claims(), policyClaims));
+            members.Claims(), policyClaims, plan, planState == PlanState.Invalid));
+    }
+
+    /// <summary>What a token says about its plan claim (see <see cref="JwtIdentity.PlanInvalid"/>).</summary>
+    private enum PlanState
+    {
+        Absent,
+        Found,
+        Invalid,
+    }
+
+    /// <summary>The plan claim's value: a string that holds to the plan rule (the one API key records keep), or invalid.</summary>
+    private static PlanState PlanOf(JsonTokenType kind, string? text, out string? plan)
+    {
+        plan = kind == JsonTokenType.String && ApiKeyRecordRules.IsPlan(text!) ? text : null;
+        return plan is null ? PlanState.Invalid : PlanState.Found;
+    }
+
+    /// <summary>
+    /// Follows a nested plan claim from the object the reader is at (the value of <paramref name="path"/>[level - 1]) to
+    /// its end, member names compared unescaped. A member of the path named twice in one object is ambiguous (parsers
+    /// disagree on which wins, as with top-level duplicates): invalid. Only this path's strings are decoded.
+    /// </summary>
+    private static PlanState ReadNestedPlan(ref Utf8JsonReader reader, string[] path, int level, out string? plan)
+    {
+        plan = null;
+        var state = PlanState.Absent;
+        var seen = false;
+        while (reader.Read() && reader.TokenType != JsonTokenType.EndObject)
+        {
+            var member = reader.ValueTextEquals(path[level]);
+            if (!reader.Read())
+                throw new JsonException();
+            if (member)
+            {
+                PlanState found;
+                string? value = null;
+                if (level == path.Length - 1)
+                    found = reader.TokenType == JsonTokenType.String && TryGetString(ref reader, out value) ? PlanOf(JsonTokenType.String, value, out value) : PlanState.Invalid;
+                else if (reader.TokenType == JsonTokenType.StartObject)
+                    found = ReadNestedPlan(ref reader, path, level + 1, out value);
+                else
+                    found = PlanState.Invalid;
+                (state, plan) = seen ? (PlanState.Invalid, null) : (found, value);
+                seen = true;
+            }
+            if (reader.TokenType is JsonTokenType.StartObject or JsonTokenType.StartArray)
+                reader.Skip();
+        }
+        if (state == PlanState.Invalid)
+            plan = null;
+        return state;
     }
 
     private static readonly JsonReaderOptions PayloadReaderOptions = new() { MaxDepth = 32 };

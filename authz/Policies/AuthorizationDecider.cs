@@ -33,12 +33,15 @@ public sealed partial class AuthorizationDecider
     private readonly FailureThrottle _throttle;
     // A failure inside Check can repeat on every request of one shape: logged with a count, not once each.
     private readonly EventThrottle _internalErrors;
+    // Every token of an issuer that writes its plan claim wrongly is refused: logged with a count, not once each.
+    private readonly EventThrottle _invalidPlans;
 
     public AuthorizationDecider(RulesProvider<AuthzPolicySet> rules, JwtValidator jwt, AuthzMetrics metrics, ILogger<AuthorizationDecider> logger,
         TimeProvider time)
     {
         _throttle = new FailureThrottle(time);
         _internalErrors = new EventThrottle(time);
+        _invalidPlans = new EventThrottle(time);
         _rules = rules;
         _jwt = jwt;
         _metrics = metrics;
@@ -151,6 +154,7 @@ public sealed partial class AuthorizationDecider
                 if (tokenLookup.Status != TokenLookupStatus.Found)
                     return CredentialFailure(clientAddress, throttle, tenantLabel, policyLabel, Unauthorized(challenge, "invalid token"), "invalid_token");
                 JwtResult? accepted = null;
+                var acceptedBy = -1;
                 // Providers whose keys could not be had, and those the token is plainly not from (refused before any key wait).
                 var unavailable = 0;
                 var otherIssuer = 0;
@@ -161,6 +165,7 @@ public sealed partial class AuthorizationDecider
                     if (result.Succeeded)
                     {
                         accepted = result;
+                        acceptedBy = i;
                         break;
                     }
                     if (result.Failure == JwtFailureReason.KeysUnavailable)
@@ -175,8 +180,16 @@ public sealed partial class AuthorizationDecider
                         ? Deny(tenantLabel, policyLabel, Unavailable("signing keys unavailable"), "keys_unavailable")
                         : CredentialFailure(clientAddress, throttle, tenantLabel, policyLabel, Unauthorized(challenge, "invalid token"), "invalid_token");
                 }
+                // A plan claim that is there but is no plan is refused, not read as "no plan": the tenant's plan could
+                // be a larger quota than the one the issuer meant, and a fallback would hide the issuer's mistake.
+                if (jwt.PlanInvalid)
+                {
+                    if (_invalidPlans.TryReport(out var refused))
+                        LogInvalidPlanClaim(_logger, refused, _invalidPlans.Interval.TotalSeconds, tenant.JwtProviders[acceptedBy].Name, tenantLabel);
+                    return Deny(tenantLabel, policyLabel, Forbidden("invalid plan claim"), "invalid_plan");
+                }
                 var client = jwt.Claims.GetValueOrDefault("azp") ?? jwt.Claims.GetValueOrDefault("client_id");
-                identity = new Identity("jwt", jwt.Subject, client, jwt.Scopes, jwt.Claims, tenant.Plan, default, jwt);
+                identity = new Identity("jwt", jwt.Subject, client, jwt.Scopes, jwt.Claims, jwt.Plan ?? tenant.Plan, default, jwt);
             }
             else if (policy.AllowNone)
             {
@@ -565,4 +578,8 @@ public sealed partial class AuthorizationDecider
     [LoggerMessage(EventId = 4101, EventName = "LogInternalError", Level = LogLevel.Error,
         Message = "{FailedChecks} authz check(s) failed internally and were denied since the last such line (at most one every {IntervalSeconds} s), the latest with {ExceptionType} (tenant {Tenant}, policy {Policy})")]
     private static partial void LogInternalError(ILogger logger, long failedChecks, double intervalSeconds, string exceptionType, string tenant, string policy);
+
+    [LoggerMessage(EventId = 4102, EventName = "InvalidPlanClaim", Level = LogLevel.Warning,
+        Message = "{RefusedTokens} valid token(s) were refused since the last such line (at most one every {IntervalSeconds} s) because their plan claim is no plan (not a string, or not 1 to 64 characters without control characters), the latest from JWT provider '{Provider}' (tenant {Tenant})")]
+    private static partial void LogInvalidPlanClaim(ILogger logger, long refusedTokens, double intervalSeconds, string provider, string tenant);
 }

@@ -25,7 +25,7 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
         "tenants", "jwt_providers", "policies", "api_keys", "identity_headers", "strip_credentials", "strip_authorization", "client_address", "failure_throttle");
     private static readonly FrozenSet<string> TenantFields = FrozenSet.Create(StringComparer.Ordinal, "hosts", "plan", "jwt", "api_keys", "tokens_from", "routes");
     private static readonly FrozenSet<string> ProviderFields = FrozenSet.Create(StringComparer.Ordinal,
-        "issuer", "audiences", "algorithms", "jwks_uri", "oidc_discovery_uri", "jwks", "jwks_file", "clock_skew", "max_lifetime", "typ", "tokens_from");
+        "issuer", "audiences", "algorithms", "jwks_uri", "oidc_discovery_uri", "jwks", "jwks_file", "clock_skew", "max_lifetime", "typ", "tokens_from", "plan_claim");
     private static readonly FrozenSet<string> PolicyFields = FrozenSet.Create(StringComparer.Ordinal, "credentials", "scopes", "methods", "client_cidrs", "claims");
     private static readonly FrozenSet<string> ApiKeyFields = FrozenSet.Create(StringComparer.Ordinal, "file", "redis", "cache_ttl", "header", "query", "prefix");
     private static readonly FrozenSet<string> IdentityFields = FrozenSet.Create(StringComparer.Ordinal, "tenant", "subject", "client", "claims");
@@ -322,6 +322,7 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
             ClockSkew = Field(node, "clock_skew") is { } cs ? Duration(file, cs, path + ".clock_skew") : TimeSpan.FromSeconds(60),
             MaxLifetime = Field(node, "max_lifetime") is { } ml ? Duration(file, ml, path + ".max_lifetime") : null,
             RequireTyp = Field(node, "typ") is { } t ? Scalar(file, t, path + ".typ") : null,
+            PlanClaim = Field(node, "plan_claim") is { } pc ? ReadPlanClaim(file, pc, path + ".plan_claim") : null,
         };
         var errors = JwtProviderOptionsValidator.Validate(options, path);
         if (errors.Count > 0)
@@ -351,6 +352,18 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
         return new JwtProvider(options, source, policyClaims);
     }
 
+    /// <summary>
+    /// <c>plan_claim: plan</c> (one claim name, as written: <c>https://acme.example/plan</c> is one name, dots and slashes
+    /// included) or <c>plan_claim: [app_metadata, plan]</c> (member names through nested objects).
+    /// </summary>
+    private static string[] ReadPlanClaim(RulesFile file, YamlNode node, string path)
+    {
+        var names = Strings(file, node, path).Select(x => x.Value).ToArray();
+        if (JwtProviderOptionsValidator.PlanClaimProblem(names) is { } problem)
+            throw YamlRules.Error(file, node, path, $"{problem} (it is {JwtProviderOptionsValidator.PlanClaimRule})");
+        return names;
+    }
+
     private static string SnakeField(string field)
     {
         var leaf = field[(field.LastIndexOf('.') + 1)..];
@@ -363,6 +376,7 @@ public sealed partial class AuthzPolicyLoader : IRulesLoader<AuthzPolicySet>, ID
             "clockSkew" => "clock_skew",
             "maxLifetime" => "max_lifetime",
             "requireTyp" => "typ",
+            "planClaim" => "plan_claim",
             _ => leaf,
         };
     }

@@ -15,9 +15,17 @@ public sealed class JwtPayloadTests : JwtValidatorTestBase
 
     private JwtProvider LimitedProvider { get; }
 
+    /// <summary>Reads the plan from a top-level <c>plan</c> claim.</summary>
+    private JwtProvider PlanProvider { get; }
+
+    /// <summary>Reads the plan from <c>app_metadata.plan</c>.</summary>
+    private JwtProvider NestedPlanProvider { get; }
+
     public JwtPayloadTests()
     {
         LimitedProvider = Provider(Options(DefaultJwks) with { MaxLifetime = TimeSpan.FromHours(1) }, Time);
+        PlanProvider = Provider(Options(DefaultJwks) with { PlanClaim = ["plan"] }, Time);
+        NestedPlanProvider = Provider(Options(DefaultJwks) with { PlanClaim = ["app_metadata", "plan"] }, Time);
     }
 
     public static TheoryData<string> Payloads => new(
@@ -77,6 +85,22 @@ public sealed class JwtPayloadTests : JwtValidatorTestBase
         $$"""{"iss":"{{Issuer}}","aud":"{{Audience}}","exp":{{T + 60}},"s":"\ud800"}""",
         $$"""{"iss":"{{Issuer}}","aud":"{{Audience}}","exp":{{T + 60}},"s":"\ud83d\ude00","\ud800":1}""",
         $$"""{"iss":"{{Issuer}}","aud":"{{Audience}}","exp":{{T + 60}},"s":"\x"}""",
+        // Plan claims, top-level and nested: present, missing, of another type, against the plan rule, named twice.
+        $$"""{"iss":"{{Issuer}}","aud":"{{Audience}}","exp":{{T + 60}},"plan":"gold","app_metadata":{"plan":"silver"} }""",
+        $$"""{"iss":"{{Issuer}}","aud":"{{Audience}}","exp":{{T + 60}},"plan":5,"app_metadata":{"plan":true} }""",
+        $$"""{"iss":"{{Issuer}}","aud":"{{Audience}}","exp":{{T + 60}},"plan":null,"app_metadata":{"plan":null} }""",
+        $$"""{"iss":"{{Issuer}}","aud":"{{Audience}}","exp":{{T + 60}},"plan":["gold"],"app_metadata":{"plan":{"name":"gold"} } }""",
+        $$"""{"iss":"{{Issuer}}","aud":"{{Audience}}","exp":{{T + 60}},"plan":"","app_metadata":{"plan":"{{new string('g', 65)}}"} }""",
+        $$"""{"iss":"{{Issuer}}","aud":"{{Audience}}","exp":{{T + 60}},"plan":"{{new string('g', 64)}}","app_metadata":{"plan":"gold\n"} }""",
+        $$"""{"iss":"{{Issuer}}","aud":"{{Audience}}","exp":{{T + 60}},"plan":"go\u0007ld","app_metadata":{"x":{"plan":"gold"},"plan":"gold plan \u00e9"} }""",
+        $$"""{"iss":"{{Issuer}}","aud":"{{Audience}}","exp":{{T + 60}},"app_metadata":{"plan":"gold","plan":"free"} }""",
+        $$"""{"iss":"{{Issuer}}","aud":"{{Audience}}","exp":{{T + 60}},"app_metadata":{"p\u006can":"gold","other":[{"plan":1}]} }""",
+        $$"""{"iss":"{{Issuer}}","aud":"{{Audience}}","exp":{{T + 60}},"app_metadata":{"other":1} }""",
+        $$"""{"iss":"{{Issuer}}","aud":"{{Audience}}","exp":{{T + 60}},"app_metadata":"gold"}""",
+        $$"""{"iss":"{{Issuer}}","aud":"{{Audience}}","exp":{{T + 60}},"app_metadata":[{"plan":"gold"}]}""",
+        $$"""{"iss":"{{Issuer}}","aud":"{{Audience}}","exp":{{T + 60}},"app_metadata":{"plan":"\ud800"} }""",
+        $$"""{"iss":"{{Issuer}}","aud":"{{Audience}}","exp":{{T + 60}},"app_metadata":{"plan":"gold"},"app_metadata":{} }""",
+        $$"""{"iss":"{{Issuer}}","aud":"{{Audience}}","exp":{{T - 3600}},"plan":"gold"}""",
     ]);
 
     [Theory]
@@ -151,15 +175,58 @@ public sealed class JwtPayloadTests : JwtValidatorTestBase
     }
 
     [Fact]
+    public void Payload_PlanClaim_IsAStringHoldingToThePlanRule_ElseInvalid_AndAbsentIsNoPlan()
+    {
+        (string? Plan, bool Invalid) Read(JwtProvider provider, string members)
+        {
+            var result = Validator.ReadPayload(provider, B64(Encoding.UTF8.GetBytes($$"""{"iss":"{{Issuer}}","aud":"{{Audience}}","exp":{{T + 60}}{{members}}}""")));
+            Assert.True(result.Succeeded, result.ToString());
+            return (result.Identity!.Plan, result.Identity.PlanInvalid);
+        }
+
+        Assert.Equal(("gold", false), Read(PlanProvider, ""","plan":"gold" """));
+        Assert.Equal(("gold plan é", false), Read(PlanProvider, ""","plan":"gold plan é" """));
+        Assert.Equal((new string('g', 64), false), Read(PlanProvider, $$""","plan":"{{new string('g', 64)}}" """));
+        Assert.Equal((null, false), Read(PlanProvider, ""));
+        Assert.Equal((null, false), Read(PlanProvider, ""","app_metadata":{"plan":"gold"}"""));
+        foreach (var bad in new[] { "5", "true", "null", "[\"gold\"]", "{\"name\":\"gold\"}", "\"\"", $"\"{new string('g', 65)}\"", "\"gold\\n\"", "\"go\\u007fld\"" })
+            Assert.Equal((null, true), Read(PlanProvider, ",\"plan\":" + bad));
+
+        Assert.Equal(("gold", false), Read(NestedPlanProvider, ""","app_metadata":{"x":{"plan":"free"},"p\u006can":"gold"},"plan":"free" """));
+        Assert.Equal((null, false), Read(NestedPlanProvider, ""","plan":"gold" """));
+        Assert.Equal((null, false), Read(NestedPlanProvider, ""","app_metadata":{"tier":"gold"}"""));
+        Assert.Equal((null, true), Read(NestedPlanProvider, ""","app_metadata":"gold" """));
+        Assert.Equal((null, true), Read(NestedPlanProvider, ""","app_metadata":null"""));
+        Assert.Equal((null, true), Read(NestedPlanProvider, ""","app_metadata":{"plan":1}"""));
+        Assert.Equal((null, true), Read(NestedPlanProvider, ""","app_metadata":{"plan":"gold","plan":"gold"}"""));
+        Assert.Equal((null, true), Read(NestedPlanProvider, ""","app_metadata":{"plan":"\ud800"}"""));
+
+        // The plan is read only where the provider says: without a plan claim, a token's "plan" is just a claim.
+        var plain = Validator.ReadPayload(DefaultProvider, B64(Encoding.UTF8.GetBytes($$"""{"iss":"{{Issuer}}","aud":"{{Audience}}","exp":{{T + 60}},"plan":5}""")));
+        Assert.True(plain.Succeeded);
+        Assert.Equal((null, false), (plain.Identity!.Plan, plain.Identity.PlanInvalid));
+    }
+
+    [Fact]
     public void Payload_RandomPayloads_AnswerAsTheReferenceReading()
     {
         var random = new Random(4);
         var outcomes = new Dictionary<JwtFailureReason, int>();
+        var plans = new Dictionary<string, int>(StringComparer.Ordinal);
         for (var i = 0; i < 4000; i++)
         {
-            var failure = AssertSame(RandomPayload(random));
+            var payload = RandomPayload(random);
+            var failure = AssertSame(payload);
             outcomes[failure] = outcomes.GetValueOrDefault(failure) + 1;
+            if (Validator.ReadPayload(NestedPlanProvider, B64(payload)).Identity is { } identity)
+            {
+                var plan = identity.PlanInvalid ? "invalid" : identity.Plan is null ? "absent" : "found";
+                plans[plan] = plans.GetValueOrDefault(plan) + 1;
+            }
         }
+        // Nested plan claims found, missing and refused, not only one of them (of the few hundred valid payloads).
+        foreach (var plan in new[] { "found", "absent", "invalid" })
+            Assert.True(plans.GetValueOrDefault(plan) >= 20, $"{plan}: {string.Join(", ", plans)}");
         // The generator must reach every answer, not only "malformed".
         foreach (var reason in new[] { JwtFailureReason.None, JwtFailureReason.Malformed, JwtFailureReason.Expired, JwtFailureReason.NotYetValid,
             JwtFailureReason.IssuedInFuture, JwtFailureReason.LifetimeTooLong, JwtFailureReason.WrongIssuer, JwtFailureReason.WrongAudience })
@@ -172,7 +239,7 @@ public sealed class JwtPayloadTests : JwtValidatorTestBase
     private JwtFailureReason AssertSame(byte[] json)
     {
         var encoded = B64(json);
-        foreach (var provider in new[] { DefaultProvider, LimitedProvider })
+        foreach (var provider in new[] { DefaultProvider, LimitedProvider, PlanProvider, NestedPlanProvider })
         {
             var expected = ReferencePayloadReader.Read(provider, Now, encoded);
             var actual = Validator.ReadPayload(provider, encoded);
@@ -190,6 +257,8 @@ public sealed class JwtPayloadTests : JwtValidatorTestBase
             Assert.Equal(e.Claims.Count, a.Claims.Count);
             foreach (var (name, value) in e.Claims)
                 Assert.Equal(value, a.Claims[name]);
+            Assert.True(e.Plan == a.Plan && e.PlanInvalid == a.PlanInvalid,
+                $"{text} ({provider.Options.PlanClaim?.Count ?? 0}-member plan claim): expected plan {e.Plan} invalid {e.PlanInvalid}, got {a.Plan} invalid {a.PlanInvalid}");
         }
         return ReferencePayloadReader.Read(LimitedProvider, Now, encoded).Failure;
     }
@@ -206,7 +275,7 @@ public sealed class JwtPayloadTests : JwtValidatorTestBase
 
     private static readonly string[] Names =
     [
-        "iss", "aud", "exp", "nbf", "iat", "sub", "scope", "scp", "azp", "client_id", "email", "x", "",
+        "iss", "aud", "exp", "nbf", "iat", "sub", "scope", "scp", "azp", "client_id", "email", "x", "", "plan", "app_metadata",
         "\\u0069ss", "ex\\u0070", "\\u0073cope", "s\\u0075b", "\u00e9", "a\\\"b",
     ];
 
@@ -227,7 +296,7 @@ public sealed class JwtPayloadTests : JwtValidatorTestBase
             if (random.Next(15) != 0)
                 names.Add(required);
         }
-        foreach (var optional in new[] { "nbf", "iat", "sub" })
+        foreach (var optional in new[] { "nbf", "iat", "sub", "app_metadata" })
         {
             if (random.Next(3) == 0)
                 names.Add(optional);
@@ -277,6 +346,16 @@ public sealed class JwtPayloadTests : JwtValidatorTestBase
                         _ => "\"admin-api\"",
                     };
                 case "exp" or "nbf" or "iat": return RandomTime(random, name);
+                case "plan": return RandomPlan(random, depth);
+                case "app_metadata":
+                    // An object holding a plan (now and then twice, or under another name), or something else.
+                    return random.Next(6) == 0 ? RandomValue(random, "x", depth + 1)
+                        : "{" + string.Join(",", Enumerable.Range(0, 1 + random.Next(2)).Select(i => (random.Next(4) switch
+                        {
+                            0 => "\"x\"",
+                            1 => "\"p\\u006can\"",
+                            _ => "\"plan\"",
+                        }) + ":" + RandomPlan(random, depth + 1))) + "}";
                 case "scope" or "scp":
                     return random.Next(2) == 0
                         ? "\"" + string.Join(random.Next(3) == 0 ? "  " : " ", Enumerable.Range(0, random.Next(4)).Select(i => "s" + i.ToString(CultureInfo.InvariantCulture))) + "\""
@@ -293,6 +372,17 @@ public sealed class JwtPayloadTests : JwtValidatorTestBase
             _ => RandomScalar(random),
         };
     }
+
+    /// <summary>A plan value: mostly a string (a good plan, empty, too long, with a control character or a bad escape), else any value.</summary>
+    private static string RandomPlan(Random random, int depth) => random.Next(10) switch
+    {
+        0 => "\"\"",
+        1 => $"\"{new string('p', 64 + random.Next(2))}\"",
+        2 => "\"go\\u0000ld\"",
+        3 => "\"\\ud800\"",
+        4 => RandomValue(random, "x", depth + 1),
+        _ => "\"gold\"",
+    };
 
     private static string RandomAudience(Random random, int depth) => random.Next(8) switch
     {

@@ -1,5 +1,6 @@
 using System.Buffers.Text;
 using System.Text.Json;
+using Legate.Authz.ApiKeys;
 using Legate.Authz.Jwt;
 
 namespace Legate.Authz.Tests.Jwt;
@@ -115,8 +116,44 @@ internal static class ReferencePayloadReader
         }
 
         var subject = claims.GetValueOrDefault("sub") is { Length: > 0 } sub ? sub : null;
+        var (plan, planInvalid) = ReadPlan(document.RootElement, options.PlanClaim);
         return JwtResult.Success(new JwtIdentity(subject, options.Issuer, audience, expires,
-            scopes?.AsReadOnly() ?? (IReadOnlyList<string>)[], claims.AsReadOnly()));
+            scopes?.AsReadOnly() ?? (IReadOnlyList<string>)[], claims.AsReadOnly(), plan: plan, planInvalid: planInvalid));
+    }
+
+    /// <summary>
+    /// The plan claim, followed member by member: absent when a member of the path is missing; invalid when one is
+    /// named twice in its object, the path goes through something other than an object, or the value is no string
+    /// holding to the plan rule.
+    /// </summary>
+    private static (string? Plan, bool Invalid) ReadPlan(JsonElement root, IReadOnlyList<string>? path)
+    {
+        if (path is null)
+            return (null, false);
+        var current = root;
+        foreach (var name in path)
+        {
+            if (current.ValueKind != JsonValueKind.Object)
+                return (null, true);
+            var matches = current.EnumerateObject().Where(p => p.NameEquals(name)).ToList();
+            if (matches.Count == 0)
+                return (null, false);
+            if (matches.Count > 1)
+                return (null, true);
+            current = matches[0].Value;
+        }
+        if (current.ValueKind != JsonValueKind.String)
+            return (null, true);
+        string text;
+        try
+        {
+            text = current.GetString()!;
+        }
+        catch (InvalidOperationException)
+        {
+            return (null, true);
+        }
+        return ApiKeyRecordRules.IsPlan(text) ? (text, false) : (null, true);
     }
 
     private static bool TryReadTime(JsonElement value, out DateTimeOffset time)
