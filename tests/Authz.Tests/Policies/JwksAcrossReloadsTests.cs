@@ -98,6 +98,28 @@ public sealed class JwksAcrossReloadsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AReloadThatChangesThePlanClaim_MakesANewProvider_SoACachedTokenGetsItsNewPlan()
+    {
+        var validator = new JwtValidator(_time, new ValidatedTokenCache(_time));
+        var token = Token(Now, c => { c["plan"] = "gold"; c["tier"] = "silver"; });
+        var first = Load(Remote + "\n    plan_claim: plan");
+        Assert.Equal("gold", (await validator.ValidateAsync(first.Providers.Single(), token, Ct)).Identity!.Plan);
+
+        var same = Load(Remote + "\n    plan_claim: [plan]");
+        Assert.Same(first.Providers.Single(), same.Providers.Single());
+
+        var tier = Load(Remote + "\n    plan_claim: tier");
+        Assert.NotSame(same.Providers.Single(), tier.Providers.Single());
+        Assert.Same(same.Providers.Single().Keys, tier.Providers.Single().Keys);
+        Assert.Equal("silver", (await validator.ValidateAsync(tier.Providers.Single(), token, Ct)).Identity!.Plan);
+
+        var none = Load(Remote);
+        Assert.NotSame(tier.Providers.Single(), none.Providers.Single());
+        Assert.Null((await validator.ValidateAsync(none.Providers.Single(), token, Ct)).Identity!.Plan);
+        Assert.Equal(3, validator.Verifications);
+    }
+
+    [Fact]
     public async Task AReloadThatChangesTheKeySource_FetchesAnew_AndFreesTheOldKeysAMinuteLater()
     {
         var first = Load(Remote);
