@@ -12,7 +12,10 @@ public static partial class ApiKeyRecordRules
     /// <summary>For tenant names, as in the policy file.</summary>
     public const string NameRule = "[a-z0-9][a-z0-9._-]* (at most 64 characters)";
 
-    /// <summary>A plan goes only into dynamic metadata, and a tenant's plan in the policy may be any text: as free here.</summary>
+    /// <summary>
+    /// A plan goes only into dynamic metadata, and a tenant's plan in the policy may be any text: as free here. A JWT's
+    /// plan claim (<c>jwt_providers.P.plan_claim</c>) is held to the same rule.
+    /// </summary>
     public const string PlanRule = "1 to 64 characters, no control characters";
 
     public const string ClientRule = "1 to 128 characters of A-Z a-z 0-9 . _ : @ / -";
