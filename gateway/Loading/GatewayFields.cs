@@ -36,7 +36,7 @@ internal static class GatewayFields
     public static readonly FrozenSet<string> Plan = Set("tenant", "client");
     public static readonly FrozenSet<string> Tenant = Set("hosts", "plan", "jwt", "api_keys", "tokens_from", "quotas");
     public static readonly FrozenSet<string> Policy = Set("credentials", "scopes", "methods", "client_cidrs", "claims");
-    public static readonly FrozenSet<string> JwtProvider = Set("issuer", "audiences", "algorithms", "jwks_uri", "oidc_discovery_uri", "jwks", "jwks_file", "clock_skew", "max_lifetime", "typ", "tokens_from");
+    public static readonly FrozenSet<string> JwtProvider = Set("issuer", "audiences", "algorithms", "jwks_uri", "oidc_discovery_uri", "jwks", "jwks_file", "clock_skew", "max_lifetime", "typ", "tokens_from", "plan_claim");
     public static readonly FrozenSet<string> ApiKeys = Set("file", "redis", "cache_ttl", "header", "query", "prefix");
     public static readonly FrozenSet<string> IdentityHeaders = Set("tenant", "subject", "client", "claims");
 

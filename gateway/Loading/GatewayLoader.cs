@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
 using Legate.Authz.ApiKeys;
+using Legate.Authz.Jwt;
 using Legate.Gateway.Model;
 using Legate.Hosting.Rules;
 using YamlDotNet.RepresentationModel;
@@ -469,6 +470,7 @@ internal static partial class GatewayLoader
                 }
                 y.Duration(map, "clock_skew", path);
                 y.Duration(map, "max_lifetime", path);
+                ReadPlanClaim(map, path);
                 var jwksFile = y.String(map, "jwks_file", path);
                 if (jwksFile is not null && !System.IO.File.Exists(RelativeTo(File, jwksFile)))
                     y.Add(Field(map, "jwks_file"), path + ".jwks_file", $"'{jwksFile}' does not exist", "the path is relative to the gateway file");
@@ -478,6 +480,20 @@ internal static partial class GatewayLoader
                 list.Add(new JwtProviderConfig(name, map, jwksFile is null ? null : RelativeTo(File, jwksFile)));
             }
             return [.. list];
+        }
+
+        /// <summary>
+        /// <c>plan_claim</c>: one claim name, taken as written (<c>https://acme.example/plan</c> is one name), or the member
+        /// names through nested objects (<c>[app_metadata, plan]</c>); authz's rule, checked here to point at the line.
+        /// </summary>
+        private void ReadPlanClaim(YamlMappingNode map, string path)
+        {
+            if (Field(map, "plan_claim") is not { } node || IsNull(node))
+                return;
+            const string Hint = "one claim name as written (plan, https://acme.example/plan), or the member names through nested objects ([app_metadata, plan])";
+            var names = y.Try(() => YamlNodes.Strings(File, node, path + ".plan_claim"), Hint);
+            if (names is not null && JwtProviderOptionsValidator.PlanClaimProblem([.. names.Select(n => n.Value)]) is { } problem)
+                y.Add(node, path + ".plan_claim", problem, Hint);
         }
 
         private PolicyConfig[] ReadPolicies(YamlNode? node)

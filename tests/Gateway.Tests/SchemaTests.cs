@@ -70,6 +70,26 @@ public sealed class SchemaTests
         Assert.True(valid == results.IsValid, Describe(results));
     }
 
+    [Theory]
+    [InlineData("plan", true)]
+    [InlineData("https://acme.example/plan", true)]
+    [InlineData("[app_metadata, plan]", true)]
+    [InlineData("[]", false)]
+    [InlineData("[a, b, c, d, e, f, g, h, i]", false)]
+    [InlineData("{app_metadata: plan}", false)]
+    [InlineData("''", false)]
+    public void Schema_AgreesWithTheLoader_OnPlanClaims(string planClaim, bool valid)
+    {
+        var yaml = GatewayFiles.Minimal.Replace("acme: { hosts: [api.acme.example] }", "acme: { hosts: [api.acme.example], jwt: [idp] }", StringComparison.Ordinal)
+            + $"\njwt_providers:\n  idp: {{ issuer: https://idp.example, audiences: [api], algorithms: [RS256], jwks_uri: https://idp.example/jwks, plan_claim: {planClaim} }}\n";
+        using var dir = GatewayFiles.Write(yaml);
+
+        var results = Evaluate(dir.File("gateway.yaml"));
+
+        Assert.Equal(valid, GatewayFiles.Errors(yaml).Count == 0);
+        Assert.True(valid == results.IsValid, Describe(results));
+    }
+
     [Fact]
     public void SchemaAndLoader_AcceptTheSameFieldNames()
     {

@@ -437,6 +437,69 @@ public sealed partial class ValidateTests
         Assert.Contains(GatewayFiles.Errors(yaml), e => e.ToString().Contains(expected, StringComparison.Ordinal));
     }
 
+    /// <summary>Minimal, with tenant acme trusting provider idp, whose last line is <paramref name="field"/> (line 15, column 5).</summary>
+    private static string WithProviderField(string field) =>
+        GatewayFiles.Minimal.Replace("acme: { hosts: [api.acme.example] }", "acme: { hosts: [api.acme.example], plan: free, jwt: [idp] }", StringComparison.Ordinal) + $$"""
+
+            jwt_providers:
+              idp:
+                issuer: https://idp.example
+                audiences: [api]
+                algorithms: [RS256]
+                jwks_uri: https://idp.example/jwks
+                {{field}}
+            """;
+
+    [Theory]
+    [InlineData("plan_claim: plan", new[] { "plan" })]
+    [InlineData("plan_claim: https://acme.example/plan", new[] { "https://acme.example/plan" })]
+    [InlineData("plan_claim: [app_metadata, plan]", new[] { "app_metadata", "plan" })]
+    public void APlanClaim_ReachesTheAuthzPolicyFile_AsWritten_AndAuthzReadsIt(string field, string[] expected)
+    {
+        using var dir = GatewayFiles.Write(WithProviderField(field));
+        using var stdout = new StringWriter();
+        using var stderr = new StringWriter();
+
+        Assert.True(Cli.Run(["render", dir.File("gateway.yaml"), "-o", dir.File("out"), "--envoy-dir", dir.File("out/envoy")], stdout, stderr) == Cli.Ok, stderr.ToString());
+
+        using var loader = new Legate.Authz.Policies.AuthzPolicyLoader(TimeProvider.System);
+        using var set = loader.Load(Legate.Hosting.Rules.RulesFiles.Read(dir.File("out/authz/policies.yaml")));
+        Assert.Equal(expected, set.Providers.Single().Options.PlanClaim);
+        Assert.Equal("free", set.Tenants["acme"].Plan);
+    }
+
+    [Theory]
+    [InlineData("plan_claim: []", 17, "names no claim")]
+    [InlineData("plan_claim: [a, b, c, d, e, f, g, h, i]", 17, "names 9 nested members, more than 8")]
+    [InlineData("plan_claim: [app_metadata, '']", 32, "an item is not a non-empty string")]
+    [InlineData("plan_claim: {app_metadata: plan}", 17, "is a list of strings")]
+    public void ABadPlanClaim_IsAGatewayError_AtItsLine_WithAHint(string field, int column, string problem)
+    {
+        var error = Assert.Single(GatewayFiles.Errors(WithProviderField(field)));
+
+        Assert.Equal(("gw.yaml", 15, column, "jwt_providers.idp.plan_claim"), (error.File, error.Line, error.Column, error.Field));
+        Assert.Contains(problem, error.Problem, StringComparison.Ordinal);
+        Assert.Contains("[app_metadata, plan]", error.Hint, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void APlanClaimNameOver256Characters_IsAGatewayError()
+    {
+        var error = Assert.Single(GatewayFiles.Errors(WithProviderField("plan_claim: " + new string('p', 257))));
+
+        Assert.Equal(("jwt_providers.idp.plan_claim", 15), (error.Field, error.Line));
+        Assert.Contains("longer than 256 characters", error.Problem, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void AMisspeltPlanClaim_IsAnUnknownField_WithASuggestion()
+    {
+        var error = Assert.Single(GatewayFiles.Errors(WithProviderField("plan_clam: plan")));
+
+        Assert.Equal(("jwt_providers.idp.plan_clam", 15, 5), (error.Field, error.Line, error.Column));
+        Assert.Equal("did you mean 'plan_claim'?", error.Hint);
+    }
+
     [Fact]
     public void WhatAuthzRefuses_PointsAtTheLineInTheGatewayFile()
     {
