@@ -1,3 +1,7 @@
+using System.Buffers.Text;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
 using Envoy.Extensions.Common.Ratelimit.V3;
 using Envoy.Service.Auth.V3;
 using Envoy.Service.Ratelimit.V3;
@@ -13,20 +17,34 @@ namespace Legate.Gateway.Tests.Up;
 
 /// <summary>
 /// Per-plan quotas through the real services, as <c>legate up</c> runs them on a rendered gateway file: authz checks
-/// each API key and answers with its metadata, the descriptors are built from that metadata exactly as the rendered
+/// each API key or JWT (a JWT's plan from its provider's plan_claim) and answers with its metadata, the descriptors are built from that metadata exactly as the rendered
 /// route's <c>rate_limits</c> actions tell Envoy to, and ratelimit decides on the rendered rules. Envoy itself is the one
 /// part played by the test (the actions are read from lds.yaml, not written here).
 /// </summary>
 public sealed class PlanQuotasEndToEndTests : IDisposable
 {
+    private const string Issuer = "https://idp.acme.example";
+
+    // The issuer's signing key: its public half is the provider's inline JWKS.
+    private static readonly RSA IssuerKey = RSA.Create(2048);
+
+    private static readonly RSAParameters IssuerPublicKey = IssuerKey.ExportParameters(false);
+
     // Per minute, so that a run crossing a window boundary is rare; the test allows for it anyway (see CountAllowed).
-    private const string Gateway = """
+    private static readonly string Gateway = $$"""
         backends:
           api: { urls: [http://127.0.0.1:9999] }
         tenants:
-          acme: { hosts: [api.acme.example], plan: free, api_keys: true }
+          acme: { hosts: [api.acme.example], plan: free, api_keys: true, jwt: [idp] }
+        jwt_providers:
+          idp:
+            issuer: {{Issuer}}
+            audiences: [orders-api]
+            algorithms: [RS256]
+            jwks: { keys: [{ kty: RSA, kid: k1, alg: RS256, n: {{Base64Url.EncodeToString(IssuerPublicKey.Modulus)}}, e: {{Base64Url.EncodeToString(IssuerPublicKey.Exponent)}} }] }
+            plan_claim: [app_metadata, plan]
         policies:
-          default: { credentials: [api_key] }
+          default: { credentials: [api_key, jwt] }
         api_keys: { file: keys.yaml }
         plans:
           free: { client: { requests: 3, per: minute } }
@@ -69,21 +87,38 @@ public sealed class PlanQuotasEndToEndTests : IDisposable
 
         var allowed = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var (name, key) in new[] { ("gold-1", gold1), ("gold-2", gold2), ("free-1", free), ("odd-1", unlisted) })
-            allowed[name] = await CountAllowed(authz, ratelimit, actions, key, expectedPlan: name switch { "free-1" => "free", "odd-1" => "platinum", _ => "gold" });
+            allowed[name] = await CountAllowed(authz, ratelimit, actions, ("x-api-key", key), expectedPlan: name switch { "free-1" => "free", "odd-1" => "platinum", _ => "gold" });
+        // JWT callers: one whose token's plan claim (app_metadata.plan) says gold, one whose token has none (its tenant's, free).
+        allowed["jwt-gold"] = await CountAllowed(authz, ratelimit, actions, ("authorization", "Bearer " + Token("jwt-gold", "gold")), expectedPlan: "gold");
+        allowed["jwt-none"] = await CountAllowed(authz, ratelimit, actions, ("authorization", "Bearer " + Token("jwt-none", null)), expectedPlan: "free");
 
         Assert.Equal(6, allowed["gold-1"]);
         Assert.Equal(6, allowed["gold-2"]);     // not gold-1's counter: every gold client has 6 of its own
         Assert.Equal(3, allowed["free-1"]);
         Assert.Equal(2, allowed["odd-1"]);
+        Assert.Equal(6, allowed["jwt-gold"]);   // gold's limit, on its own counter (client jwt-gold, its azp)
+        Assert.Equal(3, allowed["jwt-none"]);
+    }
+
+    /// <summary>An RS256 token of the issuer for client <paramref name="client"/> (its azp), with <c>app_metadata.plan</c> when <paramref name="plan"/> is set.</summary>
+    private static string Token(string client, string? plan)
+    {
+        var now = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        var claims = new Dictionary<string, object> { ["iss"] = Issuer, ["aud"] = "orders-api", ["sub"] = client, ["azp"] = client, ["iat"] = now, ["exp"] = now + 600 };
+        if (plan is not null)
+            claims["app_metadata"] = new Dictionary<string, string> { ["plan"] = plan, ["region"] = "eu" };
+        var input = Base64Url.EncodeToString(JsonSerializer.SerializeToUtf8Bytes(new { alg = "RS256", typ = "JWT", kid = "k1" }))
+            + "." + Base64Url.EncodeToString(JsonSerializer.SerializeToUtf8Bytes(claims));
+        return input + "." + Base64Url.EncodeToString(IssuerKey.SignData(Encoding.ASCII.GetBytes(input), HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1));
     }
 
     /// <summary>
-    /// Sends 10 requests of one key as Envoy would (authz, then ratelimit with the descriptors the actions make of
+    /// Sends 10 requests of one credential as Envoy would (authz, then ratelimit with the descriptors the actions make of
     /// authz's metadata) and counts those ratelimit lets through. A minute boundary between them starts the counts over:
     /// then the key's requests are sent again, once.
     /// </summary>
     private static async Task<int> CountAllowed(AuthorizationClient authz, RateLimitClient ratelimit, IReadOnlyList<IReadOnlyList<YamlNode>> actions,
-        string key, string expectedPlan)
+        (string Header, string Value) credential, string expectedPlan)
     {
         for (var attempt = 0; ; attempt++)
         {
@@ -91,7 +126,7 @@ public sealed class PlanQuotasEndToEndTests : IDisposable
             var allowed = 0;
             for (var i = 0; i < 10; i++)
             {
-                var check = await authz.CheckAsync(Request(key), cancellationToken: Ct);
+                var check = await authz.CheckAsync(Request(credential), cancellationToken: Ct);
                 Assert.Equal(0, check.Status.Code);
                 Assert.Equal(expectedPlan, check.DynamicMetadata.Fields["plan"].StringValue);
                 var request = new RateLimitRequest { Domain = "edge" };
@@ -106,13 +141,13 @@ public sealed class PlanQuotasEndToEndTests : IDisposable
         }
     }
 
-    private static CheckRequest Request(string key)
+    private static CheckRequest Request((string Header, string Value) credential)
     {
         var http = new AttributeContext.Types.HttpRequest { Method = "GET", Path = "/orders", Host = "api.acme.example" };
         http.Headers[":authority"] = "api.acme.example";
         http.Headers[":method"] = "GET";
         http.Headers[":path"] = "/orders";
-        http.Headers["x-api-key"] = key;
+        http.Headers[credential.Header] = credential.Value;
         var attributes = new AttributeContext { Request = new AttributeContext.Types.Request { Http = http } };
         attributes.ContextExtensions["policy"] = "default";
         return new CheckRequest { Attributes = attributes };
