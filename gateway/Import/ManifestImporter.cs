@@ -72,7 +72,7 @@ internal sealed partial class ManifestImporter
             "path" => PathMatchKind.Exact,
             "regex" => PathMatchKind.Regex,
             _ => PathMatchKind.Prefix,
-        }, Path, Methods, Headers, Query, Hosts);
+        }, Path, Methods, Headers.Select(h => ValueCondition.Exactly(h.Key, h.Value)).ToArray(), Query.Select(q => ValueCondition.Exactly(q.Key, q.Value)).ToArray(), Hosts);
     }
 
     /// <summary>Imports the manifests of the given files, in order.</summary>

@@ -26,6 +26,7 @@ internal static class GatewayFields
     public static readonly FrozenSet<string> OutlierDetection = Set("consecutive_5xx", "interval", "base_ejection_time", "max_ejection_percent");
     public static readonly FrozenSet<string> Route = Set("name", "match", "backend", "backends", "rewrite", "timeout", "retries", "cors", "auth", "tenant", "rate_limits");
     public static readonly FrozenSet<string> Match = Set("prefix", "path", "regex", "methods", "headers", "query", "hosts");
+    public static readonly FrozenSet<string> ValueCondition = Set("exact", "prefix", "suffix", "contains", "regex", "present", "invert");
     public static readonly FrozenSet<string> WeightedBackend = Set("name", "weight");
     public static readonly FrozenSet<string> Retries = Set("attempts", "on", "per_try_timeout");
     public static readonly FrozenSet<string> Cors = Set("origins", "methods", "headers", "expose_headers", "max_age", "credentials");
@@ -59,6 +60,7 @@ internal static class GatewayFields
         ["outlierDetection"] = OutlierDetection,
         ["route"] = Route,
         ["match"] = Match,
+        ["valueCondition"] = ValueCondition,
         ["weightedBackend"] = WeightedBackend,
         ["retries"] = Retries,
         ["cors"] = Cors,

@@ -809,23 +809,23 @@ internal static partial class GatewayLoader
                 else if (!methods.Contains(m))
                     methods.Add(m);
             }
-            var headers = y.StringMap(map, "headers", path);
-            foreach (var (h, v) in headers)
+            var headers = ReadValueMatches(map, "headers", path, header: true);
+            foreach (var h in headers)
             {
-                if (!HeaderPattern().IsMatch(h))
+                if (!HeaderPattern().IsMatch(h.Name))
                 {
-                    y.Add(Field(map, "headers"), path + ".headers", $"'{h}' is not a header name", "lower-case; match the method with 'methods', the host with 'hosts'");
+                    y.Add(Field(map, "headers"), path + ".headers", $"'{h.Name}' is not a header name", "lower-case; match the method with 'methods', the host with 'hosts'");
                 }
-                else if (h == "host")
+                else if (h.Name == "host")
                 {
                     // Envoy keeps Host as :authority in every HTTP version and looks "host" up there: an exact match on
                     // the authority as sent, where hosts (a virtual host) takes any port and any letter case.
                     y.Add(Field(map, "headers"), path + ".headers",
                         "'host' is the request's :authority to Envoy, compared exactly as the client sent it (port and letter case included), so the route would miss requests for the same host",
-                        $"match the host with hosts: [{v}] (any port, any case)");
+                        h.Kind == ValueMatchKind.Exact && !h.Invert ? $"match the host with hosts: [{h.Value}] (any port, any case)" : "match the host with hosts: [NAME, ...] (any port, any case)");
                 }
             }
-            var query = y.StringMap(map, "query", path);
+            var query = ReadValueMatches(map, "query", path, header: false);
             var hosts = new List<string>();
             foreach (var (h, hn) in y.Strings(map, "hosts", path))
             {
@@ -838,6 +838,90 @@ internal static partial class GatewayLoader
             methods.Sort(StringComparer.Ordinal);
             hosts.Sort(StringComparer.Ordinal);
             return new RouteMatch(kind, value, methods, headers, query, hosts);
+        }
+
+        private static readonly string[] ValueMatchKinds = ["exact", "prefix", "suffix", "contains", "regex", "present"];
+
+        /// <summary>
+        /// <c>name: value</c> (an exact value, as always) or <c>name: {exact|prefix|suffix|contains|regex: value}</c>,
+        /// <c>{present: true|false}</c>, and for headers <c>invert: true</c>: what Envoy's HeaderMatcher and
+        /// QueryParameterMatcher can say (a query parameter can be neither inverted nor required absent).
+        /// </summary>
+        private List<ValueCondition> ReadValueMatches(YamlMappingNode match, string name, string matchPath, bool header)
+        {
+            var list = new List<ValueCondition>();
+            var path = Join(matchPath, name);
+            if (y.Mapping(Field(match, name), path, "is a mapping name → value (or name → {prefix: ...}, {present: true}, ...)") is not { } map)
+                return list;
+            foreach (var (k, v) in map.Children)
+            {
+                if (y.Try(() => Key(File, k, path)) is not { } key)
+                    continue;
+                var p = Join(path, key);
+                if (v is not YamlMappingNode condition)
+                {
+                    if (y.Try(() => Scalar(File, v, p)) is { } exact)
+                        list.Add(ValueCondition.Exactly(key, exact));
+                    continue;
+                }
+                y.CheckFields(condition, p, GatewayFields.ValueCondition);
+                var kinds = ValueMatchKinds.Where(f => Field(condition, f) is not null).ToArray();
+                if (kinds.Length == 0 && condition.Children.Keys.Any(k => k is not YamlScalarNode { Value: { } f } || !GatewayFields.ValueCondition.Contains(f)))
+                    continue;   // an unknown field (a typo of one) was reported
+                if (kinds.Length != 1)
+                {
+                    y.Add(condition, p, kinds.Length == 0 ? "names no condition" : $"names more than one condition ({string.Join(", ", kinds)})",
+                        "exactly one of exact, prefix, suffix, contains, regex (RE2, the whole value) or present: true|false");
+                    continue;
+                }
+                var invert = y.Bool(condition, "invert", p) ?? false;
+                if (invert && !header)
+                {
+                    y.Add(Field(condition, "invert"), p + ".invert", "Envoy cannot invert a query parameter match", "match the values you want instead");
+                    continue;
+                }
+                if (kinds[0] == "present")
+                {
+                    if (y.Bool(condition, "present", p) is not { } present)
+                        continue;
+                    if (invert)
+                    {
+                        y.Add(Field(condition, "invert"), p + ".invert", "does not apply to present", present ? "write present: false for a missing header" : "write present: true");
+                        continue;
+                    }
+                    if (!present && !header)
+                    {
+                        y.Add(Field(condition, "present"), p + ".present", "Envoy cannot match a missing query parameter (present: false)",
+                            "put a route matching the parameter (present: true) before this one instead");
+                        continue;
+                    }
+                    list.Add(new ValueCondition(key, present ? ValueMatchKind.Present : ValueMatchKind.Absent));
+                    continue;
+                }
+                if (y.Try(() => Scalar(File, Field(condition, kinds[0])!, Join(p, kinds[0]))) is not { } value)
+                    continue;
+                var kind = kinds[0] switch
+                {
+                    "exact" => ValueMatchKind.Exact,
+                    "prefix" => ValueMatchKind.Prefix,
+                    "suffix" => ValueMatchKind.Suffix,
+                    "contains" => ValueMatchKind.Contains,
+                    _ => ValueMatchKind.Regex,
+                };
+                if (kind != ValueMatchKind.Exact && value.Length == 0)
+                {
+                    // Envoy's StringMatcher takes at least one character for all but exact.
+                    y.Add(Field(condition, kinds[0]), Join(p, kinds[0]), "is empty", "present: true matches any value");
+                    continue;
+                }
+                if (kind == ValueMatchKind.Regex && Re2Syntax.Problem(value) is { } problem)
+                {
+                    y.Add(Field(condition, kinds[0]), p + ".regex", $"is not a regular expression Envoy accepts: {problem}", "Envoy uses RE2 syntax (no look-around or back-references)");
+                    continue;
+                }
+                list.Add(new ValueCondition(key, kind, value, invert));
+            }
+            return list;
         }
 
         private WeightedBackend[] ReadRouteBackends(YamlMappingNode route, string path)
@@ -1107,11 +1191,13 @@ internal static partial class GatewayLoader
         {
             for (var i = 0; i < routes.Count; i++)
             {
-                foreach (var (name, _) in routes[i].Route.Match.Headers.Where(h => identityHeaders.Contains(h.Key, StringComparer.OrdinalIgnoreCase)))
+                foreach (var h in routes[i].Route.Match.Headers.Where(h => identityHeaders.Contains(h.Name, StringComparer.OrdinalIgnoreCase)))
                 {
                     var match = Field((YamlMappingNode)routes[i].Node, "match") as YamlMappingNode;
                     y.Add(match is null ? routes[i].Node : Field(match, "headers") ?? match, $"routes[{i}].match.headers",
-                        $"'{name}' is an identity header: every listener removes it on arrival and authz sets it after routing, so the route would never match",
+                        h.Kind == ValueMatchKind.Absent
+                            ? $"'{h.Name}' is an identity header: every listener removes it on arrival and authz sets it after routing, so it is always missing here and the condition says nothing"
+                            : $"'{h.Name}' is an identity header: every listener removes it on arrival and authz sets it after routing, so the route would never match",
                         "route by host (hosts) or match another header; pin the tenant with tenant:");
                 }
             }
@@ -1119,7 +1205,10 @@ internal static partial class GatewayLoader
 
         private static bool SameConditions(RouteMatch a, RouteMatch b)
             => a.Methods.SequenceEqual(b.Methods) && a.Hosts.SequenceEqual(b.Hosts)
-            && a.Headers.Order().SequenceEqual(b.Headers.Order()) && a.Query.Order().SequenceEqual(b.Query.Order());
+            && Same(a.Headers, b.Headers) && Same(a.Query, b.Query);
+
+        private static bool Same(IReadOnlyList<ValueCondition> a, IReadOnlyList<ValueCondition> b)
+            => a.OrderBy(m => m.Name, StringComparer.Ordinal).SequenceEqual(b.OrderBy(m => m.Name, StringComparer.Ordinal));
 
         // ---- helpers -----------------------------------------------------------------------------------------------
 

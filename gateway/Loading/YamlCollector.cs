@@ -134,23 +134,6 @@ internal sealed class YamlCollector(RulesFile file)
         return value;
     }
 
-    /// <summary>A <c>name: value</c> mapping of strings (headers, query parameters).</summary>
-    public List<KeyValuePair<string, string>> StringMap(YamlMappingNode node, string name, string path)
-    {
-        var list = new List<KeyValuePair<string, string>>();
-        var map = Mapping(Field(node, name), Join(path, name), "is a mapping name → value");
-        if (map is null)
-            return list;
-        foreach (var (k, v) in map.Children)
-        {
-            var key = Try(() => Key(File, k, Join(path, name)));
-            var value = Try(() => Scalar(File, v, Join(Join(path, name), key ?? "?")));
-            if (key is not null && value is not null)
-                list.Add(new(key, value));
-        }
-        return list;
-    }
-
     /// <summary>The closest name by edit distance, when close enough to be a likely typo.</summary>
     public static string? Nearest(string name, IEnumerable<string> candidates)
     {

@@ -96,8 +96,8 @@ internal sealed record RouteMatch(
     PathMatchKind Kind,
     string Path,
     IReadOnlyList<string> Methods,
-    IReadOnlyList<KeyValuePair<string, string>> Headers,
-    IReadOnlyList<KeyValuePair<string, string>> Query,
+    IReadOnlyList<ValueCondition> Headers,
+    IReadOnlyList<ValueCondition> Query,
     IReadOnlyList<string> Hosts)
 {
     /// <summary>True when every request <paramref name="other"/> matches is also matched by this one (it shadows <paramref name="other"/>).</summary>
@@ -107,7 +107,8 @@ internal sealed record RouteMatch(
             return false;
         if (Methods.Count > 0 && (other.Methods.Count == 0 || other.Methods.Except(Methods).Any()))
             return false;
-        if (Headers.Except(other.Headers).Any() || Query.Except(other.Query).Any())
+        // Each condition of this route must follow from one of the other's on the same name (none: it may be missing there).
+        if (!Headers.All(c => other.Headers.Any(d => d.Implies(c))) || !Query.All(c => other.Query.Any(d => d.Implies(c))))
             return false;
         return (Kind, other.Kind) switch
         {
@@ -118,6 +119,89 @@ internal sealed record RouteMatch(
             _ => false,
         };
     }
+}
+
+/// <summary>How a header or query parameter condition compares the value.</summary>
+internal enum ValueMatchKind
+{
+    Exact,
+    Prefix,
+    Suffix,
+    Contains,
+    Regex,
+    Present,
+    Absent,
+}
+
+/// <summary>
+/// A condition on one header or query parameter, as Envoy evaluates it: case-sensitive comparisons of the whole value
+/// (a header sent several times: its values joined with ','; a query parameter: its first value); a regex must match
+/// the whole value. A string condition needs the value there, <paramref name="Invert"/>ed too (Envoy's
+/// <c>invert_match</c> never matches a missing header): inverted, it means "there, and not matching".
+/// </summary>
+internal sealed record ValueCondition(string Name, ValueMatchKind Kind, string Value = "", bool Invert = false)
+{
+    public static ValueCondition Exactly(string name, string value) => new(name, ValueMatchKind.Exact, value);
+
+    /// <summary>
+    /// True when every request meeting this condition also meets <paramref name="c"/>. Sound, not complete: regexes are
+    /// compared by their text only (RE2 and .NET differ on what a pattern matches, so .NET cannot be asked), so an
+    /// answer of false may still hide an implication, never the other way round.
+    /// </summary>
+    public bool Implies(ValueCondition c)
+    {
+        ArgumentNullException.ThrowIfNull(c);
+        if (Name != c.Name)
+            return false;
+        if (this == c)
+            return true;
+        switch (c.Kind)
+        {
+            case ValueMatchKind.Present:
+                return Kind != ValueMatchKind.Absent;
+            case ValueMatchKind.Absent:
+                return false;
+        }
+        if (Kind is ValueMatchKind.Present or ValueMatchKind.Absent)
+            return false;
+        if (!c.Invert)
+            return !Invert && Within(this, c);
+        // c: there and outside c's values. An inverted this: outside a set holding all of c's values; else inside a
+        // set sharing none of them.
+        return Invert ? Within(c, this) : Disjoint(this, c);
+    }
+
+    /// <summary>Every value <paramref name="a"/> accepts (ignoring inversion) <paramref name="b"/> accepts too.</summary>
+    private static bool Within(ValueCondition a, ValueCondition b) => (a.Kind, b.Kind) switch
+    {
+        (ValueMatchKind.Regex, ValueMatchKind.Regex) => a.Value == b.Value,
+        (_, ValueMatchKind.Regex) or (ValueMatchKind.Regex, _) => false,
+        (ValueMatchKind.Exact, _) => Accepts(b, a.Value),
+        (ValueMatchKind.Prefix, ValueMatchKind.Prefix) => a.Value.StartsWith(b.Value, StringComparison.Ordinal),
+        (ValueMatchKind.Suffix, ValueMatchKind.Suffix) => a.Value.EndsWith(b.Value, StringComparison.Ordinal),
+        (ValueMatchKind.Prefix or ValueMatchKind.Suffix or ValueMatchKind.Contains, ValueMatchKind.Contains) => a.Value.Contains(b.Value, StringComparison.Ordinal),
+        _ => false,
+    };
+
+    /// <summary>No value is accepted by both (ignoring inversion); false when that cannot be told.</summary>
+    private static bool Disjoint(ValueCondition a, ValueCondition b) => (a.Kind, b.Kind) switch
+    {
+        (ValueMatchKind.Regex, _) or (_, ValueMatchKind.Regex) => false,
+        (ValueMatchKind.Exact, _) => !Accepts(b, a.Value),
+        (_, ValueMatchKind.Exact) => !Accepts(a, b.Value),
+        (ValueMatchKind.Prefix, ValueMatchKind.Prefix) => !a.Value.StartsWith(b.Value, StringComparison.Ordinal) && !b.Value.StartsWith(a.Value, StringComparison.Ordinal),
+        (ValueMatchKind.Suffix, ValueMatchKind.Suffix) => !a.Value.EndsWith(b.Value, StringComparison.Ordinal) && !b.Value.EndsWith(a.Value, StringComparison.Ordinal),
+        _ => false,
+    };
+
+    private static bool Accepts(ValueCondition m, string value) => m.Kind switch
+    {
+        ValueMatchKind.Exact => value == m.Value,
+        ValueMatchKind.Prefix => value.StartsWith(m.Value, StringComparison.Ordinal),
+        ValueMatchKind.Suffix => value.EndsWith(m.Value, StringComparison.Ordinal),
+        ValueMatchKind.Contains => value.Contains(m.Value, StringComparison.Ordinal),
+        _ => false,
+    };
 }
 
 internal sealed record WeightedBackend(string Name, int Weight);

@@ -537,10 +537,32 @@ internal static class EnvoyConfig
         ? Yaml.Map(("exact", values[0]))
         : Yaml.Map(("safe_regex", Yaml.Map(("regex", "^(" + string.Join('|', values) + ")$"))))));
 
+    /// <summary>
+    /// A route's header condition. A missing header is <c>present_match: true</c> inverted rather than
+    /// <c>present_match: false</c>, whose meaning changed across Envoy versions (a false in a oneof also reads as unset).
+    /// </summary>
+    private static Node HeaderCondition(ValueCondition h) => h.Kind switch
+    {
+        ValueMatchKind.Present => Yaml.Map(("name", h.Name), ("present_match", true)),
+        ValueMatchKind.Absent => Yaml.Map(("name", h.Name), ("present_match", true), ("invert_match", true)),
+        _ => Yaml.Map(("name", h.Name), ("string_match", StringMatch(h)), ("invert_match", h.Invert ? true : null)),
+    };
+
+    private static Node StringMatch(ValueCondition m) => m.Kind switch
+    {
+        ValueMatchKind.Prefix => Yaml.Map(("prefix", m.Value)),
+        ValueMatchKind.Suffix => Yaml.Map(("suffix", m.Value)),
+        ValueMatchKind.Contains => Yaml.Map(("contains", m.Value)),
+        ValueMatchKind.Regex => Yaml.Map(("safe_regex", Yaml.Map(("regex", m.Value)))),
+        _ => Yaml.Map(("exact", m.Value)),
+    };
+
     /// <summary>The route's path and query match, with <paramref name="headers"/> as its header conditions.</summary>
     private static Node PathMatch(RouteMatch m, List<object> headers)
     {
-        var query = m.Query.Select(q => (object)Yaml.Map(("name", q.Key), ("string_match", Yaml.Map(("exact", q.Value))))).ToList();
+        var query = m.Query.Select(q => (object)(q.Kind == ValueMatchKind.Present
+            ? Yaml.Map(("name", q.Name), ("present_match", true))
+            : Yaml.Map(("name", q.Name), ("string_match", StringMatch(q))))).ToList();
         var match = m.Kind switch
         {
             PathMatchKind.Prefix when m.Path == "/" => Yaml.Map(("prefix", "/")),
@@ -562,8 +584,8 @@ internal static class EnvoyConfig
         var headers = new List<object>();
         if (m.Methods.Count > 0)
             headers.Add(HeaderMatch(":method", m.Methods));
-        foreach (var (name, value) in m.Headers)
-            headers.Add(HeaderMatch(name, [value]));
+        foreach (var h in m.Headers)
+            headers.Add(HeaderCondition(h));
         var match = PathMatch(m, headers);
 
         var action = route.Backends.Count == 1

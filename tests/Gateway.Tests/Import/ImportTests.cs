@@ -87,7 +87,7 @@ public sealed class ImportTests : IDisposable
         var config = Imported(Canary);
 
         var forced = Route(config, "shop.foo-route.0.0");
-        Assert.Equal([new KeyValuePair<string, string>("traffic", "test")], forced.Match.Headers);
+        Assert.Equal([ValueCondition.Exactly("traffic", "test")], forced.Match.Headers);
         Assert.Equal("shop.foo-v2.8080", forced.Backends.Single().Name);
         var split = Route(config, "shop.foo-route.1.0");
         Assert.Equal([new WeightedBackend("shop.foo-v1.8080", 90), new WeightedBackend("shop.foo-v2.8080", 10)], split.Backends);
@@ -97,7 +97,7 @@ public sealed class ImportTests : IDisposable
         var status = Route(config, "shop.api.0.0");
         Assert.Equal((PathMatchKind.Exact, "/v1/status"), (status.Match.Kind, status.Match.Path));
         Assert.Equal(["GET"], status.Match.Methods);
-        Assert.Equal([new KeyValuePair<string, string>("verbose", "1")], status.Match.Query);
+        Assert.Equal([ValueCondition.Exactly("verbose", "1")], status.Match.Query);
 
         var store = Route(config, "shop.api.1.0");
         Assert.Equal("/v2/store", store.Rewrite);
@@ -257,7 +257,7 @@ public sealed class ImportTests : IDisposable
         Assert.Equal(["grpc.grpc-app-1.0.0", "grpc.grpc-app-1.1.0", "grpc.grpc-app-1.2.0"], config.Routes.Select(r => r.Name));
         var login = config.Routes[0];
         Assert.Equal((PathMatchKind.Exact, "/com.example.User/Login"), (login.Match.Kind, login.Match.Path));
-        Assert.Equal([new KeyValuePair<string, string>("version", "2")], login.Match.Headers);
+        Assert.Equal([ValueCondition.Exactly("version", "2")], login.Match.Headers);
         Assert.Equal(["my.example.com"], login.Match.Hosts);
         Assert.Equal((PathMatchKind.Prefix, "/com.example.User"), (config.Routes[1].Match.Kind, config.Routes[1].Match.Path));
         // A method of any service ranks below a matching service, as GRPCRoute's precedence says.
