@@ -24,8 +24,10 @@ internal static class GatewayFields
     public static readonly FrozenSet<string> HealthCheck = Set("path", "interval", "timeout", "healthy_threshold", "unhealthy_threshold");
     public static readonly FrozenSet<string> CircuitBreakers = Set("max_connections", "max_pending_requests", "max_requests", "max_retries");
     public static readonly FrozenSet<string> OutlierDetection = Set("consecutive_5xx", "interval", "base_ejection_time", "max_ejection_percent");
-    public static readonly FrozenSet<string> Route = Set("name", "match", "backend", "backends", "rewrite", "timeout", "retries", "cors", "auth", "tenant", "rate_limits");
+    public static readonly FrozenSet<string> Route = Set("name", "match", "backend", "backends", "rewrite", "timeout", "retries", "cors", "auth", "tenant", "rate_limits",
+        "request_headers", "response_headers");
     public static readonly FrozenSet<string> Match = Set("prefix", "path", "regex", "methods", "headers", "query", "hosts");
+    public static readonly FrozenSet<string> HeaderEdits = Set("set", "add", "remove");
     public static readonly FrozenSet<string> ValueCondition = Set("exact", "prefix", "suffix", "contains", "regex", "present", "invert");
     public static readonly FrozenSet<string> WeightedBackend = Set("name", "weight");
     public static readonly FrozenSet<string> Retries = Set("attempts", "on", "per_try_timeout");
@@ -61,6 +63,7 @@ internal static class GatewayFields
         ["route"] = Route,
         ["match"] = Match,
         ["valueCondition"] = ValueCondition,
+        ["headerEdits"] = HeaderEdits,
         ["weightedBackend"] = WeightedBackend,
         ["retries"] = Retries,
         ["cors"] = Cors,

@@ -124,6 +124,7 @@ internal static partial class GatewayLoader
             var config = new GatewayConfig(File.Path, services, listeners, backends, routes.Select(r => r.Route).ToArray(), tenants, providers, policies,
                 apiKeys, identity, stripCredentials, stripAuthorization, quotas, plans, defaultPolicy, clientAddress, root);
             CheckIdentityHeaderMatches(routes, Render.EnvoyConfig.IdentityHeaderNames(config));
+            CheckIdentityHeaderEdits(routes, Render.EnvoyConfig.IdentityHeaderNames(config));
             return config;
         }
 
@@ -754,10 +755,13 @@ internal static partial class GatewayLoader
                     y.Add(Field(map, "tenant"), path + ".tenant", "has no effect with auth: none (authz is not asked)",
                         "remove it, or use a policy with credentials: [none] to keep anonymous access with the tenant known");
                 var limits = ReadRouteLimits(map, path, auth == GatewayConfig.NoAuth);
+                var requestHeaders = ReadHeaderEdits(map, "request_headers", path);
+                var responseHeaders = ReadHeaderEdits(map, "response_headers", path);
 
                 if (match is not null)
                 {
-                    list.Add(new ReadRoute(new RouteConfig(name, match, backends, rewrite, timeout, retries, cors, auth, tenant, limits), map));
+                    list.Add(new ReadRoute(new RouteConfig(name, match, backends, rewrite, timeout, retries, cors, auth, tenant, limits,
+                        requestHeaders, responseHeaders), map));
                 }
             }
             return list;
@@ -838,6 +842,83 @@ internal static partial class GatewayLoader
             methods.Sort(StringComparer.Ordinal);
             hosts.Sort(StringComparer.Ordinal);
             return new RouteMatch(kind, value, methods, headers, query, hosts);
+        }
+
+        /// <summary>
+        /// Headers a route may not edit: connection-specific and framing headers, which Envoy manages itself per hop
+        /// (an HTTP/2 peer refuses the connection-specific ones outright), as opposed to the message's own headers.
+        /// </summary>
+        private static readonly string[] HopByHopHeaders =
+            ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer", "content-length"];
+
+        /// <summary><c>{set: {name: value}, add: {name: value}, remove: [name]}</c>: a route's edits of the request or response headers.</summary>
+        private HeaderEdits? ReadHeaderEdits(YamlMappingNode route, string field, string routePath)
+        {
+            var path = Join(routePath, field);
+            if (y.Mapping(Field(route, field), path, "is a mapping (set, add, remove)") is not { } map)
+                return null;
+            y.CheckFields(map, path, GatewayFields.HeaderEdits);
+            var seen = new Dictionary<string, string>(StringComparer.Ordinal);
+            var set = Values("set");
+            var add = Values("add");
+            var remove = new List<string>();
+            foreach (var (name, node) in y.Strings(map, "remove", path))
+            {
+                if (Name(name, node, path + ".remove", "remove"))
+                    remove.Add(name);
+            }
+            return set.Count + add.Count + remove.Count == 0 ? null : new HeaderEdits(set, add, remove);
+
+            List<KeyValuePair<string, string>> Values(string list)
+            {
+                var result = new List<KeyValuePair<string, string>>();
+                var p = Join(path, list);
+                if (y.Mapping(Field(map, list), p, "is a mapping name → value") is not { } values)
+                    return result;
+                foreach (var (k, v) in values.Children)
+                {
+                    if (y.Try(() => Key(File, k, p)) is not { } name || y.Try(() => Scalar(File, v, Join(p, name))) is not { } value || !Name(name, k, p, list))
+                        continue;
+                    if (value.Length == 0)
+                        y.Add(v, Join(p, name), "is empty: Envoy leaves out a header with an empty value", list == "set" ? "to drop the header, list it under remove" : "give it a value");
+                    else if (value.Any(char.IsControl))
+                        y.Add(v, Join(p, name), "contains a control character (a line break, ...), which a header value cannot hold");
+                    else
+                        result.Add(new(name, value));
+                }
+                return result;
+            }
+
+            bool Name(string name, YamlNode node, string p, string list)
+            {
+                if (name.StartsWith(':'))
+                {
+                    y.Add(node, p, $"'{name}' is a pseudo-header: Envoy does not let a route edit it", name == ":authority" ? "set the Host the backend gets with rewrite_host" : "edit regular headers only");
+                    return false;
+                }
+                if (!HeaderPattern().IsMatch(name))
+                {
+                    y.Add(node, p, $"'{name}' is not a header name", "lower-case letters, digits and !#$%&'*+.^_`|~-");
+                    return false;
+                }
+                if (name == "host")
+                {
+                    y.Add(node, p, "Envoy does not let a route edit 'host' (the request's :authority)", "set the Host the backend gets with rewrite_host: NAME (or true: the backend URL's host)");
+                    return false;
+                }
+                if (HopByHopHeaders.Contains(name))
+                {
+                    y.Add(node, p, $"'{name}' is a hop-by-hop or framing header, which Envoy sets itself on each connection", "edit the message's own headers only");
+                    return false;
+                }
+                if (seen.TryGetValue(name, out var other))
+                {
+                    y.Add(node, p, $"'{name}' is also under {other}", "each header once: set replaces, add appends, remove drops");
+                    return false;
+                }
+                seen.Add(name, list);
+                return true;
+            }
         }
 
         private static readonly string[] ValueMatchKinds = ["exact", "prefix", "suffix", "contains", "regex", "present"];
@@ -1199,6 +1280,34 @@ internal static partial class GatewayLoader
                             ? $"'{h.Name}' is an identity header: every listener removes it on arrival and authz sets it after routing, so it is always missing here and the condition says nothing"
                             : $"'{h.Name}' is an identity header: every listener removes it on arrival and authz sets it after routing, so the route would never match",
                         "route by host (hosts) or match another header; pin the tenant with tenant:");
+                }
+            }
+        }
+
+        /// <summary>
+        /// The router applies a route's request header edits after ext_authz: removing an identity header would drop
+        /// what authz set, and setting or adding one would forge an identity authz never gave. Response headers are
+        /// the client's to read, not identity: those may be edited.
+        /// </summary>
+        private void CheckIdentityHeaderEdits(List<ReadRoute> routes, IReadOnlyList<string> identityHeaders)
+        {
+            for (var i = 0; i < routes.Count; i++)
+            {
+                if (routes[i].Route.RequestHeaders is not { } edits)
+                    continue;
+                var map = (YamlMappingNode)Field((YamlMappingNode)routes[i].Node, "request_headers")!;
+                foreach (var (list, verb) in new[] { ("set", "setting"), ("add", "adding"), ("remove", "removing") })
+                {
+                    var names = list switch { "set" => edits.Set.Select(h => h.Key), "add" => edits.Add.Select(h => h.Key), _ => edits.Remove };
+                    foreach (var name in names.Where(n => identityHeaders.Contains(n, StringComparer.OrdinalIgnoreCase)))
+                    {
+                        y.Add(Field(map, list) is YamlMappingNode m ? m.Children.Keys.First(k => k is YamlScalarNode { Value: var v } && v == name) : Field(map, list) ?? map,
+                            $"routes[{i}].request_headers.{list}",
+                            list == "remove"
+                                ? $"'{name}' is an identity header: the route's edits apply after authz, so removing it would drop what authz set (every listener already removes the client's own on arrival)"
+                                : $"'{name}' is an identity header: the route's edits apply after authz, so {verb} it would forge an identity authz never gave",
+                            "edit another header; authz alone sets the identity headers");
+                    }
                 }
             }
         }

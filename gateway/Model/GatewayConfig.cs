@@ -242,9 +242,21 @@ internal sealed record RouteConfig(
     CorsConfig? Cors,
     string Auth,
     string? Tenant,
-    IReadOnlyList<RouteLimit> RateLimits)
+    IReadOnlyList<RouteLimit> RateLimits,
+    HeaderEdits? RequestHeaders = null,
+    HeaderEdits? ResponseHeaders = null)
 {
     public bool AuthDisabled => Auth == GatewayConfig.NoAuth;
+}
+
+/// <summary>
+/// A route's edits of the request headers the backend gets, or of the response headers the client gets: <paramref name="Set"/>
+/// replaces a header (or adds it), <paramref name="Add"/> appends a value, <paramref name="Remove"/> drops it. Values
+/// are literal (render escapes Envoy's <c>%</c>); each name appears in one list at most.
+/// </summary>
+internal sealed record HeaderEdits(IReadOnlyList<KeyValuePair<string, string>> Set, IReadOnlyList<KeyValuePair<string, string>> Add, IReadOnlyList<string> Remove)
+{
+    public IEnumerable<string> Names => Set.Select(h => h.Key).Concat(Add.Select(h => h.Key)).Concat(Remove);
 }
 
 /// <summary>Per-tenant quotas: all of the tenant's traffic, and each of its clients.</summary>

@@ -625,7 +625,29 @@ internal static class EnvoyConfig
         if (route.Cors is { } cors)
             perFilter.Add(CorsFilter, Cors(cors));
         perFilter.Add(ExtAuthzFilter, AuthzPerRoute(route.Auth, route.Tenant));
-        return Yaml.Map(("name", route.Name), ("match", match), ("route", action), ("typed_per_filter_config", perFilter));
+        var (requestAdd, requestRemove) = HeaderEdits(route.RequestHeaders);
+        var (responseAdd, responseRemove) = HeaderEdits(route.ResponseHeaders);
+        return Yaml.Map(("name", route.Name), ("match", match), ("route", action),
+            ("request_headers_to_add", requestAdd), ("request_headers_to_remove", requestRemove),
+            ("response_headers_to_add", responseAdd), ("response_headers_to_remove", responseRemove),
+            ("typed_per_filter_config", perFilter));
+    }
+
+    /// <summary>
+    /// A route's header edits: set as <c>OVERWRITE_IF_EXISTS_OR_ADD</c>, add as <c>APPEND_IF_EXISTS_OR_ADD</c> (null
+    /// lists are left out). Values are literal: Envoy reads <c>%…%</c> in them as its command operators (request
+    /// headers, addresses, metadata) and refuses an unmatched <c>%</c>, so each <c>%</c> is written <c>%%</c>.
+    /// </summary>
+    private static (List<object>? Add, List<object>? Remove) HeaderEdits(HeaderEdits? edits)
+    {
+        if (edits is null)
+            return (null, null);
+        var add = edits.Set.Select(h => (h, "OVERWRITE_IF_EXISTS_OR_ADD")).Concat(edits.Add.Select(h => (h, "APPEND_IF_EXISTS_OR_ADD")))
+            .Select(e => (object)Yaml.Map(
+                ("header", Yaml.Map(("key", e.h.Key), ("value", e.h.Value.Replace("%", "%%", StringComparison.Ordinal)))),
+                ("append_action", e.Item2)))
+            .ToList();
+        return (add.Count == 0 ? null : add, edits.Remove.Count == 0 ? null : edits.Remove.Select(r => (object)r).ToList());
     }
 
     /// <summary>

@@ -7,8 +7,9 @@ using YamlDotNet.RepresentationModel;
 namespace Legate.Gateway.Tests;
 
 /// <summary>
-/// Header and query conditions beyond exact values: what the loader accepts and refuses (every error class), how
-/// route shadowing treats them (never a false conflict, the provable shadows found), and what Envoy gets.
+/// Header and query conditions beyond exact values and a route's header edits: what the loader accepts and refuses
+/// (every error class), how route shadowing treats conditions (never a false conflict, the provable shadows found),
+/// and what Envoy gets.
 /// </summary>
 public sealed class RouteHeadersTests : IDisposable
 {
@@ -39,6 +40,13 @@ public sealed class RouteHeadersTests : IDisposable
           - name: not-bots
             match: { prefix: /orders, headers: { user-agent: { contains: bot, invert: true }, x-region: { suffix: -eu } }, query: { v: { prefix: "2" } } }
             backend: beta
+            request_headers:
+              set: { x-api-version: "2", x-discount: 10% }
+              add: { x-via: legate }
+              remove: [x-debug, authorization]
+            response_headers:
+              set: { cache-control: no-store }
+              remove: [server, x-powered-by]
           - { name: api, match: { prefix: / }, backend: api }
         """;
 
@@ -179,6 +187,73 @@ public sealed class RouteHeadersTests : IDisposable
         Assert.Equal("routes[1].match", Assert.Single(errors).Field);
     }
 
+    // ---- header edits --------------------------------------------------------------------------------------------
+
+    private static string WithEdits(string edits, string prefix = "") => prefix + WithRoutes($"  - {{ name: api, match: {{ prefix: / }}, backend: api, {edits} }}");
+
+    [Fact]
+    public void HeaderEdits_Load_InTheirLists()
+    {
+        var route = GatewayLoader.Load(new RulesFile("gw.yaml", WithEdits(
+            "request_headers: { set: { x-a: \"1\" }, add: { x-b: two }, remove: [x-c] }, response_headers: { remove: [server] }"))).Routes[0];
+
+        Assert.Equal([new("x-a", "1")], route.RequestHeaders!.Set);
+        Assert.Equal([new("x-b", "two")], route.RequestHeaders.Add);
+        Assert.Equal(["x-c"], route.RequestHeaders.Remove);
+        Assert.Equal(["server"], route.ResponseHeaders!.Remove);
+        Assert.Empty(route.ResponseHeaders.Set);
+    }
+
+    [Theory]
+    [InlineData("", "request_headers: { set: { x-legate-tenant: acme } }", "routes[0].request_headers.set", "'x-legate-tenant' is an identity header: the route's edits apply after authz, so setting it would forge")]
+    [InlineData("", "request_headers: { add: { x-legate-client: me } }", "routes[0].request_headers.add", "adding it would forge")]
+    [InlineData("", "request_headers: { remove: [x-legate-subject] }", "routes[0].request_headers.remove", "removing it would drop what authz set")]
+    [InlineData("identity_headers: { tenant: x-org, claims: { email: x-user-email } }\n", "request_headers: { set: { x-user-email: a@b.c } }", "routes[0].request_headers.set", "'x-user-email' is an identity header")]
+    [InlineData("identity_headers: { tenant: x-org }\n", "request_headers: { remove: [x-org] }", "routes[0].request_headers.remove", "'x-org' is an identity header")]
+    [InlineData("", "request_headers: { set: { host: a.example } }", "routes[0].request_headers.set", "Envoy does not let a route edit 'host'")]
+    [InlineData("", "request_headers: { remove: [\":authority\"] }", "routes[0].request_headers.remove", "':authority' is a pseudo-header")]
+    [InlineData("", "response_headers: { set: { \":status\": \"200\" } }", "routes[0].response_headers.set", "':status' is a pseudo-header")]
+    [InlineData("", "request_headers: { set: { connection: close } }", "routes[0].request_headers.set", "'connection' is a hop-by-hop or framing header")]
+    [InlineData("", "response_headers: { remove: [transfer-encoding] }", "routes[0].response_headers.remove", "'transfer-encoding' is a hop-by-hop or framing header")]
+    [InlineData("", "request_headers: { set: { X-A: \"1\" } }", "routes[0].request_headers.set", "'X-A' is not a header name")]
+    [InlineData("", "request_headers: { set: { x-a: \"1\" }, remove: [x-a] }", "routes[0].request_headers.remove", "'x-a' is also under set")]
+    [InlineData("", "request_headers: { set: { x-a: \"1\" }, add: { x-a: \"2\" } }", "routes[0].request_headers.add", "'x-a' is also under set")]
+    [InlineData("", "request_headers: { set: { x-a: \"\" } }", "routes[0].request_headers.set.x-a", "is empty")]
+    [InlineData("", "request_headers: { set: { x-a: \"a\\nb\" } }", "routes[0].request_headers.set.x-a", "contains a control character")]
+    [InlineData("", "request_headers: { replace: { x-a: b } }", "routes[0].request_headers.replace", "unknown field")]
+    [InlineData("", "request_headers: [x-a]", "routes[0].request_headers", "is a mapping (set, add, remove)")]
+    public void AHeaderEditThatWouldForgeIdentity_OrThatEnvoyRefuses_IsAnError(string prefix, string edits, string field, string problem)
+    {
+        var errors = GatewayFiles.Errors(WithEdits(edits, prefix));
+
+        var error = Assert.Single(errors);
+        Assert.Equal(field, error.Field);
+        Assert.Contains(problem, error.Problem, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void ResponseHeaders_MayNameIdentityHeaders_WhichAreRequestHeaders()
+        => Assert.Empty(GatewayFiles.Errors(WithEdits("response_headers: { set: { x-legate-tenant: none }, remove: [x-legate-client] }")));
+
+    [Fact]
+    public void HeaderEdits_BecomeTheRoutesHeaderMutations_WithLiteralValues()
+    {
+        var (exitCode, stderr) = Render(Routes);
+        Assert.True(exitCode == Cli.Ok, stderr);
+
+        var route = RenderedRoute("not-bots");
+        var add = route.Seq("request_headers_to_add");
+        Assert.Equal(
+            [("x-api-version", "2", "OVERWRITE_IF_EXISTS_OR_ADD"), ("x-discount", "10%%", "OVERWRITE_IF_EXISTS_OR_ADD"), ("x-via", "legate", "APPEND_IF_EXISTS_OR_ADD")],
+            add.Select(a => (a.Str("header", "key"), a.Str("header", "value"), a.Str("append_action"))));
+        Assert.Equal(["x-debug", "authorization"], route.Seq("request_headers_to_remove").Select(r => ((YamlScalarNode)r).Value));
+        Assert.Equal("no-store", Assert.Single(route.Seq("response_headers_to_add")).Str("header", "value"));
+        Assert.Equal(["server", "x-powered-by"], route.Seq("response_headers_to_remove").Select(r => ((YamlScalarNode)r).Value));
+        // Routes without edits, and the catch-all, have none.
+        Assert.Null(RenderedRoute("canary").Get("request_headers_to_add"));
+        Assert.Null(RenderedRoute("legate_not_found").Get("request_headers_to_remove"));
+    }
+
     // ---- rendering -----------------------------------------------------------------------------------------------
 
     private (int ExitCode, string Stderr) Render(string yaml, params string[] extra)
@@ -223,7 +298,7 @@ public sealed class RouteHeadersTests : IDisposable
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
-    public async Task EnvoyCheck_AcceptsEveryKindOfCondition(bool isStatic)
+    public async Task EnvoyCheck_AcceptsEveryKindOfCondition_AndTheHeaderEdits(bool isStatic)
     {
         var tool = SharedTools.EnvoyCheckTool("envoy-check");
         Assert.SkipWhen(tool is null, "../shared/tools/envoy-check is not beside this checkout");
