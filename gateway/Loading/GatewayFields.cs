@@ -25,7 +25,7 @@ internal static class GatewayFields
     public static readonly FrozenSet<string> CircuitBreakers = Set("max_connections", "max_pending_requests", "max_requests", "max_retries");
     public static readonly FrozenSet<string> OutlierDetection = Set("consecutive_5xx", "interval", "base_ejection_time", "max_ejection_percent");
     public static readonly FrozenSet<string> Route = Set("name", "match", "backend", "backends", "rewrite", "timeout", "retries", "cors", "auth", "tenant", "rate_limits",
-        "request_headers", "response_headers");
+        "request_headers", "response_headers", "rewrite_host");
     public static readonly FrozenSet<string> Match = Set("prefix", "path", "regex", "methods", "headers", "query", "hosts");
     public static readonly FrozenSet<string> HeaderEdits = Set("set", "add", "remove");
     public static readonly FrozenSet<string> ValueCondition = Set("exact", "prefix", "suffix", "contains", "regex", "present", "invert");

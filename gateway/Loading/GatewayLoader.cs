@@ -86,6 +86,7 @@ internal static partial class GatewayLoader
     private sealed class Reader(YamlCollector y)
     {
         private readonly Dictionary<string, YamlNode> _backendNodes = new(StringComparer.Ordinal);
+        private readonly Dictionary<string, BackendConfig> _backends = new(StringComparer.Ordinal);
         private readonly Dictionary<string, YamlNode> _tenantNodes = new(StringComparer.Ordinal);
         private readonly Dictionary<string, YamlNode> _policyNodes = new(StringComparer.Ordinal);
         private readonly Dictionary<string, YamlNode> _providerNodes = new(StringComparer.Ordinal);
@@ -444,6 +445,7 @@ internal static partial class GatewayLoader
                 list.Add(new BackendConfig(name, endpoints, tls ?? false, sni, ca is null ? null : RelativeTo(File, ca),
                     y.Duration(map, "connect_timeout", path, TimeSpan.FromMilliseconds(1)) ?? TimeSpan.FromSeconds(1),
                     y.Bool(map, "http2", path) ?? false, health, breakers, outlier));
+                _backends[name] = list[^1];
             }
             return [.. list];
         }
@@ -757,11 +759,12 @@ internal static partial class GatewayLoader
                 var limits = ReadRouteLimits(map, path, auth == GatewayConfig.NoAuth);
                 var requestHeaders = ReadHeaderEdits(map, "request_headers", path);
                 var responseHeaders = ReadHeaderEdits(map, "response_headers", path);
+                var (hostRewrite, autoHostRewrite) = ReadHostRewrite(map, path, backends);
 
                 if (match is not null)
                 {
                     list.Add(new ReadRoute(new RouteConfig(name, match, backends, rewrite, timeout, retries, cors, auth, tenant, limits,
-                        requestHeaders, responseHeaders), map));
+                        requestHeaders, responseHeaders, hostRewrite, autoHostRewrite), map));
                 }
             }
             return list;
@@ -842,6 +845,43 @@ internal static partial class GatewayLoader
             methods.Sort(StringComparer.Ordinal);
             hosts.Sort(StringComparer.Ordinal);
             return new RouteMatch(kind, value, methods, headers, query, hosts);
+        }
+
+        /// <summary>
+        /// <c>rewrite_host: NAME</c> (Envoy's <c>host_rewrite_literal</c>) or <c>true</c> (<c>auto_host_rewrite</c>: the
+        /// host of the backend URL the request goes to). Envoy takes the host name of a DNS-resolved endpoint only: a
+        /// backend with an IP address URL (a <c>STATIC</c> cluster, or an IP endpoint of a <c>STRICT_DNS</c> one) would
+        /// get the Host unchanged or an address, so with <c>true</c> every backend of the route must name its hosts.
+        /// </summary>
+        private (string? Literal, bool Auto) ReadHostRewrite(YamlMappingNode route, string routePath, IReadOnlyList<WeightedBackend> backends)
+        {
+            var path = routePath + ".rewrite_host";
+            if (Field(route, "rewrite_host") is not { } node || IsNull(node) || y.String(route, "rewrite_host", routePath) is not { } value)
+                return (null, false);
+            if (value == "false")
+                return (null, false);
+            if (value == "true")
+            {
+                foreach (var b in backends)
+                {
+                    if (_backends.TryGetValue(b.Name, out var backend) && backend.Endpoints.FirstOrDefault(e => System.Net.IPAddress.TryParse(e.Host, out _)) is { Host: { } ip })
+                    {
+                        y.Add(node, path, $"backend '{b.Name}' has an IP address URL ({ip}): Envoy rewrites the Host to the host name of a DNS-resolved endpoint only, so there is none to use",
+                            "name the host instead: rewrite_host: NAME, or give the backend host-name URLs");
+                        return (null, false);
+                    }
+                }
+                return (null, true);
+            }
+            var host = value.LastIndexOf(':') is var colon and > 0 && !value.Contains("::", StringComparison.Ordinal) && value.Count(c => c == ':') == 1 ? value[..colon] : value;
+            var port = host.Length == value.Length ? null : value[(host.Length + 1)..];
+            if ((HostPattern().IsMatch(host) || System.Net.IPAddress.TryParse(host.Trim('[', ']'), out _))
+                && (port is null || (int.TryParse(port, NumberStyles.None, CultureInfo.InvariantCulture, out var p) && p is >= 1 and <= 65535)))
+            {
+                return (value, false);
+            }
+            y.Add(node, path, $"'{value}' is not a host name", "lower-case host[:port] without scheme or path, e.g. orders.internal; or true for the backend URL's host");
+            return (null, false);
         }
 
         /// <summary>

@@ -244,7 +244,9 @@ internal sealed record RouteConfig(
     string? Tenant,
     IReadOnlyList<RouteLimit> RateLimits,
     HeaderEdits? RequestHeaders = null,
-    HeaderEdits? ResponseHeaders = null)
+    HeaderEdits? ResponseHeaders = null,
+    string? HostRewrite = null,
+    bool AutoHostRewrite = false)
 {
     public bool AuthDisabled => Auth == GatewayConfig.NoAuth;
 }

@@ -608,6 +608,10 @@ internal static class EnvoyConfig
                 action.Add("prefix_rewrite", rewrite);
             }
         }
+        if (route.HostRewrite is { } host)
+            action.Add("host_rewrite_literal", host);
+        else if (route.AutoHostRewrite)
+            action.Add("auto_host_rewrite", true);
         if (route.Timeout is { } timeout)
             action.Add("timeout", Yaml.Duration(timeout));
         if (route.Retries is { } retries)

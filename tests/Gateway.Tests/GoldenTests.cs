@@ -4,7 +4,8 @@ namespace Legate.Gateway.Tests;
 
 /// <summary>
 /// Gateway files rendered with the contract's defaults, byte for byte against tests/Gateway.Tests/golden/: the example,
-/// and a TLS gateway (HTTPS listener, redirect listener, SDS secrets). A deliberate change to the output: run with
+/// a TLS gateway (HTTPS listener, redirect listener, SDS secrets), and route features (header and query conditions,
+/// header edits, host rewrites). A deliberate change to the output: run with
 /// LEGATE_UPDATE_GOLDEN=1 once, review the diff, commit it.
 /// </summary>
 public sealed class GoldenTests
@@ -24,6 +25,13 @@ public sealed class GoldenTests
         using var dir = GatewayFiles.Write(ListenerTlsTests.Tls);
         RendersToGolden(dir.File("gateway.yaml"), "tls",
             [.. Generated, "envoy/sds/https-cert-0.yaml", "envoy/sds/https-cert-1.yaml", "envoy/sds/https-client-ca.yaml"]);
+    }
+
+    [Fact]
+    public void RouteFeatures_RenderToTheGoldenFiles()
+    {
+        using var dir = GatewayFiles.Write(RouteHeadersTests.Routes);
+        RendersToGolden(dir.File("gateway.yaml"), "routes", Generated);
     }
 
     private static void RendersToGolden(string gatewayFile, string name, string[] generated)

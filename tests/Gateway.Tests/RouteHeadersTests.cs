@@ -7,7 +7,7 @@ using YamlDotNet.RepresentationModel;
 namespace Legate.Gateway.Tests;
 
 /// <summary>
-/// Header and query conditions beyond exact values and a route's header edits: what the loader accepts and refuses
+/// Header and query conditions beyond exact values, a route's header edits and host rewrite: what the loader accepts and refuses
 /// (every error class), how route shadowing treats conditions (never a false conflict, the provable shadows found),
 /// and what Envoy gets.
 /// </summary>
@@ -37,6 +37,7 @@ public sealed class RouteHeadersTests : IDisposable
                 x-debug: { present: false }
               query: { trace: { present: true } }
             backend: beta
+            rewrite_host: true
           - name: not-bots
             match: { prefix: /orders, headers: { user-agent: { contains: bot, invert: true }, x-region: { suffix: -eu } }, query: { v: { prefix: "2" } } }
             backend: beta
@@ -47,6 +48,7 @@ public sealed class RouteHeadersTests : IDisposable
             response_headers:
               set: { cache-control: no-store }
               remove: [server, x-powered-by]
+            rewrite_host: orders.internal:8080
           - { name: api, match: { prefix: / }, backend: api }
         """;
 
@@ -254,6 +256,56 @@ public sealed class RouteHeadersTests : IDisposable
         Assert.Null(RenderedRoute("legate_not_found").Get("request_headers_to_remove"));
     }
 
+    // ---- host rewrite --------------------------------------------------------------------------------------------
+
+    private const string DnsBackend = "  dns: { urls: [http://orders.internal:8080, http://orders-2.internal:8080] }\n";
+
+    [Theory]
+    [InlineData("rewrite_host: orders.internal", "orders.internal", false)]
+    [InlineData("rewrite_host: \"orders.internal:8443\"", "orders.internal:8443", false)]
+    [InlineData("rewrite_host: 10.0.0.7", "10.0.0.7", false)]
+    [InlineData("rewrite_host: true", null, true)]
+    [InlineData("rewrite_host: false", null, false)]
+    public void RewriteHost_IsALiteralHost_OrTrueForTheBackendsOwn(string field, string? literal, bool auto)
+    {
+        var route = GatewayLoader.Load(new RulesFile("gw.yaml", WithRoutes($"  - {{ name: api, match: {{ prefix: / }}, backend: dns, {field} }}")
+            .Replace("backends:\n", "backends:\n" + DnsBackend, StringComparison.Ordinal))).Routes[0];
+
+        Assert.Equal((literal, auto), (route.HostRewrite, route.AutoHostRewrite));
+    }
+
+    [Theory]
+    [InlineData("backend: api, rewrite_host: true", "backend 'api' has an IP address URL (127.0.0.1)")]
+    [InlineData("backends: [{ name: dns, weight: 1 }, { name: api, weight: 1 }], rewrite_host: true", "backend 'api' has an IP address URL")]
+    [InlineData("backend: dns, rewrite_host: https://orders.internal", "'https://orders.internal' is not a host name")]
+    [InlineData("backend: dns, rewrite_host: Orders.Internal", "'Orders.Internal' is not a host name")]
+    [InlineData("backend: dns, rewrite_host: \"orders.internal:0\"", "'orders.internal:0' is not a host name")]
+    [InlineData("backend: dns, rewrite_host: orders.internal/v1", "is not a host name")]
+    public void ARewriteHostEnvoyCannotApply_IsAnError(string route, string problem)
+    {
+        var errors = GatewayFiles.Errors(WithRoutes($"  - {{ name: api, match: {{ prefix: / }}, {route} }}")
+            .Replace("backends:\n", "backends:\n" + DnsBackend, StringComparison.Ordinal));
+
+        var error = Assert.Single(errors);
+        Assert.Equal("routes[0].rewrite_host", error.Field);
+        Assert.Contains(problem, error.Problem, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void RewriteHost_BecomesHostRewriteLiteral_OrAutoHostRewrite()
+    {
+        var (exitCode, stderr) = Render(Routes);
+        Assert.True(exitCode == Cli.Ok, stderr);
+
+        Assert.Equal("true", RenderedRoute("canary").Str("route", "auto_host_rewrite"));
+        Assert.Null(RenderedRoute("canary").Get("route", "host_rewrite_literal"));
+        Assert.Equal("orders.internal:8080", RenderedRoute("not-bots").Str("route", "host_rewrite_literal"));
+        Assert.Null(RenderedRoute("api").Get("route", "auto_host_rewrite"));
+        // auto_host_rewrite takes the host name of a DNS-resolved endpoint: the backend's cluster is STRICT_DNS.
+        var beta = GatewayFiles.Load(_out.File("envoy/dynamic/cds.yaml")).Seq("resources").Single(c => c.Str("name") == "beta");
+        Assert.Equal("STRICT_DNS", beta.Str("type"));
+    }
+
     // ---- rendering -----------------------------------------------------------------------------------------------
 
     private (int ExitCode, string Stderr) Render(string yaml, params string[] extra)
@@ -298,7 +350,7 @@ public sealed class RouteHeadersTests : IDisposable
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
-    public async Task EnvoyCheck_AcceptsEveryKindOfCondition_AndTheHeaderEdits(bool isStatic)
+    public async Task EnvoyCheck_AcceptsEveryKindOfCondition_TheHeaderEdits_AndHostRewrites(bool isStatic)
     {
         var tool = SharedTools.EnvoyCheckTool("envoy-check");
         Assert.SkipWhen(tool is null, "../shared/tools/envoy-check is not beside this checkout");
