@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.RegularExpressions;
+using Legate.Authz.Policies;
 using Legate.Gateway.Loading;
 using Legate.Gateway.Model;
 using Legate.Hosting.Rules;
@@ -50,8 +51,8 @@ internal sealed partial class ManifestImporter
         string Kind,
         string Path,
         IReadOnlyList<string> Methods,
-        IReadOnlyList<KeyValuePair<string, string>> Headers,
-        IReadOnlyList<KeyValuePair<string, string>> Query,
+        IReadOnlyList<ValueCondition> Headers,
+        IReadOnlyList<ValueCondition> Query,
         IReadOnlyList<string> Hosts,
         IReadOnlyList<KeyValuePair<string, int>> Backends,
         string? Rewrite,
@@ -62,7 +63,8 @@ internal sealed partial class ManifestImporter
         YamlNode Node,
         string Field,
         int Rank,
-        string? Cors)
+        string? Cors,
+        RuleFilters? Filters)
     {
         public int Conditions => (Methods.Count > 0 ? 1 : 0) + Headers.Count + Query.Count;
 
@@ -72,8 +74,11 @@ internal sealed partial class ManifestImporter
             "path" => PathMatchKind.Exact,
             "regex" => PathMatchKind.Regex,
             _ => PathMatchKind.Prefix,
-        }, Path, Methods, Headers.Select(h => ValueCondition.Exactly(h.Key, h.Value)).ToArray(), Query.Select(q => ValueCondition.Exactly(q.Key, q.Value)).ToArray(), Hosts);
+        }, Path, Methods, Headers, Query, Hosts);
     }
+
+    /// <summary>A rule's header modifiers and URLRewrite hostname, as the gateway file's route fields (flow YAML, or a host).</summary>
+    private sealed record RuleFilters(string? RequestHeaders, string? ResponseHeaders, string? HostRewrite);
 
     /// <summary>Imports the manifests of the given files, in order.</summary>
     /// <exception cref="GatewayFileException">A file is not valid YAML.</exception>
@@ -441,6 +446,7 @@ internal sealed partial class ManifestImporter
         // Filters: URLRewrite with ReplacePrefixMatch is the gateway file's rewrite; the rest has no equivalent.
         string? rewrite = null;
         string? cors = null;
+        string? hostRewrite = null, requestHeaders = null, responseHeaders = null;
         var rewriteKind = "";
         var rewriteField = "";
         YamlNode? rewriteNode = null;
@@ -454,8 +460,13 @@ internal sealed partial class ManifestImporter
                 var type = Str(filter, "type") ?? "";
                 if (type == "URLRewrite" && Get(filter, "urlRewrite") is YamlMappingNode ur)
                 {
-                    if (Get(ur, "hostname") is { } hostname)
-                        Report(m, hostname, ff + ".urlRewrite.hostname", "has no equivalent in a gateway file: the Host header is passed on unchanged");
+                    if (Get(ur, "hostname") is YamlScalarNode { Value: { } hostname } hn)
+                    {
+                        if (HostPattern().IsMatch(hostname.ToLowerInvariant()))
+                            hostRewrite = hostname.ToLowerInvariant();
+                        else
+                            Report(m, hn, ff + ".urlRewrite.hostname", $"'{hostname}' is not a host name: the Host header is passed on unchanged");
+                    }
                     if (Get(ur, "path") is YamlMappingNode path)
                     {
                         rewriteKind = Str(path, "type") ?? "";
@@ -464,6 +475,17 @@ internal sealed partial class ManifestImporter
                         rewriteNode = path;
                         rewriteField = ff + ".urlRewrite.path";
                     }
+                    continue;
+                }
+                if (type is "RequestHeaderModifier" or "ResponseHeaderModifier"
+                    && Get(filter, type == "RequestHeaderModifier" ? "requestHeaderModifier" : "responseHeaderModifier") is YamlMappingNode modifier)
+                {
+                    var request = type == "RequestHeaderModifier";
+                    var edits = HeaderModifier(m, modifier, ff + (request ? ".requestHeaderModifier" : ".responseHeaderModifier"), request);
+                    if (request)
+                        requestHeaders = edits;
+                    else
+                        responseHeaders = edits;
                     continue;
                 }
                 if (type == "CORS" && Get(filter, "cors") is YamlMappingNode c)
@@ -478,11 +500,7 @@ internal sealed partial class ManifestImporter
                     return;
                 }
                 Report(m, Get(filter, "type") ?? filter, ff, $"filter {(type.Length == 0 ? "without type" : type)} has no equivalent in a gateway file: not applied",
-                    type switch
-                    {
-                        "RequestHeaderModifier" or "ResponseHeaderModifier" => "set the headers in the backend, or add them to the rendered lds.yaml",
-                        _ => null,
-                    });
+                    null);
             }
         }
 
@@ -515,6 +533,7 @@ internal sealed partial class ManifestImporter
             return;
         }
 
+        var ruleFilters = hostRewrite is null && requestHeaders is null && responseHeaders is null ? null : new RuleFilters(requestHeaders, responseHeaders, hostRewrite);
         var matches = Get(rule, "matches") as YamlSequenceNode;
         if (grpc)
         {
@@ -526,18 +545,19 @@ internal sealed partial class ManifestImporter
         }
         if (matches is null || matches.Children.Count == 0)
         {
-            HttpMatch(m, rule, field, hosts, index, 0, null, backends, (rewrite, rewriteKind, rewriteField, rewriteNode), timeout, cors);
+            HttpMatch(m, rule, field, hosts, index, 0, null, backends, (rewrite, rewriteKind, rewriteField, rewriteNode), timeout, cors, ruleFilters);
             return;
         }
         for (var k = 0; k < matches.Children.Count; k++)
         {
             if (matches.Children[k] is YamlMappingNode match)
-                HttpMatch(m, match, $"{field}.matches[{k}]", hosts, index, k, match, backends, (rewrite, rewriteKind, rewriteField, rewriteNode), timeout, cors);
+                HttpMatch(m, match, $"{field}.matches[{k}]", hosts, index, k, match, backends, (rewrite, rewriteKind, rewriteField, rewriteNode), timeout, cors, ruleFilters);
         }
     }
 
     private void HttpMatch(Manifest m, YamlMappingNode node, string field, List<string> hosts, int rule, int index, YamlMappingNode? match,
-        List<KeyValuePair<string, int>> backends, (string? Value, string Kind, string Field, YamlNode? Node) rewriteFilter, string? timeout, string? cors)
+        List<KeyValuePair<string, int>> backends, (string? Value, string Kind, string Field, YamlNode? Node) rewriteFilter, string? timeout, string? cors,
+        RuleFilters? filters)
     {
         var (rewrite, rewriteKind, rewriteField, rewriteNode) = rewriteFilter;
         var (kind, path) = ("prefix", "/");
@@ -573,13 +593,13 @@ internal sealed partial class ManifestImporter
             return;
         }
         var methods = new List<string>();
-        var headers = new List<KeyValuePair<string, string>>();
-        var query = new List<KeyValuePair<string, string>>();
+        var headers = new List<ValueCondition>();
+        var query = new List<ValueCondition>();
         if (match is not null)
         {
             if (Str(match, "method") is { } method)
                 methods.Add(method);
-            if (!ExactPairs(m, match, "headers", field, headers, lowerNames: true) || !ExactPairs(m, match, "queryParams", field, query, lowerNames: false))
+            if (!Conditions(m, match, "headers", field, headers, lowerNames: true) || !Conditions(m, match, "queryParams", field, query, lowerNames: false))
                 return;
         }
         string? routeRewrite = null;
@@ -592,7 +612,7 @@ internal sealed partial class ManifestImporter
             else
                 routeRewrite = rewrite;
         }
-        AddRoute(m, node, field, $"{rule}.{index}", kind, path, methods, headers, query, hosts, backends, routeRewrite, timeout, cors: cors);
+        AddRoute(m, node, field, $"{rule}.{index}", kind, path, methods, headers, query, hosts, backends, routeRewrite, timeout, cors: cors, filters: filters);
     }
 
     /// <summary>The CORS filter as the gateway file's <c>cors:</c> (flow YAML); origins with wildcards and <c>*</c> methods are reported.</summary>
@@ -668,16 +688,19 @@ internal sealed partial class ManifestImporter
                 return;
             }
         }
-        var headers = new List<KeyValuePair<string, string>>();
-        if (match is not null && !ExactPairs(m, match, "headers", field, headers, lowerNames: true))
+        var headers = new List<ValueCondition>();
+        if (match is not null && !Conditions(m, match, "headers", field, headers, lowerNames: true))
             return;
         // GRPCRoute ranks a matching service above a matching method: a method of any service comes after the prefixes.
         var anyService = match is not null && Get(match, "method") is YamlMappingNode mm && Str(mm, "service") is null && kind == "regex";
         AddRoute(m, node, field, $"{rule}.{index}", kind, path, [], headers, [], hosts, backends, null, null, anyService ? 3 : null);
     }
 
-    /// <summary>Exact header or query matches; a regex one would be lost, and the match broadened, so the whole match is dropped.</summary>
-    private bool ExactPairs(Manifest m, YamlMappingNode match, string key, string field, List<KeyValuePair<string, string>> into, bool lowerNames)
+    /// <summary>
+    /// Header or query matches, <c>Exact</c> or <c>RegularExpression</c> (RE2, checked as validate does); a match that
+    /// cannot be carried over would be lost, and the route broadened, so the whole match is dropped.
+    /// </summary>
+    private bool Conditions(Manifest m, YamlMappingNode match, string key, string field, List<ValueCondition> into, bool lowerNames)
     {
         if (Get(match, key) is not YamlSequenceNode list)
             return true;
@@ -687,10 +710,17 @@ internal sealed partial class ManifestImporter
                 continue;
             var type = Str(h, "type") ?? "Exact";
             var name = Str(h, "name") ?? "";
-            if (type != "Exact")
+            var value = Str(h, "value") ?? "";
+            if (type is not ("Exact" or "RegularExpression"))
             {
-                Report(m, Get(h, "type") ?? h, $"{field}.{key}[{i}]", $"{type} match on '{name}' has no equivalent (exact values only): match not imported",
-                    "without it the route would match more requests than the manifest says; list the values as separate matches");
+                Report(m, Get(h, "type") ?? h, $"{field}.{key}[{i}]", $"{type} match on '{name}' has no equivalent: match not imported",
+                    "without it the route would match more requests than the manifest says");
+                return false;
+            }
+            if (type == "RegularExpression" && (value.Length == 0 || !IsRegex(value)))
+            {
+                Report(m, Get(h, "value") ?? h, $"{field}.{key}[{i}].value", $"'{value}' is not a regular expression Envoy accepts: match not imported",
+                    "Envoy uses RE2 syntax (no look-around or back-references)");
                 return false;
             }
             // Host too: a gateway file refuses it in headers (Envoy would compare the authority exactly as sent).
@@ -700,9 +730,51 @@ internal sealed partial class ManifestImporter
                     "pseudo-headers and the host are matched with the route's hosts, not headers");
                 return false;
             }
-            into.Add(new(lowerNames ? name.ToLowerInvariant() : name, Str(h, "value") ?? ""));
+            into.Add(new ValueCondition(lowerNames ? name.ToLowerInvariant() : name,
+                type == "Exact" ? ValueMatchKind.Exact : ValueMatchKind.Regex, value));
         }
         return true;
+    }
+
+    /// <summary>
+    /// A RequestHeaderModifier or ResponseHeaderModifier as the route's <c>request_headers</c> / <c>response_headers</c>
+    /// (flow YAML). Entries a gateway file refuses — identity headers in the request (authz alone sets them),
+    /// pseudo-headers, host, hop-by-hop headers, empty values, a header in two lists — are reported and left out.
+    /// </summary>
+    private string? HeaderModifier(Manifest m, YamlMappingNode modifier, string field, bool request)
+    {
+        var identity = new[] { IdentityHeaders.Default.Tenant, IdentityHeaders.Default.Subject, IdentityHeaders.Default.Client };
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        var parts = new List<string>();
+        foreach (var list in new[] { "set", "add", "remove" })
+        {
+            if (Get(modifier, list) is not YamlSequenceNode items)
+                continue;
+            var entries = new List<string>();
+            for (var i = 0; i < items.Children.Count; i++)
+            {
+                var item = items.Children[i];
+                var f = $"{field}.{list}[{i}]";
+                var name = ((list == "remove" ? (item as YamlScalarNode)?.Value : item is YamlMappingNode e ? Str(e, "name") : null) ?? "").ToLowerInvariant();
+                var value = item is YamlMappingNode map ? Str(map, "value") ?? "" : "";
+                string? problem = name.StartsWith(':') || name == "host" ? $"'{name}' cannot be edited by a route (Envoy refuses it)"
+                    : !HeaderPattern().IsMatch(name) ? $"'{name}' is not a header name"
+                    : GatewayLoader.HopByHopHeaders.Contains(name) ? $"'{name}' is a hop-by-hop or framing header Envoy sets itself"
+                    : request && identity.Contains(name, StringComparer.Ordinal) ? $"'{name}' is an identity header: only authz sets it"
+                    : list != "remove" && (value.Length == 0 || value.Any(char.IsControl)) ? $"the value of '{name}' is empty or holds a control character"
+                    : !seen.Add(name) ? $"'{name}' is edited twice"
+                    : null;
+                if (problem is not null)
+                {
+                    Report(m, item, f, problem + ": not applied", name == "host" ? "URLRewrite hostname becomes rewrite_host" : null);
+                    continue;
+                }
+                entries.Add(list == "remove" ? Scalar(name) : Scalar(name) + ": " + Scalar(value));
+            }
+            if (entries.Count > 0)
+                parts.Add(list == "remove" ? $"remove: [{string.Join(", ", entries)}]" : $"{list}: {{ {string.Join(", ", entries)} }}");
+        }
+        return parts.Count == 0 ? null : "{ " + string.Join(", ", parts) + " }";
     }
 
     private string? BackendRef(Manifest m, YamlMappingNode r, string field, bool http2)
@@ -763,8 +835,8 @@ internal sealed partial class ManifestImporter
     }
 
     private void AddRoute(Manifest m, YamlNode node, string field, string suffix, string kind, string path, IReadOnlyList<string> methods,
-        IReadOnlyList<KeyValuePair<string, string>> headers, IReadOnlyList<KeyValuePair<string, string>> query, IReadOnlyList<string> hosts,
-        IReadOnlyList<KeyValuePair<string, int>> backends, string? rewrite, string? timeout, int? rank = null, string? cors = null)
+        IReadOnlyList<ValueCondition> headers, IReadOnlyList<ValueCondition> query, IReadOnlyList<string> hosts,
+        IReadOnlyList<KeyValuePair<string, int>> backends, string? rewrite, string? timeout, int? rank = null, string? cors = null, RuleFilters? filters = null)
     {
         if (kind != "regex" && path.AsSpan().IndexOfAny('?', '#') >= 0)
         {
@@ -776,9 +848,9 @@ internal sealed partial class ManifestImporter
             path = path.TrimEnd('/');
         var sortedHosts = hosts.Order(StringComparer.Ordinal).ToArray();
         _routes.Add(new Route(Name($"{m.Namespace}.{m.Name}.{suffix}"), $"{Where(m.File, node)}: {m.Id} {field}", kind, path, methods,
-            headers.OrderBy(h => h.Key, StringComparer.Ordinal).ToArray(), query.OrderBy(q => q.Key, StringComparer.Ordinal).ToArray(), sortedHosts,
+            headers.OrderBy(h => h.Name, StringComparer.Ordinal).ToArray(), query.OrderBy(q => q.Name, StringComparer.Ordinal).ToArray(), sortedHosts,
             backends.ToArray(), rewrite, timeout, m.NoAuth, _routes.Count, m, node, field,
-            rank ?? kind switch { "path" => 0, "regex" => 1, _ => 2 }, cors));
+            rank ?? kind switch { "path" => 0, "regex" => 1, _ => 2 }, cors, filters));
     }
 
     private ImportResult Finish()
@@ -871,8 +943,14 @@ internal sealed partial class ManifestImporter
                 w.Append("    rewrite: ").Append(Scalar(r.Rewrite)).Append('\n');
             if (r.Timeout is not null)
                 w.Append("    timeout: ").Append(r.Timeout).Append('\n');
+            if (r.Filters?.HostRewrite is { } host)
+                w.Append("    rewrite_host: ").Append(Scalar(host)).Append('\n');
             if (r.Cors is not null)
                 w.Append("    cors: ").Append(r.Cors).Append('\n');
+            if (r.Filters?.RequestHeaders is { } request)
+                w.Append("    request_headers: ").Append(request).Append('\n');
+            if (r.Filters?.ResponseHeaders is { } response)
+                w.Append("    response_headers: ").Append(response).Append('\n');
             if (r.NoAuth)
                 w.Append($"    auth: none   # {AuthAnnotation}: none\n");
             else if (r.Hosts.Count == 0)
@@ -957,8 +1035,8 @@ internal sealed partial class ManifestImporter
 
     private static string List(IEnumerable<string> items) => "[" + string.Join(", ", items.Select(Scalar)) + "]";
 
-    private static string Pairs(IEnumerable<KeyValuePair<string, string>> pairs)
-        => "{ " + string.Join(", ", pairs.Select(p => Scalar(p.Key) + ": " + Scalar(p.Value))) + " }";
+    private static string Pairs(IEnumerable<ValueCondition> conditions)
+        => "{ " + string.Join(", ", conditions.Select(c => Scalar(c.Name) + ": " + (c.Kind == ValueMatchKind.Regex ? "{ regex: " + Scalar(c.Value) + " }" : Scalar(c.Value)))) + " }";
 
     /// <summary>A YAML scalar: plain when it cannot be read as anything but this string, else double-quoted.</summary>
     private static string Scalar(string value)

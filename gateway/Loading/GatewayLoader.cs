@@ -884,13 +884,6 @@ internal static partial class GatewayLoader
             return (null, false);
         }
 
-        /// <summary>
-        /// Headers a route may not edit: connection-specific and framing headers, which Envoy manages itself per hop
-        /// (an HTTP/2 peer refuses the connection-specific ones outright), as opposed to the message's own headers.
-        /// </summary>
-        private static readonly string[] HopByHopHeaders =
-            ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer", "content-length"];
-
         /// <summary><c>{set: {name: value}, add: {name: value}, remove: [name]}</c>: a route's edits of the request or response headers.</summary>
         private HeaderEdits? ReadHeaderEdits(YamlMappingNode route, string field, string routePath)
         {
@@ -1377,6 +1370,13 @@ internal static partial class GatewayLoader
             return list.Length == 0 ? $"the file defines no {section}" : $"defined {section}: {string.Join(", ", list)}";
         }
     }
+
+    /// <summary>
+    /// Headers a route may not edit: connection-specific and framing headers, which Envoy manages itself per hop
+    /// (an HTTP/2 peer refuses the connection-specific ones outright), as opposed to the message's own headers.
+    /// </summary>
+    internal static readonly string[] HopByHopHeaders =
+        ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer", "content-length"];
 
     internal static bool TryHostPort(string text, out ServiceAddress address)
     {

@@ -127,8 +127,8 @@ public sealed class ImportTests : IDisposable
             "unmappable.yaml:7:5: metadata.annotations.nginx.ingress.kubernetes.io/rewrite-target: has no equivalent in a gateway file: not applied (Ingress default/tls-example-ingress)",
             "unmappable.yaml:25:11: spec.rules[1].host: wildcard host '*.foo.com' has no equivalent: not imported",
             "unmappable.yaml:44:21: spec.rules[2].http.paths[0].backend.service.port.name: port 'http' is named",
-            "unmappable.yaml:58:13: spec.rules[0].filters[0]: filter RequestHeaderModifier has no equivalent in a gateway file: not applied (HTTPRoute default/header-filters)",
-            "unmappable.yaml:68:15: spec.rules[1].matches[0].headers[0]: RegularExpression match on 'x-version' has no equivalent",
+            "unmappable.yaml:61:11: spec.rules[0].filters[0].requestHeaderModifier.add[0]: 'x-legate-tenant' is an identity header: only authz sets it: not applied (HTTPRoute default/header-filters)",
+            "unmappable.yaml:70:16: spec.rules[1].matches[0].headers[0].value: 'v(?=[0-9])' is not a regular expression Envoy accepts: match not imported",
             "unmappable.yaml:79:7: spec.rules[2].filters[0]: RequestRedirect has no equivalent in a gateway file: rule not imported",
             "unmappable.yaml:87:7: kind: Service default/echo is not imported",
         ];
@@ -139,6 +139,49 @@ public sealed class ImportTests : IDisposable
         var config = GatewayLoader.Load(new RulesFile("imported.yaml", yaml));
         Assert.Equal(["default.header-filters.0.0", "default.tls-example-ingress.0.0"], config.Routes.Select(r => r.Name).Order(StringComparer.Ordinal));
         Assert.DoesNotContain(config.Routes, r => r.Match.Hosts.Contains("named.foo.com"));
+    }
+
+    [Fact]
+    public void HttpRoute_RegexHeaderAndQueryMatches_HeaderModifiers_AndHostname_AreImported()
+    {
+        File.WriteAllText(_dir.File("mods.yaml"), """
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: HTTPRoute
+            metadata: { name: mods, namespace: ns }
+            spec:
+              hostnames: [mods.example.com]
+              rules:
+                - matches:
+                    - path: { type: PathPrefix, value: /v }
+                      headers: [{ type: RegularExpression, name: X-Version, value: "v[0-9]+" }]
+                      queryParams: [{ type: RegularExpression, name: id, value: "[0-9]+" }, { name: lang, value: en }]
+                  filters:
+                    - type: RequestHeaderModifier
+                      requestHeaderModifier:
+                        set: [{ name: X-Api, value: "2" }]
+                        add: [{ name: x-via, value: "10%" }]
+                        remove: [x-debug]
+                    - type: ResponseHeaderModifier
+                      responseHeaderModifier: { remove: [server], set: [{ name: cache-control, value: no-store }] }
+                    - type: URLRewrite
+                      urlRewrite: { hostname: backend.internal }
+                  backendRefs: [{ name: svc, port: 8080 }]
+            """);
+
+        var (code, yaml, stderr) = Run(_dir.File("mods.yaml"));
+
+        Assert.Equal(Cli.Ok, code);
+        Assert.DoesNotContain("not applied", stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("not imported", stderr, StringComparison.Ordinal);
+        var route = GatewayLoader.Load(new RulesFile("imported.yaml", yaml)).Routes.Single();
+        Assert.Equal([new ValueCondition("x-version", ValueMatchKind.Regex, "v[0-9]+")], route.Match.Headers);
+        Assert.Equal([new ValueCondition("id", ValueMatchKind.Regex, "[0-9]+"), ValueCondition.Exactly("lang", "en")], route.Match.Query);
+        Assert.Equal([new("x-api", "2")], route.RequestHeaders!.Set);
+        Assert.Equal([new("x-via", "10%")], route.RequestHeaders.Add);
+        Assert.Equal(["x-debug"], route.RequestHeaders.Remove);
+        Assert.Equal([new("cache-control", "no-store")], route.ResponseHeaders!.Set);
+        Assert.Equal(["server"], route.ResponseHeaders.Remove);
+        Assert.Equal("backend.internal", route.HostRewrite);
     }
 
     [Fact]
@@ -172,7 +215,8 @@ public sealed class ImportTests : IDisposable
         Assert.True(code == Cli.Ok, stderr);
         var file = _dir.File("routes.yaml");
         Assert.Contains($"{file}:10:78: spec.rules[0].filters[0].urlRewrite.path: ReplaceFullPath on a prefix match has no equivalent", stderr, StringComparison.Ordinal);
-        Assert.Contains($"{file}:10:61: spec.rules[0].filters[0].urlRewrite.hostname: has no equivalent", stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("urlRewrite.hostname", stderr, StringComparison.Ordinal);   // it maps: rewrite_host
+        Assert.Contains("    rewrite_host: x.example\n", yaml, StringComparison.Ordinal);
         Assert.Contains($"{file}:11:28: spec.rules[0].timeouts.request: '0s' cannot be carried over", stderr, StringComparison.Ordinal);
         Assert.Contains($"{file}:11:48: spec.rules[0].timeouts.backendRequest: has no equivalent", stderr, StringComparison.Ordinal);
         Assert.Contains($"{file}:15:17: spec.rules[2].matches[0]: matches only requests that HTTPRoute ns/a ({file}:13) already matches: not imported", stderr, StringComparison.Ordinal);
