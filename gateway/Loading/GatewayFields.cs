@@ -11,10 +11,11 @@ internal static class GatewayFields
 {
     public static readonly FrozenSet<string> Top = Set("services", "listeners", "backends", "routes", "tenants", "jwt_providers",
         "policies", "api_keys", "identity_headers", "strip_credentials", "strip_authorization", "client_address", "quotas", "plans", "default_policy");
-    public static readonly FrozenSet<string> Services = Set("authz", "ratelimit", "statsink");
-    public static readonly FrozenSet<string> AuthzService = Set("address", "timeout", "failure_mode");
-    public static readonly FrozenSet<string> RateLimitService = Set("address", "timeout", "failure_mode", "domain");
-    public static readonly FrozenSet<string> StatSinkService = Set("address", "flush_interval");
+    public static readonly FrozenSet<string> Services = Set("authz", "ratelimit", "statsink", "tls");
+    public static readonly FrozenSet<string> ServicesTls = Set("ca_file", "cert_file", "key_file");
+    public static readonly FrozenSet<string> AuthzService = Set("address", "timeout", "failure_mode", "sni");
+    public static readonly FrozenSet<string> RateLimitService = Set("address", "timeout", "failure_mode", "domain", "sni");
+    public static readonly FrozenSet<string> StatSinkService = Set("address", "flush_interval", "sni");
     public static readonly FrozenSet<string> Listener = Set("name", "address", "port", "tls", "https_redirect");
     public static readonly FrozenSet<string> ListenerTls = Set("certificates", "min_version", "client_ca_file");
     public static readonly FrozenSet<string> TlsCertificate = Set("cert_file", "key_file");
@@ -48,6 +49,7 @@ internal static class GatewayFields
     {
         [""] = Top,
         ["services"] = Services,
+        ["servicesTls"] = ServicesTls,
         ["authzService"] = AuthzService,
         ["ratelimitService"] = RateLimitService,
         ["statsinkService"] = StatSinkService,

@@ -156,16 +156,75 @@ internal static partial class GatewayLoader
                     "lower-case letters, digits, '.', '_' and '-' (it is also the ratelimit file's name)");
                 domain = null;
             }
+            var authzAddress = Address(authz, "services.authz", d.Authz);
+            var ratelimitAddress = Address(ratelimit, "services.ratelimit", d.RateLimit);
+            var statsinkAddress = Address(statsink, "services.statsink", d.StatSink);
+            var tls = ReadServicesTls(map);
+            var tlsGiven = Field(map, "tls") is { } t && !IsNull(t);
+            var authzSni = Sni(authz, "services.authz", tlsGiven);
+            var ratelimitSni = Sni(ratelimit, "services.ratelimit", tlsGiven);
+            var statsinkSni = Sni(statsink, "services.statsink", tlsGiven);
             return new ServicesConfig(
-                Address(authz, "services.authz", d.Authz),
+                authzAddress,
                 Timeout(authz, "services.authz", d.AuthzTimeout),
                 FailureMode(authz, "services.authz", allowByDefault: false),
-                Address(ratelimit, "services.ratelimit", d.RateLimit),
+                ratelimitAddress,
                 Timeout(ratelimit, "services.ratelimit", d.RateLimitTimeout),
                 !FailureMode(ratelimit, "services.ratelimit", allowByDefault: true),
                 domain ?? d.RateLimitDomain,
-                Address(statsink, "services.statsink", d.StatSink),
-                FlushInterval(statsink) ?? d.StatsFlushInterval);
+                statsinkAddress,
+                FlushInterval(statsink) ?? d.StatsFlushInterval,
+                tls is null ? null : tls with { AuthzSni = authzSni, RateLimitSni = ratelimitSni, StatSinkSni = statsinkSni });
+        }
+
+        /// <summary>
+        /// <c>services.tls</c>: Envoy calls the three services over TLS, checking each one's certificate against
+        /// <c>ca_file</c> and the service's name, and presents <c>cert_file</c>/<c>key_file</c> (mutual TLS) when given.
+        /// Paths are Envoy's own, checked for form only, as a listener's are.
+        /// </summary>
+        private ServiceLinkTls? ReadServicesTls(YamlMappingNode services)
+        {
+            const string path = "services.tls";
+            if (y.Mapping(Field(services, "tls"), path, "is a mapping (ca_file, cert_file, key_file)") is not { } map)
+                return null;
+            y.CheckFields(map, path, GatewayFields.ServicesTls);
+            if (Field(map, "ca_file") is not { } caNode || IsNull(caNode))
+            {
+                y.Add(map, path, "needs ca_file",
+                    "the PEM CA bundle that issued the services' certificates, e.g. ca_file: /etc/legate-tls/legate-envoy/ca.crt: without it Envoy could not tell a service from anyone else");
+            }
+            var ca = EnvoyPath(map, "ca_file", path);
+            var missing = CertificatePair.Where(f => Field(map, f) is not { } v || IsNull(v)).ToArray();
+            if (missing.Length == 1)
+            {
+                y.Add(map, path, $"needs {missing[0]}",
+                    "Envoy's client certificate is a pair: cert_file (the PEM chain, leaf first) and key_file (its PEM private key); leave both out for TLS without one");
+            }
+            var cert = EnvoyPath(map, "cert_file", path);
+            var key = EnvoyPath(map, "key_file", path);
+            if (ca is null)
+                return null;
+            return new ServiceLinkTls(ca, cert is not null && key is not null ? new TlsCertificateFiles(cert, key) : null);
+        }
+
+        /// <summary>A service's <c>sni</c>: the DNS name its certificate must carry (default: its address's host).</summary>
+        private string? Sni(YamlMappingNode? node, string path, bool tls)
+        {
+            if (node is null || y.String(node, "sni", path) is not { } sni)
+                return null;
+            if (!tls)
+            {
+                y.Add(Field(node, "sni"), path + ".sni", "is set but services.tls is not: the service is called over plain h2c",
+                    "add services.tls (ca_file; cert_file and key_file for mutual TLS), or remove sni");
+                return null;
+            }
+            if (System.Net.IPAddress.TryParse(sni, out _) || Uri.CheckHostName(sni) != UriHostNameType.Dns)
+            {
+                y.Add(Field(node, "sni"), path + ".sni", $"'{sni}' is not a DNS name",
+                    "the host name the service's certificate carries, e.g. authz.legate.svc; with an IP address as the address, leave sni out: the certificate must then carry that IP");
+                return null;
+            }
+            return sni;
         }
 
         private TimeSpan? FlushInterval(YamlMappingNode? statsink)

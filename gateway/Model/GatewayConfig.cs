@@ -26,15 +26,25 @@ internal sealed record GatewayConfig(
     public const string NoAuth = "none";
 }
 
+/// <summary>Where Envoy finds the three services and how it calls them; <paramref name="Tls"/>: over TLS instead of h2c.</summary>
 internal sealed record ServicesConfig(ServiceAddress Authz, TimeSpan AuthzTimeout, bool AuthzFailOpen,
     ServiceAddress RateLimit, TimeSpan RateLimitTimeout, bool RateLimitFailClosed, string RateLimitDomain,
-    ServiceAddress StatSink, TimeSpan StatsFlushInterval)
+    ServiceAddress StatSink, TimeSpan StatsFlushInterval, ServiceLinkTls? Tls = null)
 {
     public static ServicesConfig Default { get; } = new(
         new("authz", 9001), TimeSpan.FromMilliseconds(250), false,
         new("ratelimit", 9002), TimeSpan.FromMilliseconds(100), false, "edge",
         new("statsink", 9003), TimeSpan.FromSeconds(10));
 }
+
+/// <summary>
+/// TLS on Envoy's links to authz, ratelimit and statsink (<c>services.tls</c>). File paths are Envoy's (absolute, as
+/// Envoy sees them), never read or copied by render, like a listener's.
+/// </summary>
+/// <param name="CaFile">The PEM CA bundle the services' certificates must chain to.</param>
+/// <param name="Client">Envoy's client certificate and key (mutual TLS), or none.</param>
+/// <param name="AuthzSni">The name authz's certificate must carry and Envoy sends as SNI; null: the address's host.</param>
+internal sealed record ServiceLinkTls(string CaFile, TlsCertificateFiles? Client, string? AuthzSni = null, string? RateLimitSni = null, string? StatSinkSni = null);
 
 internal readonly record struct ServiceAddress(string Host, int Port)
 {

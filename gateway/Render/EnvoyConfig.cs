@@ -38,6 +38,7 @@ internal static class EnvoyConfig
     private const string HttpOptions = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
     private const string SecretType = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
     private const string DownstreamTlsType = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
+    private const string UpstreamTlsType = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
 
     /// <summary>The folder of the SDS files under <c>OUT/envoy</c> (and under Envoy's envoy dir).</summary>
     public const string SdsDir = "sds";
@@ -49,9 +50,9 @@ internal static class EnvoyConfig
         var s = config.Services;
         var clusters = new List<object>
         {
-            ServiceCluster(AuthzCluster, s.Authz, "authz"),
-            ServiceCluster(RateLimitCluster, s.RateLimit, "ratelimit"),
-            ServiceCluster(StatSinkCluster, s.StatSink, "statsink"),
+            ServiceCluster(AuthzCluster, s.Authz, "authz", s.Tls?.AuthzSni, s.Tls, options),
+            ServiceCluster(RateLimitCluster, s.RateLimit, "ratelimit", s.Tls?.RateLimitSni, s.Tls, options),
+            ServiceCluster(StatSinkCluster, s.StatSink, "statsink", s.Tls?.StatSinkSni, s.Tls, options),
             Yaml.Map(
                 ("name", AdminCluster),
                 ("type", "STATIC"),
@@ -116,8 +117,8 @@ internal static class EnvoyConfig
         => header + Yaml.Serialize(Yaml.Map(("resources", Listeners(config, options).Select(l => Resource(ListenerType, l)).ToList())));
 
     /// <summary>
-    /// One file-based SDS resource per listener certificate and client CA (Envoy takes exactly one secret per SDS
-    /// source), by secret name. Envoy re-reads the files a secret names when their folder sees a move, which is how
+    /// One file-based SDS resource per listener certificate and client CA, and for <c>services.tls</c> Envoy's client
+    /// certificate and the services' CA (Envoy takes exactly one secret per SDS source), by secret name. Envoy re-reads the files a secret names when their folder sees a move, which is how
     /// cert-manager and Kubernetes Secret volumes swap them (the <c>..data</c> symlink), so a rotated certificate is
     /// served without a restart; with <c>watched_directory</c> it reads chain and key together and checks neither
     /// changed in between, so it never pairs an old chain with a new key.
@@ -130,28 +131,46 @@ internal static class EnvoyConfig
             if (listener.Tls is not { } tls)
                 continue;
             for (var i = 0; i < tls.Certificates.Count; i++)
-            {
-                var (cert, key) = (tls.Certificates[i].CertFile, tls.Certificates[i].KeyFile);
-                // Chain and key in different folders: Envoy watches each file's folder and reads each alone.
-                var watched = Folder(cert) == Folder(key) ? Yaml.Map(("path", Folder(cert))) : null;
-                yield return Secret(CertificateSecret(listener.Name, i), ("tls_certificate", Yaml.Map(
-                    ("certificate_chain", Yaml.Map(("filename", cert))),
-                    ("private_key", Yaml.Map(("filename", key))),
-                    ("watched_directory", watched))));
-            }
+                yield return Secret(CertificateSecret(listener.Name, i), CertificateContent(tls.Certificates[i]));
             if (tls.ClientCaFile is { } ca)
-            {
-                yield return Secret(ClientCaSecret(listener.Name), ("validation_context", Yaml.Map(
-                    ("trusted_ca", Yaml.Map(("filename", ca))),
-                    ("watched_directory", Yaml.Map(("path", Folder(ca)))))));
-            }
+                yield return Secret(ClientCaSecret(listener.Name), CaContent(ca));
+        }
+        if (config.Services.Tls is { } services)
+        {
+            if (services.Client is { } client)
+                yield return Secret(ServicesClientSecret, CertificateContent(client));
+            yield return Secret(ServicesCaSecret, CaContent(services.CaFile));
         }
 
         (string, string) Secret(string name, (string Key, object Value) content)
             => (name, header + Yaml.Serialize(Yaml.Map(("resources", new List<object> { Yaml.Map(("@type", SecretType), ("name", name), content) }))));
 
+        static (string, object) CertificateContent(TlsCertificateFiles files)
+        {
+            var (cert, key) = (files.CertFile, files.KeyFile);
+            // Chain and key in different folders: Envoy watches each file's folder and reads each alone.
+            var watched = Folder(cert) == Folder(key) ? Yaml.Map(("path", Folder(cert))) : null;
+            return ("tls_certificate", Yaml.Map(
+                ("certificate_chain", Yaml.Map(("filename", cert))),
+                ("private_key", Yaml.Map(("filename", key))),
+                ("watched_directory", watched)));
+        }
+
+        static (string, object) CaContent(string ca) => ("validation_context", Yaml.Map(
+            ("trusted_ca", Yaml.Map(("filename", ca))),
+            ("watched_directory", Yaml.Map(("path", Folder(ca))))));
+
         static string Folder(string file) => file[..Math.Max(1, file.LastIndexOf('/'))];
     }
+
+    /// <summary>
+    /// The SDS secret (and file name) of Envoy's client certificate for the services. No listener's secret can take
+    /// this name or <see cref="ServicesCaSecret"/>: those end in <c>-cert-N</c> or <c>-client-ca</c>.
+    /// </summary>
+    public const string ServicesClientSecret = "legate_services-client";
+
+    /// <summary>The SDS secret (and file name) of the CA bundle the services' certificates are checked against.</summary>
+    public const string ServicesCaSecret = "legate_services-ca";
 
     /// <summary>The SDS secret (and file name, without <c>.yaml</c>) of a listener's certificate <paramref name="index"/>.</summary>
     public static string CertificateSecret(string listener, int index) => $"{listener}-cert-{index.ToString(CultureInfo.InvariantCulture)}";
@@ -178,7 +197,7 @@ internal static class EnvoyConfig
             // Also catches a Kubernetes ConfigMap's symlink swap, which a watch on the file itself misses.
             ("watched_directory", Yaml.Map(("path", dir))))));
 
-    private static Node ServiceCluster(string name, ServiceAddress address, string healthService) => Yaml.Map(
+    private static Node ServiceCluster(string name, ServiceAddress address, string healthService, string? sni, ServiceLinkTls? tls, RenderOptions options) => Yaml.Map(
         ("name", name),
         ("type", IsIp(address.Host) ? "STATIC" : "STRICT_DNS"),
         ("connect_timeout", "1s"),
@@ -192,7 +211,28 @@ internal static class EnvoyConfig
                 ("healthy_threshold", 1),
                 ("grpc_health_check", Yaml.Map(("service_name", healthService)))),
         }),
+        // Health checks use the cluster's transport socket, so they go over this TLS too, with its ALPN (h2).
+        ("transport_socket", tls is null ? null : ServiceTls(address, sni, tls, options)),
         ("load_assignment", LoadAssignment(name, [address])));
+
+    /// <summary>
+    /// TLS to a Legate service: its certificate must chain to the services' CA and carry the service's name
+    /// (<c>sni</c>, else the address's host); Envoy presents its client certificate when one is set (mutual TLS).
+    /// Both come from SDS files as a listener's do, so rotated files are used without a restart. The name check is
+    /// per cluster while the CA is shared, hence the combined validation context. ALPN h2: the services speak HTTP/2
+    /// only, and Kestrel serves HTTP/2 over TLS only to a client that negotiated it.
+    /// </summary>
+    private static Node ServiceTls(ServiceAddress address, string? sni, ServiceLinkTls tls, RenderOptions options) => Yaml.Map(
+        ("name", "envoy.transport_sockets.tls"),
+        ("typed_config", Yaml.Map(
+            ("@type", UpstreamTlsType),
+            ("sni", sni ?? (IsIp(address.Host) ? null : address.Host)),
+            ("common_tls_context", Yaml.Map(
+                ("tls_certificate_sds_secret_configs", tls.Client is null ? null : new List<object> { SdsSecret(ServicesClientSecret, options) }),
+                ("combined_validation_context", Yaml.Map(
+                    ("default_validation_context", Yaml.Map(("match_typed_subject_alt_names", ServerNames(sni, [address.Host])))),
+                    ("validation_context_sds_secret_config", SdsSecret(ServicesCaSecret, options)))),
+                ("alpn_protocols", new List<object> { "h2" }))))));
 
     private static Node Http2Options() => Yaml.Map(
         (HttpOptions, Yaml.Map(
@@ -288,7 +328,7 @@ internal static class EnvoyConfig
                         ("common_tls_context", Yaml.Map(
                             ("validation_context", Yaml.Map(
                                 ("trusted_ca", Yaml.Map(("filename", ca))),
-                                ("match_typed_subject_alt_names", ServerNames(backend)))))))));
+                                ("match_typed_subject_alt_names", ServerNames(backend.Sni, backend.Endpoints.Select(e => e.Host))))))))));
             }
             var cb = backend.CircuitBreakers;
             list.Add(Yaml.Map(
@@ -324,11 +364,12 @@ internal static class EnvoyConfig
     }
 
     /// <summary>
-    /// The names a TLS backend's certificate must carry: <c>tls.sni</c>, else the URLs' hosts. Envoy checks only the
-    /// chain without them, so any certificate the CA ever issued (with the system bundle: any public site's) would pass.
+    /// The names an upstream's certificate must carry (a TLS backend's, a Legate service's): <paramref name="sni"/>,
+    /// else the hosts it is reached at. Envoy checks only the chain without them, so any certificate the CA ever issued
+    /// (with the system bundle: any public site's) would pass.
     /// </summary>
-    private static List<object> ServerNames(BackendConfig backend)
-        => (backend.Sni is { } sni ? [sni] : backend.Endpoints.Select(e => e.Host).Distinct(StringComparer.OrdinalIgnoreCase))
+    private static List<object> ServerNames(string? sni, IEnumerable<string> hosts)
+        => (sni is not null ? [sni] : hosts.Distinct(StringComparer.OrdinalIgnoreCase))
             .Select(name => (object)Yaml.Map(("san_type", IsIp(name) ? "IP_ADDRESS" : "DNS"), ("matcher", Yaml.Map(("exact", name)))))
             .ToList();
 

@@ -34,7 +34,7 @@ internal static class GatewayRenderer
 
     public static string RateLimitFile(GatewayConfig config) => $"ratelimit/{config.Services.RateLimitDomain}.yaml";
 
-    /// <summary>The SDS file of a listener secret (<see cref="EnvoyConfig.CertificateSecret"/>, <see cref="EnvoyConfig.ClientCaSecret"/>).</summary>
+    /// <summary>The SDS file of a secret (<see cref="EnvoyConfig.CertificateSecret"/>, <see cref="EnvoyConfig.ClientCaSecret"/>, <see cref="EnvoyConfig.ServicesCaSecret"/>, ...).</summary>
     public static string SecretFile(string secret) => $"envoy/{EnvoyConfig.SdsDir}/{secret}.yaml";
 
     public static RenderResult Render(GatewayConfig config, RenderOptions options)
@@ -54,7 +54,8 @@ internal static class GatewayRenderer
         files.Add(Text(RateLimitFile(config), RateLimitRules.Render(config, header)));
         foreach (var backend in config.Backends.Where(b => b.CaFile is not null))
             files.Add(new RenderedFile("envoy/certs/" + EnvoyConfig.CaFileName(backend.Name), File.ReadAllBytes(backend.CaFile!)));
-        // Listener secrets name the certificate files, never their contents; written before the listeners naming them.
+        // Listener and services.tls secrets name the certificate files, never their contents; written before the
+        // listeners and clusters naming them.
         foreach (var (name, text) in EnvoyConfig.Secrets(config, header))
             files.Add(Text(SecretFile(name), text));
         if (!options.Static)

@@ -36,7 +36,8 @@ internal static class Summary
         text.Append("  policies:  ").AppendJoin(", ", config.Policies.Select(p => p.Name)).Append('\n');
         text.Append("  services:  authz ").Append(s.Authz).Append(s.AuthzFailOpen ? " (fails open)" : " (fails closed)")
             .Append(", ratelimit ").Append(s.RateLimit).Append(s.RateLimitFailClosed ? " (fails closed)" : " (fails open)")
-            .Append(", domain ").Append(s.RateLimitDomain).Append(", statsink ").Append(s.StatSink).Append('\n');
+            .Append(", domain ").Append(s.RateLimitDomain).Append(", statsink ").Append(s.StatSink)
+            .Append(s.Tls is null ? "" : s.Tls.Client is null ? "; over TLS" : "; over mutual TLS").Append('\n');
         text.Append("  files:     ").AppendJoin(", ", result.Files.Select(f => f.Path).Append(GatewayRenderer.SummaryFile)).Append('\n');
         return text.ToString();
     }

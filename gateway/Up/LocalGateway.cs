@@ -73,6 +73,8 @@ internal sealed class LocalGateway : IAsyncDisposable
                     Authz = Local(services.Services[0]),
                     RateLimit = Local(services.Services[1]),
                     StatSink = Local(services.Services[2]),
+                    // The embedded services listen in h2c on loopback, without the certificates services.tls names.
+                    Tls = null,
                 },
                 Backends = echo is null ? config.Backends : [.. config.Backends.Select(b => b with
                 {
