@@ -4,8 +4,8 @@ namespace Legate.Gateway.Tests;
 
 /// <summary>
 /// Gateway files rendered with the contract's defaults, byte for byte against tests/Gateway.Tests/golden/: the example,
-/// a TLS gateway (HTTPS listener, redirect listener, SDS secrets), and route features (header and query conditions,
-/// header edits, host rewrites). A deliberate change to the output: run with
+/// a TLS gateway (HTTPS listener, redirect listener, SDS secrets), route features (header and query conditions,
+/// header edits, host rewrites) and one calling the services over mutual TLS. A deliberate change to the output: run with
 /// LEGATE_UPDATE_GOLDEN=1 once, review the diff, commit it.
 /// </summary>
 public sealed class GoldenTests
@@ -32,6 +32,14 @@ public sealed class GoldenTests
     {
         using var dir = GatewayFiles.Write(RouteHeadersTests.Routes);
         RendersToGolden(dir.File("gateway.yaml"), "routes", Generated);
+    }
+
+    [Fact]
+    public void ServicesTlsGateway_RendersToTheGoldenFiles()
+    {
+        using var dir = GatewayFiles.Write(ServiceTlsTests.ServicesTls);
+        RendersToGolden(dir.File("gateway.yaml"), "services-tls",
+            [.. Generated, "envoy/sds/legate_services-ca.yaml", "envoy/sds/legate_services-client.yaml"]);
     }
 
     private static void RendersToGolden(string gatewayFile, string name, string[] generated)

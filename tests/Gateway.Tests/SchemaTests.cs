@@ -90,6 +90,28 @@ public sealed class SchemaTests
         Assert.True(valid == results.IsValid, Describe(results));
     }
 
+    [Theory]
+    [InlineData("tls: { ca_file: /c/ca.crt, cert_file: /c/tls.crt, key_file: /c/tls.key }", true)]
+    [InlineData("tls: { ca_file: /c/ca.crt }", true)]
+    [InlineData("tls: { ca_file: /c/ca.crt }, authz: { sni: authz.legate.svc }", true)]
+    [InlineData("tls: { cert_file: /c/tls.crt, key_file: /c/tls.key }", false)]
+    [InlineData("tls: { ca_file: /c/ca.crt, cert_file: /c/tls.crt }", false)]
+    [InlineData("tls: { ca_file: /c/ca.crt, key_file: /c/tls.key }", false)]
+    [InlineData("tls: { ca_file: ca.crt }", false)]
+    [InlineData("tls: { ca_file: /c/ }", false)]
+    [InlineData("tls: { ca_file: /c/ca.crt }, authz: { sni: 10.0.0.7 }", false)]
+    [InlineData("tls: { ca_file: /c/ca.crt }, authz: { sni: \"authz:9001\" }", false)]
+    public void Schema_AgreesWithTheLoader_OnServicesTls(string services, bool valid)
+    {
+        var yaml = GatewayFiles.Minimal + $"\nservices: {{ {services} }}\n";
+        using var dir = GatewayFiles.Write(yaml);
+
+        var results = Evaluate(dir.File("gateway.yaml"));
+
+        Assert.Equal(valid, GatewayFiles.Errors(yaml).Count == 0);
+        Assert.True(valid == results.IsValid, Describe(results));
+    }
+
     [Fact]
     public void SchemaAndLoader_AcceptTheSameFieldNames()
     {
