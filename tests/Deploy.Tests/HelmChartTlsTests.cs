@@ -144,13 +144,14 @@ public sealed class HelmChartTlsTests
         Assert.NotEqual(0, exitCode);
         Assert.Contains("schema", stderr, StringComparison.OrdinalIgnoreCase);
     }
+}
 
-    private sealed class TempFolder : IDisposable
-    {
-        public string Path { get; } = Directory.CreateTempSubdirectory("legate-chart-tls-").FullName;
+/// <summary>A fresh temporary folder, deleted with it: gateway files and render output of the chart tests.</summary>
+internal sealed class TempFolder : IDisposable
+{
+    public string Path { get; } = Directory.CreateTempSubdirectory("legate-chart-tls-").FullName;
 
-        public string File(string name) => System.IO.Path.Combine(Path, name);
+    public string File(string name) => System.IO.Path.Combine(Path, name);
 
-        public void Dispose() => Directory.Delete(Path, recursive: true);
-    }
+    public void Dispose() => Directory.Delete(Path, recursive: true);
 }

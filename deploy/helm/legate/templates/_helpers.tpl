@@ -171,40 +171,57 @@ spec:
 {{- end -}}
 
 {{/*
-Every TLS file the gateway file's listeners name under /etc/legate-tls/<secret>/ must come from a Secret that
-envoy.tlsSecrets mounts there: otherwise Envoy would start without the certificate and reset every TLS connection
-(and not notice the files arriving later). Certificates and keys must be there: nothing else is mounted into Envoy's
-pod. (A client CA may also be a bundle of Envoy's image.)
+The files the gateway file has Envoy read, as a JSON list of {where, file, key}: each listener's certificates, keys
+and client CA (listeners[N].tls), and services.tls's client certificate, key and CA. "key" marks a certificate or key,
+which must be in a mounted Secret; a CA may also be a bundle of Envoy's image.
 */}}
-{{- define "legate.checkTlsSecrets" -}}
+{{- define "legate.envoyTlsFiles" -}}
 {{- $gateway := fromYaml (include "legate.gatewayFile" .) -}}
-{{- $mounted := .Values.envoy.tlsSecrets -}}
+{{- $files := list -}}
 {{- range $i, $listener := $gateway.listeners | default list -}}
 {{- if and (kindIs "map" $listener) (kindIs "map" $listener.tls) -}}
-{{- $files := list $listener.tls.client_ca_file -}}
+{{- $where := printf "listeners[%d].tls" $i -}}
 {{- range $listener.tls.certificates | default list -}}
 {{- if kindIs "map" . -}}
-{{- $files = concat $files (list .cert_file .key_file) -}}
 {{- range list .cert_file .key_file -}}
-{{- if and . (not (hasPrefix "/etc/legate-tls/" (toString .))) -}}
-{{- fail (printf "gateway: listeners[%d].tls names %s, outside /etc/legate-tls/: the chart mounts certificates and keys only there, from the Secrets in envoy.tlsSecrets (/etc/legate-tls/<secret>/tls.crt, tls.key)" $i (toString .)) -}}
+{{- if . }}{{ $files = append $files (dict "where" $where "file" (toString .) "key" true) }}{{ end -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- with $listener.tls.client_ca_file }}{{ $files = append $files (dict "where" $where "file" (toString .) "key" false) }}{{ end -}}
 {{- end -}}
-{{- range $files -}}
-{{- $file := toString . -}}
+{{- end -}}
+{{- if and (kindIs "map" $gateway.services) (kindIs "map" ($gateway.services | default dict).tls) -}}
+{{- $tls := $gateway.services.tls -}}
+{{- range list $tls.cert_file $tls.key_file -}}
+{{- if . }}{{ $files = append $files (dict "where" "services.tls" "file" (toString .) "key" true) }}{{ end -}}
+{{- end -}}
+{{- with $tls.ca_file }}{{ $files = append $files (dict "where" "services.tls" "file" (toString .) "key" false) }}{{ end -}}
+{{- end -}}
+{{- toJson $files -}}
+{{- end -}}
+
+{{/*
+Every TLS file the gateway file names under /etc/legate-tls/<secret>/ (its listeners', and services.tls's for the
+links to the services) must come from a Secret that envoy.tlsSecrets mounts there: otherwise Envoy would start
+without the certificate and reset every TLS connection (and not notice the files arriving later). Certificates and
+keys must be there: nothing else is mounted into Envoy's pod. (A CA may also be a bundle of Envoy's image.)
+*/}}
+{{- define "legate.checkTlsSecrets" -}}
+{{- $mounted := .Values.envoy.tlsSecrets -}}
+{{- range fromJsonArray (include "legate.envoyTlsFiles" .) -}}
+{{- $file := .file -}}
 {{- if hasPrefix "/etc/legate-tls/" $file -}}
 {{- $parts := splitList "/" (trimPrefix "/etc/legate-tls/" $file) -}}
 {{- $secret := index $parts 0 -}}
 {{- if not (has $secret $mounted) -}}
-{{- fail (printf "gateway: listeners[%d].tls names %s, but envoy.tlsSecrets does not mount a Secret named %s at /etc/legate-tls/%s/" $i $file $secret $secret) -}}
+{{- fail (printf "gateway: %s names %s, but envoy.tlsSecrets does not mount a Secret named %s at /etc/legate-tls/%s/" .where $file $secret $secret) -}}
 {{- end -}}
 {{- if ne (len $parts) 2 -}}
-{{- fail (printf "gateway: listeners[%d].tls names %s, but a Secret's keys are files directly in /etc/legate-tls/%s/ (tls.crt, tls.key, ca.crt)" $i $file $secret) -}}
+{{- fail (printf "gateway: %s names %s, but a Secret's keys are files directly in /etc/legate-tls/%s/ (tls.crt, tls.key, ca.crt)" .where $file $secret) -}}
 {{- end -}}
-{{- end -}}
-{{- end -}}
+{{- else if .key -}}
+{{- fail (printf "gateway: %s names %s, outside /etc/legate-tls/: the chart mounts certificates and keys only there, from the Secrets in envoy.tlsSecrets (/etc/legate-tls/<secret>/tls.crt, tls.key)" .where $file) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -241,29 +258,58 @@ gateway file's default, 8080.
 {{- end -}}
 
 {{/*
-The keys of the Secret mounted at /etc/legate-tls/<secret>/ (the "secret" argument) that the gateway file's listeners
-name, one a line. Listed as the volume's items, a key the Secret lacks keeps the pod from starting, with an event
-naming it: Envoy started without the file would report ready, reset every TLS connection and never notice the file
-arriving later.
+The keys of the Secret mounted at /etc/legate-tls/<secret>/ (the "secret" argument) that the gateway file names for
+Envoy (listener TLS, services.tls), one a line. Listed as the volume's items, a key the Secret lacks keeps the pod from
+starting, with an event naming it: Envoy started without the file would report ready, reset every TLS connection and
+never notice the file arriving later.
 */}}
 {{- define "legate.tlsSecretKeys" -}}
-{{- $gateway := fromYaml (include "legate.gatewayFile" .root) -}}
 {{- $prefix := printf "/etc/legate-tls/%s/" .secret -}}
 {{- $keys := list -}}
-{{- range $gateway.listeners | default list -}}
-{{- if and (kindIs "map" .) (kindIs "map" .tls) -}}
-{{- $files := list .tls.client_ca_file -}}
-{{- range .tls.certificates | default list -}}
-{{- if kindIs "map" . -}}
-{{- $files = concat $files (list .cert_file .key_file) -}}
-{{- end -}}
-{{- end -}}
-{{- range $files -}}
-{{- if hasPrefix $prefix (toString .) -}}
-{{- $keys = append $keys (trimPrefix $prefix (toString .)) -}}
-{{- end -}}
-{{- end -}}
+{{- range fromJsonArray (include "legate.envoyTlsFiles" .root) -}}
+{{- if hasPrefix $prefix .file -}}
+{{- $keys = append $keys (trimPrefix $prefix .file) -}}
 {{- end -}}
 {{- end -}}
 {{- $keys | uniq | sortAlpha | join "\n" -}}
+{{- end -}}
+
+{{/*
+Service-link TLS: the gateway file's services.tls (what Envoy speaks to the services) and serviceTls (what they
+serve) must agree, or every call from Envoy to authz, ratelimit and statsink fails — with authz failing closed, every
+request. A service needs its certificate Secret, and a service asking for a client certificate needs Envoy to have one.
+*/}}
+{{- define "legate.checkServiceTls" -}}
+{{- $gateway := fromYaml (include "legate.gatewayFile" .) -}}
+{{- $services := $gateway.services | default dict -}}
+{{- $tls := and (kindIs "map" $services) (kindIs "map" $services.tls) -}}
+{{- $v := .Values.serviceTls -}}
+{{- if and $tls (not $v.enabled) -}}
+{{- fail "gateway: services.tls has Envoy call the services over TLS, but serviceTls.enabled is false: they would serve h2c and every call would fail; set serviceTls.enabled=true and their certificate Secrets in serviceTls.secrets" -}}
+{{- end -}}
+{{- if and $v.enabled (not $tls) -}}
+{{- fail "serviceTls.enabled: the services serve TLS, but the gateway file has no services.tls: Envoy would call them in h2c and every call would fail; add services.tls (ca_file, cert_file, key_file at /etc/legate-tls/<secret>/, a Secret in envoy.tlsSecrets)" -}}
+{{- end -}}
+{{- if $v.enabled -}}
+{{- range $component := list "authz" "ratelimit" "statsink" -}}
+{{- if not (get $v.secrets $component) -}}
+{{- fail (printf "serviceTls.secrets.%s: set the Secret (kubernetes.io/tls: tls.crt, tls.key) holding %s's certificate" $component $component) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $v.requireClientCertificate (not $services.tls.cert_file) -}}
+{{- fail "serviceTls.requireClientCertificate: the services require a client certificate, but the gateway file's services.tls gives Envoy none: add cert_file and key_file (from a Secret in envoy.tlsSecrets), or set serviceTls.requireClientCertificate=false" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+A service's TLS Secrets as (dict "secret" S "clientCa" C), JSON: S holds its certificate (tls.crt, tls.key), C the CA
+(ca.crt) Envoy's client certificate must chain to (empty: no client certificate asked for); both empty without
+serviceTls. Call with (dict "root" $ "component" "authz").
+*/}}
+{{- define "legate.serviceTlsSecrets" -}}
+{{- $v := .root.Values.serviceTls -}}
+{{- $secret := ternary (get $v.secrets .component) "" (and $v.enabled true) -}}
+{{- $clientCa := ternary ($v.clientCaSecret | default $secret) "" (and $v.enabled $v.requireClientCertificate) -}}
+{{- toJson (dict "secret" $secret "clientCa" $clientCa) -}}
 {{- end -}}
