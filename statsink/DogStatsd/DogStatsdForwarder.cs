@@ -95,10 +95,11 @@ internal sealed class DogStatsdForwarder : IFlushObserver, IHostedService, IDisp
             }
             catch (SocketException e)
             {
-                // UDP to an absent agent can report ICMP errors: counted, logged (throttled), and the next datagram tried.
-                _failed.Inc();
+                // UDP to an absent agent can report ICMP errors: logged (throttled), counted, and the next datagram
+                // tried. Counted after the line, so that a scrape showing a failure finds the line it was due.
                 if (_sendFailures.TryReport(out var failed))
                     StatSinkLog.DogStatsdSendFailed(_logger, e, failed, _endpoint!.ToString()!, _sendFailures.Interval.TotalSeconds);
+                _failed.Inc();
             }
         }
     }
