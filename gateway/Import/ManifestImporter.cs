@@ -538,9 +538,9 @@ internal sealed partial class ManifestImporter
         if (grpc)
         {
             if (matches is null || matches.Children.Count == 0)
-                GrpcMatch(m, rule, field, hosts, index, 0, null, backends);
+                GrpcMatch(m, rule, field, hosts, index, 0, null, backends, ruleFilters);
             for (var k = 0; k < (matches?.Children.Count ?? 0); k++)
-                GrpcMatch(m, matches!.Children[k], $"{field}.matches[{k}]", hosts, index, k, matches.Children[k] as YamlMappingNode, backends);
+                GrpcMatch(m, matches!.Children[k], $"{field}.matches[{k}]", hosts, index, k, matches.Children[k] as YamlMappingNode, backends, ruleFilters);
             return;
         }
         if (matches is null || matches.Children.Count == 0)
@@ -662,9 +662,12 @@ internal sealed partial class ManifestImporter
     private static List<string> Strings(YamlMappingNode map, string key)
         => Get(map, key) is YamlSequenceNode seq ? seq.Children.OfType<YamlScalarNode>().Select(x => x.Value ?? "").ToList() : [];
 
-    /// <summary>A GRPCRoute match: the gRPC path is <c>/service/method</c>; no match means every call.</summary>
+    /// <summary>
+    /// A GRPCRoute match: the gRPC path is <c>/service/method</c>; no match means every call. The rule's header
+    /// modifiers apply as on an HTTPRoute (GRPCRoute has RequestHeaderModifier and ResponseHeaderModifier too).
+    /// </summary>
     private void GrpcMatch(Manifest m, YamlNode node, string field, List<string> hosts, int rule, int index, YamlMappingNode? match,
-        List<KeyValuePair<string, int>> backends)
+        List<KeyValuePair<string, int>> backends, RuleFilters? filters)
     {
         var (kind, path) = ("prefix", "/");
         if (match is not null && Get(match, "method") is YamlMappingNode method)
@@ -693,7 +696,7 @@ internal sealed partial class ManifestImporter
             return;
         // GRPCRoute ranks a matching service above a matching method: a method of any service comes after the prefixes.
         var anyService = match is not null && Get(match, "method") is YamlMappingNode mm && Str(mm, "service") is null && kind == "regex";
-        AddRoute(m, node, field, $"{rule}.{index}", kind, path, [], headers, [], hosts, backends, null, null, anyService ? 3 : null);
+        AddRoute(m, node, field, $"{rule}.{index}", kind, path, [], headers, [], hosts, backends, null, null, anyService ? 3 : null, filters: filters);
     }
 
     /// <summary>

@@ -311,6 +311,35 @@ public sealed class ImportTests : IDisposable
         Assert.Equal("user-v2.grpc.svc.cluster.local:50051", backend.Endpoints.Single().ToString());
     }
 
+    [Fact]
+    public void GrpcRoute_HeaderModifiers_AreImported_NotDroppedSilently()
+    {
+        // GRPCRoute has RequestHeaderModifier and ResponseHeaderModifier filters too: they map as HTTPRoute's do.
+        File.WriteAllText(_dir.File("grpc-mods.yaml"), """
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: GRPCRoute
+            metadata: { name: g, namespace: ns }
+            spec:
+              rules:
+              - matches: [{ method: { service: pkg.Users, method: Get } }]
+                filters:
+                  - type: RequestHeaderModifier
+                    requestHeaderModifier: { set: [{ name: X-Api, value: "2" }], remove: [x-debug] }
+                  - type: ResponseHeaderModifier
+                    responseHeaderModifier: { remove: [server] }
+                backendRefs: [{ name: svc, port: 50051 }]
+            """);
+
+        var (code, yaml, stderr) = Run(_dir.File("grpc-mods.yaml"));
+
+        Assert.True(code == Cli.Ok, stderr);
+        Assert.DoesNotContain("not applied", stderr, StringComparison.Ordinal);
+        var route = GatewayLoader.Load(new RulesFile("imported.yaml", yaml)).Routes.Single();
+        Assert.Equal([new("x-api", "2")], route.RequestHeaders!.Set);
+        Assert.Equal(["x-debug"], route.RequestHeaders.Remove);
+        Assert.Equal(["server"], route.ResponseHeaders!.Remove);
+    }
+
     [Theory]
     [InlineData("/pkg.Users/Get", true)]
     [InlineData("/pkg.Orders/List", true)]
