@@ -763,7 +763,8 @@ internal sealed partial class ManifestImporter
                 string? problem = name.StartsWith(':') || name == "host" ? $"'{name}' cannot be edited by a route (Envoy refuses it)"
                     : !HeaderPattern().IsMatch(name) ? $"'{name}' is not a header name"
                     : GatewayLoader.HopByHopHeaders.Contains(name) ? $"'{name}' is a hop-by-hop or framing header Envoy sets itself"
-                    : request && identity.Contains(name, StringComparer.Ordinal) ? $"'{name}' is an identity header: only authz sets it"
+                    : request && (list == "remove" ? identity.Contains(name, StringComparer.Ordinal) : GatewayLoader.IdentityHeaderLike(name, identity) is not null)
+                        ? $"'{name}' is an identity header: only authz sets it"
                     : list != "remove" && (value.Length == 0 || value.Any(char.IsControl)) ? $"the value of '{name}' is empty or holds a control character"
                     : !seen.Add(name) ? $"'{name}' is edited twice"
                     : null;

@@ -1391,13 +1391,19 @@ internal static partial class GatewayLoader
                 foreach (var (list, verb) in new[] { ("set", "setting"), ("add", "adding"), ("remove", "removing") })
                 {
                     var names = list switch { "set" => edits.Set.Select(h => h.Key), "add" => edits.Add.Select(h => h.Key), _ => edits.Remove };
-                    foreach (var name in names.Where(n => identityHeaders.Contains(n, StringComparer.OrdinalIgnoreCase)))
+                    foreach (var name in names)
                     {
+                        // Removing x_legate_tenant leaves authz's x-legate-tenant alone; sending it forges one for a backend that reads '_' as '-'.
+                        if ((list == "remove" ? identityHeaders.FirstOrDefault(h => h.Equals(name, StringComparison.OrdinalIgnoreCase)) : IdentityHeaderLike(name, identityHeaders)) is not { } identity)
+                            continue;
+                        var which = identity.Equals(name, StringComparison.OrdinalIgnoreCase)
+                            ? $"'{name}' is an identity header"
+                            : $"'{name}' is an identity header (backends that read '_' as '-' take it for {identity})";
                         y.Add(Field(map, list) is YamlMappingNode m ? m.Children.Keys.First(k => k is YamlScalarNode { Value: var v } && v == name) : Field(map, list) ?? map,
                             $"routes[{i}].request_headers.{list}",
                             list == "remove"
-                                ? $"'{name}' is an identity header: the route's edits apply after authz, so removing it would drop what authz set (every listener already removes the client's own on arrival)"
-                                : $"'{name}' is an identity header: the route's edits apply after authz, so {verb} it would forge an identity authz never gave",
+                                ? $"{which}: the route's edits apply after authz, so removing it would drop what authz set (every listener already removes the client's own on arrival)"
+                                : $"{which}: the route's edits apply after authz, so {verb} it would forge an identity authz never gave",
                             "edit another header; authz alone sets the identity headers");
                     }
                 }
@@ -1429,6 +1435,14 @@ internal static partial class GatewayLoader
             return list.Length == 0 ? $"the file defines no {section}" : $"defined {section}: {string.Join(", ", list)}";
         }
     }
+
+    /// <summary>
+    /// The identity header <paramref name="name"/> would pass for at a backend, or null: names compare in any case and
+    /// with '_' as '-', as CGI-style servers read them (HTTP_X_LEGATE_TENANT); the listeners refuse such names from
+    /// clients (headers_with_underscores_action), and a route must not send one either.
+    /// </summary>
+    internal static string? IdentityHeaderLike(string name, IEnumerable<string> identityHeaders)
+        => identityHeaders.FirstOrDefault(h => string.Equals(h.Replace('_', '-'), name.Replace('_', '-'), StringComparison.OrdinalIgnoreCase));
 
     /// <summary>
     /// Headers a route may not edit: connection-specific and framing headers, which Envoy manages itself per hop

@@ -210,6 +210,9 @@ public sealed class RouteHeadersTests : IDisposable
     [InlineData("", "request_headers: { set: { x-legate-tenant: acme } }", "routes[0].request_headers.set", "'x-legate-tenant' is an identity header: the route's edits apply after authz, so setting it would forge")]
     [InlineData("", "request_headers: { add: { x-legate-client: me } }", "routes[0].request_headers.add", "adding it would forge")]
     [InlineData("", "request_headers: { remove: [x-legate-subject] }", "routes[0].request_headers.remove", "removing it would drop what authz set")]
+    // Many backends read '_' as '-' (CGI-style HTTP_X_LEGATE_TENANT): the listeners refuse such names from clients, a route may not send one.
+    [InlineData("", "request_headers: { set: { x_legate_tenant: acme } }", "routes[0].request_headers.set", "'x_legate_tenant' is an identity header (backends that read '_' as '-' take it for x-legate-tenant)")]
+    [InlineData("identity_headers: { claims: { email: X-User-Email } }\n", "request_headers: { add: { x-user_email: a@b.c } }", "routes[0].request_headers.add", "take it for X-User-Email")]
     [InlineData("identity_headers: { tenant: x-org, claims: { email: x-user-email } }\n", "request_headers: { set: { x-user-email: a@b.c } }", "routes[0].request_headers.set", "'x-user-email' is an identity header")]
     [InlineData("identity_headers: { tenant: x-org }\n", "request_headers: { remove: [x-org] }", "routes[0].request_headers.remove", "'x-org' is an identity header")]
     [InlineData("", "request_headers: { set: { host: a.example } }", "routes[0].request_headers.set", "Envoy does not let a route edit 'host'")]

@@ -312,6 +312,30 @@ public sealed class ImportTests : IDisposable
     }
 
     [Fact]
+    public void RequestHeaderModifier_OfAnIdentityHeaderSpelledWithUnderscores_IsReported_NotApplied()
+    {
+        // A backend that reads '_' as '-' (CGI-style HTTP_X_LEGATE_CLIENT) would take it for authz's x-legate-client.
+        File.WriteAllText(_dir.File("underscore.yaml"), """
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: HTTPRoute
+            metadata: { name: u, namespace: ns }
+            spec:
+              rules:
+                - filters:
+                    - type: RequestHeaderModifier
+                      requestHeaderModifier: { set: [{ name: X_Legate_Client, value: admin }, { name: x-api, value: "2" }] }
+                  backendRefs: [{ name: svc, port: 8080 }]
+            """);
+
+        var (code, yaml, stderr) = Run(_dir.File("underscore.yaml"));
+
+        Assert.True(code == Cli.Ok, stderr);
+        Assert.Contains("requestHeaderModifier.set[0]: 'x_legate_client' is an identity header", stderr, StringComparison.Ordinal);
+        var route = GatewayLoader.Load(new RulesFile("imported.yaml", yaml)).Routes.Single();
+        Assert.Equal([new("x-api", "2")], route.RequestHeaders!.Set);
+    }
+
+    [Fact]
     public void GrpcRoute_HeaderModifiers_AreImported_NotDroppedSilently()
     {
         // GRPCRoute has RequestHeaderModifier and ResponseHeaderModifier filters too: they map as HTTPRoute's do.
