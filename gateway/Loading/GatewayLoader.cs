@@ -932,10 +932,15 @@ internal static partial class GatewayLoader
                 }
                 return (null, true);
             }
-            var host = value.LastIndexOf(':') is var colon and > 0 && !value.Contains("::", StringComparison.Ordinal) && value.Count(c => c == ':') == 1 ? value[..colon] : value;
-            var port = host.Length == value.Length ? null : value[(host.Length + 1)..];
-            if ((HostPattern().IsMatch(host) || System.Net.IPAddress.TryParse(host.Trim('[', ']'), out _))
-                && (port is null || (int.TryParse(port, NumberStyles.None, CultureInfo.InvariantCulture, out var p) && p is >= 1 and <= 65535)))
+            // A Host value: name or IPv4 address, or an IPv6 address in brackets (bare, its colons would read as a port).
+            var close = value.StartsWith('[') ? value.IndexOf(']', StringComparison.Ordinal) : -1;
+            var (host, port) = close > 0
+                ? (value[..(close + 1)], close + 1 == value.Length ? null : value[(close + 1)..] is [':', .. var rest] ? rest : "")
+                : value.Split(':') is [var h, var pt] ? (h, pt) : (value, (string?)null);
+            var hostOk = close > 0
+                ? System.Net.IPAddress.TryParse(host[1..^1], out var v6) && v6.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6
+                : HostPattern().IsMatch(host);
+            if (hostOk && (port is null || (int.TryParse(port, NumberStyles.None, CultureInfo.InvariantCulture, out var p) && p is >= 1 and <= 65535)))
             {
                 return (value, false);
             }

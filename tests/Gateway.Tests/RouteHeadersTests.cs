@@ -267,6 +267,8 @@ public sealed class RouteHeadersTests : IDisposable
     [InlineData("rewrite_host: orders.internal", "orders.internal", false)]
     [InlineData("rewrite_host: \"orders.internal:8443\"", "orders.internal:8443", false)]
     [InlineData("rewrite_host: 10.0.0.7", "10.0.0.7", false)]
+    [InlineData("rewrite_host: \"[::1]:8080\"", "[::1]:8080", false)]
+    [InlineData("rewrite_host: \"[fd00::7]\"", "[fd00::7]", false)]
     [InlineData("rewrite_host: true", null, true)]
     [InlineData("rewrite_host: false", null, false)]
     public void RewriteHost_IsALiteralHost_OrTrueForTheBackendsOwn(string field, string? literal, bool auto)
@@ -284,6 +286,8 @@ public sealed class RouteHeadersTests : IDisposable
     [InlineData("backend: dns, rewrite_host: Orders.Internal", "'Orders.Internal' is not a host name")]
     [InlineData("backend: dns, rewrite_host: \"orders.internal:0\"", "'orders.internal:0' is not a host name")]
     [InlineData("backend: dns, rewrite_host: orders.internal/v1", "is not a host name")]
+    [InlineData("backend: dns, rewrite_host: \"::1\"", "'::1' is not a host name")]   // a Host needs the brackets
+    [InlineData("backend: dns, rewrite_host: \"[orders.internal]\"", "is not a host name")]
     public void ARewriteHostEnvoyCannotApply_IsAnError(string route, string problem)
     {
         var errors = GatewayFiles.Errors(WithRoutes($"  - {{ name: api, match: {{ prefix: / }}, {route} }}")
