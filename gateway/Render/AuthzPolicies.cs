@@ -1,4 +1,5 @@
 using Legate.Gateway.Model;
+using YamlDotNet.RepresentationModel;
 using static Legate.Hosting.Rules.YamlNodes;
 
 namespace Legate.Gateway.Render;
@@ -30,6 +31,13 @@ internal static class AuthzPolicies
         foreach (var provider in config.JwtProviders)
         {
             var map = (OrderedDictionary<string, object>)Yaml.FromNode(provider.Node);
+            // A field written as null (plan_claim: ~, typ:) is absent to the gateway loader: left out, not passed on as
+            // the text "~", "null" or "" (a plan claim named "null", a typ no token has).
+            foreach (var (key, value) in provider.Node.Children)
+            {
+                if (IsNull(value))
+                    map.Remove(((YamlScalarNode)key).Value ?? "");
+            }
             if (provider.JwksFile is not null)
                 map["jwks_file"] = JwksFileName(provider.Name);
             providers.Add(provider.Name, map);

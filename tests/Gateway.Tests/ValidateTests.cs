@@ -468,6 +468,32 @@ public sealed partial class ValidateTests
         Assert.Equal("free", set.Tenants["acme"].Plan);
     }
 
+    /// <summary>
+    /// A provider field written as null is absent to the gateway loader, so it must be absent to authz too: passed on
+    /// as written it became the text "~" or "null" (a plan read from a claim named "null", a typ no token has) or an
+    /// empty string authz refuses.
+    /// </summary>
+    [Theory]
+    [InlineData("plan_claim: ~")]
+    [InlineData("plan_claim: null")]
+    [InlineData("plan_claim:")]
+    [InlineData("typ: ~")]
+    public void AProviderFieldWrittenAsNull_IsLeftOutOfTheAuthzPolicyFile(string field)
+    {
+        using var dir = GatewayFiles.Write(WithProviderField(field));
+        using var stdout = new StringWriter();
+        using var stderr = new StringWriter();
+
+        Assert.Empty(GatewayFiles.Errors(WithProviderField(field)));
+        Assert.True(Cli.Run(["render", dir.File("gateway.yaml"), "-o", dir.File("out"), "--envoy-dir", dir.File("out/envoy")], stdout, stderr) == Cli.Ok, stderr.ToString());
+
+        Assert.DoesNotContain(field.Split(':')[0], File.ReadAllText(dir.File("out/authz/policies.yaml")), StringComparison.Ordinal);
+        using var loader = new Legate.Authz.Policies.AuthzPolicyLoader(TimeProvider.System);
+        using var set = loader.Load(Legate.Hosting.Rules.RulesFiles.Read(dir.File("out/authz/policies.yaml")));
+        Assert.Null(set.Providers.Single().Options.PlanClaim);
+        Assert.Null(set.Providers.Single().Options.RequireTyp);
+    }
+
     [Theory]
     [InlineData("plan_claim: []", 17, "names no claim")]
     [InlineData("plan_claim: [a, b, c, d, e, f, g, h, i]", 17, "names 9 nested members, more than 8")]
