@@ -279,7 +279,8 @@ internal sealed record QuotaSet(Quota? Tenant, Quota? Client, Quota? Source)
 
 /// <summary>
 /// A plan's quotas: <paramref name="Quotas"/> <c>Tenant</c> for each tenant whose <c>plan:</c> it is, <c>Client</c> for each
-/// client whose plan authz reports as this one (the API key's plan, else its tenant's). <c>Source</c> is never set.
+/// client whose plan authz reports as this one (the API key's plan or a JWT's plan claim, else its
+/// tenant's). <c>Source</c> is never set.
 /// </summary>
 internal sealed record PlanConfig(string Name, QuotaSet Quotas);
 

@@ -15,8 +15,8 @@ internal enum EntrySource
     Client,
 
     /// <summary>
-    /// authz's dynamic metadata <c>plan</c>: any string (the API key's plan, else the tenant's, else <c>default</c>), so
-    /// also plans the gateway file does not list.
+    /// authz's dynamic metadata <c>plan</c>: any string (the API key's plan or a JWT's plan claim, else the tenant's,
+    /// else <c>default</c>), so also plans the gateway file does not list.
     /// </summary>
     Plan,
 

@@ -5,8 +5,9 @@ namespace Legate.Gateway.Render;
 /// <summary>
 /// Which quota applies to whom, the one resolution the ratelimit rules are generated from and checked against: a
 /// tenant's own quota, else its plan's, else the file's default (<c>quotas:</c>). A tenant's plan is its <c>plan:</c> in
-/// the file, fixed at render time; a client's plan is what authz reports per request (the API key's plan, else its
-/// tenant's, else <see cref="Descriptors.NoPlan"/>), so a plan the file does not list gets the file's default.
+/// the file, fixed at render time; a client's plan is what authz reports per request (the API key's plan or a JWT's
+/// plan claim, else its tenant's, else <see cref="Descriptors.NoPlan"/>), so a plan the file does not list gets the
+/// file's default.
 /// </summary>
 internal static class EffectiveQuotas
 {
