@@ -580,6 +580,6 @@ public sealed partial class AuthorizationDecider
     private static partial void LogInternalError(ILogger logger, long failedChecks, double intervalSeconds, string exceptionType, string tenant, string policy);
 
     [LoggerMessage(EventId = 4102, EventName = "InvalidPlanClaim", Level = LogLevel.Warning,
-        Message = "{RefusedTokens} valid token(s) were refused since the last such line (at most one every {IntervalSeconds} s) because their plan claim is no plan (not a string, or not 1 to 64 characters without control characters), the latest from JWT provider '{Provider}' (tenant {Tenant})")]
+        Message = "{RefusedTokens} valid token(s) were refused since the last such line (at most one every {IntervalSeconds} s) because their plan claim is no plan (not a string of 1 to 64 characters without control characters, a path through something other than an object, or a member of its path named twice), the latest from JWT provider '{Provider}' (tenant {Tenant})")]
     private static partial void LogInvalidPlanClaim(ILogger logger, long refusedTokens, double intervalSeconds, string provider, string tenant);
 }
