@@ -20,13 +20,17 @@ internal sealed class LocalGateway : IAsyncDisposable
 
     private readonly LocalServices _services;
 
-    private LocalGateway(LocalServices services, EchoUpstream? echo, string outputDir, string summary)
+    private LocalGateway(LocalServices services, EchoUpstream? echo, string outputDir, string summary, bool servicesTlsDropped)
     {
         _services = services;
         Echo = echo;
         OutputDir = outputDir;
         Summary = summary;
+        ServicesTlsDropped = servicesTlsDropped;
     }
+
+    /// <summary>The gateway file has <c>services.tls</c>, which the rendered Envoy config leaves out: the embedded services speak h2c.</summary>
+    public bool ServicesTlsDropped { get; }
 
     /// <summary>The sample's backend (null for a gateway file of the user's own, whose backends are theirs).</summary>
     public EchoUpstream? Echo { get; }
@@ -85,7 +89,7 @@ internal sealed class LocalGateway : IAsyncDisposable
             var result = GatewayRenderer.Render(local, options);
             SelfCheck.Run(local, result);
             OutputWriter.Write(outputDir, result.Files);
-            return new LocalGateway(services, echo, outputDir, result[GatewayRenderer.SummaryFile].Text);
+            return new LocalGateway(services, echo, outputDir, result[GatewayRenderer.SummaryFile].Text, config.Services.Tls is not null);
         }
         catch
         {

@@ -104,6 +104,8 @@ internal static class UpCommand
         text.Append(gateway.Summary).AppendLine();
         text.AppendLine($"Legate is up: {file ?? "the bundled sample gateway file"} rendered to {gateway.OutputDir}");
         text.AppendLine("(embedded defaults: in-memory counters, file key store; no Redis, no Docker).");
+        if (gateway.ServicesTlsDropped)
+            text.AppendLine("services.tls is not used here: the services listen in plain h2c on 127.0.0.1, and Envoy calls them so.");
         text.AppendLine();
         text.AppendLine("  service     gRPC (Envoy calls this)   HTTP (/metrics, /healthz, /readyz)");
         foreach (var service in gateway.Services)

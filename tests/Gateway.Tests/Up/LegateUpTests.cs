@@ -186,6 +186,21 @@ public sealed partial class LegateUpTests : IDisposable
     }
 
     [Fact]
+    public async Task ServicesTls_IsLeftOutOfTheLocalEnvoyConfig_AndUpSaysSo()
+    {
+        // The embedded services listen in h2c on loopback: an Envoy calling them over TLS would get nothing.
+        var file = _out.File("tls-gateway.yaml");
+        File.WriteAllText(file, ServiceTlsTests.ServicesTls);
+        var gateway = await LocalGateway.StartAsync(file, _out.File("out"), freePorts: true, Ct);
+        await using (gateway)
+        {
+            Assert.True(gateway.ServicesTlsDropped);
+            Assert.Contains("services.tls is not used here", UpCommand.Describe(gateway, file), StringComparison.Ordinal);
+            Assert.DoesNotContain("UpstreamTlsContext", File.ReadAllText(gateway.EnvoyBootstrap), StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
     public void InvalidGatewayFile_ExitsOneAndStartsNothing()
     {
         var file = _out.File("bad.yaml");
