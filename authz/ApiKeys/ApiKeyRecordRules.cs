@@ -24,7 +24,10 @@ public static partial class ApiKeyRecordRules
 
     public static bool IsName(string value) => NamePattern().IsMatch(value);
 
-    public static bool IsPlan(string value) => value.Length is > 0 and <= 64 && !value.Any(char.IsControl);
+    // char.IsControl's ranges (C0, DEL and C1), searched without enumerating the string: a JWT's plan claim is checked
+    // on every token-cache miss.
+    public static bool IsPlan(string value) =>
+        value.Length is > 0 and <= 64 && value.AsSpan().IndexOfAnyInRange('\u0000', '\u001F') < 0 && value.AsSpan().IndexOfAnyInRange('\u007F', '\u009F') < 0;
 
     public static bool IsClientId(string value) => ClientPattern().IsMatch(value);
 

@@ -105,6 +105,16 @@ public sealed class FileApiKeyStoreTests : IDisposable
         Assert.StartsWith("keys.yaml:", Error($"- id: AAAAAAAAAAAA\n  id: BBBBBBBBBBBB\n  sha256: {Hash}\n  tenant: a\n  client: c\n").Message, StringComparison.Ordinal);
 
     [Fact]
+    public void PlanRule_RefusesExactlyTheControlCharacters_AndLengthsOutsideOneTo64()
+    {
+        for (var c = char.MinValue; c < char.MaxValue; c++)
+            Assert.True(ApiKeyRecordRules.IsPlan("gold" + c) != char.IsControl(c), $"U+{(int)c:X4}");
+        Assert.False(ApiKeyRecordRules.IsPlan(""));
+        Assert.True(ApiKeyRecordRules.IsPlan(new string('p', 64)));
+        Assert.False(ApiKeyRecordRules.IsPlan(new string('p', 65)));
+    }
+
+    [Fact]
     public void Writer_RoundTrips_ThroughTheLoader()
     {
         // Values YAML would misread unquoted, within what a record may hold (ApiKeyRecordRules).
