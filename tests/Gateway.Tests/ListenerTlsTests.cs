@@ -28,15 +28,7 @@ public sealed class ListenerTlsTests : IDisposable
                 - { cert_file: /etc/ssl/certs/globex.pem, key_file: /etc/ssl/private/globex.key }
               min_version: "1.3"
               client_ca_file: /etc/legate-tls/clients/ca.crt
-        backends:
-          api: { urls: [http://127.0.0.1:9999] }
-        tenants:
-          acme: { hosts: [api.acme.example] }
-        policies:
-          default: { credentials: [jwt] }
-        routes:
-          - { name: api, match: { prefix: / }, backend: api }
-        """;
+        """ + "\n" + GatewayFiles.Minimal;
 
     private static string WithListeners(string listeners) => GatewayFiles.Minimal + "\nlisteners:\n" + listeners;
 

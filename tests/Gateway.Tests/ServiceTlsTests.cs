@@ -27,15 +27,7 @@ public sealed class ServiceTlsTests : IDisposable
           authz: { address: authz:9001 }
           ratelimit: { address: ratelimit:9002, sni: ratelimit.legate.svc }
           statsink: { address: 10.0.0.7:9003 }
-        backends:
-          api: { urls: [http://127.0.0.1:9999] }
-        tenants:
-          acme: { hosts: [api.acme.example] }
-        policies:
-          default: { credentials: [jwt] }
-        routes:
-          - { name: api, match: { prefix: / }, backend: api }
-        """;
+        """ + "\n" + GatewayFiles.Minimal;
 
     private static string WithServices(string services) => GatewayFiles.Minimal + "\nservices:\n" + services;
 
